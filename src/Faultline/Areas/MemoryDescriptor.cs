@@ -1,0 +1,130 @@
+using Faultline.Concurrency;
+using Faultline.Diagnostics;
+using Faultline.Paging;
+using Faultline.Physical;
+
+namespace Faultline.Areas;
+
+/// <summary>
+/// The state of one address space that every layer above shares (the kernel's <c>mm_struct</c>): the mmap lock, the
+/// VMA tree, the page table and its arena, the grace-period domain of its Cpus, the TLB generation, counters.
+/// </summary>
+/// <remarks>
+/// Lock order (outermost first), stated once for the whole library:
+/// <list type="number">
+/// <item><c>MmapLock</c> (read or write);</item>
+/// <item>a VMA's lock: readers via <c>Vma.TryStartRead</c> (never wait); writers via <c>Vma.StartWrite</c> with the mmap write lock held;</item>
+/// <item>a PTE table's split lock (<c>PageTable.PteLock</c>);</item>
+/// <item><c>PageTable.EnterPageTableLock</c> (upper levels, anon_vma assignment);</item>
+/// <item>the frame allocator's lock (leaf).</item>
+/// </list>
+/// A Cpu read section (<c>RcuReader</c>) may be entered with any of these held, but inside one a thread only
+/// <em>try</em>-locks (the speculative path), and no thread waits for a grace period inside one.
+/// </remarks>
+internal sealed class MemoryDescriptor : IDisposable
+{
+    /// <summary>Top of the user address space (<c>TASK_SIZE_MAX</c> for 47-bit x86-64): 2^47 - 4096.</summary>
+    public const ulong TaskSize = 0x7FFF_FFFF_F000UL;
+    /// <summary>Bytes in a page.</summary>
+    public const ulong PageSize = 4096;
+
+    private readonly object _counterRegistry = new();
+    private readonly List<EventCounters> _cpuCounters = [];
+    private readonly long[] _retired = new long[EventNames.Count];
+    private int _users;
+    private long _anonPages;
+
+    /// <summary>Creates the state of an empty address space.</summary>
+    public MemoryDescriptor(FaultlineOptions options)
+    {
+        Options = options;
+        long frames = options.PhysicalMemoryBytes / PhysicalMemory.FrameSize;
+        if (frames is < 16 or > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "PhysicalMemoryBytes must hold 16 to 2^31 frames");
+        }
+        if (options.TlbEntries <= 0 || (options.TlbEntries & (options.TlbEntries - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
+        }
+        Memory = new PhysicalMemory((int)frames, options.PoisonFreedFrames);
+        PageTable = new PageTable(Memory);
+    }
+
+    /// <summary>Settings.</summary>
+    public FaultlineOptions Options { get; }
+    /// <summary><c>mmap_lock</c>.</summary>
+    public MmapLock MmapLock { get; } = new();
+    /// <summary><c>mm_mt</c>.</summary>
+    public VmaTree Tree { get; } = new();
+    /// <summary><c>mm->vma_writer_wait</c>.</summary>
+    public VmaWriterWait WriterWait { get; } = new();
+    /// <summary>Probe points (tests).</summary>
+    public ProbeSet Probes { get; } = new();
+    /// <summary>Guest RAM.</summary>
+    public PhysicalMemory Memory { get; }
+    /// <summary>The page table.</summary>
+    public PageTable PageTable { get; }
+    /// <summary>Grace periods over this address space's Cpus.</summary>
+    public RcuDomain Rcu { get; } = new();
+    /// <summary>TLB generation.</summary>
+    public TlbGeneration Tlb { get; } = new();
+    /// <summary>Counters of events not tied to a Cpu (writers).</summary>
+    public EventCounters SharedCounters { get; } = new();
+
+    /// <summary><c>mm_users</c>: attached Cpus.</summary>
+    public int Users => Volatile.Read(ref _users);
+
+    /// <summary><c>MM_ANONPAGES</c>: resident anonymous pages.</summary>
+    public long AnonPages => Interlocked.Read(ref _anonPages);
+
+    /// <summary>Adjusts the resident anonymous page count.</summary>
+    public void AddAnonPages(long delta) => Interlocked.Add(ref _anonPages, delta);
+
+    /// <summary>A new, detached VMA of this address space.</summary>
+    public Vma CreateVma(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.Backing backing) =>
+        new(MmapLock, WriterWait, Probes, start, end, pageOffset, flags, backing);
+
+    /// <summary>Registers a Cpu: its read section joins the grace-period domain and its counters the totals.</summary>
+    public void AttachCpu(RcuReader reader, EventCounters counters)
+    {
+        Rcu.Register(reader);
+        lock (_counterRegistry)
+        {
+            _cpuCounters.Add(counters);
+        }
+        Interlocked.Increment(ref _users);
+    }
+
+    /// <summary>Unregisters a Cpu, keeping its counts.</summary>
+    public void DetachCpu(RcuReader reader, EventCounters counters)
+    {
+        Interlocked.Decrement(ref _users);
+        Rcu.Unregister(reader);
+        lock (_counterRegistry)
+        {
+            _cpuCounters.Remove(counters);
+            counters.AccumulateInto(_retired);
+        }
+    }
+
+    /// <summary>Sums every counter: attached Cpus, detached ones, and writers.</summary>
+    public long[] SnapshotCounters()
+    {
+        var totals = new long[EventNames.Count];
+        lock (_counterRegistry)
+        {
+            Array.Copy(_retired, totals, totals.Length);
+            foreach (EventCounters c in _cpuCounters)
+            {
+                c.AccumulateInto(totals);
+            }
+        }
+        SharedCounters.AccumulateInto(totals);
+        totals[(int)VmEvent.GracePeriod] = Rcu.GracePeriods;
+        return totals;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Memory.Dispose();
+}

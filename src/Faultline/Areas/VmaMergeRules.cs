@@ -1,0 +1,41 @@
+namespace Faultline.Areas;
+
+/// <summary>
+/// When two adjacent VMAs may become one (<c>is_mergeable_vma</c>, <c>is_mergeable_anon_vma</c>) and when a VMA may
+/// share a neighbour's anon_vma (<c>anon_vma_compatible</c>).
+/// </summary>
+internal static class VmaMergeRules
+{
+    /// <summary>
+    /// True when <paramref name="left"/> (ending where <paramref name="right"/> starts) can merge with it: same flags,
+    /// backing and policy, continuous page offsets, and anon_vmas that are equal or not both set.
+    /// </summary>
+    public static bool CanMerge(Vma left, Vma right) =>
+        left.End == right.Start
+        && left.Flags == right.Flags
+        && ReferenceEquals(left.Backing, right.Backing)
+        && left.Policy == right.Policy
+        && OffsetsContinue(left, right)
+        && AnonVmasCompatible(left.AnonVma, right.AnonVma);
+
+    /// <summary>
+    /// <c>is_mergeable_anon_vma</c> for a process that never forked (every anon_vma chain is singular): either is
+    /// unset, or both are the same.
+    /// </summary>
+    public static bool AnonVmasCompatible(AnonVma? a, AnonVma? b) => a is null || b is null || ReferenceEquals(a, b);
+
+    /// <summary>
+    /// <c>anon_vma_compatible</c>: <paramref name="b"/> may reuse <paramref name="a"/>'s anon_vma (or the reverse)
+    /// because they could merge after an mprotect: adjacent, same backing and policy, flags differing only in access
+    /// bits, continuous offsets.
+    /// </summary>
+    public static bool AnonVmaCompatible(Vma a, Vma b) =>
+        a.End == b.Start
+        && ReferenceEquals(a.Backing, b.Backing)
+        && a.Policy == b.Policy
+        && ((a.Flags ^ b.Flags) & ~VmFlags.AccessFlags) == 0
+        && OffsetsContinue(a, b);
+
+    private static bool OffsetsContinue(Vma left, Vma right) =>
+        right.PageOffset == left.PageOffset + ((right.Start - left.Start) >> 12);
+}

@@ -1,0 +1,37 @@
+namespace Faultline.Concurrency;
+
+/// <summary>
+/// Named steps of the fault paths and writers where a test can stop a thread (see <see cref="ProbeSet"/>).
+/// Each race the seed threads discuss is staged by stopping a fault at one of these while a writer runs.
+/// </summary>
+internal enum ProbePoint
+{
+    /// <summary>Speculative: the VMA was found with no lock, before its sequence is read.</summary>
+    SpeculativeAfterLookup,
+    /// <summary>Speculative: flags and protection snapshotted, sequence validated, before the page-table walk.</summary>
+    SpeculativeAfterSnapshot,
+    /// <summary>Speculative: the walk is done and the read section left, before the PTE handler runs.</summary>
+    SpeculativeBeforeHandle,
+    /// <summary>Speculative: before <c>pte_map_lock</c> (the frame is allocated for an anonymous fault).</summary>
+    SpeculativeBeforePteLock,
+    /// <summary>Speculative: a PTE-lock trylock failed inside the read section, before leaving it to retry.</summary>
+    SpeculativePteTrylockFailed,
+    /// <summary>Speculative table allocation: the new table is allocated, before <c>page_table_lock</c>.</summary>
+    SpeculativeBeforeTableInstall,
+    /// <summary>Speculative walk: inside the read section, upper levels read, before the PTE is read.</summary>
+    SpeculativeInWalk,
+    /// <summary>VMA lock: the VMA was found, before <c>vma_start_read</c>.</summary>
+    VmaLockAfterLookup,
+    /// <summary>VMA lock: the VMA is read-locked, before the fault is handled.</summary>
+    VmaLockLocked,
+    /// <summary>Anonymous fault (any path): the frame is allocated and zeroed, before the PTE lock.</summary>
+    AnonymousBeforePteLock,
+    /// <summary>Classic path: <c>mmap_lock</c> is held for read and the VMA found.</summary>
+    ClassicLocked,
+    /// <summary>Writer: TLB generation bumped, before waiting for the grace period (possibly under a PTE lock).</summary>
+    GatherBeforeGracePeriod,
+    /// <summary>Writer: <c>vma_start_write</c> is about to wait for readers to drain.</summary>
+    VmaWriterWaiting,
+    /// <summary>Writer: <c>vma_mark_detached</c> found spurious readers and is about to wait.</summary>
+    VmaDetachWaiting,
+}

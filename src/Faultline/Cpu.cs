@@ -1,0 +1,379 @@
+using System.Runtime.InteropServices;
+using Faultline.Areas;
+using Faultline.Concurrency;
+using Faultline.Diagnostics;
+using Faultline.Faults;
+using Faultline.Paging;
+
+namespace Faultline;
+
+/// <summary>
+/// A guest execution context attached to one <see cref="AddressSpace"/>: its data plane (loads, stores, fetches,
+/// atomics, span copies), with a software TLB, a read section that keeps frames alive while it touches them, and
+/// page faults raised through the address space's fault path. Use one Cpu from one thread at a time.
+/// </summary>
+/// <remarks>
+/// Every access: enter the read section (one store to this Cpu's own cache line); compare the address space's TLB
+/// generation with this TLB's and flush on change; on a TLB hit with the permission, touch the frame directly;
+/// otherwise walk the page table without locks and fill the TLB, or leave the section and fault. A writer that
+/// removes a translation bumps the generation and then waits for every section that might predate the bump, so a
+/// frame is never reused while this Cpu can still reach it.
+/// </remarks>
+public sealed unsafe class Cpu : IDisposable
+{
+    private const ulong PageOffsetMask = 0xFFF;
+    private const int FaultLivelockLimit = 100_000;
+    private const ulong UserSpaceEnd = 1UL << 47;
+
+    private readonly MemoryDescriptor _mm;
+    private readonly FaultCpu _faultCpu;
+    private readonly RcuReader _reader;
+    private readonly SoftwareTlb _tlb;
+    private AccessOutcome _lastOutcome;
+    private bool _disposed;
+
+    internal Cpu(AddressSpace addressSpace, MemoryDescriptor mm)
+    {
+        AddressSpace = addressSpace;
+        _mm = mm;
+        _faultCpu = new FaultCpu(mm.Memory);
+        _reader = _faultCpu.Reader;
+        _tlb = new SoftwareTlb(mm.Options.TlbEntries);
+        _tlb.Generation = mm.Tlb.Current;
+        mm.AttachCpu(_reader, _faultCpu.Counters);
+    }
+
+    /// <summary>The address space this Cpu runs in.</summary>
+    public AddressSpace AddressSpace { get; }
+
+    /// <summary>Reads a value; throws <see cref="SegmentationFaultException"/> if the access cannot be resolved.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public T Load<T>(ulong address) where T : unmanaged
+    {
+        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        {
+            byte* p = EnterTranslated(address, AccessKind.Read);
+            if (p != null)
+            {
+                T value = Unsafe.ReadUnaligned<T>(p);
+                _reader.Exit();
+                return value;
+            }
+            throw Fault(address, AccessKind.Read);
+        }
+        return Check(TryLoadSplit(address, AccessKind.Read, out T split), address, AccessKind.Read, split);
+    }
+
+    /// <summary>Reads a value, returning the outcome instead of throwing.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public AccessOutcome TryLoad<T>(ulong address, out T value) where T : unmanaged
+    {
+        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        {
+            byte* p = EnterTranslated(address, AccessKind.Read);
+            if (p != null)
+            {
+                value = Unsafe.ReadUnaligned<T>(p);
+                _reader.Exit();
+                return AccessOutcome.Ok;
+            }
+            value = default;
+            return _lastOutcome;
+        }
+        return TryLoadSplit(address, AccessKind.Read, out value);
+    }
+
+    /// <summary>Fetches instruction bytes (needs execute permission).</summary>
+    public T Fetch<T>(ulong address) where T : unmanaged =>
+        Check(TryFetch(address, out T value), address, AccessKind.Execute, value);
+
+    /// <summary>Fetches instruction bytes, returning the outcome.</summary>
+    public AccessOutcome TryFetch<T>(ulong address, out T value) where T : unmanaged
+    {
+        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        {
+            byte* p = EnterTranslated(address, AccessKind.Execute);
+            if (p != null)
+            {
+                value = Unsafe.ReadUnaligned<T>(p);
+                _reader.Exit();
+                return AccessOutcome.Ok;
+            }
+            value = default;
+            return _lastOutcome;
+        }
+        return TryLoadSplit(address, AccessKind.Execute, out value);
+    }
+
+    /// <summary>Writes a value; throws <see cref="SegmentationFaultException"/> if the access cannot be resolved.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Store<T>(ulong address, T value) where T : unmanaged
+    {
+        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        {
+            byte* p = EnterTranslated(address, AccessKind.Write);
+            if (p != null)
+            {
+                Unsafe.WriteUnaligned(p, value);
+                _reader.Exit();
+                return;
+            }
+            throw Fault(address, AccessKind.Write);
+        }
+        AccessOutcome outcome = TryWrite(address, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)));
+        if (outcome != AccessOutcome.Ok)
+        {
+            throw new SegmentationFaultException(address, AccessKind.Write, outcome);
+        }
+    }
+
+    /// <summary>Writes a value, returning the outcome.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public AccessOutcome TryStore<T>(ulong address, T value) where T : unmanaged
+    {
+        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        {
+            byte* p = EnterTranslated(address, AccessKind.Write);
+            if (p != null)
+            {
+                Unsafe.WriteUnaligned(p, value);
+                _reader.Exit();
+                return AccessOutcome.Ok;
+            }
+            return _lastOutcome;
+        }
+        return TryWrite(address, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)));
+    }
+
+    /// <summary>Copies guest memory into <paramref name="destination"/>, across pages; throws on an unresolvable fault.</summary>
+    public void Read(ulong address, Span<byte> destination)
+    {
+        AccessOutcome outcome = TryRead(address, destination, out ulong failedAt);
+        if (outcome != AccessOutcome.Ok)
+        {
+            throw new SegmentationFaultException(failedAt, AccessKind.Read, outcome);
+        }
+    }
+
+    /// <summary>Copies guest memory out, one translation per page; stops at the first unresolvable page.</summary>
+    public AccessOutcome TryRead(ulong address, Span<byte> destination) => TryRead(address, destination, out _);
+
+    private AccessOutcome TryRead(ulong address, Span<byte> destination, out ulong failedAt)
+    {
+        int done = 0;
+        while (done < destination.Length)
+        {
+            ulong at = address + (ulong)done;
+            int chunk = (int)Math.Min((ulong)(destination.Length - done), 4096 - (at & PageOffsetMask));
+            byte* p = EnterTranslated(at, AccessKind.Read);
+            if (p == null)
+            {
+                failedAt = at;
+                return _lastOutcome;
+            }
+            new ReadOnlySpan<byte>(p, chunk).CopyTo(destination.Slice(done, chunk));
+            _reader.Exit();
+            done += chunk;
+        }
+        failedAt = 0;
+        return AccessOutcome.Ok;
+    }
+
+    /// <summary>Copies <paramref name="source"/> into guest memory, across pages; throws on an unresolvable fault.</summary>
+    public void Write(ulong address, ReadOnlySpan<byte> source)
+    {
+        AccessOutcome outcome = TryWrite(address, source, out ulong failedAt);
+        if (outcome != AccessOutcome.Ok)
+        {
+            throw new SegmentationFaultException(failedAt, AccessKind.Write, outcome);
+        }
+    }
+
+    /// <summary>Copies into guest memory, one translation per page; stops at the first unresolvable page.</summary>
+    public AccessOutcome TryWrite(ulong address, ReadOnlySpan<byte> source) => TryWrite(address, source, out _);
+
+    private AccessOutcome TryWrite(ulong address, ReadOnlySpan<byte> source, out ulong failedAt)
+    {
+        int done = 0;
+        while (done < source.Length)
+        {
+            ulong at = address + (ulong)done;
+            int chunk = (int)Math.Min((ulong)(source.Length - done), 4096 - (at & PageOffsetMask));
+            byte* p = EnterTranslated(at, AccessKind.Write);
+            if (p == null)
+            {
+                failedAt = at;
+                return _lastOutcome;
+            }
+            source.Slice(done, chunk).CopyTo(new Span<byte>(p, chunk));
+            _reader.Exit();
+            done += chunk;
+        }
+        failedAt = 0;
+        return AccessOutcome.Ok;
+    }
+
+    /// <summary>Atomic compare-and-exchange of an aligned 32-bit value (needs write permission, like x86 <c>cmpxchg</c>).</summary>
+    public int CompareExchange(ulong address, int value, int comparand) =>
+        Check(TryCompareExchange(address, value, comparand, out int original), address, AccessKind.Write, original);
+
+    /// <summary>Atomic compare-and-exchange of an aligned 64-bit value.</summary>
+    public long CompareExchange(ulong address, long value, long comparand) =>
+        Check(TryCompareExchange(address, value, comparand, out long original), address, AccessKind.Write, original);
+
+    /// <summary>Compare-and-exchange of an aligned 32-bit value; misalignment is a bus error.</summary>
+    public AccessOutcome TryCompareExchange(ulong address, int value, int comparand, out int original)
+    {
+        original = 0;
+        if ((address & 3) != 0)
+        {
+            return AccessOutcome.BusError;
+        }
+        byte* p = EnterTranslated(address, AccessKind.Write);
+        if (p == null)
+        {
+            return _lastOutcome;
+        }
+        original = Interlocked.CompareExchange(ref Unsafe.AsRef<int>(p), value, comparand);
+        _reader.Exit();
+        return AccessOutcome.Ok;
+    }
+
+    /// <summary>Compare-and-exchange of an aligned 64-bit value; misalignment is a bus error.</summary>
+    public AccessOutcome TryCompareExchange(ulong address, long value, long comparand, out long original)
+    {
+        original = 0;
+        if ((address & 7) != 0)
+        {
+            return AccessOutcome.BusError;
+        }
+        byte* p = EnterTranslated(address, AccessKind.Write);
+        if (p == null)
+        {
+            return _lastOutcome;
+        }
+        original = Interlocked.CompareExchange(ref Unsafe.AsRef<long>(p), value, comparand);
+        _reader.Exit();
+        return AccessOutcome.Ok;
+    }
+
+    /// <summary>Detaches from the address space (<c>mm_users</c> drops); cached frames go back.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        _faultCpu.Frames.DrainAll();
+        _mm.DetachCpu(_reader, _faultCpu.Counters);
+    }
+
+    // Returns the host address for the access with the read section entered, or null (section left, outcome in
+    // _lastOutcome). The hit path is a generation compare, a tag compare and no shared-memory write.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* EnterTranslated(ulong address, AccessKind kind)
+    {
+        ulong page = address >> 12;
+        _reader.Enter();
+        if (_mm.Tlb.Current == _tlb.Generation)
+        {
+            ref TlbEntry slot = ref _tlb.Slot(page);
+            ulong tag = kind switch
+            {
+                AccessKind.Read => slot.ReadTag,
+                AccessKind.Write => slot.WriteTag,
+                _ => slot.ExecuteTag,
+            };
+            if (tag == page + 1)
+            {
+                return (byte*)slot.HostPage + (address & PageOffsetMask);
+            }
+        }
+        return EnterTranslatedSlow(address, kind);
+    }
+
+    // Entered with the read section held.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private byte* EnterTranslatedSlow(ulong address, AccessKind kind)
+    {
+        if (_disposed)
+        {
+            _reader.Exit();
+            throw new ObjectDisposedException(nameof(Cpu));
+        }
+        ulong page = address >> 12;
+        PageTable table = _mm.PageTable;
+        int faults = 0;
+        while (true)
+        {
+            long generation = _mm.Tlb.Current;
+            if (generation != _tlb.Generation)
+            {
+                _tlb.Flush(generation);
+                _faultCpu.Counters.Add(VmEvent.TlbFlush);
+            }
+            if (address >= UserSpaceEnd)
+            {
+                // Non-canonical or kernel half: nothing can be mapped there (and the table indices would alias).
+                _reader.Exit();
+                _faultCpu.Counters.Add(VmEvent.PageFault);
+                _faultCpu.Counters.Add(VmEvent.SegvMapErr);
+                _lastOutcome = AccessOutcome.SegvMapErr;
+                return null;
+            }
+            if (table.WalkLockless(address, out PteLocation at, out ulong pte) == WalkStatus.Ok && Pte.Permits(pte, kind))
+            {
+                bool dirty = kind == AccessKind.Write;
+                if (!table.TrySetAccessedDirty(at.PteTable, at.PteIndex, pte, dirty))
+                {
+                    continue;
+                }
+                pte |= Pte.Accessed | (dirty ? Pte.Dirty : 0);
+                nint host = (nint)_mm.Memory.FrameAddress(Pte.Frame(pte));
+                _tlb.Fill(page, pte, host);
+                _faultCpu.Counters.Add(VmEvent.TlbFill);
+                return (byte*)host + (address & PageOffsetMask);
+            }
+            _reader.Exit();
+            AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
+            if (outcome != AccessOutcome.Ok)
+            {
+                _lastOutcome = outcome;
+                return null;
+            }
+            if (++faults > FaultLivelockLimit)
+            {
+                throw new InvalidOperationException($"fault at 0x{address:x} resolved {faults} times without the access succeeding");
+            }
+            _reader.Enter();
+        }
+    }
+
+    private AccessOutcome TryLoadSplit<T>(ulong address, AccessKind kind, out T value) where T : unmanaged
+    {
+        value = default;
+        Span<byte> bytes = MemoryMarshal.AsBytes(new Span<T>(ref value));
+        int done = 0;
+        while (done < bytes.Length)
+        {
+            ulong at = address + (ulong)done;
+            int chunk = (int)Math.Min((ulong)(bytes.Length - done), 4096 - (at & PageOffsetMask));
+            byte* p = EnterTranslated(at, kind);
+            if (p == null)
+            {
+                value = default;
+                return _lastOutcome;
+            }
+            new ReadOnlySpan<byte>(p, chunk).CopyTo(bytes.Slice(done, chunk));
+            _reader.Exit();
+            done += chunk;
+        }
+        return AccessOutcome.Ok;
+    }
+
+    private SegmentationFaultException Fault(ulong address, AccessKind kind) => new(address, kind, _lastOutcome);
+
+    private static T Check<T>(AccessOutcome outcome, ulong address, AccessKind kind, T value) =>
+        outcome == AccessOutcome.Ok ? value : throw new SegmentationFaultException(address, kind, outcome);
+}

@@ -1,0 +1,104 @@
+using System.Text;
+using Faultline.Areas;
+
+namespace Faultline.Diagnostics;
+
+/// <summary>The text of <c>/proc/pid/maps</c> and <c>/proc/pid/smaps</c> for an address space (<c>show_map_vma</c>).</summary>
+internal static class MapsFormatter
+{
+    // show_vma_header_prefix pads the header to this width before the name.
+    private const int NameColumn = 73;
+
+    /// <summary>The mapping's description.</summary>
+    public static MappingInfo Describe(Vma vma)
+    {
+        var protection = Protection.None;
+        if ((vma.Flags & VmFlags.Read) != 0)
+        {
+            protection |= Protection.Read;
+        }
+        if ((vma.Flags & VmFlags.Write) != 0)
+        {
+            protection |= Protection.Write;
+        }
+        if ((vma.Flags & VmFlags.Exec) != 0)
+        {
+            protection |= Protection.Execute;
+        }
+        ulong offset = vma.Backing.IsAnonymous ? 0 : vma.PageOffset << 12;
+        return new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, vma.Backing.MapsName);
+    }
+
+    /// <summary>One maps line, without the newline; anonymous lines end in a space as the kernel's do.</summary>
+    public static string Line(MappingInfo m)
+    {
+        string header = $"{m.Start:x8}-{m.End:x8} {m.Permissions} {m.Offset:x8} 00:00 0 ";
+        return m.Name.Length == 0 ? header : header.PadRight(NameColumn) + m.Name;
+    }
+
+    /// <summary>The whole maps text.</summary>
+    public static string Maps(IEnumerable<Vma> vmas)
+    {
+        var text = new StringBuilder();
+        foreach (Vma vma in vmas)
+        {
+            text.Append(Line(Describe(vma))).Append('\n');
+        }
+        return text.ToString();
+    }
+
+    /// <summary>The smaps text: each maps line followed by its memory counts.</summary>
+    public static string Smaps(IEnumerable<Vma> vmas, Func<Vma, (long Rss, long Referenced, long Dirty)> count)
+    {
+        var text = new StringBuilder();
+        foreach (Vma vma in vmas)
+        {
+            (long rss, long referenced, long dirty) = count(vma);
+            text.Append(Line(Describe(vma))).Append('\n');
+            Field(text, "Size:", (long)(vma.Length >> 10));
+            Field(text, "KernelPageSize:", 4);
+            Field(text, "MMUPageSize:", 4);
+            Field(text, "Rss:", rss * 4);
+            Field(text, "Pss:", rss * 4);
+            Field(text, "Pss_Dirty:", dirty * 4);
+            Field(text, "Shared_Clean:", 0);
+            Field(text, "Shared_Dirty:", 0);
+            Field(text, "Private_Clean:", (rss - dirty) * 4);
+            Field(text, "Private_Dirty:", dirty * 4);
+            Field(text, "Referenced:", referenced * 4);
+            Field(text, "Anonymous:", vma.Backing.IsAnonymous ? rss * 4 : 0);
+            Field(text, "LazyFree:", 0);
+            Field(text, "AnonHugePages:", 0);
+            Field(text, "Swap:", 0);
+            Field(text, "SwapPss:", 0);
+            Field(text, "Locked:", (vma.Flags & VmFlags.Locked) != 0 ? rss * 4 : 0);
+            text.Append("THPeligible:    0\n");
+            text.Append("VmFlags: ").Append(VmFlagsText(vma.Flags)).Append('\n');
+        }
+        return text.ToString();
+    }
+
+    // SEQ_PUT_DEC: the label in 16 columns, the value right-aligned in 8.
+    private static void Field(StringBuilder text, string label, long kb) =>
+        text.Append(label.PadRight(16)).Append(kb.ToString().PadLeft(8)).Append(" kB\n");
+
+    private static string VmFlagsText(VmFlags flags)
+    {
+        (VmFlags Flag, string Name)[] names =
+        [
+            (VmFlags.Read, "rd"), (VmFlags.Write, "wr"), (VmFlags.Exec, "ex"), (VmFlags.Shared, "sh"),
+            (VmFlags.MayRead, "mr"), (VmFlags.MayWrite, "mw"), (VmFlags.MayExec, "me"), (VmFlags.MayShare, "ms"),
+            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"),
+            (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"),
+        ];
+        var text = new StringBuilder();
+        foreach ((VmFlags flag, string name) in names)
+        {
+            if ((flags & flag) != 0)
+            {
+                text.Append(name).Append(' ');
+            }
+        }
+        return text.ToString();
+    }
+}

@@ -1,0 +1,73 @@
+namespace Faultline.Diagnostics;
+
+/// <summary>
+/// Counted events, named as the kernel names them where it does (vmstat's <c>VMA_LOCK_*</c>, the SPF trace events
+/// <c>spf_*</c>, <c>pgfault</c>). <see cref="EventNames"/> gives the printed names.
+/// </summary>
+internal enum VmEvent
+{
+    /// <summary><c>pgfault</c>: faults raised by Cpus.</summary>
+    PageFault,
+    /// <summary>Faults that ended with the page mapped.</summary>
+    FaultHandled,
+    /// <summary>Anonymous pages allocated on a fault (<c>do_anonymous_page</c>).</summary>
+    AnonymousFault,
+    /// <summary>Read faults that mapped the zero frame.</summary>
+    ZeroPageFault,
+    /// <summary>Write faults on a read-only PTE (<c>do_wp_page</c>), copy or reuse.</summary>
+    WriteProtectFault,
+    /// <summary>Faults that found the PTE already done by another thread (spurious or lost race).</summary>
+    FaultRaceLost,
+    /// <summary>Faults that ended in SIGSEGV (no VMA).</summary>
+    SegvMapErr,
+    /// <summary>Faults that ended in SIGSEGV (access not permitted).</summary>
+    SegvAccErr,
+    /// <summary>Faults that ended in out-of-memory.</summary>
+    OutOfMemory,
+    /// <summary>Faults handled on the classic path (mmap_lock held).</summary>
+    ClassicFault,
+    /// <summary>Classic-path RETRY loops (<c>FAULT_FLAG_TRIED</c>).</summary>
+    ClassicRetry,
+    /// <summary><c>VMA_LOCK_SUCCESS</c>.</summary>
+    VmaLockSuccess,
+    /// <summary><c>VMA_LOCK_ABORT</c>.</summary>
+    VmaLockAbort,
+    /// <summary><c>VMA_LOCK_RETRY</c>.</summary>
+    VmaLockRetry,
+    /// <summary><c>VMA_LOCK_MISS</c>.</summary>
+    VmaLockMiss,
+    /// <summary>Speculative faults that completed without the mmap lock.</summary>
+    SpeculativeSuccess,
+    /// <summary>Speculative attempts skipped: a single attached Cpu (<c>mm_users == 1</c>).</summary>
+    SpeculativeSingleUser,
+    /// <summary><c>spf_vma_notsup</c>: the VMA cannot be handled speculatively (backing, anon_vma, userfault, policy, grows).</summary>
+    SpeculativeVmaNotSupported,
+    /// <summary><c>spf_vma_changed</c>: sequence odd or moved, VMA detached.</summary>
+    SpeculativeVmaChanged,
+    /// <summary>No VMA found by the lockless lookup.</summary>
+    SpeculativeNoVma,
+    /// <summary><c>spf_vma_access</c>: access error on the snapshot (SIGSEGV).</summary>
+    SpeculativeVmaAccess,
+    /// <summary><c>spf_pmd_changed</c>: upper levels none, bad, huge or changed.</summary>
+    SpeculativePmdChanged,
+    /// <summary><c>spf_pte_lock</c>: PTE lock could not be taken with the VMA unchanged.</summary>
+    SpeculativePteLock,
+    /// <summary>PTE-lock trylock failures retried inside the speculative path.</summary>
+    SpeculativeTrylockRetry,
+    /// <summary>Page-table pages allocated speculatively.</summary>
+    SpeculativeTableAlloc,
+    /// <summary>Speculative RETRY handed to the classic path.</summary>
+    SpeculativeFallback,
+    /// <summary>Software TLB fills after a successful walk.</summary>
+    TlbFill,
+    /// <summary>Software TLB full flushes after a shootdown.</summary>
+    TlbFlush,
+    /// <summary>Map operations.</summary>
+    MapCall,
+    /// <summary>Unmap operations.</summary>
+    UnmapCall,
+    /// <summary>Protect operations.</summary>
+    ProtectCall,
+    /// <summary>Grace periods waited for by writers.</summary>
+    GracePeriod,
+}

@@ -1,0 +1,22 @@
+namespace Faultline;
+
+/// <summary>Linux error numbers returned by address-space operations (x86-64 values).</summary>
+public enum Errno
+{
+    /// <summary>Success.</summary>
+    None = 0,
+    /// <summary><c>EPERM</c>: below <c>mmap_min_addr</c>, or not permitted.</summary>
+    EPERM = 1,
+    /// <summary><c>EBADF</c>: a file mapping without a file.</summary>
+    EBADF = 9,
+    /// <summary><c>ENOMEM</c>: no room, outside the address space, too many mappings, range not mapped.</summary>
+    ENOMEM = 12,
+    /// <summary><c>EACCES</c>: protection not allowed by the mapping.</summary>
+    EACCES = 13,
+    /// <summary><c>EEXIST</c>: <c>MAP_FIXED_NOREPLACE</c> over an existing mapping.</summary>
+    EEXIST = 17,
+    /// <summary><c>EINVAL</c>: misaligned, zero length, bad flags.</summary>
+    EINVAL = 22,
+    /// <summary><c>EOPNOTSUPP</c>: unknown flag with <c>MAP_SHARED_VALIDATE</c>.</summary>
+    EOPNOTSUPP = 95,
+}

@@ -1,0 +1,29 @@
+namespace Faultline;
+
+/// <summary>Settings of an <see cref="AddressSpace"/>.</summary>
+public sealed record FaultlineOptions
+{
+    /// <summary>Guest physical memory in bytes (reserved lazily). Default 1 GiB.</summary>
+    public long PhysicalMemoryBytes { get; init; } = 1L << 30;
+
+    /// <summary>The fault path. Default <see cref="FaultPath.MmapLock"/>.</summary>
+    public FaultPath FaultPath { get; init; } = FaultPath.MmapLock;
+
+    /// <summary>Speculative page-table allocation on the speculative path (seed 001). Default on.</summary>
+    public bool SpeculativePageTableAllocation { get; init; } = true;
+
+    /// <summary>Software TLB entries per Cpu (a power of two). Default 1024.</summary>
+    public int TlbEntries { get; init; } = 1024;
+
+    /// <summary><c>vm.max_map_count</c>. Default 65530.</summary>
+    public int MaxMapCount { get; init; } = 65530;
+
+    /// <summary><c>vm.mmap_min_addr</c>: fixed mappings below it fail with EPERM. Default 64 KiB.</summary>
+    public ulong MmapMinAddress { get; init; } = 0x10000;
+
+    /// <summary>Top-down placement starts below this address (<c>mm->mmap_base</c>).</summary>
+    public ulong MmapBase { get; init; } = 0x7F00_0000_0000;
+
+    /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
+    public bool PoisonFreedFrames { get; init; }
+}

@@ -1,0 +1,25 @@
+using Faultline.Concurrency;
+using Faultline.Diagnostics;
+using Faultline.Physical;
+
+namespace Faultline.Faults;
+
+/// <summary>
+/// The per-thread state a fault runs with (what the kernel takes from <c>current</c> and the local CPU): the read
+/// section, the frame cache, and the event counters. Owned by one Cpu, used by one thread at a time.
+/// </summary>
+internal sealed class FaultCpu
+{
+    /// <summary>Creates the state over an arena.</summary>
+    public FaultCpu(PhysicalMemory memory)
+    {
+        Frames = new FrameCache(memory);
+    }
+
+    /// <summary>This Cpu's read section.</summary>
+    public RcuReader Reader { get; } = new();
+    /// <summary>This Cpu's free frames.</summary>
+    public FrameCache Frames { get; }
+    /// <summary>This Cpu's counters.</summary>
+    public EventCounters Counters { get; } = new();
+}

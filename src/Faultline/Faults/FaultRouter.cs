@@ -1,0 +1,63 @@
+using Faultline.Areas;
+using Faultline.Diagnostics;
+
+namespace Faultline.Faults;
+
+/// <summary>
+/// Chooses the fault path (the arch fault handler's order in the kernel): the address space's fast path first —
+/// speculative or VMA lock — and on RETRY the classic mmap-lock path with <see cref="FaultFlags.Tried"/>. Maps the
+/// final result to what the accessing Cpu sees.
+/// </summary>
+internal static class FaultRouter
+{
+    /// <summary>Raises a fault for an access and returns its outcome.</summary>
+    public static AccessOutcome Fault(MemoryDescriptor mm, FaultCpu cpu, ulong address, AccessKind access)
+    {
+        cpu.Counters.Add(VmEvent.PageFault);
+        var fault = new FaultContext(mm, cpu, address, access);
+        FaultResult result = FaultResult.Retry;
+        switch (mm.Options.FaultPath)
+        {
+            case FaultPath.Speculative:
+                result = SpeculativeFaultPath.Handle(ref fault);
+                if ((result & FaultResult.Retry) != 0)
+                {
+                    cpu.Counters.Add(VmEvent.SpeculativeFallback);
+                }
+                break;
+            case FaultPath.VmaLock:
+                result = VmaLockFaultPath.Handle(ref fault);
+                break;
+        }
+        if ((result & FaultResult.Retry) != 0)
+        {
+            bool fellBack = mm.Options.FaultPath != FaultPath.MmapLock;
+            fault = new FaultContext(mm, cpu, address, access);
+            if (fellBack)
+            {
+                fault.Flags |= FaultFlags.Tried;
+            }
+            result = ClassicFaultPath.Handle(ref fault);
+        }
+        return Outcome(ref fault, result);
+    }
+
+    private static AccessOutcome Outcome(ref FaultContext fault, FaultResult result)
+    {
+        if ((result & FaultResult.Error) == 0)
+        {
+            fault.Cpu.Counters.Add(VmEvent.FaultHandled);
+            return AccessOutcome.Ok;
+        }
+        if ((result & FaultResult.Oom) != 0)
+        {
+            fault.Cpu.Counters.Add(VmEvent.OutOfMemory);
+            return AccessOutcome.OutOfMemory;
+        }
+        if ((result & FaultResult.SigBus) != 0)
+        {
+            return AccessOutcome.BusError;
+        }
+        return fault.Vma is null ? AccessOutcome.SegvMapErr : AccessOutcome.SegvAccErr;
+    }
+}

@@ -1,0 +1,165 @@
+using Faultline.Areas;
+using Faultline.Concurrency;
+using Faultline.Diagnostics;
+using Faultline.Paging;
+
+namespace Faultline.Faults;
+
+/// <summary>
+/// The speculative fault (<c>handle_speculative_fault</c> of the SPF series): no mmap lock; the VMA is found without
+/// a lock, validated by its sequence count, snapshotted, and re-validated at the last moment under the PTE lock.
+/// Every case it cannot prove safe answers <see cref="FaultResult.Retry"/>, counted by reason, and the router falls
+/// back to the classic path.
+/// </summary>
+internal static class SpeculativeFaultPath
+{
+    /// <summary>Tries the fault speculatively.</summary>
+    public static FaultResult Handle(ref FaultContext fault)
+    {
+        MemoryDescriptor mm = fault.Mm;
+        EventCounters counters = fault.Cpu.Counters;
+
+        // 1. Only user faults of multi-threaded address spaces (mm_users > 1): a single user cannot race itself.
+        if ((fault.Flags & FaultFlags.User) == 0)
+        {
+            return FaultResult.Retry;
+        }
+        if (mm.Users <= 1)
+        {
+            counters.Add(VmEvent.SpeculativeSingleUser);
+            return FaultResult.Retry;
+        }
+        // Peter's WARN_ON_ONCE: a speculative fault cannot honour RETRY_NOWAIT (it has no lock to drop).
+        Debug.Assert((fault.Flags & FaultFlags.RetryNoWait) == 0, "speculative fault with FAULT_FLAG_RETRY_NOWAIT");
+        if ((fault.Flags & FaultFlags.RetryNoWait) != 0)
+        {
+            return FaultResult.Retry;
+        }
+        fault.Flags = (fault.Flags & ~(FaultFlags.AllowRetry | FaultFlags.Killable)) | FaultFlags.Speculative;
+
+        // 2. get_vma: lock-free lookup. The GC keeps the VMA alive (the SRCU of the patches).
+        Vma? vma = mm.Tree.LookupLockless(fault.Address);
+        if (vma is null)
+        {
+            counters.Add(VmEvent.SpeculativeNoVma);
+            return FaultResult.Retry;
+        }
+        fault.Vma = vma;
+        mm.Probes.Hit(ProbePoint.SpeculativeAfterLookup);
+
+        // 3. The sequence: odd means a writer is inside.
+        int sequence = vma.Sequence.ReadRaw();
+        if ((sequence & 1) != 0 || vma.IsDetached)
+        {
+            counters.Add(VmEvent.SpeculativeVmaChanged);
+            return FaultResult.Retry;
+        }
+
+        // 4. and 6. Snapshot, then the bail-outs on the snapshot.
+        VmFlags flags = vma.Flags;
+        PageProtection protection = vma.PageProtection;
+        ulong start = vma.Start, end = vma.End, pageOffset = vma.PageOffset;
+        Backing.Backing backing = vma.Backing;
+        if (!backing.IsSpeculativeSafe
+            || (backing.IsAnonymous && vma.AnonVma is null)
+            || (flags & (VmFlags.UserfaultMissing | VmFlags.GrowsDown | VmFlags.GrowsUp)) != 0
+            || vma.Policy == MemoryPolicy.Interleave)
+        {
+            counters.Add(VmEvent.SpeculativeVmaNotSupported);
+            return FaultResult.Retry;
+        }
+        if (fault.Address < start || fault.Address >= end)
+        {
+            counters.Add(VmEvent.SpeculativeVmaChanged);
+            return FaultResult.Retry;
+        }
+        // 5. Access check on the snapshot; a SIGSEGV is reported only once the snapshot is proven current.
+        if (AccessCheck.IsError(flags, fault.Access))
+        {
+            if (vma.Sequence.Retry(sequence))
+            {
+                counters.Add(VmEvent.SpeculativeVmaChanged);
+                return FaultResult.Retry;
+            }
+            counters.Add(VmEvent.SpeculativeVmaAccess);
+            counters.Add(VmEvent.SegvAccErr);
+            return FaultResult.SigSegv;
+        }
+        fault.VmaFlags = flags;
+        fault.Protection = protection;
+        fault.Sequence = sequence;
+        // 8. pgoff from the snapshot.
+        fault.PageOffset = pageOffset + ((fault.Address - start) >> 12);
+        if (vma.Sequence.Retry(sequence))
+        {
+            counters.Add(VmEvent.SpeculativeVmaChanged);
+            return FaultResult.Retry;
+        }
+        mm.Probes.Hit(ProbePoint.SpeculativeAfterSnapshot);
+
+        // 7. The lock-free walk inside a read section: table pages it reaches cannot be freed meanwhile.
+        FaultResult walked = Walk(ref fault);
+        if (walked != FaultResult.Ok)
+        {
+            return walked;
+        }
+        // 8. Re-validate after leaving the section (read_seqcount_retry).
+        if (vma.Sequence.Retry(sequence))
+        {
+            counters.Add(VmEvent.SpeculativeVmaChanged);
+            return FaultResult.Retry;
+        }
+        mm.Probes.Hit(ProbePoint.SpeculativeBeforeHandle);
+
+        // 9.-12. handle_pte_fault with the Speculative flag; OOM is reported as on the classic path.
+        FaultResult result = MemoryFaultHandler.HandlePteFault(ref fault);
+        if ((result & FaultResult.Retry) == 0)
+        {
+            counters.Add(VmEvent.SpeculativeSuccess);
+        }
+        return result;
+    }
+
+    private static FaultResult Walk(ref FaultContext fault)
+    {
+        MemoryDescriptor mm = fault.Mm;
+        PageTable table = mm.PageTable;
+        EventCounters counters = fault.Cpu.Counters;
+        fault.Cpu.Reader.Enter();
+        WalkStatus status = table.WalkLockless(fault.Address, out fault.Location, out fault.OriginalPte);
+        mm.Probes.Hit(ProbePoint.SpeculativeInWalk);
+        fault.Cpu.Reader.Exit();
+        switch (status)
+        {
+            case WalkStatus.Ok:
+                fault.HasPteTable = true;
+                return FaultResult.Ok;
+            case WalkStatus.UpperBad:
+                counters.Add(VmEvent.SpeculativePmdChanged);
+                return FaultResult.Retry;
+        }
+        if (!mm.Options.SpeculativePageTableAllocation)
+        {
+            // The first fault of a PMD instantiates it on the classic path.
+            counters.Add(VmEvent.SpeculativePmdChanged);
+            return FaultResult.Retry;
+        }
+        var check = new VmaChangeCheck(fault.Vma!, fault.Sequence);
+        int tablesBefore = table.TablePages;
+        if (!table.WalkAllocateSpeculative(fault.Address, fault.Cpu.Frames, ref check, mm.Probes, out fault.Location, out bool outOfMemory))
+        {
+            if (outOfMemory)
+            {
+                return FaultResult.Oom;
+            }
+            counters.Add(VmEvent.SpeculativeVmaChanged);
+            return FaultResult.Retry;
+        }
+        counters.Add(VmEvent.SpeculativeTableAlloc, Math.Max(0, table.TablePages - tablesBefore));
+        fault.Cpu.Reader.Enter();
+        fault.OriginalPte = table.ReadPte(fault.Location);
+        fault.Cpu.Reader.Exit();
+        fault.HasPteTable = true;
+        return FaultResult.Ok;
+    }
+}

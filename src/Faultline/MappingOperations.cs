@@ -1,0 +1,504 @@
+using Faultline.Areas;
+using Faultline.Backing;
+using Faultline.Diagnostics;
+using Faultline.Paging;
+using Faultline.Physical;
+
+namespace Faultline;
+
+/// <summary>
+/// The control plane: <c>mmap</c>, <c>munmap</c>, <c>mprotect</c> with Linux's checks, errno values, splitting and
+/// merging. Every operation validates everything first and then cannot fail, so a failed call changes nothing.
+/// </summary>
+/// <remarks>
+/// Writers hold the mmap lock for write. Before changing or removing a VMA they write-lock it for per-VMA-lock readers
+/// (<c>vma_start_write</c>) and open its SPF sequence write section; a VMA whose range or flags change is replaced by
+/// a new one (the old one is detached), so a reader that found the old one either fails its lock or sees the
+/// sequence move. The new tree version is published with one release store before page tables are touched.
+/// </remarks>
+internal sealed class MappingOperations
+{
+    private const ulong PageMask = MemoryDescriptor.PageSize - 1;
+    private const MapFlags KnownMapFlags = MapFlags.SharedValidate | MapFlags.Fixed | MapFlags.Anonymous | MapFlags.GrowsDown
+        | MapFlags.DenyWrite | MapFlags.Executable | MapFlags.Locked | MapFlags.NoReserve | MapFlags.Populate | MapFlags.NonBlock
+        | MapFlags.Stack | MapFlags.HugeTlb | MapFlags.Sync | MapFlags.FixedNoReplace | (MapFlags)0x4000000 /* MAP_UNINITIALIZED */;
+    private const Protection KnownProtection = Protection.Read | Protection.Write | Protection.Execute | Protection.Semaphore
+        | Protection.GrowsDown | Protection.GrowsUp;
+
+    private readonly MemoryDescriptor _mm;
+    private readonly List<Vma> _writeLocked = [];
+
+    /// <summary>Operations over <paramref name="mm"/>.</summary>
+    public MappingOperations(MemoryDescriptor mm) => _mm = mm;
+
+    /// <summary><c>mmap</c> of anonymous memory.</summary>
+    public Errno Map(ulong address, ulong length, Protection protection, MapFlags flags, out ulong mapped)
+    {
+        mapped = 0;
+        _mm.SharedCounters.AddShared(VmEvent.MapCall);
+        Errno invalid = ValidateMap(ref address, ref length, flags);
+        if (invalid != Errno.None)
+        {
+            return invalid;
+        }
+        VmFlags vmFlags = VmFlagsFor(protection, flags);
+        _mm.MmapLock.EnterWrite();
+        try
+        {
+            Errno placed = Place(address, length, flags, out ulong start);
+            if (placed != Errno.None)
+            {
+                return placed;
+            }
+            ulong end = start + length;
+            // do_mmap: refuse when the count is already past the limit; a MAP_FIXED that splits a VMA needs room too.
+            if (_mm.Tree.Count > _mm.Options.MaxMapCount || CountAfterUnmap(start, end) > _mm.Options.MaxMapCount)
+            {
+                return Errno.ENOMEM;
+            }
+            if (_mm.Tree.FindFirstEndingAbove(start) is { } overlap && overlap.Start < end)
+            {
+                RemoveRange(start, end, downgrade: false);
+            }
+            Vma created = _mm.CreateVma(start, end, start >> 12, vmFlags, AnonymousBacking.Instance);
+            InsertAndMerge(created);
+            _mm.Tree.Publish();
+            EndWriteSections();
+            mapped = start;
+        }
+        finally
+        {
+            _mm.MmapLock.ExitWrite();
+        }
+        return Errno.None;
+    }
+
+    /// <summary><c>munmap</c>.</summary>
+    public Errno Unmap(ulong address, ulong length)
+    {
+        _mm.SharedCounters.AddShared(VmEvent.UnmapCall);
+        if ((address & PageMask) != 0 || length == 0 || address > MemoryDescriptor.TaskSize)
+        {
+            return Errno.EINVAL;
+        }
+        ulong aligned = AlignUp(length);
+        if (aligned == 0 || aligned > MemoryDescriptor.TaskSize - address)
+        {
+            return Errno.EINVAL;
+        }
+        ulong end = address + aligned;
+        _mm.MmapLock.EnterWrite();
+        bool writeHeld = true;
+        try
+        {
+            List<Vma> affected = _mm.Tree.Intersecting(address, end);
+            if (affected.Count == 0)
+            {
+                return Errno.None;
+            }
+            // A split in the middle of one VMA adds one; do_vmi_align_munmap refuses it at the limit.
+            if (CountAfterUnmap(address, end) > _mm.Options.MaxMapCount)
+            {
+                return Errno.ENOMEM;
+            }
+            RemoveRange(address, end, downgrade: true);
+            writeHeld = false;
+        }
+        finally
+        {
+            if (writeHeld)
+            {
+                _mm.MmapLock.ExitWrite();
+            }
+            else
+            {
+                _mm.MmapLock.ExitRead();
+            }
+        }
+        return Errno.None;
+    }
+
+    /// <summary><c>mprotect</c>.</summary>
+    public Errno Protect(ulong address, ulong length, Protection protection)
+    {
+        _mm.SharedCounters.AddShared(VmEvent.ProtectCall);
+        if ((address & PageMask) != 0)
+        {
+            return Errno.EINVAL;
+        }
+        if ((protection & ~KnownProtection) != 0
+            || (protection & (Protection.GrowsDown | Protection.GrowsUp)) == (Protection.GrowsDown | Protection.GrowsUp))
+        {
+            return Errno.EINVAL;
+        }
+        if (length == 0)
+        {
+            return Errno.None;
+        }
+        ulong aligned = AlignUp(length);
+        ulong end = address + aligned;
+        if (aligned == 0 || end <= address)
+        {
+            return Errno.ENOMEM;
+        }
+        VmFlags access = VmFlagsFor(protection & (Protection.Read | Protection.Write | Protection.Execute), 0) & VmFlags.AccessFlags;
+        _mm.MmapLock.EnterWrite();
+        try
+        {
+            List<Vma> affected = _mm.Tree.Intersecting(address, end);
+            if (affected.Count == 0 || affected[0].Start > address)
+            {
+                return Errno.ENOMEM;
+            }
+            if ((protection & Protection.GrowsDown) != 0)
+            {
+                if ((affected[0].Flags & VmFlags.GrowsDown) == 0)
+                {
+                    return Errno.EINVAL;
+                }
+                address = affected[0].Start;
+            }
+            else if ((protection & Protection.GrowsUp) != 0)
+            {
+                return Errno.EINVAL;
+            }
+            for (int i = 1; i < affected.Count; i++)
+            {
+                if (affected[i].Start != affected[i - 1].End)
+                {
+                    // Linux changes the VMAs before the hole and then fails; Faultline changes nothing (a failed call
+                    // leaves the address space as it was). The conformance suite documents this difference.
+                    return Errno.ENOMEM;
+                }
+            }
+            if (affected[^1].End < end)
+            {
+                return Errno.ENOMEM;
+            }
+            int splits = (affected[0].Start < address && NewFlags(affected[0].Flags, access) != affected[0].Flags ? 1 : 0)
+                + (affected[^1].End > end && NewFlags(affected[^1].Flags, access) != affected[^1].Flags ? 1 : 0);
+            if (splits > 0 && _mm.Tree.Count + splits > _mm.Options.MaxMapCount)
+            {
+                return Errno.ENOMEM;
+            }
+            ChangeProtection(affected, address, end, access);
+        }
+        finally
+        {
+            _mm.MmapLock.ExitWrite();
+        }
+        return Errno.None;
+    }
+
+    // mprotect_fixup over each VMA: unchanged VMAs stay; changed ones are split at the range edges and replaced;
+    // then neighbours are merged as vma_modify_flags would.
+    private void ChangeProtection(List<Vma> affected, ulong start, ulong end, VmFlags access)
+    {
+        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.Tlb);
+        var pieces = new List<Vma>();
+        bool changed = false;
+        foreach (Vma vma in affected)
+        {
+            VmFlags newFlags = NewFlags(vma.Flags, access);
+            if (newFlags == vma.Flags)
+            {
+                continue;
+            }
+            changed = true;
+            ulong pieceStart = Math.Max(start, vma.Start), pieceEnd = Math.Min(end, vma.End);
+            BeginWrite(vma);
+            Detach(vma);
+            if (vma.Start < pieceStart)
+            {
+                Attach(CopyOf(vma, vma.Start, pieceStart, vma.Flags));
+            }
+            Vma piece = CopyOf(vma, pieceStart, pieceEnd, newFlags);
+            Attach(piece);
+            pieces.Add(piece);
+            if (vma.End > pieceEnd)
+            {
+                Attach(CopyOf(vma, pieceEnd, vma.End, vma.Flags));
+            }
+            PageProtection protection = Vma.ProtectionOf(newFlags);
+            bool mayWrite = (newFlags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
+            _mm.PageTable.ChangeProtection(pieceStart, pieceEnd, protection,
+                pfn => mayWrite && _mm.Memory.Info(pfn).Kind == FrameKind.Anonymous && Volatile.Read(ref _mm.Memory.Info(pfn).MapCount) == 1,
+                gather);
+        }
+        if (!changed)
+        {
+            return;
+        }
+        foreach (Vma piece in pieces)
+        {
+            if (!piece.IsDetached)
+            {
+                MergeAround(piece);
+            }
+        }
+        _mm.Tree.Publish();
+        // No stale write (or any narrowed) permission survives the return: every Cpu flushes, and accesses that
+        // began under the old translation finish before we return.
+        gather.Finish(_mm.Probes);
+        EndWriteSections();
+    }
+
+    private static VmFlags NewFlags(VmFlags old, VmFlags access)
+    {
+        VmFlags flags = (old & ~VmFlags.AccessFlags) | access;
+        // mprotect_fixup: a private mapping becoming writable is charged (VM_ACCOUNT), and stays so.
+        if ((access & VmFlags.Write) != 0 && (old & (VmFlags.Account | VmFlags.Write | VmFlags.Shared | VmFlags.NoReserve)) == 0)
+        {
+            flags |= VmFlags.Account;
+        }
+        return flags;
+    }
+
+    private Errno ValidateMap(ref ulong address, ref ulong length, MapFlags flags)
+    {
+        int type = (int)flags & 0x0f;
+        if (type is not (1 or 2 or 3))
+        {
+            return Errno.EINVAL;
+        }
+        if (type == 3 && (flags & ~KnownMapFlags) != 0)
+        {
+            return Errno.EOPNOTSUPP;
+        }
+        if ((flags & MapFlags.Anonymous) == 0)
+        {
+            return Errno.EBADF;
+        }
+        if ((flags & MapFlags.Shared) != 0)
+        {
+            // Shared anonymous memory (shmem) is not built yet.
+            return Errno.EINVAL;
+        }
+        if ((flags & MapFlags.HugeTlb) != 0)
+        {
+            return Errno.ENOMEM;
+        }
+        if (length == 0)
+        {
+            return Errno.EINVAL;
+        }
+        length = AlignUp(length);
+        if (length == 0 || length > MemoryDescriptor.TaskSize)
+        {
+            return Errno.ENOMEM;
+        }
+        if ((flags & (MapFlags.Fixed | MapFlags.FixedNoReplace)) != 0)
+        {
+            if ((address & PageMask) != 0)
+            {
+                return Errno.EINVAL;
+            }
+            if (address > MemoryDescriptor.TaskSize - length)
+            {
+                return Errno.ENOMEM;
+            }
+            if (address < _mm.Options.MmapMinAddress)
+            {
+                return Errno.EPERM;
+            }
+        }
+        return Errno.None;
+    }
+
+    // get_unmapped_area: fixed, a free hint, top-down below mmap_base, then bottom-up above it.
+    private Errno Place(ulong address, ulong length, MapFlags flags, out ulong start)
+    {
+        start = address;
+        if ((flags & MapFlags.FixedNoReplace) != 0)
+        {
+            return _mm.Tree.FindFirstEndingAbove(address) is { } vma && vma.Start < address + length ? Errno.EEXIST : Errno.None;
+        }
+        if ((flags & MapFlags.Fixed) != 0)
+        {
+            return Errno.None;
+        }
+        ulong hint = address & ~PageMask;
+        if (hint != 0 && hint < _mm.Options.MmapMinAddress)
+        {
+            hint = AlignUp(_mm.Options.MmapMinAddress);
+        }
+        if (hint != 0 && hint <= MemoryDescriptor.TaskSize - length
+            && !(_mm.Tree.FindFirstEndingAbove(hint) is { } taken && taken.Start < hint + length))
+        {
+            start = hint;
+            return Errno.None;
+        }
+        ulong low = AlignUp(_mm.Options.MmapMinAddress);
+        ulong? found = _mm.Tree.FindGapTopDown(length, low, Math.Min(_mm.Options.MmapBase, MemoryDescriptor.TaskSize))
+            ?? _mm.Tree.FindGapBottomUp(length, low, MemoryDescriptor.TaskSize);
+        if (found is null)
+        {
+            return Errno.ENOMEM;
+        }
+        start = found.Value;
+        return Errno.None;
+    }
+
+    private static VmFlags VmFlagsFor(Protection protection, MapFlags flags)
+    {
+        VmFlags vm = VmFlags.MayRead | VmFlags.MayWrite | VmFlags.MayExec;
+        if ((protection & Protection.Read) != 0)
+        {
+            vm |= VmFlags.Read;
+        }
+        if ((protection & Protection.Write) != 0)
+        {
+            vm |= VmFlags.Write;
+        }
+        if ((protection & Protection.Execute) != 0)
+        {
+            vm |= VmFlags.Exec;
+        }
+        if ((flags & MapFlags.GrowsDown) != 0)
+        {
+            vm |= VmFlags.GrowsDown;
+        }
+        if ((flags & MapFlags.Locked) != 0)
+        {
+            vm |= VmFlags.Locked;
+        }
+        if ((flags & MapFlags.NoReserve) != 0)
+        {
+            vm |= VmFlags.NoReserve;
+        }
+        // accountable_mapping: private writable memory is committed unless MAP_NORESERVE.
+        if ((vm & (VmFlags.NoReserve | VmFlags.Shared | VmFlags.Write)) == VmFlags.Write)
+        {
+            vm |= VmFlags.Account;
+        }
+        return vm;
+    }
+
+    // The VMA count after removing [start, end): VMAs inside go, a VMA straddling an edge keeps its outside part.
+    private int CountAfterUnmap(ulong start, ulong end)
+    {
+        List<Vma> affected = _mm.Tree.Intersecting(start, end);
+        int count = _mm.Tree.Count - affected.Count;
+        foreach (Vma vma in affected)
+        {
+            count += (vma.Start < start ? 1 : 0) + (vma.End > end ? 1 : 0);
+        }
+        return count;
+    }
+
+    // Detaches the VMAs over [start, end), re-attaches the parts outside it, publishes, then tears down PTEs and
+    // tables. With `downgrade` the write lock becomes a read lock first (as munmap does), releasing VMA write locks.
+    private void RemoveRange(ulong start, ulong end, bool downgrade)
+    {
+        List<Vma> affected = _mm.Tree.Intersecting(start, end);
+        foreach (Vma vma in affected)
+        {
+            BeginWrite(vma);
+            Detach(vma);
+            if (vma.Start < start)
+            {
+                Attach(CopyOf(vma, vma.Start, start, vma.Flags));
+            }
+            if (vma.End > end)
+            {
+                Attach(CopyOf(vma, end, vma.End, vma.Flags));
+            }
+        }
+        _mm.Tree.Publish();
+        ulong floor = _mm.Tree.FindLastStartingBelow(start)?.End ?? 0;
+        ulong ceiling = _mm.Tree.FindFirstEndingAbove(end)?.Start ?? (1UL << 48);
+        EndWriteSections();
+        if (downgrade)
+        {
+            _mm.MmapLock.DowngradeWrite();
+        }
+        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.Tlb);
+        long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
+        unmapped += _mm.PageTable.FreeTables(start, end, floor, ceiling, gather);
+        _mm.AddAnonPages(-unmapped);
+        gather.Finish(_mm.Probes);
+    }
+
+    // vma_merge_new_range and the merges of vma_modify: joins `vma` with compatible neighbours, replacing them all
+    // by one new VMA.
+    private void MergeAround(Vma vma)
+    {
+        Vma merged = vma;
+        Vma? prev = _mm.Tree.FindLastStartingBelow(merged.Start);
+        if (prev is not null && VmaMergeRules.CanMerge(prev, merged))
+        {
+            merged = Join(prev, merged);
+        }
+        Vma? next = _mm.Tree.FindFirstEndingAbove(merged.End);
+        if (next is not null && VmaMergeRules.CanMerge(merged, next))
+        {
+            Join(merged, next);
+        }
+    }
+
+    private Vma Join(Vma left, Vma right)
+    {
+        BeginWrite(left);
+        BeginWrite(right);
+        Detach(left);
+        Detach(right);
+        Vma joined = CopyOf(left, left.Start, right.End, left.Flags);
+        joined.AnonVma = left.AnonVma ?? right.AnonVma;
+        Attach(joined);
+        return joined;
+    }
+
+    private void InsertAndMerge(Vma created)
+    {
+        BeginWrite(created);
+        Attach(created);
+        MergeAround(created);
+    }
+
+    private Vma CopyOf(Vma source, ulong start, ulong end, VmFlags flags)
+    {
+        Vma copy = _mm.CreateVma(start, end, source.PageOffset + ((start - source.Start) >> 12), flags, source.Backing);
+        copy.AnonVma = source.AnonVma;
+        copy.Policy = source.Policy;
+        return copy;
+    }
+
+    // vma_start_write and write_seqcount_begin: readers of either protocol now see the VMA as changing.
+    private void BeginWrite(Vma vma)
+    {
+        if (_writeLocked.Contains(vma))
+        {
+            return;
+        }
+        vma.StartWrite();
+        vma.Sequence.BeginWrite();
+        _writeLocked.Add(vma);
+    }
+
+    // Attach before insertion so a reader that finds the VMA can lock it (vma_mark_attached before vma_iter_store).
+    // New VMAs are write-locked for the rest of this write section, like the kernel's vma_start_write(new).
+    private void Attach(Vma vma)
+    {
+        vma.StartWrite();
+        vma.MarkAttached();
+        _mm.Tree.Insert(vma);
+    }
+
+    private void Detach(Vma vma)
+    {
+        _mm.Tree.Remove(vma.Start);
+        vma.MarkDetached();
+    }
+
+    // write_seqcount_end for every VMA this operation changed; the VMA write locks end with the mmap write section.
+    private void EndWriteSections()
+    {
+        foreach (Vma vma in _writeLocked)
+        {
+            vma.Sequence.EndWrite();
+        }
+        _writeLocked.Clear();
+    }
+
+    private static ulong AlignUp(ulong value) => (value + PageMask) & ~PageMask;
+}

@@ -1,0 +1,98 @@
+using Faultline.Concurrency;
+using Faultline.Physical;
+
+namespace Faultline.Paging;
+
+/// <summary>
+/// Batches what an unmap tears down (the kernel's <c>mmu_gather</c>): frames whose last mapping went away and
+/// page-table pages that were unhooked. Nothing is freed until every Cpu's TLB generation moved and a grace
+/// period passed, so no Cpu can still hold a translation to, or be walking, what is freed.
+/// </summary>
+internal sealed class MmuGather
+{
+    /// <summary>Frames gathered before a forced flush (the kernel's batch of about one page of pointers).</summary>
+    public const int BatchLimit = 512;
+
+    private readonly PhysicalMemory _memory;
+    private readonly RcuDomain _rcu;
+    private readonly TlbGeneration _tlb;
+    private readonly List<int> _frames = new(BatchLimit);
+    private readonly List<int> _tables = [];
+    private bool _needsFlush;
+
+    /// <summary>Starts a gather (<c>tlb_gather_mmu</c>).</summary>
+    public MmuGather(PhysicalMemory memory, RcuDomain rcu, TlbGeneration tlb)
+    {
+        _memory = memory;
+        _rcu = rcu;
+        _tlb = tlb;
+    }
+
+    /// <summary>Frames waiting to be freed.</summary>
+    public int PendingFrames => _frames.Count;
+
+    /// <summary>True when the batch is full and the caller should flush (<c>__tlb_remove_page</c> returning true).</summary>
+    public bool IsFull => _frames.Count >= BatchLimit;
+
+    /// <summary>A translation was removed or narrowed: the TLBs must be flushed before the operation ends.</summary>
+    public void NoteTranslationChange() => _needsFlush = true;
+
+    /// <summary>Drops one mapping of a frame (<c>tlb_remove_page</c>); the frame is freed at flush if unreferenced.</summary>
+    public void RemoveMapping(long pfn)
+    {
+        ref FrameInfo info = ref _memory.Info(pfn);
+        Interlocked.Decrement(ref info.MapCount);
+        _needsFlush = true;
+        if (Interlocked.Decrement(ref info.RefCount) == 0)
+        {
+            _frames.Add((int)pfn);
+        }
+    }
+
+    /// <summary>Queues an unhooked page-table page (<c>tlb_remove_table</c>).</summary>
+    public void RemoveTable(long pfn)
+    {
+        _tables.Add((int)pfn);
+        _needsFlush = true;
+    }
+
+    /// <summary>
+    /// <c>tlb_flush_mmu_tlbonly</c> plus the IPI wait: bump the TLB generation and wait for a grace period. May be
+    /// called with a PTE lock held (as the kernel flushes under the PTE lock), which is why a speculative fault
+    /// must only trylock that lock inside its read section.
+    /// </summary>
+    public void FlushTlb(ProbeSet probes)
+    {
+        if (!_needsFlush)
+        {
+            return;
+        }
+        _tlb.Bump();
+        probes.Hit(ProbePoint.GatherBeforeGracePeriod);
+        _rcu.Synchronize();
+        _needsFlush = false;
+    }
+
+    /// <summary><c>tlb_finish_mmu</c>: flush if needed, then free everything gathered.</summary>
+    public void Finish(ProbeSet probes)
+    {
+        FlushTlb(probes);
+        FreeGathered();
+    }
+
+    /// <summary>Frees what was gathered; only after <see cref="FlushTlb"/>.</summary>
+    public void FreeGathered()
+    {
+        Debug.Assert(!_needsFlush, "free before the TLB flush");
+        if (_frames.Count > 0)
+        {
+            _memory.FreeBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_frames));
+            _frames.Clear();
+        }
+        if (_tables.Count > 0)
+        {
+            _memory.FreeBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tables));
+            _tables.Clear();
+        }
+    }
+}

@@ -1,0 +1,559 @@
+using Faultline.Concurrency;
+using Faultline.Physical;
+
+namespace Faultline.Paging;
+
+/// <summary>
+/// A 4-level, 48-bit, x86-64-style page table whose table pages are frames of <see cref="PhysicalMemory"/>
+/// (the kernel's pgd/pud/pmd/pte, with <c>page_table_lock</c> and split PTE locks).
+/// </summary>
+/// <remarks>
+/// Locking: upper-level entries (pgd, pud, pmd) are populated and cleared under <see cref="EnterPageTableLock"/>;
+/// PTEs change only under their table's split lock (<see cref="PteLock"/>). Entries are written with release
+/// stores and read once with acquire loads, so a lockless walker inside a Cpu read section that sees a table
+/// pointer also sees the table's zeroed contents. Table pages are freed only after being unhooked under
+/// <c>page_table_lock</c> and a grace period (<see cref="MmuGather"/>).
+/// </remarks>
+internal sealed unsafe class PageTable
+{
+    /// <summary>Entries per table.</summary>
+    public const int EntriesPerTable = 512;
+    /// <summary>Bytes mapped by one PTE table (one PMD entry).</summary>
+    public const ulong PmdSpan = 1UL << 21;
+    /// <summary>Bytes mapped by one PMD table (one PUD entry).</summary>
+    public const ulong PudSpan = 1UL << 30;
+    /// <summary>Bytes mapped by one PUD table (one PGD entry).</summary>
+    public const ulong PgdSpan = 1UL << 39;
+
+    private const int PgdShift = 39, PudShift = 30, PmdShift = 21, PteShift = 12;
+
+    private readonly PhysicalMemory _memory;
+    private readonly long _root;
+    private int _pageTableLock;
+    private int _tablePages;
+
+    /// <summary>Creates an empty table; the root (pgd) page is allocated now.</summary>
+    public PageTable(PhysicalMemory memory)
+    {
+        _memory = memory;
+        int root = memory.Allocate();
+        if (root == PhysicalMemory.NoFrame)
+        {
+            throw new OutOfMemoryException("no frame for the page-table root");
+        }
+        PrepareTable(root);
+        _root = root;
+        _tablePages = 1;
+    }
+
+    /// <summary>Page-table pages in use, the root included.</summary>
+    public int TablePages => Volatile.Read(ref _tablePages);
+
+    /// <summary>The arena the tables live in.</summary>
+    public PhysicalMemory Memory => _memory;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref ulong Slot(long table, int index) => ref ((ulong*)_memory.FrameAddress(table))[index];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int IndexOf(ulong address, int shift) => (int)((address >> shift) & (EntriesPerTable - 1));
+
+    /// <summary>Takes <c>page_table_lock</c> (upper levels; also the speculative table install).</summary>
+    public void EnterPageTableLock() => SpinWord.Enter(ref _pageTableLock);
+
+    /// <summary>Releases <c>page_table_lock</c>.</summary>
+    public void ExitPageTableLock() => SpinWord.Exit(ref _pageTableLock);
+
+    /// <summary>The split lock word of a PTE table (<c>pte_lockptr</c>).</summary>
+    public ref int PteLock(long pteTable) => ref _memory.Info(pteTable).PteLock;
+
+    /// <summary>Reads a PTE once (READ_ONCE): an acquire load.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ulong ReadPte(in PteLocation at) => Volatile.Read(ref Slot(at.PteTable, at.PteIndex));
+
+    /// <summary>Writes a PTE (<c>set_pte_at</c>) under its PTE lock: a release store, so the frame's contents (zeroed
+    /// or copied) are visible to any Cpu that walks to it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void WritePte(in PteLocation at, ulong entry) => Volatile.Write(ref Slot(at.PteTable, at.PteIndex), entry);
+
+    /// <summary>Reads the PMD slot of a location again (the <c>pmd_same(orig_pmd, *pmd)</c> check).</summary>
+    public ulong ReadPmd(in PteLocation at) => Volatile.Read(ref Slot(at.PmdTable, at.PmdIndex));
+
+    /// <summary>Sets accessed (and dirty) bits of a present PTE with a CAS (the hardware walker's A/D update); false if the PTE changed.</summary>
+    public bool TrySetAccessedDirty(long pteTable, int index, ulong expected, bool dirty)
+    {
+        ulong wanted = expected | Pte.Accessed | (dirty ? Pte.Dirty : 0);
+        return wanted == expected || Interlocked.CompareExchange(ref Slot(pteTable, index), wanted, expected) == expected;
+    }
+
+    /// <summary>
+    /// Lockless walk (<c>gup_fast</c> style, the SPF walk): reads each level once. Must run inside a Cpu read
+    /// section, which keeps every table page it reaches from being freed. Huge or non-table upper entries abort.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public WalkStatus WalkLockless(ulong address, out PteLocation at, out ulong pte)
+    {
+        at = default;
+        pte = 0;
+        ulong pgd = Volatile.Read(ref Slot(_root, IndexOf(address, PgdShift)));
+        if (pgd == 0)
+        {
+            return WalkStatus.UpperNone;
+        }
+        if ((pgd & (Pte.Present | Pte.Huge)) != Pte.Present)
+        {
+            return WalkStatus.UpperBad;
+        }
+        long pudTable = Pte.Frame(pgd);
+        ulong pud = Volatile.Read(ref Slot(pudTable, IndexOf(address, PudShift)));
+        if (pud == 0)
+        {
+            return WalkStatus.UpperNone;
+        }
+        if ((pud & (Pte.Present | Pte.Huge)) != Pte.Present)
+        {
+            return WalkStatus.UpperBad;
+        }
+        at.PmdTable = Pte.Frame(pud);
+        at.PmdIndex = IndexOf(address, PmdShift);
+        ulong pmd = Volatile.Read(ref Slot(at.PmdTable, at.PmdIndex));
+        at.PmdEntry = pmd;
+        if (pmd == 0)
+        {
+            return WalkStatus.PmdNone;
+        }
+        if ((pmd & (Pte.Present | Pte.Huge)) != Pte.Present)
+        {
+            return WalkStatus.UpperBad;
+        }
+        at.PteTable = Pte.Frame(pmd);
+        at.PteIndex = IndexOf(address, PteShift);
+        pte = Volatile.Read(ref Slot(at.PteTable, at.PteIndex));
+        return WalkStatus.Ok;
+    }
+
+    /// <summary>
+    /// The locked walk of the classic and VMA-lock paths (<c>__handle_mm_fault</c>'s p4d/pud/pmd/pte_alloc): allocates
+    /// missing levels, each installed under <c>page_table_lock</c>. The caller's lock (mmap_lock or the VMA lock)
+    /// keeps tables covering its VMA from being freed. False when no frame is left for a table.
+    /// </summary>
+    public bool WalkAllocate(ulong address, FrameCache frames, out PteLocation at)
+    {
+        at = default;
+        long pudTable = EnsureTable(_root, IndexOf(address, PgdShift), frames);
+        if (pudTable < 0)
+        {
+            return false;
+        }
+        long pmdTable = EnsureTable(pudTable, IndexOf(address, PudShift), frames);
+        if (pmdTable < 0)
+        {
+            return false;
+        }
+        at.PmdTable = pmdTable;
+        at.PmdIndex = IndexOf(address, PmdShift);
+        long pteTable = EnsureTable(pmdTable, at.PmdIndex, frames);
+        if (pteTable < 0)
+        {
+            return false;
+        }
+        at.PmdEntry = Volatile.Read(ref Slot(pmdTable, at.PmdIndex));
+        at.PteTable = pteTable;
+        at.PteIndex = IndexOf(address, PteShift);
+        return true;
+    }
+
+    /// <summary>
+    /// Speculative page-table allocation (Peter Zijlstra's sketch in the v2 thread): the missing levels are
+    /// allocated outside any lock, then installed under <c>page_table_lock</c> only if <paramref name="check"/>
+    /// says the VMA is unchanged and the slot is still empty. This is safe because <see cref="FreeTables"/> unhooks
+    /// tables under the same lock after the unmapping writer moved the VMA sequence: either the writer's unhook
+    /// comes later and sees (and frees) the table installed here, or it came first and the check sees the change.
+    /// Returns false when the VMA changed or memory ran out; the walk is left in <paramref name="at"/> otherwise.
+    /// </summary>
+    public bool WalkAllocateSpeculative<TCheck>(ulong address, FrameCache frames, ref TCheck check, ProbeSet probes, out PteLocation at, out bool outOfMemory)
+        where TCheck : struct, ISpeculativeCheck
+    {
+        at = default;
+        outOfMemory = false;
+        long table = _root;
+        int[] shifts = [PgdShift, PudShift, PmdShift];
+        foreach (int shift in shifts)
+        {
+            int index = IndexOf(address, shift);
+            ulong entry = Volatile.Read(ref Slot(table, index));
+            if (shift == PmdShift)
+            {
+                at.PmdTable = table;
+                at.PmdIndex = index;
+            }
+            if (entry == 0)
+            {
+                int fresh = frames.Allocate();
+                if (fresh == PhysicalMemory.NoFrame)
+                {
+                    outOfMemory = true;
+                    return false;
+                }
+                PrepareTable(fresh);
+                probes.Hit(ProbePoint.SpeculativeBeforeTableInstall);
+                EnterPageTableLock();
+                if (check.HasChanged())
+                {
+                    ExitPageTableLock();
+                    DiscardTable(fresh, frames);
+                    return false;
+                }
+                entry = Volatile.Read(ref Slot(table, index));
+                if (entry == 0)
+                {
+                    entry = Pte.MakeTable(fresh);
+                    Volatile.Write(ref Slot(table, index), entry);
+                    Interlocked.Increment(ref _tablePages);
+                    ExitPageTableLock();
+                }
+                else
+                {
+                    ExitPageTableLock();
+                    DiscardTable(fresh, frames);
+                }
+            }
+            if ((entry & (Pte.Present | Pte.Huge)) != Pte.Present)
+            {
+                return false;
+            }
+            table = Pte.Frame(entry);
+        }
+        at.PmdEntry = Volatile.Read(ref Slot(at.PmdTable, at.PmdIndex));
+        if (Pte.Frame(at.PmdEntry) != table)
+        {
+            return false;
+        }
+        at.PteTable = table;
+        at.PteIndex = IndexOf(address, PteShift);
+        return true;
+    }
+
+    private long EnsureTable(long table, int index, FrameCache frames)
+    {
+        ulong entry = Volatile.Read(ref Slot(table, index));
+        if (entry != 0)
+        {
+            return Pte.Frame(entry);
+        }
+        int fresh = frames.Allocate();
+        if (fresh == PhysicalMemory.NoFrame)
+        {
+            return -1;
+        }
+        PrepareTable(fresh);
+        EnterPageTableLock();
+        entry = Volatile.Read(ref Slot(table, index));
+        if (entry == 0)
+        {
+            // Release store: the zeroed table is visible before the pointer to it (pairs with the walkers' acquire loads).
+            entry = Pte.MakeTable(fresh);
+            Volatile.Write(ref Slot(table, index), entry);
+            Interlocked.Increment(ref _tablePages);
+            fresh = PhysicalMemory.NoFrame;
+        }
+        ExitPageTableLock();
+        if (fresh != PhysicalMemory.NoFrame)
+        {
+            DiscardTable(fresh, frames);
+        }
+        return Pte.Frame(entry);
+    }
+
+    private void PrepareTable(int pfn)
+    {
+        _memory.Clear(pfn);
+        ref FrameInfo info = ref _memory.Info(pfn);
+        info.Kind = FrameKind.PageTable;
+        info.PteLock = 0;
+    }
+
+    private void DiscardTable(int pfn, FrameCache frames)
+    {
+        _memory.Info(pfn).Kind = FrameKind.Allocated;
+        frames.Release(pfn);
+    }
+
+    /// <summary>The PTE for an address, for diagnostics and writers (0 when no table). Caller holds mmap_lock.</summary>
+    public ulong Lookup(ulong address)
+    {
+        return WalkLockless(address, out _, out ulong pte) == WalkStatus.Ok ? pte : 0;
+    }
+
+    /// <summary>
+    /// Visits every existing PTE table that intersects [start, end): the callback gets the table, the first and the
+    /// last+1 index within it, and the virtual address of index 0. Caller holds mmap_lock for write (tables stable).
+    /// </summary>
+    public void ForEachPteTable(ulong start, ulong end, Action<long, int, int, ulong> visit)
+    {
+        ulong address = start;
+        while (address < end)
+        {
+            ulong tableBase = address & ~(PmdSpan - 1);
+            ulong next = Math.Min(tableBase + PmdSpan, end);
+            if (TryGetPteTable(address, out long pteTable))
+            {
+                int first = IndexOf(address, PteShift);
+                int last = next == tableBase + PmdSpan ? EntriesPerTable : IndexOf(next, PteShift);
+                visit(pteTable, first, last, tableBase);
+                address = next;
+            }
+            else
+            {
+                address = NextPopulatedBoundary(address, end);
+            }
+        }
+    }
+
+    private bool TryGetPteTable(ulong address, out long pteTable)
+    {
+        pteTable = 0;
+        ulong pgd = Volatile.Read(ref Slot(_root, IndexOf(address, PgdShift)));
+        if (pgd == 0)
+        {
+            return false;
+        }
+        ulong pud = Volatile.Read(ref Slot(Pte.Frame(pgd), IndexOf(address, PudShift)));
+        if (pud == 0)
+        {
+            return false;
+        }
+        ulong pmd = Volatile.Read(ref Slot(Pte.Frame(pud), IndexOf(address, PmdShift)));
+        if (pmd == 0)
+        {
+            return false;
+        }
+        pteTable = Pte.Frame(pmd);
+        return true;
+    }
+
+    // Skips whole empty upper-level spans so sparse walks of huge ranges stay cheap.
+    private ulong NextPopulatedBoundary(ulong address, ulong end)
+    {
+        ulong pgd = Volatile.Read(ref Slot(_root, IndexOf(address, PgdShift)));
+        ulong span = PgdSpan;
+        if (pgd != 0)
+        {
+            ulong pud = Volatile.Read(ref Slot(Pte.Frame(pgd), IndexOf(address, PudShift)));
+            span = pud == 0 ? PudSpan : PmdSpan;
+        }
+        ulong next = (address & ~(span - 1)) + span;
+        return next < address || next > end ? end : next;
+    }
+
+    /// <summary>
+    /// <c>zap_pte_range</c> over [start, end): clears every PTE under its table's lock and hands the frames to
+    /// <paramref name="gather"/>. When the batch fills, the TLB flush and grace period happen with the PTE lock held,
+    /// as the kernel's forced flush does. Returns the number of refcounted (anonymous) pages unmapped.
+    /// </summary>
+    public long Zap(ulong start, ulong end, MmuGather gather, ProbeSet probes)
+    {
+        long unmapped = 0;
+        ForEachPteTable(start, end, (pteTable, first, last, _) =>
+        {
+            ref int ptl = ref PteLock(pteTable);
+            SpinWord.Enter(ref ptl);
+            ulong* entries = (ulong*)_memory.FrameAddress(pteTable);
+            for (int i = first; i < last; i++)
+            {
+                ulong entry = entries[i];
+                if (entry == 0)
+                {
+                    continue;
+                }
+                Volatile.Write(ref entries[i], 0UL);
+                gather.NoteTranslationChange();
+                if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
+                {
+                    gather.RemoveMapping(Pte.Frame(entry));
+                    unmapped++;
+                }
+                if (gather.IsFull)
+                {
+                    // force_flush: the TLB flush happens under the PTE lock, the frees after dropping it.
+                    gather.FlushTlb(probes);
+                    SpinWord.Exit(ref ptl);
+                    gather.FreeGathered();
+                    SpinWord.Enter(ref ptl);
+                }
+            }
+            SpinWord.Exit(ref ptl);
+        });
+        return unmapped;
+    }
+
+    /// <summary>
+    /// <c>free_pgtables</c> for an unmapped [start, end): frees each table whose whole span lies inside
+    /// [floor, ceiling) (no VMA remains there). A PTE table is emptied under its own lock first (a speculative fault
+    /// that validated just before the unmap may have installed a PTE after the zap) and unhooked under
+    /// <c>page_table_lock</c>, which is what makes speculative table allocation safe. Returns the residual
+    /// refcounted pages it had to zap.
+    /// </summary>
+    public long FreeTables(ulong start, ulong end, ulong floor, ulong ceiling, MmuGather gather)
+    {
+        long residual = 0;
+        FreeLevel(_root, PgdShift, start, end, floor, ceiling, gather, ref residual);
+        return residual;
+    }
+
+    // Frees the covered, empty tables below one table; returns true when this table itself looks empty (the caller
+    // re-checks under page_table_lock before unhooking it, since a racing speculative fault installs entries under
+    // that lock).
+    private bool FreeLevel(long table, int shift, ulong start, ulong end, ulong floor, ulong ceiling, MmuGather gather, ref long residual)
+    {
+        ulong span = 1UL << shift;
+        ulong* entries = (ulong*)_memory.FrameAddress(table);
+        ulong address = start;
+        while (address < end)
+        {
+            ulong entryBase = address & ~(span - 1);
+            ulong entryEnd = entryBase + span;
+            int index = IndexOf(address, shift);
+            ulong entry = Volatile.Read(ref entries[index]);
+            bool covered = entryBase >= floor && entryEnd <= ceiling;
+            if (entry != 0 && (entry & Pte.Huge) == 0)
+            {
+                long child = Pte.Frame(entry);
+                if (shift == PmdShift)
+                {
+                    if (covered)
+                    {
+                        EmptyPteTable(child, gather, ref residual);
+                        EnterPageTableLock();
+                        Volatile.Write(ref entries[index], 0UL);
+                        ExitPageTableLock();
+                        SpinWord.Exit(ref PteLock(child));
+                        gather.RemoveTable(child);
+                        Interlocked.Decrement(ref _tablePages);
+                    }
+                }
+                else if (FreeLevel(child, shift - 9, address, Math.Min(end, entryEnd), floor, ceiling, gather, ref residual) && covered)
+                {
+                    EnterPageTableLock();
+                    bool empty = IsEmptyTable(child);
+                    if (empty)
+                    {
+                        Volatile.Write(ref entries[index], 0UL);
+                    }
+                    ExitPageTableLock();
+                    if (empty)
+                    {
+                        gather.RemoveTable(child);
+                        Interlocked.Decrement(ref _tablePages);
+                    }
+                }
+            }
+            address = entryEnd;
+        }
+        return table != _root && IsEmptyTable(table);
+    }
+
+    private bool IsEmptyTable(long table)
+    {
+        ulong* entries = (ulong*)_memory.FrameAddress(table);
+        for (int i = 0; i < EntriesPerTable; i++)
+        {
+            if (Volatile.Read(ref entries[i]) != 0)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // Takes the PTE table's lock and zaps what a racing speculative fault may have installed after the zap; the
+    // lock stays held until the table is unhooked, so no PTE can appear in between.
+    private void EmptyPteTable(long pteTable, MmuGather gather, ref long residual)
+    {
+        SpinWord.Enter(ref PteLock(pteTable));
+        ulong* entries = (ulong*)_memory.FrameAddress(pteTable);
+        for (int i = 0; i < EntriesPerTable; i++)
+        {
+            ulong entry = entries[i];
+            if (entry == 0)
+            {
+                continue;
+            }
+            Volatile.Write(ref entries[i], 0UL);
+            gather.NoteTranslationChange();
+            if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
+            {
+                gather.RemoveMapping(Pte.Frame(entry));
+                residual++;
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>change_pte_range</c>: rewrites the protection of every PTE mapping a frame in [start, end) under its PTE
+    /// lock. <paramref name="writable"/> decides per frame whether the new entry may be writable (exclusive
+    /// anonymous frames only: others must fault to copy). Notes narrowing changes in <paramref name="gather"/>.
+    /// </summary>
+    public void ChangeProtection(ulong start, ulong end, PageProtection protection, Func<long, bool> writable, MmuGather gather)
+    {
+        ForEachPteTable(start, end, (pteTable, first, last, _) =>
+        {
+            ref int ptl = ref PteLock(pteTable);
+            SpinWord.Enter(ref ptl);
+            ulong* entries = (ulong*)_memory.FrameAddress(pteTable);
+            for (int i = first; i < last; i++)
+            {
+                ulong entry = entries[i];
+                if (!Pte.MapsFrame(entry))
+                {
+                    continue;
+                }
+                bool mayWrite = (entry & Pte.Special) == 0 && writable(Pte.Frame(entry));
+                ulong updated = Pte.Modify(entry, protection, mayWrite);
+                if (updated == entry)
+                {
+                    continue;
+                }
+                Volatile.Write(ref entries[i], updated);
+                if (Narrows(entry, updated))
+                {
+                    gather.NoteTranslationChange();
+                }
+            }
+            SpinWord.Exit(ref ptl);
+        });
+    }
+
+    private static bool Narrows(ulong before, ulong after) =>
+        (Pte.IsPresent(before) && !Pte.IsPresent(after))
+        || ((before & Pte.Writable) != 0 && (after & Pte.Writable) == 0)
+        || ((before & Pte.NoExecute) == 0 && (after & Pte.NoExecute) != 0);
+
+    /// <summary>Counts PTEs in [start, end): mapping a refcounted frame (Rss), any frame (present), and referenced.</summary>
+    public (long Rss, long Present, long Referenced) CountResident(ulong start, ulong end)
+    {
+        long rss = 0, present = 0, referenced = 0;
+        ForEachPteTable(start, end, (pteTable, first, last, _) =>
+        {
+            ulong* entries = (ulong*)_memory.FrameAddress(pteTable);
+            for (int i = first; i < last; i++)
+            {
+                ulong entry = Volatile.Read(ref entries[i]);
+                if (!Pte.MapsFrame(entry))
+                {
+                    continue;
+                }
+                present++;
+                if ((entry & Pte.Special) == 0)
+                {
+                    rss++;
+                    if ((entry & Pte.Accessed) != 0)
+                    {
+                        referenced++;
+                    }
+                }
+            }
+        });
+        return (rss, present, referenced);
+    }
+}

@@ -1,0 +1,96 @@
+namespace Faultline.Paging;
+
+/// <summary>
+/// x86-64-style page-table entry encoding, used at every level (pgd/pud/pmd/pte). Bits: 0 present, 1 writable,
+/// 2 user, 5 accessed, 6 dirty, 7 huge (PSE, upper levels only), 8 PROT_NONE (the kernel's <c>_PAGE_PROTNONE</c>:
+/// not present to the hardware walker, but still mapping its frame), 9 special (the kernel's <c>_PAGE_SPECIAL</c>,
+/// a frame with no refcounting such as the zero frame), 12-51 frame number, 63 no-execute. A non-zero entry that
+/// is neither present nor PROT_NONE is a swap entry (type in bits 1-5, offset in bits 12-50), reserved for swap.
+/// </summary>
+internal static class Pte
+{
+    public const ulong Present = 1UL << 0;
+    public const ulong Writable = 1UL << 1;
+    public const ulong User = 1UL << 2;
+    public const ulong Accessed = 1UL << 5;
+    public const ulong Dirty = 1UL << 6;
+    public const ulong Huge = 1UL << 7;
+    public const ulong ProtNone = 1UL << 8;
+    public const ulong Special = 1UL << 9;
+    public const ulong NoExecute = 1UL << 63;
+    public const ulong FrameMask = 0x000F_FFFF_FFFF_F000UL;
+
+    /// <summary>Flags of a page-table (non-leaf) entry: present, writable, user; permissions are decided at the leaf.</summary>
+    public const ulong TableFlags = Present | Writable | User | Accessed;
+
+    /// <summary><c>pte_none</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool IsNone(ulong entry) => entry == 0;
+
+    /// <summary><c>pte_present</c> as the kernel defines it: present or PROT_NONE (both map a frame).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool MapsFrame(ulong entry) => (entry & (Present | ProtNone)) != 0;
+
+    /// <summary>Present to the (software) MMU: an access may use it without a fault, subject to permission bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool IsPresent(ulong entry) => (entry & Present) != 0;
+
+    /// <summary>A swap entry (<c>is_swap_pte</c>): non-zero, not mapping a frame.</summary>
+    public static bool IsSwap(ulong entry) => entry != 0 && !MapsFrame(entry);
+
+    /// <summary>The frame number an entry maps or points to.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long Frame(ulong entry) => (long)((entry & FrameMask) >> 12);
+
+    /// <summary>An entry pointing to a lower-level table page.</summary>
+    public static ulong MakeTable(long pfn) => ((ulong)pfn << 12) | TableFlags;
+
+    /// <summary>
+    /// <c>mk_pte(page, vma_page_prot)</c>: a leaf entry for a frame with the page protection the VMA's flags give.
+    /// <paramref name="writable"/> is decided by the caller (private mappings start read-only for COW).
+    /// </summary>
+    public static ulong MakeLeaf(long pfn, PageProtection protection, bool writable, bool special)
+    {
+        ulong entry = ((ulong)pfn << 12) | User;
+        entry |= protection.IsAccessible ? Present : ProtNone;
+        if (writable && protection.Write)
+        {
+            entry |= Writable;
+        }
+        if (!protection.Execute)
+        {
+            entry |= NoExecute;
+        }
+        if (special)
+        {
+            entry |= Special;
+        }
+        return entry;
+    }
+
+    /// <summary><c>pte_modify</c>: same frame, dirty and accessed bits, new protection.</summary>
+    public static ulong Modify(ulong entry, PageProtection protection, bool writable)
+    {
+        ulong kept = entry & (FrameMask | Accessed | Dirty | Special);
+        kept |= User;
+        kept |= protection.IsAccessible ? Present : ProtNone;
+        if (writable && protection.Write)
+        {
+            kept |= Writable;
+        }
+        if (!protection.Execute)
+        {
+            kept |= NoExecute;
+        }
+        return kept;
+    }
+
+    /// <summary>True when the entry allows the access kind without a fault.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Permits(ulong entry, AccessKind kind) => kind switch
+    {
+        AccessKind.Write => (entry & (Present | Writable)) == (Present | Writable),
+        AccessKind.Execute => (entry & (Present | NoExecute)) == Present,
+        _ => (entry & Present) != 0,
+    };
+}

@@ -1,0 +1,16 @@
+namespace Faultline.Physical;
+
+/// <summary>What a frame holds (the kernel's page flags that matter here: <c>PG_anon</c>, page-table pages, the zero page).</summary>
+internal enum FrameKind : byte
+{
+    /// <summary>On a free list.</summary>
+    Free = 0,
+    /// <summary>The shared zero frame (<c>ZERO_PAGE</c>), never written.</summary>
+    Zero,
+    /// <summary>Anonymous guest memory.</summary>
+    Anonymous,
+    /// <summary>A page-table page.</summary>
+    PageTable,
+    /// <summary>Allocated, kind not yet set.</summary>
+    Allocated,
+}

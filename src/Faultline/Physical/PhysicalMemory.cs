@@ -1,0 +1,147 @@
+namespace Faultline.Physical;
+
+/// <summary>
+/// The guest's RAM: a native arena of 4 KiB frames reserved lazily (untouched frames cost no host memory),
+/// per-frame metadata, and the global free-frame allocator. Frame 0 is the shared zero frame. Frames are named
+/// by their frame number (pfn); <see cref="FrameAddress"/> turns one into a host pointer.
+/// </summary>
+internal sealed unsafe class PhysicalMemory : IDisposable
+{
+    /// <summary>Bytes in a frame.</summary>
+    public const int FrameSize = 4096;
+    /// <summary>log2 of <see cref="FrameSize"/>.</summary>
+    public const int FrameShift = 12;
+    /// <summary>The pfn of the shared zero frame.</summary>
+    public const int ZeroFrame = 0;
+    /// <summary>Returned by allocation when no frame is left.</summary>
+    public const int NoFrame = -1;
+
+    private readonly byte* _base;
+    private readonly nuint _bytes;
+    private readonly FrameInfo[] _frames;
+    private readonly int[] _freeStack;
+    private int _freeCount;
+    private int _nextUntouched; // frames at or above it were never handed out (bump allocation keeps them untouched)
+    private int _lock;
+    private int _framesInUse;
+    private bool _disposed;
+
+    /// <summary>Creates an arena of <paramref name="frameCount"/> frames.</summary>
+    public PhysicalMemory(int frameCount, bool poisonFreedFrames)
+    {
+        if (frameCount < 16)
+        {
+            throw new ArgumentOutOfRangeException(nameof(frameCount), "at least 16 frames");
+        }
+        FrameCount = frameCount;
+        PoisonFreedFrames = poisonFreedFrames;
+        _bytes = (nuint)frameCount * FrameSize;
+        _base = HostPages.Reserve(_bytes);
+        _frames = new FrameInfo[frameCount];
+        _freeStack = new int[frameCount];
+        _frames[ZeroFrame].Kind = FrameKind.Zero;
+        _frames[ZeroFrame].RefCount = 1;
+        HostPages.MakeReadOnly(_base, FrameSize);
+        _nextUntouched = 1;
+    }
+
+    /// <summary>Frames in the arena, the zero frame included.</summary>
+    public int FrameCount { get; }
+
+    /// <summary>Fill freed frames with <see cref="PoisonByte"/> so a use after free reads garbage a test can see.</summary>
+    public bool PoisonFreedFrames { get; }
+
+    /// <summary>The byte freed frames are filled with when poisoning.</summary>
+    public const byte PoisonByte = 0x6B;
+
+    /// <summary>Frames currently allocated (not free), the zero frame excluded.</summary>
+    public int FramesInUse => Volatile.Read(ref _framesInUse);
+
+    /// <summary>Frames that can still be allocated.</summary>
+    public int FreeFrames => FrameCount - 1 - FramesInUse;
+
+    /// <summary>Host address of a frame.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* FrameAddress(long pfn) => _base + (pfn << FrameShift);
+
+    /// <summary>The metadata of a frame.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref FrameInfo Info(long pfn) => ref _frames[pfn];
+
+    /// <summary>
+    /// Allocates up to <paramref name="into"/>.Length frames (fewer when memory runs out), refcount 1, contents
+    /// undefined. Returns how many were allocated.
+    /// </summary>
+    public int AllocateBatch(Span<int> into)
+    {
+        int n = 0;
+        Concurrency.SpinWord.Enter(ref _lock);
+        while (n < into.Length && _freeCount > 0)
+        {
+            into[n++] = _freeStack[--_freeCount];
+        }
+        while (n < into.Length && _nextUntouched < FrameCount)
+        {
+            into[n++] = _nextUntouched++;
+        }
+        Concurrency.SpinWord.Exit(ref _lock);
+        for (int i = 0; i < n; i++)
+        {
+            ref FrameInfo info = ref _frames[into[i]];
+            Debug.Assert(info.Kind == FrameKind.Free && info.RefCount == 0);
+            info.Kind = FrameKind.Allocated;
+            info.RefCount = 1;
+            info.MapCount = 0;
+        }
+        Interlocked.Add(ref _framesInUse, n);
+        return n;
+    }
+
+    /// <summary>Allocates one frame, or <see cref="NoFrame"/>.</summary>
+    public int Allocate()
+    {
+        Span<int> one = stackalloc int[1];
+        return AllocateBatch(one) == 1 ? one[0] : NoFrame;
+    }
+
+    /// <summary>Returns frames to the free list. Callers guarantee no Cpu can reach them (a grace period passed).</summary>
+    public void FreeBatch(ReadOnlySpan<int> frames)
+    {
+        foreach (int pfn in frames)
+        {
+            ref FrameInfo info = ref _frames[pfn];
+            Debug.Assert(pfn != ZeroFrame && info.Kind != FrameKind.Free, "double free or zero frame");
+            info.Kind = FrameKind.Free;
+            info.RefCount = 0;
+            info.MapCount = 0;
+            info.PteLock = 0;
+            if (PoisonFreedFrames)
+            {
+                new Span<byte>(FrameAddress(pfn), FrameSize).Fill(PoisonByte);
+            }
+        }
+        Concurrency.SpinWord.Enter(ref _lock);
+        foreach (int pfn in frames)
+        {
+            _freeStack[_freeCount++] = pfn;
+        }
+        Concurrency.SpinWord.Exit(ref _lock);
+        Interlocked.Add(ref _framesInUse, -frames.Length);
+    }
+
+    /// <summary>Returns one frame to the free list.</summary>
+    public void Free(int pfn) => FreeBatch([pfn]);
+
+    /// <summary><c>clear_page</c>: zero a frame. This is the floor of a first-touch fault.</summary>
+    public void Clear(long pfn) => new Span<byte>(FrameAddress(pfn), FrameSize).Clear();
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            HostPages.Release(_base, _bytes);
+        }
+    }
+}
