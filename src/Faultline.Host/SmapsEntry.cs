@@ -1,0 +1,27 @@
+namespace Faultline.Host;
+
+/// <summary>
+/// The per-VMA counters from <c>/proc/self/smaps</c> that the oracle compares. Start/End are the
+/// real VMA bounds (not clipped): the counters cover the whole VMA and cannot be split.
+/// </summary>
+/// <param name="Start">VMA start.</param>
+/// <param name="End">VMA end (exclusive).</param>
+/// <param name="Perms">Permission string, e.g. "rw-p".</param>
+/// <param name="SizeKb">"Size:" in KiB (virtual size).</param>
+/// <param name="RssKb">"Rss:" in KiB (resident; pages mapped to the shared zero page are NOT counted, although pagemap reports them present).</param>
+/// <param name="AnonymousKb">"Anonymous:" in KiB.</param>
+/// <param name="ReferencedKb">"Referenced:" in KiB.</param>
+/// <param name="AnonHugePagesKb">"AnonHugePages:" in KiB (THP-backed part).</param>
+/// <param name="SwapKb">"Swap:" in KiB.</param>
+/// <param name="VmFlags">The "VmFlags:" mnemonics, e.g. "rd wr mr mw me ac" ("ac" = VM_ACCOUNT).</param>
+public sealed record SmapsEntry(
+    ulong Start,
+    ulong End,
+    string Perms,
+    ulong SizeKb,
+    ulong RssKb,
+    ulong AnonymousKb,
+    ulong ReferencedKb,
+    ulong AnonHugePagesKb,
+    ulong SwapKb,
+    string VmFlags);
