@@ -19,9 +19,6 @@ namespace Faultline;
 internal sealed class MappingOperations
 {
     private const ulong PageMask = MemoryDescriptor.PageSize - 1;
-    private const MapFlags KnownMapFlags = MapFlags.SharedValidate | MapFlags.Fixed | MapFlags.Anonymous | MapFlags.GrowsDown
-        | MapFlags.DenyWrite | MapFlags.Executable | MapFlags.Locked | MapFlags.NoReserve | MapFlags.Populate | MapFlags.NonBlock
-        | MapFlags.Stack | MapFlags.HugeTlb | MapFlags.Sync | MapFlags.FixedNoReplace | (MapFlags)0x4000000 /* MAP_UNINITIALIZED */;
     private const Protection KnownProtection = Protection.Read | Protection.Write | Protection.Execute | Protection.Semaphore
         | Protection.GrowsDown | Protection.GrowsUp;
 
@@ -175,8 +172,8 @@ internal sealed class MappingOperations
             {
                 return Errno.ENOMEM;
             }
-            int splits = (affected[0].Start < address && NewFlags(affected[0].Flags, access) != affected[0].Flags ? 1 : 0)
-                + (affected[^1].End > end && NewFlags(affected[^1].Flags, access) != affected[^1].Flags ? 1 : 0);
+            int splits = (affected[0].Start < address && NewFlags(affected[0], access) != affected[0].Flags ? 1 : 0)
+                + (affected[^1].End > end && NewFlags(affected[^1], access) != affected[^1].Flags ? 1 : 0);
             if (splits > 0 && _mm.Tree.Count + splits > _mm.Options.MaxMapCount)
             {
                 return Errno.ENOMEM;
@@ -199,7 +196,7 @@ internal sealed class MappingOperations
         bool changed = false;
         foreach (Vma vma in affected)
         {
-            VmFlags newFlags = NewFlags(vma.Flags, access);
+            VmFlags newFlags = NewFlags(vma, access);
             if (newFlags == vma.Flags)
             {
                 continue;
@@ -243,13 +240,22 @@ internal sealed class MappingOperations
         EndWriteSections();
     }
 
-    private static VmFlags NewFlags(VmFlags old, VmFlags access)
+    private static VmFlags NewFlags(Vma vma, VmFlags access)
     {
+        VmFlags old = vma.Flags;
         VmFlags flags = (old & ~VmFlags.AccessFlags) | access;
-        // mprotect_fixup: a private mapping becoming writable is charged (VM_ACCOUNT), and stays so.
-        if ((access & VmFlags.Write) != 0 && (old & (VmFlags.Account | VmFlags.Write | VmFlags.Shared | VmFlags.NoReserve)) == 0)
+        // mprotect_fixup: a private mapping becoming writable is charged (VM_ACCOUNT) and stays charged, except that
+        // an anonymous mapping with no anon_vma yet (never written) gives the charge back when it turns unwritable.
+        if ((access & VmFlags.Write) != 0)
         {
-            flags |= VmFlags.Account;
+            if ((old & (VmFlags.Account | VmFlags.Write | VmFlags.Shared | VmFlags.NoReserve)) == 0)
+            {
+                flags |= VmFlags.Account;
+            }
+        }
+        else if ((old & VmFlags.Account) != 0 && vma.Backing.IsAnonymous && vma.AnonVma is null)
+        {
+            flags &= ~VmFlags.Account;
         }
         return flags;
     }
@@ -257,17 +263,16 @@ internal sealed class MappingOperations
     private Errno ValidateMap(ref ulong address, ref ulong length, MapFlags flags)
     {
         int type = (int)flags & 0x0f;
-        if (type is not (1 or 2 or 3))
-        {
-            return Errno.EINVAL;
-        }
-        if (type == 3 && (flags & ~KnownMapFlags) != 0)
-        {
-            return Errno.EOPNOTSUPP;
-        }
         if ((flags & MapFlags.Anonymous) == 0)
         {
-            return Errno.EBADF;
+            // A file mapping needs a file: fd -1 is EBADF, checked before the type (as fget comes first).
+            return type is 1 or 2 or 3 ? Errno.EBADF : Errno.EINVAL;
+        }
+        // Anonymous mappings accept only MAP_SHARED or MAP_PRIVATE; MAP_SHARED_VALIDATE is for files (verified on
+        // the host: EINVAL even without unknown flags). Unknown flag bits are ignored, as Linux does.
+        if (type is not (1 or 2))
+        {
+            return Errno.EINVAL;
         }
         if ((flags & MapFlags.Shared) != 0)
         {

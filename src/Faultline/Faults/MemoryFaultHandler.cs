@@ -200,19 +200,19 @@ internal static class MemoryFaultHandler
         {
             return FaultResult.Oom;
         }
-        mm.Memory.Clear(pfn);
+        mm.Memory.PrepareZeroed(pfn);
         mm.Probes.Hit(ProbePoint.AnonymousBeforePteLock);
         ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.Dirty;
         if (!PteMapLock(ref fault))
         {
-            fault.Cpu.Frames.Release(pfn);
+            ReleaseUnused(ref fault, pfn);
             return FaultResult.Retry;
         }
         ref int ptl = ref table.PteLock(fault.Location.PteTable);
         if (!Pte.IsNone(table.ReadPte(fault.Location)))
         {
             SpinWord.Exit(ref ptl);
-            fault.Cpu.Frames.Release(pfn);
+            ReleaseUnused(ref fault, pfn);
             fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
             return FaultResult.Ok;
         }
@@ -264,16 +264,16 @@ internal static class MemoryFaultHandler
         {
             return FaultResult.Oom;
         }
-        mm.Memory.Clear(pfn);
+        mm.Memory.PrepareZeroed(pfn);
         if (!PteMapLock(ref fault))
         {
-            fault.Cpu.Frames.Release(pfn);
+            ReleaseUnused(ref fault, pfn);
             return FaultResult.Retry;
         }
         if (table.ReadPte(fault.Location) != pte)
         {
             SpinWord.Exit(ref ptl);
-            fault.Cpu.Frames.Release(pfn);
+            ReleaseUnused(ref fault, pfn);
             fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
             return FaultResult.Ok;
         }
@@ -287,6 +287,13 @@ internal static class MemoryFaultHandler
         mm.Tlb.Bump();
         mm.AddAnonPages(1);
         return FaultResult.Ok;
+    }
+
+    // A frame this fault allocated and zeroed but did not install: still zero, back to the Cpu's cache.
+    private static void ReleaseUnused(ref FaultContext fault, int pfn)
+    {
+        fault.Mm.Memory.MarkUnused(pfn);
+        fault.Cpu.Frames.Release(pfn);
     }
 
     /// <summary>

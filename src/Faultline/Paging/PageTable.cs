@@ -177,7 +177,7 @@ internal sealed unsafe class PageTable
         at = default;
         outOfMemory = false;
         long table = _root;
-        int[] shifts = [PgdShift, PudShift, PmdShift];
+        ReadOnlySpan<int> shifts = [PgdShift, PudShift, PmdShift];
         foreach (int shift in shifts)
         {
             int index = IndexOf(address, shift);
@@ -267,7 +267,7 @@ internal sealed unsafe class PageTable
 
     private void PrepareTable(int pfn)
     {
-        _memory.Clear(pfn);
+        _memory.PrepareZeroed(pfn);
         ref FrameInfo info = ref _memory.Info(pfn);
         info.Kind = FrameKind.PageTable;
         info.PteLock = 0;
@@ -276,6 +276,7 @@ internal sealed unsafe class PageTable
     private void DiscardTable(int pfn, FrameCache frames)
     {
         _memory.Info(pfn).Kind = FrameKind.Allocated;
+        _memory.MarkUnused(pfn);
         frames.Release(pfn);
     }
 

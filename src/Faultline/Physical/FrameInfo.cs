@@ -17,4 +17,6 @@ internal struct FrameInfo
     public int PteLock;
     /// <summary>What the frame holds.</summary>
     public FrameKind Kind;
+    /// <summary>The contents are known to be all zero (fresh, or cleared when freed), so a fault need not clear it.</summary>
+    public bool Zeroed;
 }

@@ -43,6 +43,11 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         _frames[ZeroFrame].RefCount = 1;
         HostPages.MakeReadOnly(_base, FrameSize);
         _nextUntouched = 1;
+        for (int pfn = 1; pfn < frameCount; pfn++)
+        {
+            // Freshly reserved host memory reads as zero.
+            _frames[pfn].Zeroed = true;
+        }
     }
 
     /// <summary>Frames in the arena, the zero frame included.</summary>
@@ -118,6 +123,13 @@ internal sealed unsafe class PhysicalMemory : IDisposable
             if (PoisonFreedFrames)
             {
                 new Span<byte>(FrameAddress(pfn), FrameSize).Fill(PoisonByte);
+                info.Zeroed = false;
+            }
+            else if (!info.Zeroed)
+            {
+                // Zero on free, in the writer's batch, so the next first-touch fault skips the clear.
+                Clear(pfn);
+                info.Zeroed = true;
             }
         }
         Concurrency.SpinWord.Enter(ref _lock);
@@ -134,6 +146,24 @@ internal sealed unsafe class PhysicalMemory : IDisposable
 
     /// <summary><c>clear_page</c>: zero a frame. This is the floor of a first-touch fault.</summary>
     public void Clear(long pfn) => new Span<byte>(FrameAddress(pfn), FrameSize).Clear();
+
+    /// <summary>
+    /// Makes an allocated frame's contents zero before its first use (clearing only if it was not zeroed when freed)
+    /// and marks it as about to be written.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void PrepareZeroed(long pfn)
+    {
+        ref FrameInfo info = ref _frames[pfn];
+        if (!info.Zeroed)
+        {
+            Clear(pfn);
+        }
+        info.Zeroed = false;
+    }
+
+    /// <summary>Records that an allocated frame prepared with <see cref="PrepareZeroed"/> was never written.</summary>
+    public void MarkUnused(long pfn) => _frames[pfn].Zeroed = true;
 
     /// <inheritdoc />
     public void Dispose()
