@@ -192,7 +192,6 @@ internal sealed class MappingOperations
     private void ChangeProtection(List<Vma> affected, ulong start, ulong end, VmFlags access)
     {
         var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.Tlb);
-        var pieces = new List<Vma>();
         bool changed = false;
         foreach (Vma vma in affected)
         {
@@ -211,7 +210,6 @@ internal sealed class MappingOperations
             }
             Vma piece = CopyOf(vma, pieceStart, pieceEnd, newFlags);
             Attach(piece);
-            pieces.Add(piece);
             if (vma.End > pieceEnd)
             {
                 Attach(CopyOf(vma, pieceEnd, vma.End, vma.Flags));
@@ -226,13 +224,7 @@ internal sealed class MappingOperations
         {
             return;
         }
-        foreach (Vma piece in pieces)
-        {
-            if (!piece.IsDetached)
-            {
-                MergeAround(piece);
-            }
-        }
+        MergeWindow(start, end);
         _mm.Tree.Publish();
         // No stale write (or any narrowed) permission survives the return: every Cpu flushes, and accesses that
         // began under the old translation finish before we return.
@@ -424,20 +416,20 @@ internal sealed class MappingOperations
         gather.Finish(_mm.Probes);
     }
 
-    // vma_merge_new_range and the merges of vma_modify: joins `vma` with compatible neighbours, replacing them all
-    // by one new VMA.
-    private void MergeAround(Vma vma)
+    // vma_merge_new_range and the merges of vma_modify: walks the VMAs from the one ending at `start` to the one
+    // starting at `end`, joining each compatible adjacent pair left to right (so a piece joins its left neighbour
+    // first, and a three-way join happens only if the outer two are compatible, as are_anon_vmas_compatible asks).
+    private void MergeWindow(ulong start, ulong end)
     {
-        Vma merged = vma;
-        Vma? prev = _mm.Tree.FindLastStartingBelow(merged.Start);
-        if (prev is not null && VmaMergeRules.CanMerge(prev, merged))
+        List<Vma> window = _mm.Tree.Intersecting(start == 0 ? 0 : start - 1, end + 1);
+        if (window.Count == 0)
         {
-            merged = Join(prev, merged);
+            return;
         }
-        Vma? next = _mm.Tree.FindFirstEndingAbove(merged.End);
-        if (next is not null && VmaMergeRules.CanMerge(merged, next))
+        Vma current = window[0];
+        for (int i = 1; i < window.Count; i++)
         {
-            Join(merged, next);
+            current = VmaMergeRules.CanMerge(current, window[i]) ? Join(current, window[i]) : window[i];
         }
     }
 
@@ -457,7 +449,7 @@ internal sealed class MappingOperations
     {
         BeginWrite(created);
         Attach(created);
-        MergeAround(created);
+        MergeWindow(created.Start, created.End);
     }
 
     private Vma CopyOf(Vma source, ulong start, ulong end, VmFlags flags)

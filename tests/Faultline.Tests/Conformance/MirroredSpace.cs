@@ -1,0 +1,143 @@
+using System.Text;
+using Faultline.Host;
+
+namespace Faultline.Tests.Conformance;
+
+/// <summary>
+/// One host region and one Faultline address space at the same addresses, driven by the same operations; compares
+/// the maps lines, access outcomes, data and residency of the region after each step.
+/// </summary>
+internal sealed class MirroredSpace : IDisposable
+{
+    public const ulong Page = 4096;
+
+    private readonly HostRegion _host;
+    private readonly StringBuilder _log = new();
+
+    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock)
+    {
+        _host = host;
+        Space = new AddressSpace(new FaultlineOptions { FaultPath = path, PhysicalMemoryBytes = 32 << 20 });
+        Cpu = Space.AttachCpu();
+        int hostReset = _host.Map(_host.Start, _host.Size, Linux.PROT_NONE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS | Linux.MAP_FIXED | Linux.MAP_NORESERVE);
+        Errno ours = Space.TryMap(_host.Start, _host.Size, Protection.None, MapFlags.PrivateAnonymous | MapFlags.Fixed | MapFlags.NoReserve, out _);
+        if (hostReset != 0 || ours != Errno.None)
+        {
+            throw new InvalidOperationException($"reset failed: host {hostReset}, faultline {ours}");
+        }
+        Log("reset: PROT_NONE MAP_NORESERVE reservation");
+    }
+
+    public AddressSpace Space { get; }
+    public Cpu Cpu { get; }
+    public ulong Start => _host.Start;
+    public ulong End => _host.End;
+    public string History => _log.ToString();
+
+    public void Log(string line) => _log.AppendLine(line);
+
+    public (int Host, int Ours) Map(ulong address, ulong length, int prot, int flags)
+    {
+        int host = _host.Map(address, length, prot, flags);
+        int ours = (int)Space.TryMap(address, length, (Protection)prot, (MapFlags)flags, out _);
+        Log($"mmap(0x{address:x}, 0x{length:x}, prot {prot:x}, flags {flags:x}) = host {host}, ours {ours}");
+        return (host, ours);
+    }
+
+    public (int Host, int Ours) Unmap(ulong address, ulong length)
+    {
+        int host = _host.Unmap(address, length);
+        int ours = (int)Space.TryUnmap(address, length);
+        Log($"munmap(0x{address:x}, 0x{length:x}) = host {host}, ours {ours}");
+        return (host, ours);
+    }
+
+    public (int Host, int Ours) Protect(ulong address, ulong length, int prot)
+    {
+        int host = _host.Protect(address, length, prot);
+        int ours = (int)Space.TryProtect(address, length, (Protection)prot);
+        Log($"mprotect(0x{address:x}, 0x{length:x}, prot {prot:x}) = host {host}, ours {ours}");
+        return (host, ours);
+    }
+
+    /// <summary>Reads a byte on both sides (process_vm_readv on the host); returns a difference or null.</summary>
+    public string? Touch(ulong address, bool write, byte value)
+    {
+        int hostRead = HostProbe.ReadErrno(address, out byte hostByte);
+        AccessOutcome ourRead = Cpu.TryLoad(address, out byte ourByte);
+        Log($"touch 0x{address:x} {(write ? $"write {value}" : "read")}: host read {hostRead} ({hostByte}), ours {ourRead} ({ourByte})");
+        if ((hostRead == 0) != (ourRead == AccessOutcome.Ok))
+        {
+            return $"read of 0x{address:x}: host errno {hostRead}, ours {ourRead}";
+        }
+        if (hostRead == 0 && hostByte != ourByte)
+        {
+            return $"data at 0x{address:x}: host {hostByte}, ours {ourByte}";
+        }
+        if (hostRead != 0 && ourRead != AccessOutcome.SegvAccErr && ourRead != AccessOutcome.SegvMapErr)
+        {
+            return $"read of 0x{address:x}: ours {ourRead}, expected a SIGSEGV";
+        }
+        if (!write)
+        {
+            return null;
+        }
+        int hostWrite = HostProbe.WriteErrno(address, value);
+        AccessOutcome ourWrite = Cpu.TryStore(address, value);
+        Log($"  write: host {hostWrite}, ours {ourWrite}");
+        if ((hostWrite == 0) != (ourWrite == AccessOutcome.Ok))
+        {
+            return $"write of 0x{address:x}: host errno {hostWrite}, ours {ourWrite}";
+        }
+        return null;
+    }
+
+    /// <summary>The maps lines of the region, host and ours, as text; null when equal.</summary>
+    public string? CompareMaps()
+    {
+        string host = string.Join("\n", _host.ReadMaps().Select(l => $"{l.Start:x}-{l.End:x} {l.Perms}"));
+        string ours = string.Join("\n", Space.GetMappings()
+            .Where(m => m.End > Start && m.Start < End)
+            .Select(m => $"{Math.Max(m.Start, Start):x}-{Math.Min(m.End, End):x} {m.Permissions}"));
+        return host == ours ? null : $"maps differ\nhost:\n{host}\nours:\n{ours}";
+    }
+
+    /// <summary>The pagemap present bit of every page against ours; null when equal.</summary>
+    public string? CompareResidency()
+    {
+        int pages = (int)((End - Start) / Page);
+        var entries = new ulong[pages];
+        HostPagemap.ReadEntries(Start, entries);
+        for (int i = 0; i < pages; i++)
+        {
+            bool host = (entries[i] & HostPagemap.PM_PRESENT) != 0;
+            bool ours = Space.IsResident(Start + (ulong)i * Page);
+            if (host != ours)
+            {
+                return $"residency of page 0x{Start + (ulong)i * Page:x}: host {host}, ours {ours}";
+            }
+        }
+        return null;
+    }
+
+    /// <summary>smaps Rss of each VMA of the region against ours; null when equal.</summary>
+    public string? CompareRss()
+    {
+        foreach (SmapsEntry entry in HostSmaps.ReadRegion(Start, End))
+        {
+            ulong from = Math.Max(entry.Start, Start), to = Math.Min(entry.End, End);
+            long ours = Space.CountResidentPages(from, to) * 4;
+            if (entry.RssKb != (ulong)ours)
+            {
+                return $"Rss of {from:x}-{to:x}: host {entry.RssKb} kB, ours {ours} kB";
+            }
+        }
+        return null;
+    }
+
+    public void Dispose()
+    {
+        Cpu.Dispose();
+        Space.Dispose();
+    }
+}
