@@ -354,6 +354,7 @@ internal sealed unsafe class PageTable
     /// </summary>
     public long Zap(ulong start, ulong end, MmuGather gather, ProbeSet probes)
     {
+        SynchronizeWithTableInstallers();
         long unmapped = 0;
         ForEachPteTable(start, end, (pteTable, first, last, _) =>
         {
@@ -397,6 +398,7 @@ internal sealed unsafe class PageTable
     /// </summary>
     public long FreeTables(ulong start, ulong end, ulong floor, ulong ceiling, MmuGather gather)
     {
+        SynchronizeWithTableInstallers();
         long residual = 0;
         FreeLevel(_root, PgdShift, start, end, floor, ceiling, gather, ref residual);
         return residual;
@@ -452,6 +454,16 @@ internal sealed unsafe class PageTable
             address = entryEnd;
         }
         return table != _root && IsEmptyTable(table);
+    }
+
+    // Called by an unmapping writer after it moved the VMA sequences and before it reads the tables without
+    // page_table_lock: a speculative table install that validated the old sequence holds (or held) the lock, so
+    // acquiring it once waits for that install and makes the table visible to the walk; any install that takes the
+    // lock later sees the moved sequence and gives up. (The SPIN model's "re-look under page_table_lock".)
+    private void SynchronizeWithTableInstallers()
+    {
+        EnterPageTableLock();
+        ExitPageTableLock();
     }
 
     private bool IsEmptyTable(long table)
