@@ -232,7 +232,7 @@ public sealed class AddressSpace : IDisposable
     {
         lock (_populateGate)
         {
-            var context = new FaultCpu(_mm.Memory);
+            var context = new FaultCpu(_mm.Memory, _mm.Rcu);
             _mm.Rcu.Register(context.Reader);
             try
             {

@@ -29,6 +29,8 @@ public sealed unsafe class Cpu : IDisposable
     private readonly FaultCpu _faultCpu;
     private readonly RcuReader _reader;
     private readonly SoftwareTlb _tlb;
+    private readonly long* _section;     // this Cpu's published read-section word (RcuReader), for the inlined hit path
+    private readonly long* _generation;  // the address space's TLB generation
     private AccessOutcome _lastOutcome;
     private bool _disposed;
 
@@ -36,10 +38,12 @@ public sealed unsafe class Cpu : IDisposable
     {
         AddressSpace = addressSpace;
         _mm = mm;
-        _faultCpu = new FaultCpu(mm.Memory);
+        _faultCpu = new FaultCpu(mm.Memory, mm.Rcu);
         _reader = _faultCpu.Reader;
         _tlb = new SoftwareTlb(mm.Options.TlbEntries);
         _tlb.Generation = mm.Tlb.Current;
+        _section = _reader.State;
+        _generation = mm.Tlb.Address;
         mm.AttachCpu(_reader, _faultCpu.Counters);
     }
 
@@ -56,7 +60,7 @@ public sealed unsafe class Cpu : IDisposable
             if (p != null)
             {
                 T value = Unsafe.ReadUnaligned<T>(p);
-                _reader.Exit();
+                ExitSection();
                 return value;
             }
             throw Fault(address, AccessKind.Read);
@@ -74,7 +78,7 @@ public sealed unsafe class Cpu : IDisposable
             if (p != null)
             {
                 value = Unsafe.ReadUnaligned<T>(p);
-                _reader.Exit();
+                ExitSection();
                 return AccessOutcome.Ok;
             }
             value = default;
@@ -96,7 +100,7 @@ public sealed unsafe class Cpu : IDisposable
             if (p != null)
             {
                 value = Unsafe.ReadUnaligned<T>(p);
-                _reader.Exit();
+                ExitSection();
                 return AccessOutcome.Ok;
             }
             value = default;
@@ -115,7 +119,7 @@ public sealed unsafe class Cpu : IDisposable
             if (p != null)
             {
                 Unsafe.WriteUnaligned(p, value);
-                _reader.Exit();
+                ExitSection();
                 return;
             }
             throw Fault(address, AccessKind.Write);
@@ -137,7 +141,7 @@ public sealed unsafe class Cpu : IDisposable
             if (p != null)
             {
                 Unsafe.WriteUnaligned(p, value);
-                _reader.Exit();
+                ExitSection();
                 return AccessOutcome.Ok;
             }
             return _lastOutcome;
@@ -172,7 +176,7 @@ public sealed unsafe class Cpu : IDisposable
                 return _lastOutcome;
             }
             new ReadOnlySpan<byte>(p, chunk).CopyTo(destination.Slice(done, chunk));
-            _reader.Exit();
+            ExitSection();
             done += chunk;
         }
         failedAt = 0;
@@ -206,7 +210,7 @@ public sealed unsafe class Cpu : IDisposable
                 return _lastOutcome;
             }
             source.Slice(done, chunk).CopyTo(new Span<byte>(p, chunk));
-            _reader.Exit();
+            ExitSection();
             done += chunk;
         }
         failedAt = 0;
@@ -235,7 +239,7 @@ public sealed unsafe class Cpu : IDisposable
             return _lastOutcome;
         }
         original = Interlocked.CompareExchange(ref Unsafe.AsRef<int>(p), value, comparand);
-        _reader.Exit();
+        ExitSection();
         return AccessOutcome.Ok;
     }
 
@@ -253,7 +257,7 @@ public sealed unsafe class Cpu : IDisposable
             return _lastOutcome;
         }
         original = Interlocked.CompareExchange(ref Unsafe.AsRef<long>(p), value, comparand);
-        _reader.Exit();
+        ExitSection();
         return AccessOutcome.Ok;
     }
 
@@ -269,25 +273,32 @@ public sealed unsafe class Cpu : IDisposable
         _mm.DetachCpu(_reader, _faultCpu.Counters);
     }
 
+    // rcu_read_unlock inlined: any even word means "outside"; derived from a field the loop does not change.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ExitSection() => Volatile.Write(ref *_section, _tlb.Generation << 1);
+
     // Returns the host address for the access with the read section entered, or null (section left, outcome in
     // _lastOutcome). The hit path is a generation compare, a tag compare and no shared-memory write.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private byte* EnterTranslated(ulong address, AccessKind kind)
     {
         ulong page = address >> 12;
-        _reader.Enter();
-        if (_mm.Tlb.Current == _tlb.Generation)
+        // rcu_read_lock inlined (RcuReader's encoding): "inside, having seen the TLB's generation"; then the check
+        // that the generation has not moved since. A mismatch goes to the slow path, which flushes and re-publishes.
+        long seen = _tlb.Generation;
+        Volatile.Write(ref *_section, (seen << 1) | 1);
+        if (Volatile.Read(ref *_generation) == seen)
         {
-            ref TlbEntry slot = ref _tlb.Slot(page);
+            TlbEntry* slot = _tlb.Slot(page);
             ulong tag = kind switch
             {
-                AccessKind.Read => slot.ReadTag,
-                AccessKind.Write => slot.WriteTag,
-                _ => slot.ExecuteTag,
+                AccessKind.Read => slot->ReadTag,
+                AccessKind.Write => slot->WriteTag,
+                _ => slot->ExecuteTag,
             };
             if (tag == page + 1)
             {
-                return (byte*)slot.HostPage + (address & PageOffsetMask);
+                return (byte*)slot->HostPage + (address & PageOffsetMask);
             }
         }
         return EnterTranslatedSlow(address, kind);
@@ -299,7 +310,7 @@ public sealed unsafe class Cpu : IDisposable
     {
         if (_disposed)
         {
-            _reader.Exit();
+            ExitSection();
             throw new ObjectDisposedException(nameof(Cpu));
         }
         ulong page = address >> 12;
@@ -311,12 +322,13 @@ public sealed unsafe class Cpu : IDisposable
             if (generation != _tlb.Generation)
             {
                 _tlb.Flush(generation);
+                _reader.Observe(generation);
                 _faultCpu.Counters.Add(VmEvent.TlbFlush);
             }
             if (address >= UserSpaceEnd)
             {
                 // Non-canonical or kernel half: nothing can be mapped there (and the table indices would alias).
-                _reader.Exit();
+                ExitSection();
                 _faultCpu.Counters.Add(VmEvent.PageFault);
                 _faultCpu.Counters.Add(VmEvent.SegvMapErr);
                 _lastOutcome = AccessOutcome.SegvMapErr;
@@ -335,7 +347,7 @@ public sealed unsafe class Cpu : IDisposable
                 _faultCpu.Counters.Add(VmEvent.TlbFill);
                 return (byte*)host + (address & PageOffsetMask);
             }
-            _reader.Exit();
+            ExitSection();
             AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
             if (outcome != AccessOutcome.Ok)
             {
@@ -366,7 +378,7 @@ public sealed unsafe class Cpu : IDisposable
                 return _lastOutcome;
             }
             new ReadOnlySpan<byte>(p, chunk).CopyTo(bytes.Slice(done, chunk));
-            _reader.Exit();
+            ExitSection();
             done += chunk;
         }
         return AccessOutcome.Ok;

@@ -48,6 +48,7 @@ internal sealed class MemoryDescriptor : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
         }
         Memory = new PhysicalMemory((int)frames, options.PoisonFreedFrames);
+        Rcu = new RcuDomain(Tlb);
         PageTable = new PageTable(Memory);
     }
 
@@ -66,8 +67,8 @@ internal sealed class MemoryDescriptor : IDisposable
     /// <summary>The page table.</summary>
     public PageTable PageTable { get; }
     /// <summary>Grace periods over this address space's Cpus.</summary>
-    public RcuDomain Rcu { get; } = new();
-    /// <summary>TLB generation.</summary>
+    public RcuDomain Rcu { get; }
+    /// <summary>TLB generation (advanced by every grace period of <see cref="Rcu"/>).</summary>
     public TlbGeneration Tlb { get; } = new();
     /// <summary>Counters of events not tied to a Cpu (writers).</summary>
     public EventCounters SharedCounters { get; } = new();

@@ -2,14 +2,21 @@ namespace Faultline.Concurrency;
 
 /// <summary>
 /// The grace-period domain of one address space's Cpus (the kernel's RCU as used by <c>MMU_GATHER_RCU_TABLE_FREE</c>
-/// and the TLB-shootdown IPI). A writer that unhooked a page-table page or a frame calls <see cref="Synchronize"/>:
-/// after it returns no reader can still be inside a section that could have seen the old pointer.
+/// together with the TLB-shootdown IPI). A writer that unhooked page-table pages or frames, or narrowed a translation,
+/// calls <see cref="Synchronize"/>: it bumps the TLB generation (every Cpu flushes its software TLB on its next
+/// access) and returns once no reader can still be inside a section that could have seen the old state.
 /// </summary>
 internal sealed class RcuDomain
 {
     private readonly object _registry = new();
     private RcuReader[] _readers = [];
     private long _gracePeriods;
+
+    /// <summary>Creates the domain over the address space's TLB generation.</summary>
+    public RcuDomain(TlbGeneration generation) => Generation = generation;
+
+    /// <summary>The TLB generation every grace period advances.</summary>
+    public TlbGeneration Generation { get; }
 
     /// <summary>Adds a reader (a Cpu attaching).</summary>
     public void Register(RcuReader reader)
@@ -35,24 +42,31 @@ internal sealed class RcuDomain
     public long GracePeriods => Interlocked.Read(ref _gracePeriods);
 
     /// <summary>
-    /// <c>synchronize_rcu</c>: a process-wide barrier, then waits for each reader that was inside a section to leave
-    /// it. Must not be called from inside a section of this domain.
+    /// <c>synchronize_rcu</c> plus the shootdown: bumps the generation to <c>G</c>, issues a process-wide barrier, then
+    /// waits for each reader that shows "inside, generation &lt; G" to publish anything else. Must not be called from
+    /// inside a section of this domain.
     /// </summary>
+    /// <remarks>
+    /// Ordering: the writer's changes precede the Interlocked bump. The barrier forces every reader thread through a
+    /// full fence, so a reader's "inside" store is either visible to the scan below, or was made after the barrier, in
+    /// which case that section's loads (after its acquire read of the generation) see the bump and everything before
+    /// it. A reader showing "inside" with a generation of at least G read G or later before its section began, so it
+    /// too sees every change and need not be waited for.
+    /// </remarks>
     public void Synchronize()
     {
-        // Pairs with the fence-free store in RcuReader.Enter: after this, a reader either shows as inside (odd)
-        // or will see every store this writer made before calling.
+        long target = Generation.Bump();
         Interlocked.MemoryBarrierProcessWide();
         RcuReader[] readers = Volatile.Read(ref _readers);
         foreach (RcuReader reader in readers)
         {
-            long seen = reader.ReadCounter();
-            if ((seen & 1) == 0)
+            long seen = reader.ReadState();
+            if ((seen & 1) == 0 || (seen >> 1) >= target)
             {
                 continue;
             }
             var spinner = new SpinWait();
-            while (reader.ReadCounter() == seen)
+            while (reader.ReadState() == seen)
             {
                 spinner.SpinOnce();
             }

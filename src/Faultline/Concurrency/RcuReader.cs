@@ -1,46 +1,79 @@
-using System.Runtime.InteropServices;
-
 namespace Faultline.Concurrency;
 
 /// <summary>
 /// One reader of an <see cref="RcuDomain"/>: the read-side state of a <c>Cpu</c> (the kernel's IRQ-off or
 /// <c>rcu_read_lock</c> section that keeps page-table pages and frames alive during a lockless walk).
-/// Entering and leaving cost one store to a cache line this reader owns; no fence (the writer pays with a
-/// process-wide barrier). Sections do not nest: a Cpu's accesses and its fault paths enter them one after another.
 /// </summary>
-internal sealed class RcuReader
+/// <remarks>
+/// The reader publishes one word: <c>2 × g + 1</c> while inside a section, <c>2 × g</c> outside, where <c>g</c> is a
+/// TLB generation this reader observed before the section began. Entering and leaving are plain stores of values
+/// computed from a field that does not change between accesses, so back-to-back sections form no store-to-load
+/// dependency chain; there is no fence (the writer pays with a process-wide barrier, see
+/// <see cref="RcuDomain.Synchronize"/>). Sections do not nest.
+/// </remarks>
+internal sealed unsafe class RcuReader
 {
-    [StructLayout(LayoutKind.Explicit, Size = 128)]
-    private struct PaddedCounter
+    // Pinned so the Cpu's inlined fast path writes through a raw pointer; the word sits in the middle of 192 bytes,
+    // alone on its cache line, so writers polling it do not disturb neighbours.
+    private readonly long[] _storage = GC.AllocateArray<long>(24, pinned: true);
+    private readonly long* _state;
+    private readonly TlbGeneration _generation;
+    private long _seen;
+
+    /// <summary>Creates a reader outside any section, for the domain whose generation is <paramref name="generation"/>.</summary>
+    public RcuReader(TlbGeneration generation)
     {
-        // Alone on its cache line so writers polling it do not disturb neighbours.
-        [FieldOffset(64)] public long Value;
+        _generation = generation;
+        _seen = generation.Current;
+        fixed (long* p = &_storage[8])
+        {
+            _state = p;
+        }
+        *_state = _seen << 1;
     }
 
-    private PaddedCounter _counter; // odd while inside a section
+    /// <summary>The published word, for the Cpu's inlined fast path (which writes it with the same encoding).</summary>
+    public long* State => _state;
 
-    /// <summary>Enters a read section (<c>rcu_read_lock</c>).</summary>
+    /// <summary>
+    /// Enters a read section (<c>rcu_read_lock</c>): publishes "inside" with the last generation seen, then reads the
+    /// current one and re-publishes if it moved, so a writer waiting on an older generation sees progress.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enter()
     {
-        Debug.Assert((_counter.Value & 1) == 0, "nested read section");
-        // Only this reader writes the counter. The store needs no fence: a writer's MemoryBarrierProcessWide
-        // either makes it visible to the writer's scan, or makes the writer's earlier stores (cleared PTEs,
-        // TLB generation) visible to this section's loads.
-        Volatile.Write(ref _counter.Value, _counter.Value + 1);
+        Debug.Assert((*_state & 1) == 0, "nested read section");
+        Volatile.Write(ref *_state, (_seen << 1) | 1);
+        long current = _generation.Current;
+        if (current != _seen)
+        {
+            _seen = current;
+            Volatile.Write(ref *_state, (current << 1) | 1);
+        }
     }
 
-    /// <summary>Leaves a read section (<c>rcu_read_unlock</c>): release, so the section's loads complete first.</summary>
+    /// <summary>
+    /// Inside a section, records a newer generation the owner just read (the Cpu's TLB flush), re-publishing "inside"
+    /// with it so a writer waiting on an older generation sees progress.
+    /// </summary>
+    public void Observe(long generation)
+    {
+        Debug.Assert((*_state & 1) == 1);
+        _seen = generation;
+        Volatile.Write(ref *_state, (generation << 1) | 1);
+    }
+
+    /// <summary>Leaves a read section (<c>rcu_read_unlock</c>): a release store, so the section's loads complete first.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Exit()
     {
-        Debug.Assert((_counter.Value & 1) == 1, "unbalanced read section");
-        Volatile.Write(ref _counter.Value, _counter.Value + 1);
+        Debug.Assert((*_state & 1) == 1, "unbalanced read section");
+        Volatile.Write(ref *_state, _seen << 1);
     }
 
     /// <summary>True while inside a section.</summary>
-    public bool IsInside => (_counter.Value & 1) == 1;
+    public bool IsInside => (*_state & 1) == 1;
 
-    /// <summary>The published counter, read by writers.</summary>
-    internal long ReadCounter() => Volatile.Read(ref _counter.Value);
+    /// <summary>The published word, read by writers.</summary>
+    internal long ReadState() => Volatile.Read(ref *_state);
 }

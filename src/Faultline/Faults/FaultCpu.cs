@@ -10,14 +10,15 @@ namespace Faultline.Faults;
 /// </summary>
 internal sealed class FaultCpu
 {
-    /// <summary>Creates the state over an arena.</summary>
-    public FaultCpu(PhysicalMemory memory)
+    /// <summary>Creates the state over an arena and a grace-period domain.</summary>
+    public FaultCpu(PhysicalMemory memory, RcuDomain rcu)
     {
         Frames = new FrameCache(memory);
+        Reader = new RcuReader(rcu.Generation);
     }
 
     /// <summary>This Cpu's read section.</summary>
-    public RcuReader Reader { get; } = new();
+    public RcuReader Reader { get; }
     /// <summary>This Cpu's free frames.</summary>
     public FrameCache Frames { get; }
     /// <summary>This Cpu's counters.</summary>

@@ -15,17 +15,15 @@ internal sealed class MmuGather
 
     private readonly PhysicalMemory _memory;
     private readonly RcuDomain _rcu;
-    private readonly TlbGeneration _tlb;
     private readonly List<int> _frames = new(BatchLimit);
     private readonly List<int> _tables = [];
     private bool _needsFlush;
 
     /// <summary>Starts a gather (<c>tlb_gather_mmu</c>).</summary>
-    public MmuGather(PhysicalMemory memory, RcuDomain rcu, TlbGeneration tlb)
+    public MmuGather(PhysicalMemory memory, RcuDomain rcu)
     {
         _memory = memory;
         _rcu = rcu;
-        _tlb = tlb;
     }
 
     /// <summary>Frames waiting to be freed.</summary>
@@ -57,7 +55,7 @@ internal sealed class MmuGather
     }
 
     /// <summary>
-    /// <c>tlb_flush_mmu_tlbonly</c> plus the IPI wait: bump the TLB generation and wait for a grace period. May be
+    /// <c>tlb_flush_mmu_tlbonly</c> plus the IPI wait: a grace period, which bumps the TLB generation. May be
     /// called with a PTE lock held (as the kernel flushes under the PTE lock), which is why a speculative fault
     /// must only trylock that lock inside its read section.
     /// </summary>
@@ -67,7 +65,6 @@ internal sealed class MmuGather
         {
             return;
         }
-        _tlb.Bump();
         probes.Hit(ProbePoint.GatherBeforeGracePeriod);
         _rcu.Synchronize();
         _needsFlush = false;

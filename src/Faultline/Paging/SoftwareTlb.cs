@@ -2,17 +2,23 @@ namespace Faultline.Paging;
 
 /// <summary>
 /// A Cpu's direct-mapped software TLB. Only its owner thread reads or writes it; coherence comes from the address
-/// space's <see cref="TlbGeneration"/>, which the owner compares on entry to every access and flushes on change.
+/// space's <see cref="Concurrency.TlbGeneration"/>, which the owner compares on entry to every access and flushes on change.
 /// </summary>
-internal sealed class SoftwareTlb
+internal sealed unsafe class SoftwareTlb
 {
-    private readonly TlbEntry[] _entries;
+    private readonly TlbEntry[] _storage;
+    private readonly TlbEntry* _entries;
     private readonly ulong _mask;
 
     /// <summary>Creates a TLB with <paramref name="entries"/> slots (a power of two).</summary>
     public SoftwareTlb(int entries)
     {
-        _entries = new TlbEntry[entries];
+        // Pinned so the hit path indexes a raw pointer with no bounds check.
+        _storage = GC.AllocateArray<TlbEntry>(entries, pinned: true);
+        fixed (TlbEntry* p = _storage)
+        {
+            _entries = p;
+        }
         _mask = (ulong)entries - 1;
     }
 
@@ -21,24 +27,24 @@ internal sealed class SoftwareTlb
 
     /// <summary>The slot a virtual page maps to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref TlbEntry Slot(ulong pageNumber) => ref _entries[(int)(pageNumber & _mask)];
+    public TlbEntry* Slot(ulong pageNumber) => _entries + (pageNumber & _mask);
 
     /// <summary>Drops every translation (a full flush).</summary>
     public void Flush(long generation)
     {
-        Array.Clear(_entries);
+        Array.Clear(_storage);
         Generation = generation;
     }
 
     /// <summary>Fills the slot of a page from a PTE that permits at least a read.</summary>
     public void Fill(ulong pageNumber, ulong pte, nint hostPage)
     {
-        ref TlbEntry slot = ref Slot(pageNumber);
+        TlbEntry* slot = Slot(pageNumber);
         ulong tag = pageNumber + 1;
-        slot.HostPage = hostPage;
-        slot.ReadTag = tag;
+        slot->HostPage = hostPage;
+        slot->ReadTag = tag;
         // A write hit needs the dirty bit already set, so the first write after a read fill walks and sets it.
-        slot.WriteTag = (pte & (Pte.Writable | Pte.Dirty)) == (Pte.Writable | Pte.Dirty) ? tag : 0;
-        slot.ExecuteTag = (pte & Pte.NoExecute) == 0 ? tag : 0;
+        slot->WriteTag = (pte & (Pte.Writable | Pte.Dirty)) == (Pte.Writable | Pte.Dirty) ? tag : 0;
+        slot->ExecuteTag = (pte & Pte.NoExecute) == 0 ? tag : 0;
     }
 }

@@ -46,8 +46,9 @@ public class ConcurrencyPrimitiveTests
     [Fact]
     public void SynchronizeWaitsForAReaderInsideItsSection()
     {
-        var domain = new RcuDomain();
-        var reader = new RcuReader();
+        var generation = new TlbGeneration();
+        var domain = new RcuDomain(generation);
+        var reader = new RcuReader(generation);
         domain.Register(reader);
         reader.Enter();
         var done = new ManualResetEventSlim();
@@ -60,10 +61,38 @@ public class ConcurrencyPrimitiveTests
         Assert.False(done.Wait(200));
         reader.Exit();
         Assert.True(done.Wait(5000));
-        reader.Enter();
-        reader.Exit();
+        Assert.Equal(1, generation.Current);
+        Assert.Equal(1, domain.GracePeriods);
+    }
+
+    [Fact]
+    public void AReaderInsideSinceAnOlderGenerationIsWaitedForUntilItLeaves()
+    {
+        var generation = new TlbGeneration();
+        var domain = new RcuDomain(generation);
+        var stale = new RcuReader(generation);
+        var fresh = new RcuReader(generation);
+        domain.Register(stale);
+        domain.Register(fresh);
         domain.Synchronize();
-        Assert.Equal(2, domain.GracePeriods);
+        fresh.Enter();
+        // `fresh` entered after the first grace period and saw generation 1; the next one bumps to 2, so that
+        // section predates it and must end first.
+        var done = new ManualResetEventSlim();
+        var writer = new Thread(() =>
+        {
+            domain.Synchronize();
+            done.Set();
+        });
+        writer.Start();
+        Assert.False(done.Wait(200), "a reader that saw generation 1 predates the bump to 2 and must be waited for");
+        fresh.Exit();
+        Assert.True(done.Wait(5000));
+        stale.Enter();
+        Assert.True(stale.IsInside);
+        stale.Exit();
+        domain.Synchronize();
+        Assert.Equal(3, generation.Current);
     }
 
     [Fact]
