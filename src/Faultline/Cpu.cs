@@ -31,6 +31,9 @@ public sealed unsafe class Cpu : IDisposable
     private readonly SoftwareTlb _tlb;
     private readonly long* _section;     // this Cpu's published read-section word (RcuReader), for the inlined hit path
     private readonly long* _generation;  // the address space's TLB generation
+    private readonly TlbEntry* _tlbEntries;
+    private readonly ulong _tlbMask;
+    private long _tlbGeneration;         // the generation the TLB's contents are valid for
     private AccessOutcome _lastOutcome;
     private bool _disposed;
 
@@ -41,7 +44,9 @@ public sealed unsafe class Cpu : IDisposable
         _faultCpu = new FaultCpu(mm.Memory, mm.Rcu);
         _reader = _faultCpu.Reader;
         _tlb = new SoftwareTlb(mm.Options.TlbEntries);
-        _tlb.Generation = mm.Tlb.Current;
+        _tlbGeneration = mm.Tlb.Current;
+        _tlbEntries = _tlb.Entries;
+        _tlbMask = _tlb.Mask;
         _section = _reader.State;
         _generation = mm.Tlb.Address;
         mm.AttachCpu(_reader, _faultCpu.Counters);
@@ -275,7 +280,7 @@ public sealed unsafe class Cpu : IDisposable
 
     // rcu_read_unlock inlined: any even word means "outside"; derived from a field the loop does not change.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void ExitSection() => Volatile.Write(ref *_section, _tlb.Generation << 1);
+    private void ExitSection() => Volatile.Write(ref *_section, _tlbGeneration << 1);
 
     // Returns the host address for the access with the read section entered, or null (section left, outcome in
     // _lastOutcome). The hit path is a generation compare, a tag compare and no shared-memory write.
@@ -285,11 +290,11 @@ public sealed unsafe class Cpu : IDisposable
         ulong page = address >> 12;
         // rcu_read_lock inlined (RcuReader's encoding): "inside, having seen the TLB's generation"; then the check
         // that the generation has not moved since. A mismatch goes to the slow path, which flushes and re-publishes.
-        long seen = _tlb.Generation;
+        long seen = _tlbGeneration;
         Volatile.Write(ref *_section, (seen << 1) | 1);
         if (Volatile.Read(ref *_generation) == seen)
         {
-            TlbEntry* slot = _tlb.Slot(page);
+            TlbEntry* slot = _tlbEntries + (page & _tlbMask);
             ulong tag = kind switch
             {
                 AccessKind.Read => slot->ReadTag,
@@ -319,9 +324,10 @@ public sealed unsafe class Cpu : IDisposable
         while (true)
         {
             long generation = _mm.Tlb.Current;
-            if (generation != _tlb.Generation)
+            if (generation != _tlbGeneration)
             {
-                _tlb.Flush(generation);
+                _tlb.Flush();
+                _tlbGeneration = generation;
                 _reader.Observe(generation);
                 _faultCpu.Counters.Add(VmEvent.TlbFlush);
             }

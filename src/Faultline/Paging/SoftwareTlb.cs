@@ -2,7 +2,8 @@ namespace Faultline.Paging;
 
 /// <summary>
 /// A Cpu's direct-mapped software TLB. Only its owner thread reads or writes it; coherence comes from the address
-/// space's <see cref="Concurrency.TlbGeneration"/>, which the owner compares on entry to every access and flushes on change.
+/// space's <see cref="Concurrency.TlbGeneration"/>, which the owner compares on entry to every access with the
+/// generation its contents are valid for, and flushes on change.
 /// </summary>
 internal sealed unsafe class SoftwareTlb
 {
@@ -22,19 +23,18 @@ internal sealed unsafe class SoftwareTlb
         _mask = (ulong)entries - 1;
     }
 
-    /// <summary>The generation the contents are valid for.</summary>
-    public long Generation;
+    /// <summary>The slots, for the owner's inlined hit path.</summary>
+    public TlbEntry* Entries => _entries;
+
+    /// <summary>Slot count minus one.</summary>
+    public ulong Mask => _mask;
 
     /// <summary>The slot a virtual page maps to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public TlbEntry* Slot(ulong pageNumber) => _entries + (pageNumber & _mask);
 
     /// <summary>Drops every translation (a full flush).</summary>
-    public void Flush(long generation)
-    {
-        Array.Clear(_storage);
-        Generation = generation;
-    }
+    public void Flush() => Array.Clear(_storage);
 
     /// <summary>Fills the slot of a page from a PTE that permits at least a read.</summary>
     public void Fill(ulong pageNumber, ulong pte, nint hostPage)
