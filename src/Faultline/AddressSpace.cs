@@ -61,6 +61,12 @@ public sealed class AddressSpace : IDisposable
     /// <summary>Frames of guest RAM in use: data, page tables, and Cpu frame caches.</summary>
     public int FramesInUse => _mm.Memory.FramesInUse;
 
+    /// <summary>
+    /// With <see cref="FaultlineOptions.PoisonFreedFrames"/>: freed frames found modified when reused (a write through
+    /// a stale translation). Always 0 unless something is broken.
+    /// </summary>
+    public long PoisonViolations => _mm.Memory.PoisonViolations;
+
     /// <summary>Page-table pages in use.</summary>
     public int PageTablePages => _mm.PageTable.TablePages;
 

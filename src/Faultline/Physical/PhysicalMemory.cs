@@ -157,9 +157,28 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         ref FrameInfo info = ref _frames[pfn];
         if (!info.Zeroed)
         {
+            if (PoisonFreedFrames)
+            {
+                CheckPoison(pfn);
+            }
             Clear(pfn);
         }
         info.Zeroed = false;
+    }
+
+    /// <summary>Frames found written after they were freed (poisoning runs only): a stale translation was used.</summary>
+    public long PoisonViolations => Interlocked.Read(ref _poisonViolations);
+
+    private long _poisonViolations;
+
+    // A freed frame must still hold the poison when it is handed out again; anything else was written through a
+    // translation that outlived the frame's mapping.
+    private void CheckPoison(long pfn)
+    {
+        if (new ReadOnlySpan<byte>(FrameAddress(pfn), FrameSize).IndexOfAnyExcept(PoisonByte) >= 0)
+        {
+            Interlocked.Increment(ref _poisonViolations);
+        }
     }
 
     /// <summary>Records that an allocated frame prepared with <see cref="PrepareZeroed"/> was never written.</summary>
