@@ -326,10 +326,7 @@ public sealed unsafe class Cpu : IDisposable
             long generation = _mm.Tlb.Current;
             if (generation != _tlbGeneration)
             {
-                _tlb.Flush();
-                _tlbGeneration = generation;
-                _reader.Observe(generation);
-                _faultCpu.Counters.Add(VmEvent.TlbFlush);
+                CatchUp(generation);
             }
             if (address >= UserSpaceEnd)
             {
@@ -366,6 +363,34 @@ public sealed unsafe class Cpu : IDisposable
             }
             _reader.Enter();
         }
+    }
+
+    // The shootdown: invalidate only the pages of the bumps missed since the TLB's generation when there are few and
+    // small ones, else flush everything.
+    private void CatchUp(long generation)
+    {
+        const long MaxBumps = 8;
+        const ulong MaxPages = 32;
+        bool full = generation - _tlbGeneration > MaxBumps;
+        for (long g = _tlbGeneration + 1; !full && g <= generation; g++)
+        {
+            full = !_mm.Tlb.TryGetRange(g, out ulong first, out ulong end) || end - first > MaxPages;
+            for (ulong page = first; !full && page < end; page++)
+            {
+                _tlb.Invalidate(page);
+            }
+        }
+        if (full)
+        {
+            _tlb.Flush();
+            _faultCpu.Counters.Add(VmEvent.TlbFlush);
+        }
+        else
+        {
+            _faultCpu.Counters.Add(VmEvent.TlbRangeFlush);
+        }
+        _tlbGeneration = generation;
+        _reader.Observe(generation);
     }
 
     private AccessOutcome TryLoadSplit<T>(ulong address, AccessKind kind, out T value) where T : unmanaged

@@ -3,7 +3,7 @@ namespace Faultline.Concurrency;
 /// <summary>
 /// The grace-period domain of one address space's Cpus (the kernel's RCU as used by <c>MMU_GATHER_RCU_TABLE_FREE</c>
 /// together with the TLB-shootdown IPI). A writer that unhooked page-table pages or frames, or narrowed a translation,
-/// calls <see cref="Synchronize"/>: it bumps the TLB generation (every Cpu flushes its software TLB on its next
+/// calls <see cref="Synchronize()"/>: it bumps the TLB generation (every Cpu flushes its software TLB on its next
 /// access) and returns once no reader can still be inside a section that could have seen the old state.
 /// </summary>
 internal sealed class RcuDomain
@@ -53,9 +53,12 @@ internal sealed class RcuDomain
     /// it. A reader showing "inside" with a generation of at least G read G or later before its section began, so it
     /// too sees every change and need not be waited for.
     /// </remarks>
-    public void Synchronize()
+    public void Synchronize() => Synchronize(0, ulong.MaxValue);
+
+    /// <summary><see cref="Synchronize()"/> for changes confined to pages [<paramref name="startPage"/>, <paramref name="endPage"/>).</summary>
+    public void Synchronize(ulong startPage, ulong endPage)
     {
-        long target = Generation.Bump();
+        long target = Generation.Bump(startPage, endPage);
         Interlocked.MemoryBarrierProcessWide();
         RcuReader[] readers = Volatile.Read(ref _readers);
         foreach (RcuReader reader in readers)

@@ -9,7 +9,7 @@ namespace Faultline.Concurrency;
 /// TLB generation this reader observed before the section began. Entering and leaving are plain stores of values
 /// computed from a field that does not change between accesses, so back-to-back sections form no store-to-load
 /// dependency chain; there is no fence (the writer pays with a process-wide barrier, see
-/// <see cref="RcuDomain.Synchronize"/>). Sections do not nest.
+/// <see cref="RcuDomain.Synchronize()"/>). Sections do not nest.
 /// </remarks>
 internal sealed unsafe class RcuReader
 {

@@ -46,6 +46,7 @@ internal static class EventNames
                 VmEvent.SpeculativeFallback => "spf_fallback",
                 VmEvent.TlbFill => "tlb_fill",
                 VmEvent.TlbFlush => "tlb_flush",
+                VmEvent.TlbRangeFlush => "tlb_range_flush",
                 VmEvent.MapCall => "mmap",
                 VmEvent.UnmapCall => "munmap",
                 VmEvent.ProtectCall => "mprotect",

@@ -62,6 +62,8 @@ internal enum VmEvent
     TlbFill,
     /// <summary>Software TLB full flushes after a shootdown.</summary>
     TlbFlush,
+    /// <summary>Shootdowns handled by invalidating only the pages of the missed bumps.</summary>
+    TlbRangeFlush,
     /// <summary>Map operations.</summary>
     MapCall,
     /// <summary>Unmap operations.</summary>

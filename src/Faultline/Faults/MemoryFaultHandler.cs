@@ -284,7 +284,7 @@ internal static class MemoryFaultHandler
         SpinWord.Exit(ref ptl);
         // ptep_clear_flush: other Cpus may cache the read-only zero-frame translation; the zero frame is never freed,
         // so a generation bump (no grace period) is enough for them to see the new frame on their next access.
-        mm.Tlb.Bump();
+        mm.Tlb.Bump(fault.Address >> 12, (fault.Address >> 12) + 1);
         mm.AddAnonPages(1);
         return FaultResult.Ok;
     }

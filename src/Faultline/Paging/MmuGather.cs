@@ -18,6 +18,8 @@ internal sealed class MmuGather
     private readonly List<int> _frames = new(BatchLimit);
     private readonly List<int> _tables = [];
     private bool _needsFlush;
+    private ulong _firstPage = ulong.MaxValue;
+    private ulong _endPage;
 
     /// <summary>Starts a gather (<c>tlb_gather_mmu</c>).</summary>
     public MmuGather(PhysicalMemory memory, RcuDomain rcu)
@@ -32,8 +34,17 @@ internal sealed class MmuGather
     /// <summary>True when the batch is full and the caller should flush (<c>__tlb_remove_page</c> returning true).</summary>
     public bool IsFull => _frames.Count >= BatchLimit;
 
-    /// <summary>A translation was removed or narrowed: the TLBs must be flushed before the operation ends.</summary>
-    public void NoteTranslationChange() => _needsFlush = true;
+    /// <summary>
+    /// The translation of the page at <paramref name="address"/> was removed or narrowed: the TLBs must be flushed
+    /// (for the range covering every such page) before the operation ends.
+    /// </summary>
+    public void NoteTranslationChange(ulong address)
+    {
+        _needsFlush = true;
+        ulong page = address >> 12;
+        _firstPage = Math.Min(_firstPage, page);
+        _endPage = Math.Max(_endPage, page + 1);
+    }
 
     /// <summary>Drops one mapping of a frame (<c>tlb_remove_page</c>); the frame is freed at flush if unreferenced.</summary>
     public void RemoveMapping(long pfn)
@@ -66,8 +77,17 @@ internal sealed class MmuGather
             return;
         }
         probes.Hit(ProbePoint.GatherBeforeGracePeriod);
-        _rcu.Synchronize();
+        if (_firstPage < _endPage)
+        {
+            _rcu.Synchronize(_firstPage, _endPage);
+        }
+        else
+        {
+            _rcu.Synchronize();
+        }
         _needsFlush = false;
+        _firstPage = ulong.MaxValue;
+        _endPage = 0;
     }
 
     /// <summary><c>tlb_finish_mmu</c>: flush if needed, then free everything gathered.</summary>

@@ -356,7 +356,7 @@ internal sealed unsafe class PageTable
     {
         SynchronizeWithTableInstallers();
         long unmapped = 0;
-        ForEachPteTable(start, end, (pteTable, first, last, _) =>
+        ForEachPteTable(start, end, (pteTable, first, last, tableBase) =>
         {
             ref int ptl = ref PteLock(pteTable);
             SpinWord.Enter(ref ptl);
@@ -369,7 +369,7 @@ internal sealed unsafe class PageTable
                     continue;
                 }
                 Volatile.Write(ref entries[i], 0UL);
-                gather.NoteTranslationChange();
+                gather.NoteTranslationChange(tableBase + ((ulong)i << 12));
                 if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
                 {
                     gather.RemoveMapping(Pte.Frame(entry));
@@ -426,7 +426,7 @@ internal sealed unsafe class PageTable
                 {
                     if (covered)
                     {
-                        EmptyPteTable(child, gather, ref residual);
+                        EmptyPteTable(child, entryBase, gather, ref residual);
                         EnterPageTableLock();
                         Volatile.Write(ref entries[index], 0UL);
                         ExitPageTableLock();
@@ -481,7 +481,7 @@ internal sealed unsafe class PageTable
 
     // Takes the PTE table's lock and zaps what a racing speculative fault may have installed after the zap; the
     // lock stays held until the table is unhooked, so no PTE can appear in between.
-    private void EmptyPteTable(long pteTable, MmuGather gather, ref long residual)
+    private void EmptyPteTable(long pteTable, ulong tableBase, MmuGather gather, ref long residual)
     {
         SpinWord.Enter(ref PteLock(pteTable));
         ulong* entries = (ulong*)_memory.FrameAddress(pteTable);
@@ -493,7 +493,7 @@ internal sealed unsafe class PageTable
                 continue;
             }
             Volatile.Write(ref entries[i], 0UL);
-            gather.NoteTranslationChange();
+            gather.NoteTranslationChange(tableBase + ((ulong)i << 12));
             if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
             {
                 gather.RemoveMapping(Pte.Frame(entry));
@@ -509,7 +509,7 @@ internal sealed unsafe class PageTable
     /// </summary>
     public void ChangeProtection(ulong start, ulong end, PageProtection protection, Func<long, bool> writable, MmuGather gather)
     {
-        ForEachPteTable(start, end, (pteTable, first, last, _) =>
+        ForEachPteTable(start, end, (pteTable, first, last, tableBase) =>
         {
             ref int ptl = ref PteLock(pteTable);
             SpinWord.Enter(ref ptl);
@@ -530,7 +530,7 @@ internal sealed unsafe class PageTable
                 Volatile.Write(ref entries[i], updated);
                 if (Narrows(entry, updated))
                 {
-                    gather.NoteTranslationChange();
+                    gather.NoteTranslationChange(tableBase + ((ulong)i << 12));
                 }
             }
             SpinWord.Exit(ref ptl);

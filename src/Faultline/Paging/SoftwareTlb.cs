@@ -33,6 +33,16 @@ internal sealed unsafe class SoftwareTlb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public TlbEntry* Slot(ulong pageNumber) => _entries + (pageNumber & _mask);
 
+    /// <summary>Drops the translation of one page if cached.</summary>
+    public void Invalidate(ulong pageNumber)
+    {
+        TlbEntry* slot = Slot(pageNumber);
+        if (slot->ReadTag == pageNumber + 1)
+        {
+            *slot = default;
+        }
+    }
+
     /// <summary>Drops every translation (a full flush).</summary>
     public void Flush() => Array.Clear(_storage);
 
