@@ -254,6 +254,7 @@ public sealed class AddressSpace : IDisposable
             {
                 context.Frames.DrainAll();
                 _mm.Rcu.Unregister(context.Reader);
+                context.Counters.AddTo(_mm.SharedCounters);
             }
         }
     }

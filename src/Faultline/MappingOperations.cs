@@ -412,7 +412,7 @@ internal sealed class MappingOperations
         var gather = new MmuGather(_mm.Memory, _mm.Rcu);
         long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
         unmapped += _mm.PageTable.FreeTables(start, end, floor, ceiling, gather);
-        _mm.AddAnonPages(-unmapped);
+        _mm.SharedCounters.AddShared(VmEvent.AnonPages, -unmapped);
         gather.Finish(_mm.Probes);
     }
 

@@ -32,7 +32,6 @@ internal sealed class MemoryDescriptor : IDisposable
     private readonly List<EventCounters> _cpuCounters = [];
     private readonly long[] _retired = new long[EventNames.Count];
     private int _users;
-    private long _anonPages;
 
     /// <summary>Creates the state of an empty address space.</summary>
     public MemoryDescriptor(FaultlineOptions options)
@@ -76,11 +75,8 @@ internal sealed class MemoryDescriptor : IDisposable
     /// <summary><c>mm_users</c>: attached Cpus.</summary>
     public int Users => Volatile.Read(ref _users);
 
-    /// <summary><c>MM_ANONPAGES</c>: resident anonymous pages.</summary>
-    public long AnonPages => Interlocked.Read(ref _anonPages);
-
-    /// <summary>Adjusts the resident anonymous page count.</summary>
-    public void AddAnonPages(long delta) => Interlocked.Add(ref _anonPages, delta);
+    /// <summary><c>MM_ANONPAGES</c>: resident anonymous pages (the sum of the split counters).</summary>
+    public long AnonPages => SnapshotCounters()[(int)VmEvent.AnonPages];
 
     /// <summary>A new, detached VMA of this address space.</summary>
     public Vma CreateVma(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.Backing backing) =>

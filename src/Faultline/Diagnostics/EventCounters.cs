@@ -18,6 +18,15 @@ internal sealed class EventCounters
     /// <summary>Reads one count (may lag the owner's latest increments).</summary>
     public long Read(VmEvent e) => Volatile.Read(ref _counts[(int)e]);
 
+    /// <summary>Adds every count into <paramref name="shared"/> (a short-lived context retiring).</summary>
+    public void AddTo(EventCounters shared)
+    {
+        for (int i = 0; i < _counts.Length; i++)
+        {
+            shared.AddShared((VmEvent)i, Volatile.Read(ref _counts[i]));
+        }
+    }
+
     /// <summary>Adds every count into <paramref name="totals"/>.</summary>
     public void AccumulateInto(long[] totals)
     {

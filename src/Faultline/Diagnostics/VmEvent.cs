@@ -72,4 +72,9 @@ internal enum VmEvent
     ProtectCall,
     /// <summary>Grace periods waited for by writers.</summary>
     GracePeriod,
+    /// <summary>
+    /// <c>MM_ANONPAGES</c> deltas: faults add on their Cpu, unmaps subtract on the shared counters, so the fault path
+    /// never writes a shared cache line for accounting (the kernel's split RSS counters).
+    /// </summary>
+    AnonPages,
 }

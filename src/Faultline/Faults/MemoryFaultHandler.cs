@@ -222,7 +222,7 @@ internal static class MemoryFaultHandler
         // Release store: the zeroed contents and metadata are visible before the PTE (set_pte_at).
         table.WritePte(fault.Location, entry);
         SpinWord.Exit(ref ptl);
-        mm.AddAnonPages(1);
+        fault.Cpu.Counters.Add(VmEvent.AnonPages);
         fault.Cpu.Counters.Add(VmEvent.AnonymousFault);
         return FaultResult.Ok;
     }
@@ -285,7 +285,7 @@ internal static class MemoryFaultHandler
         // ptep_clear_flush: other Cpus may cache the read-only zero-frame translation; the zero frame is never freed,
         // so a generation bump (no grace period) is enough for them to see the new frame on their next access.
         mm.Tlb.Bump(fault.Address >> 12, (fault.Address >> 12) + 1);
-        mm.AddAnonPages(1);
+        fault.Cpu.Counters.Add(VmEvent.AnonPages);
         return FaultResult.Ok;
     }
 

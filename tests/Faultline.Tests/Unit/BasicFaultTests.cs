@@ -103,4 +103,33 @@ public class BasicFaultTests
         Assert.Equal(5, cpu.Load<int>(a + 10000));
         Assert.Equal(AccessOutcome.BusError, cpu.TryCompareExchange(a + 10001, 1, 0, out int _));
     }
+
+    [Fact]
+    public void PopulateFaultsEveryPageInAndCountsThem()
+    {
+        using var space = new AddressSpace(new FaultlineOptions { PhysicalMemoryBytes = 64 << 20 });
+        ulong a = space.Map(0, 64 * 4096, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Populate);
+        Assert.Equal(64, space.ResidentPages);
+        Assert.True(space.IsResident(a + 63 * 4096));
+        ulong r = space.Map(0, 8 * 4096, Protection.Read, MapFlags.PrivateAnonymous | MapFlags.Populate);
+        Assert.True(space.IsResident(r));
+        Assert.Equal(64, space.ResidentPages);
+        Assert.Contains("Rss:                 256 kB", space.GetSmaps());
+    }
+
+    [Fact]
+    public void SmapsAndMapsUseTheKernelFormat()
+    {
+        using var space = new AddressSpace(new FaultlineOptions { PhysicalMemoryBytes = 64 << 20 });
+        ulong a = space.Map(0x10000000, 4 * 4096, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+        using Cpu cpu = space.AttachCpu();
+        cpu.Store(a, 1);
+        Assert.Equal("10000000-10004000 rw-p 00000000 00:00 0 \n", space.GetMaps());
+        string smaps = space.GetSmaps();
+        Assert.Contains("Size:                 16 kB\n", smaps);
+        Assert.Contains("Rss:                   4 kB\n", smaps);
+        Assert.Contains("Anonymous:             4 kB\n", smaps);
+        Assert.Contains("Referenced:            4 kB\n", smaps);
+        Assert.Contains("VmFlags: rd wr mr mw me ac", smaps);
+    }
 }
