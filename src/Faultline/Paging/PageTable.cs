@@ -181,6 +181,10 @@ internal sealed unsafe class PageTable
         foreach (int shift in shifts)
         {
             int index = IndexOf(address, shift);
+            if (table != _root)
+            {
+                probes.Hit(ProbePoint.SpeculativeAllocWalkLevel);
+            }
             ulong entry = Volatile.Read(ref Slot(table, index));
             if (shift == PmdShift)
             {
@@ -207,6 +211,7 @@ internal sealed unsafe class PageTable
                 entry = Volatile.Read(ref Slot(table, index));
                 if (entry == 0)
                 {
+                    probes.Hit(ProbePoint.SpeculativeTableInstallLocked);
                     entry = Pte.MakeTable(fresh);
                     Volatile.Write(ref Slot(table, index), entry);
                     Interlocked.Increment(ref _tablePages);
