@@ -419,7 +419,12 @@ internal sealed unsafe class PageTable
             ulong entryBase = address & ~(span - 1);
             ulong entryEnd = entryBase + span;
             int index = IndexOf(address, shift);
+            // Read the slot under page_table_lock: a speculative fault hooks tables under it after re-validating its
+            // VMA, and this writer changed that VMA before freeing. An unlocked read could see the slot still empty
+            // while a fault that validated just before the change is about to hook a table there (never freed).
+            EnterPageTableLock();
             ulong entry = Volatile.Read(ref entries[index]);
+            ExitPageTableLock();
             bool covered = entryBase >= floor && entryEnd <= ceiling;
             if (entry != 0 && (entry & Pte.Huge) == 0)
             {
