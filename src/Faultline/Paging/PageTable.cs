@@ -186,6 +186,13 @@ internal sealed unsafe class PageTable
                 probes.Hit(ProbePoint.SpeculativeAllocWalkLevel);
             }
             ulong entry = Volatile.Read(ref Slot(table, index));
+            // This walk runs outside any read section, so a table below the root is alive only while the VMA is
+            // unchanged (munmap changes it, unhooks, and waits only for readers before freeing). Validate after the
+            // read and before following the entry, as a seqlock reader does; the root is never freed.
+            if (table != _root && check.HasChanged())
+            {
+                return false;
+            }
             if (shift == PmdShift)
             {
                 at.PmdTable = table;
