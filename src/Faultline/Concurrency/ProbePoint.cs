@@ -20,6 +20,16 @@ internal enum ProbePoint
     SpeculativeBeforeTableInstall,
     /// <summary>Speculative walk: inside the read section, upper levels read, before the PTE is read.</summary>
     SpeculativeInWalk,
+    /// <summary>
+    /// Speculative table allocation: <c>page_table_lock</c> held and the VMA re-validated, before the new table is
+    /// written into its slot.
+    /// </summary>
+    SpeculativeTableInstallLocked,
+    /// <summary>
+    /// Speculative table allocation: about to read the next entry from a non-root table reached outside any read
+    /// section (the table is only known to be alive while the VMA is unchanged).
+    /// </summary>
+    SpeculativeAllocWalkLevel,
     /// <summary>VMA lock: the VMA was found, before <c>vma_start_read</c>.</summary>
     VmaLockAfterLookup,
     /// <summary>VMA lock: the VMA is read-locked, before the fault is handled.</summary>

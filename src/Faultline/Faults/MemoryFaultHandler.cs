@@ -116,6 +116,7 @@ internal static class MemoryFaultHandler
             SpinWord.Enter(ref table.PteLock(fault.Location.PteTable));
             return true;
         }
+        fault.Mm.Probes.Hit(ProbePoint.SpeculativeBeforePteLock);
         var check = new VmaChangeCheck(fault.Vma!, fault.Sequence);
         RcuReader reader = fault.Cpu.Reader;
         var spinner = new SpinWait();

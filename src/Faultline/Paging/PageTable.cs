@@ -181,7 +181,18 @@ internal sealed unsafe class PageTable
         foreach (int shift in shifts)
         {
             int index = IndexOf(address, shift);
+            if (table != _root)
+            {
+                probes.Hit(ProbePoint.SpeculativeAllocWalkLevel);
+            }
             ulong entry = Volatile.Read(ref Slot(table, index));
+            // This walk runs outside any read section, so a table below the root is alive only while the VMA is
+            // unchanged (munmap changes it, unhooks, and waits only for readers before freeing). Validate after the
+            // read and before following the entry, as a seqlock reader does; the root is never freed.
+            if (table != _root && check.HasChanged())
+            {
+                return false;
+            }
             if (shift == PmdShift)
             {
                 at.PmdTable = table;
@@ -207,6 +218,7 @@ internal sealed unsafe class PageTable
                 entry = Volatile.Read(ref Slot(table, index));
                 if (entry == 0)
                 {
+                    probes.Hit(ProbePoint.SpeculativeTableInstallLocked);
                     entry = Pte.MakeTable(fresh);
                     Volatile.Write(ref Slot(table, index), entry);
                     Interlocked.Increment(ref _tablePages);
@@ -417,7 +429,12 @@ internal sealed unsafe class PageTable
             ulong entryBase = address & ~(span - 1);
             ulong entryEnd = entryBase + span;
             int index = IndexOf(address, shift);
+            // Read the slot under page_table_lock: a speculative fault hooks tables under it after re-validating its
+            // VMA, and this writer changed that VMA before freeing. An unlocked read could see the slot still empty
+            // while a fault that validated just before the change is about to hook a table there (never freed).
+            EnterPageTableLock();
             ulong entry = Volatile.Read(ref entries[index]);
+            ExitPageTableLock();
             bool covered = entryBase >= floor && entryEnd <= ceiling;
             if (entry != 0 && (entry & Pte.Huge) == 0)
             {
