@@ -345,7 +345,7 @@ public sealed class SpeculativePathTests
         using Cpu cpu = space.AttachCpu();
         using Cpu second = space.AttachCpu();
         cpu.Store(a, 1L);
-        var faultCpu = new FaultCpu(space.Descriptor.Memory);
+        var faultCpu = new FaultCpu(space.Descriptor.Memory, space.Descriptor.Rcu);
         FaultContext fault = ContextAt(space, faultCpu, a, speculative);
 
         Assert.Equal(FaultResult.Ok, MemoryFaultHandler.PteUnmapSame(ref fault));
@@ -363,7 +363,7 @@ public sealed class SpeculativePathTests
         using Cpu second = space.AttachCpu();
         cpu.Store(a, 1L);
         Assert.Equal(0L, cpu.Load<long>(a + 2 * Page)); // the zero frame, read-only
-        var faultCpu = new FaultCpu(space.Descriptor.Memory);
+        var faultCpu = new FaultCpu(space.Descriptor.Memory, space.Descriptor.Rcu);
         FaultContext fault = ContextAt(space, faultCpu, a + 2 * Page, speculative);
         second.Store(a + 2 * Page, 9L); // wp_page_copy replaces the PTE
 
@@ -380,7 +380,7 @@ public sealed class SpeculativePathTests
         using Cpu cpu = space.AttachCpu();
         using Cpu second = space.AttachCpu();
         cpu.Store(a, 1L);
-        var faultCpu = new FaultCpu(space.Descriptor.Memory);
+        var faultCpu = new FaultCpu(space.Descriptor.Memory, space.Descriptor.Rcu);
         FaultContext fault = ContextAt(space, faultCpu, a, speculative: true);
         space.Protect(a + 8 * Page, 4 * Page, Protection.Read); // splits: the fault's VMA is replaced
 
@@ -403,7 +403,7 @@ public sealed class SpeculativePathTests
         using Cpu cpu = space.AttachCpu();
         using Cpu second = space.AttachCpu();
         cpu.Store(a, 1L);
-        var faultCpu = new FaultCpu(space.Descriptor.Memory);
+        var faultCpu = new FaultCpu(space.Descriptor.Memory, space.Descriptor.Rcu);
         FaultContext fault = ContextAt(space, faultCpu, a, speculative: true);
         fault.OriginalPte = 0x2; // a (stale) swap entry: not none, not mapping a frame
 
