@@ -191,7 +191,7 @@ internal sealed class MappingOperations
     // then neighbours are merged as vma_modify_flags would.
     private void ChangeProtection(List<Vma> affected, ulong start, ulong end, VmFlags access)
     {
-        var gather = new MmuGather(_mm.Memory, _mm.Rcu);
+        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
         bool changed = false;
         foreach (Vma vma in affected)
         {
@@ -409,7 +409,7 @@ internal sealed class MappingOperations
         {
             _mm.MmapLock.DowngradeWrite();
         }
-        var gather = new MmuGather(_mm.Memory, _mm.Rcu);
+        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
         long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
         unmapped += _mm.PageTable.FreeTables(start, end, floor, ceiling, gather);
         _mm.SharedCounters.AddShared(VmEvent.AnonPages, -unmapped);

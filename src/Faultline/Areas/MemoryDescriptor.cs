@@ -72,6 +72,9 @@ internal sealed class MemoryDescriptor : IDisposable
     /// <summary>Counters of events not tied to a Cpu (writers).</summary>
     public EventCounters SharedCounters { get; } = new();
 
+    /// <summary>Frames an unmap gathers before a forced flush under the PTE lock (tests lower it to stage that flush).</summary>
+    public int GatherBatchLimit { get; set; } = MmuGather.DefaultBatchLimit;
+
     /// <summary><c>mm_users</c>: attached Cpus.</summary>
     public int Users => Volatile.Read(ref _users);
 

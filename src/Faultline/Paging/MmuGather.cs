@@ -10,29 +10,36 @@ namespace Faultline.Paging;
 /// </summary>
 internal sealed class MmuGather
 {
-    /// <summary>Frames gathered before a forced flush (the kernel's batch of about one page of pointers).</summary>
-    public const int BatchLimit = 512;
+    /// <summary>
+    /// Default frames gathered before a forced flush. The kernel grows its batch list until it cannot allocate another
+    /// batch page (<c>MAX_GATHER_BATCH_COUNT</c>), so an unmap normally flushes once; a forced flush (under the PTE lock)
+    /// is the exception. 64 Ki frames is 256 MiB unmapped per flush.
+    /// </summary>
+    public const int DefaultBatchLimit = 1 << 16;
+
+    private readonly int _batchLimit;
 
     private readonly PhysicalMemory _memory;
     private readonly RcuDomain _rcu;
-    private readonly List<int> _frames = new(BatchLimit);
+    private readonly List<int> _frames = [];
     private readonly List<int> _tables = [];
     private bool _needsFlush;
     private ulong _firstPage = ulong.MaxValue;
     private ulong _endPage;
 
     /// <summary>Starts a gather (<c>tlb_gather_mmu</c>).</summary>
-    public MmuGather(PhysicalMemory memory, RcuDomain rcu)
+    public MmuGather(PhysicalMemory memory, RcuDomain rcu, int batchLimit = DefaultBatchLimit)
     {
         _memory = memory;
         _rcu = rcu;
+        _batchLimit = batchLimit;
     }
 
     /// <summary>Frames waiting to be freed.</summary>
     public int PendingFrames => _frames.Count;
 
     /// <summary>True when the batch is full and the caller should flush (<c>__tlb_remove_page</c> returning true).</summary>
-    public bool IsFull => _frames.Count >= BatchLimit;
+    public bool IsFull => _frames.Count >= _batchLimit;
 
     /// <summary>
     /// The translation of the page at <paramref name="address"/> was removed or narrowed: the TLBs must be flushed

@@ -181,6 +181,7 @@ public sealed class SpeculativeRaceTests
     {
         using var space = NewSpace();
         MemoryDescriptor mm = space.Descriptor;
+        mm.GatherBatchLimit = 512;
         ulong shared = Base + PmdSpan;                // PTE table T covers [shared, shared + 2 MiB)
         ulong victim = shared - 300 * Page;           // 300 pages in the table before T, 300 in T
         ulong victimLength = 600 * Page;
@@ -209,7 +210,7 @@ public sealed class SpeculativeRaceTests
             return true;
         });
         gate.WaitArrived();
-        // 300 frames from the first table + 212 from T fill the batch of 512: the flush happens holding T's lock.
+        // With a batch of 512, 300 frames from the first table + 212 from T fill it: the flush happens holding T's lock.
         Assert.True(SpinWord.IsHeld(ref mm.PageTable.PteLock(table)), "staging: the writer must hold the shared PTE table's lock");
 
         ThreadRunner<AccessOutcome> fault = faulter.Start(() => cpu.TryStore(other + 10 * Page, 0x4444L));
