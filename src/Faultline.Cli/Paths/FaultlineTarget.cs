@@ -24,7 +24,8 @@ internal sealed class FaultlineTarget : IMemoryTarget
     public AddressSpace Space => _space;
 
     /// <inheritdoc />
-    public ulong Map(ulong length) => _space.Map(0, length, Protection.ReadWrite, MapFlags.PrivateAnonymous);
+    public ulong Map(ulong length, bool writable = true) =>
+        _space.Map(0, length, writable ? Protection.ReadWrite : Protection.Read, MapFlags.PrivateAnonymous);
 
     /// <inheritdoc />
     public void Unmap(ulong address, ulong length) => _space.Unmap(address, length);

@@ -10,8 +10,8 @@ internal interface IMemoryTarget : IDisposable
     /// <summary>The path.</summary>
     PathKind Path { get; }
 
-    /// <summary><c>mmap(NULL, length, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS)</c>.</summary>
-    ulong Map(ulong length);
+    /// <summary><c>mmap(NULL, length, PROT_READ[|PROT_WRITE], MAP_PRIVATE|MAP_ANONYMOUS)</c>.</summary>
+    ulong Map(ulong length, bool writable = true);
 
     /// <summary><c>munmap</c>.</summary>
     void Unmap(ulong address, ulong length);

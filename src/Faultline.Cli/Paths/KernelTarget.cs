@@ -11,9 +11,9 @@ internal sealed unsafe class KernelTarget : IMemoryTarget
     public PathKind Path => PathKind.Kernel;
 
     /// <inheritdoc />
-    public ulong Map(ulong length)
+    public ulong Map(ulong length, bool writable = true)
     {
-        nint p = HostInterop.Mmap(0, (nuint)length, HostInterop.ProtRead | HostInterop.ProtWrite,
+        nint p = HostInterop.Mmap(0, (nuint)length, HostInterop.ProtRead | (writable ? HostInterop.ProtWrite : 0),
             HostInterop.MapPrivate | HostInterop.MapAnonymous, -1, 0);
         if (p == -1)
         {

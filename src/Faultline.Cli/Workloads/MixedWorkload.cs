@@ -5,10 +5,13 @@ namespace Faultline.Cli.Workloads;
 
 /// <summary>
 /// The mmap-lock contention case: <see cref="RunShape.Threads"/> workers run <see cref="PageFault1Workload"/> while
-/// <see cref="RunShape.Churn"/> workers map, mprotect (splitting the VMA in three) and unmap small unrelated regions
-/// of the same address space in a tight loop. Each churn call takes the mmap lock for write; a classic fault waits
-/// for it, a speculative or VMA-locked fault on an unrelated VMA should not. Figures: faults/s of the faulting
-/// workers and churn ops/s (one op = one map, protect or unmap call).
+/// <see cref="RunShape.Churn"/> workers map, mprotect (splitting the VMA in three, then merging it back) and unmap
+/// small unrelated regions of the same address space in a tight loop. Each churn call takes the mmap lock for write;
+/// a classic fault waits for it, a speculative or VMA-locked fault on an unrelated VMA should not. Churn regions are
+/// mapped read-only so they never merge with the faulting workers' read-write VMAs (top-down placement puts them
+/// right next to each other): otherwise every churn call would resize, and write-lock, the VMA being faulted, and
+/// the regions would not be unrelated. Figures: faults/s of the faulting workers and churn ops/s (one op = one map,
+/// protect or unmap call).
 /// </summary>
 internal sealed class MixedWorkload : IWorkload
 {
@@ -30,13 +33,13 @@ internal sealed class MixedWorkload : IWorkload
     /// <inheritdoc />
     public IWorkloadRun Start(IMemoryTarget target, RunShape shape) => new WorkloadRun(target, shape);
 
-    /// <summary>One churn iteration: map 16 pages, make the middle read-only and writable again, unmap (4 ops).</summary>
+    /// <summary>One churn iteration: map 16 read-only pages, make the middle writable and read-only again, unmap (4 ops).</summary>
     public static void ChurnIteration(IMemoryTarget target, WorkerStats stats)
     {
         const ulong length = ChurnPages * WorkloadSizes.Page;
-        ulong a = target.Map(length);
-        target.Protect(a + 4 * WorkloadSizes.Page, 4 * WorkloadSizes.Page, writable: false);
+        ulong a = target.Map(length, writable: false);
         target.Protect(a + 4 * WorkloadSizes.Page, 4 * WorkloadSizes.Page, writable: true);
+        target.Protect(a + 4 * WorkloadSizes.Page, 4 * WorkloadSizes.Page, writable: false);
         target.Unmap(a, length);
         stats.ChurnOps += 4;
     }
