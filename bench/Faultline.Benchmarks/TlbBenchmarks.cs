@@ -1,0 +1,106 @@
+using BenchmarkDotNet.Attributes;
+
+namespace Faultline.Benchmarks;
+
+/// <summary>
+/// <c>Load&lt;long&gt;</c> on resident memory. Hit: 64 loads within one page (the software TLB hits). Miss: one load per
+/// page across 64 MiB, more pages than the 1024-entry software TLB holds, so every load walks the page table and
+/// refills (no fault). The kernel rows are raw pointer loads of the same pattern (the hit row is the raw-load floor;
+/// the miss row pays the hardware TLB misses).
+/// </summary>
+[MemoryDiagnoser]
+public unsafe class TlbBenchmarks
+{
+    private const int HitLoads = 64;
+    private const int MissPages = 16384;
+    private const ulong Length = MissPages * 4096UL;
+
+    private AddressSpace? _space;
+    private Cpu? _cpu;
+    private Cpu? _idle;
+    private ulong _region;
+
+    /// <summary>Faultline (the data plane is the same on every fault path) or the kernel.</summary>
+    [Params(BenchPath.VmaLock, BenchPath.Kernel)]
+    public BenchPath Path { get; set; }
+
+    /// <summary>Maps and populates 64 MiB.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        if (Path == BenchPath.Kernel)
+        {
+            _region = (ulong)Libc.MapAnonymous(Length);
+            for (ulong p = 0; p < Length; p += 4096)
+            {
+                *(long*)(_region + p) = (long)p;
+            }
+            return;
+        }
+        (_space, _cpu, _idle) = Spaces.Create(Path, (long)Length + (64L << 20));
+        _region = _space.Map(0, Length, Protection.ReadWrite, MapFlags.PrivateAnonymous);
+        for (ulong p = 0; p < Length; p += 4096)
+        {
+            _cpu.Store(_region + p, (long)p);
+        }
+    }
+
+    /// <summary>A load that hits the TLB.</summary>
+    [Benchmark(OperationsPerInvoke = HitLoads)]
+    public long LoadTlbHit()
+    {
+        long sum = 0;
+        ulong a = _region;
+        if (_cpu is { } cpu)
+        {
+            for (int i = 0; i < HitLoads; i++)
+            {
+                sum += cpu.Load<long>(a + (ulong)(i * 8));
+            }
+        }
+        else
+        {
+            for (int i = 0; i < HitLoads; i++)
+            {
+                sum += *(long*)(a + (ulong)(i * 8));
+            }
+        }
+        return sum;
+    }
+
+    /// <summary>A load that misses the TLB (walk and refill).</summary>
+    [Benchmark(OperationsPerInvoke = MissPages)]
+    public long LoadTlbMiss()
+    {
+        long sum = 0;
+        ulong a = _region;
+        if (_cpu is { } cpu)
+        {
+            for (ulong p = 0; p < Length; p += 4096)
+            {
+                sum += cpu.Load<long>(a + p);
+            }
+        }
+        else
+        {
+            for (ulong p = 0; p < Length; p += 4096)
+            {
+                sum += *(long*)(a + p);
+            }
+        }
+        return sum;
+    }
+
+    /// <summary>Releases the memory.</summary>
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        if (Path == BenchPath.Kernel)
+        {
+            Libc.Munmap((nint)_region, (nuint)Length);
+        }
+        _idle?.Dispose();
+        _cpu?.Dispose();
+        _space?.Dispose();
+    }
+}

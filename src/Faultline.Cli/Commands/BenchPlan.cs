@@ -1,0 +1,61 @@
+using Faultline.Cli.Paths;
+using Faultline.Cli.Running;
+using Faultline.Cli.Workloads;
+
+namespace Faultline.Cli.Commands;
+
+/// <summary>One configuration to measure on every selected path.</summary>
+internal sealed record BenchConfig(IWorkload Workload, RunShape Shape);
+
+/// <summary>What a <c>bench</c> invocation measures.</summary>
+internal static class BenchPlan
+{
+    /// <summary>Seconds per run when <c>--seconds</c> is not given.</summary>
+    public const double DefaultSeconds = 1.5;
+
+    /// <summary>
+    /// The default suite (about a minute on 2 cores with all four paths): single- and two-thread page_fault1, the
+    /// contended case mixed 1+1, pft and ebizzy at 2 threads, mmap1 at 1.
+    /// </summary>
+    public static IReadOnlyList<BenchConfig> Suite() =>
+    [
+        new(Find("page_fault1"), new RunShape(1, 0)),
+        new(Find("page_fault1"), new RunShape(2, 0)),
+        new(Find("mixed"), new RunShape(1, 1)),
+        new(Find("pft"), new RunShape(2, 0)),
+        new(Find("mmap1"), new RunShape(1, 0)),
+        new(Find("ebizzy"), new RunShape(2, 0)),
+    ];
+
+    /// <summary>
+    /// The configurations for explicit options: every workload (default all) × every thread count (default 1) ×, for
+    /// mixed only, every churn count (default 1). With none of the three options, the suite.
+    /// </summary>
+    public static IReadOnlyList<BenchConfig> Build(string? workloads, string? threads, string? churn)
+    {
+        if (workloads is null && threads is null && churn is null)
+        {
+            return Suite();
+        }
+        IReadOnlyList<IWorkload> chosen = workloads is null ? WorkloadCatalog.All : WorkloadCatalog.ParseList(workloads);
+        IReadOnlyList<int> threadCounts = threads is null ? [1] : ListOption.Integers(threads, "--threads", 1);
+        IReadOnlyList<int> churnCounts = churn is null ? [1] : ListOption.Integers(churn, "--churn", 0);
+        var configs = new List<BenchConfig>();
+        foreach (IWorkload w in chosen)
+        {
+            foreach (int t in threadCounts)
+            {
+                foreach (int c in w is MixedWorkload ? churnCounts : [0])
+                {
+                    configs.Add(new BenchConfig(w, new RunShape(t, c)));
+                }
+            }
+        }
+        return configs;
+    }
+
+    /// <summary>Paths from <c>--path</c> (default all).</summary>
+    public static IReadOnlyList<PathKind> Paths(string? text) => PathNames.ParseList(text ?? "all");
+
+    private static IWorkload Find(string name) => WorkloadCatalog.All.First(w => w.Name == name);
+}

@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Globalization;
+using Faultline.Cli.Paths;
+using Faultline.Cli.Reporting;
+using Faultline.Cli.Stress;
+using Spectre.Console;
+
+namespace Faultline.Cli.Commands;
+
+/// <summary>
+/// <c>faultline stress</c>: a bounded soak of Faultline's fault paths (map/unmap/mprotect churn against faulting Cpus
+/// that check every value and every SIGSEGV they expect). Exit code 0, 1 on any mismatch, 2 for bad options,
+/// 3 when workers hang.
+/// </summary>
+internal static class StressCommand
+{
+    private static readonly string[] Watched =
+    [
+        "pgfault", "anon_fault", "wp_fault", "fault_race_lost", "mmap_lock_fault", "VMA_LOCK_SUCCESS", "VMA_LOCK_ABORT",
+        "VMA_LOCK_RETRY", "VMA_LOCK_MISS", "spf_success", "spf_vma_changed", "spf_pte_lock", "spf_pmd_changed",
+        "spf_fallback", "tlb_flush", "grace_period",
+    ];
+
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var seconds = new Option<double>("--seconds", "-s")
+        {
+            Description = "Total seconds, shared among the paths",
+            DefaultValueFactory = _ => 10,
+        };
+        var path = new Option<string?>("--path", "-p")
+        {
+            Description = "Faultline paths, comma list: mmap-lock, speculative, vma-lock, or all (default all)",
+        };
+        var threads = new Option<int>("--threads", "-t")
+        {
+            Description = "Faulting threads",
+            DefaultValueFactory = _ => 2,
+        };
+        var churn = new Option<int>("--churn")
+        {
+            Description = "Churn threads (map/mprotect/unmap)",
+            DefaultValueFactory = _ => 1,
+        };
+        var command = new Command("stress", "Bounded soak: map/unmap/mprotect churn against faulting Cpus with stamp checks")
+        {
+            seconds, path, threads, churn,
+        };
+        command.SetAction(parse => Execute(parse.GetValue(seconds), parse.GetValue(path), parse.GetValue(threads), parse.GetValue(churn)));
+        return command;
+    }
+
+    private static int Execute(double seconds, string? pathText, int threads, int churn)
+    {
+        IReadOnlyList<PathKind> paths;
+        try
+        {
+            paths = PathNames.ParseList(pathText ?? "mmap-lock,speculative,vma-lock");
+            if (pathText is not null && pathText.Split(',').Any(p => p.Trim().Equals("all", StringComparison.OrdinalIgnoreCase)))
+            {
+                paths = paths.Where(p => p != PathKind.Kernel).ToList();
+            }
+            if (paths.Contains(PathKind.Kernel))
+            {
+                throw new ArgumentException("--path: stress checks Faultline's paths; the kernel path has no stress run");
+            }
+            if (!(seconds > 0 && seconds <= 86400) || threads < 1 || threads > 256 || churn < 0 || churn > 256)
+            {
+                throw new ArgumentException("--seconds must be in (0, 86400], --threads in [1, 256], --churn in [0, 256]");
+            }
+        }
+        catch (ArgumentException e)
+        {
+            AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
+            return 2;
+        }
+
+        MachineInfo machine = MachineInfo.Collect();
+        TimeSpan each = TimeSpan.FromSeconds(seconds / paths.Count);
+        AnsiConsole.MarkupLine(Markup.Escape(
+            $"faultline stress: {paths.Count} path(s) x {each.TotalSeconds.ToString("0.##", CultureInfo.InvariantCulture)} s, {threads} faulting + {churn} churn threads; {machine.Cores} cores, {machine.Runtime}"));
+
+        var results = new List<StressResult>();
+        foreach (PathKind path in paths)
+        {
+            StressResult r = StressRun.Run(path, threads, churn, each);
+            results.Add(r);
+            string verdict = r.Mismatches == 0 ? "[green]ok[/]" : $"[red]{r.Mismatches} MISMATCH(ES)[/]";
+            AnsiConsole.MarkupLine($"{Markup.Escape($"{r.Path,-12} {r.Iterations,10:N0} iterations {r.Checks,14:N0} checks")} {verdict}");
+            foreach (string error in r.Errors)
+            {
+                AnsiConsole.MarkupLine($"  [red]{Markup.Escape(error)}[/]");
+            }
+        }
+
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("counter");
+        foreach (StressResult r in results)
+        {
+            table.AddColumn(new TableColumn(r.Path).RightAligned());
+        }
+        foreach (string name in Watched)
+        {
+            table.AddRow([name, .. results.Select(r => r.Counters.GetValueOrDefault(name).ToString("N0", CultureInfo.InvariantCulture))]);
+        }
+        AnsiConsole.Write(table);
+        return results.All(r => r.Mismatches == 0) ? 0 : 1;
+    }
+}

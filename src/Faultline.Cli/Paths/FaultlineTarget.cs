@@ -1,0 +1,92 @@
+namespace Faultline.Cli.Paths;
+
+/// <summary>A Faultline <see cref="AddressSpace"/> on one of its fault paths.</summary>
+internal sealed class FaultlineTarget : IMemoryTarget
+{
+    private readonly AddressSpace _space;
+
+    /// <summary>Creates an address space with an arena of <paramref name="physicalBytes"/>.</summary>
+    public FaultlineTarget(PathKind path, long physicalBytes)
+    {
+        Path = path;
+        _space = new AddressSpace(new FaultlineOptions
+        {
+            FaultPath = PathNames.ToFaultPath(path),
+            PhysicalMemoryBytes = physicalBytes,
+            SpeculativePageTableAllocation = true,
+        });
+    }
+
+    /// <inheritdoc />
+    public PathKind Path { get; }
+
+    /// <summary>The address space.</summary>
+    public AddressSpace Space => _space;
+
+    /// <inheritdoc />
+    public ulong Map(ulong length, bool writable = true) =>
+        _space.Map(0, length, writable ? Protection.ReadWrite : Protection.Read, MapFlags.PrivateAnonymous);
+
+    /// <inheritdoc />
+    public void Unmap(ulong address, ulong length) => _space.Unmap(address, length);
+
+    /// <inheritdoc />
+    public void Protect(ulong address, ulong length, bool writable) =>
+        _space.Protect(address, length, writable ? Protection.ReadWrite : Protection.Read);
+
+    /// <inheritdoc />
+    public ThreadMemory AttachThread() => new FaultlineThreadMemory(_space.AttachCpu());
+
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, long> SnapshotCounters() => _space.GetCounters();
+
+    /// <inheritdoc />
+    public void Dispose() => _space.Dispose();
+}
+
+/// <summary>A Faultline <see cref="Cpu"/>: every access goes through its software TLB and, on a miss, a fault path.</summary>
+internal sealed class FaultlineThreadMemory(Cpu cpu) : ThreadMemory
+{
+    /// <summary>The Cpu.</summary>
+    public Cpu Cpu { get; } = cpu;
+
+    /// <inheritdoc />
+    public override void StampPages(ulong address, long pages, long seed)
+    {
+        Cpu c = Cpu;
+        ulong end = address + ((ulong)pages << 12);
+        for (ulong page = address; page < end; page += 4096)
+        {
+            c.Store(page, Stamp.Of(page, seed));
+        }
+    }
+
+    /// <inheritdoc />
+    public override long VerifyPages(ulong address, long pages, long seed, out ulong firstBad)
+    {
+        Cpu c = Cpu;
+        long bad = 0;
+        firstBad = 0;
+        ulong end = address + ((ulong)pages << 12);
+        for (ulong page = address; page < end; page += 4096)
+        {
+            if (c.Load<long>(page) != Stamp.Of(page, seed))
+            {
+                if (bad++ == 0)
+                {
+                    firstBad = page;
+                }
+            }
+        }
+        return bad;
+    }
+
+    /// <inheritdoc />
+    public override void StoreLong(ulong address, long value) => Cpu.Store(address, value);
+
+    /// <inheritdoc />
+    public override long LoadLong(ulong address) => Cpu.Load<long>(address);
+
+    /// <inheritdoc />
+    public override void Dispose() => Cpu.Dispose();
+}

@@ -1,0 +1,27 @@
+namespace Faultline.Cli.Paths;
+
+/// <summary>
+/// One address space a workload runs in: Faultline's <see cref="AddressSpace"/> or this process's own (the host
+/// kernel). Address-space operations (mmap, munmap, mprotect) are here and may be called from any thread; accesses go
+/// through a per-thread <see cref="ThreadMemory"/>.
+/// </summary>
+internal interface IMemoryTarget : IDisposable
+{
+    /// <summary>The path.</summary>
+    PathKind Path { get; }
+
+    /// <summary><c>mmap(NULL, length, PROT_READ[|PROT_WRITE], MAP_PRIVATE|MAP_ANONYMOUS)</c>.</summary>
+    ulong Map(ulong length, bool writable = true);
+
+    /// <summary><c>munmap</c>.</summary>
+    void Unmap(ulong address, ulong length);
+
+    /// <summary><c>mprotect</c> to read-only or read-write.</summary>
+    void Protect(ulong address, ulong length, bool writable);
+
+    /// <summary>An access context for the calling thread (a Faultline <see cref="Cpu"/>, or raw pointers).</summary>
+    ThreadMemory AttachThread();
+
+    /// <summary>The counters of the address space now (Faultline's vmstat names; for the kernel, getrusage fields).</summary>
+    IReadOnlyDictionary<string, long> SnapshotCounters();
+}

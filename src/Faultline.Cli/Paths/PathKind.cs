@@ -1,0 +1,57 @@
+namespace Faultline.Cli.Paths;
+
+/// <summary>What serves the page faults of a run: one of Faultline's three fault paths, or the host kernel.</summary>
+internal enum PathKind
+{
+    /// <summary>Faultline, classic path under the mmap lock.</summary>
+    MmapLock,
+    /// <summary>Faultline, speculative page faults.</summary>
+    Speculative,
+    /// <summary>Faultline, per-VMA locks.</summary>
+    VmaLock,
+    /// <summary>The host kernel: libc mmap/munmap/mprotect and real pointer accesses (real page faults).</summary>
+    Kernel,
+}
+
+/// <summary>Names on the command line and in reports.</summary>
+internal static class PathNames
+{
+    /// <summary>Every path, in report order.</summary>
+    public static readonly PathKind[] All = [PathKind.MmapLock, PathKind.Speculative, PathKind.VmaLock, PathKind.Kernel];
+
+    /// <summary>The command-line and report name.</summary>
+    public static string Name(PathKind path) => path switch
+    {
+        PathKind.MmapLock => "mmap-lock",
+        PathKind.Speculative => "speculative",
+        PathKind.VmaLock => "vma-lock",
+        PathKind.Kernel => "kernel",
+        _ => throw new ArgumentOutOfRangeException(nameof(path)),
+    };
+
+    /// <summary>Parses a comma list of names or <c>all</c>.</summary>
+    public static IReadOnlyList<PathKind> ParseList(string text)
+    {
+        var result = new List<PathKind>();
+        foreach (string item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (item.Equals("all", StringComparison.OrdinalIgnoreCase))
+            {
+                result.AddRange(All);
+                continue;
+            }
+            PathKind? match = All.Cast<PathKind?>().FirstOrDefault(p => Name(p!.Value).Equals(item, StringComparison.OrdinalIgnoreCase));
+            result.Add(match ?? throw new ArgumentException($"unknown path '{item}' (expected {string.Join(", ", All.Select(Name))} or all)"));
+        }
+        return result.Distinct().ToList();
+    }
+
+    /// <summary>Faultline's fault path for a path that is not the kernel.</summary>
+    public static FaultPath ToFaultPath(PathKind path) => path switch
+    {
+        PathKind.MmapLock => FaultPath.MmapLock,
+        PathKind.Speculative => FaultPath.Speculative,
+        PathKind.VmaLock => FaultPath.VmaLock,
+        _ => throw new ArgumentOutOfRangeException(nameof(path), "the kernel path has no Faultline fault path"),
+    };
+}

@@ -1,0 +1,43 @@
+namespace Faultline.Cli.Running;
+
+/// <summary>
+/// One measured run: the figures and the counters of the address space over the measured phase (for the kernel
+/// path, getrusage of the process). Serialized with snake_case names into the <c>--json</c> report.
+/// </summary>
+internal sealed record BenchResult
+{
+    /// <summary>Workload name.</summary>
+    public required string Workload { get; init; }
+    /// <summary>Path name.</summary>
+    public required string Path { get; init; }
+    /// <summary>Faulting (or, for mmap1, mapping) threads.</summary>
+    public required int Threads { get; init; }
+    /// <summary>Churn threads (mixed only).</summary>
+    public required int Churn { get; init; }
+    /// <summary>Measured wall-clock seconds.</summary>
+    public required double Seconds { get; init; }
+    /// <summary>Workload operations (iterations) completed.</summary>
+    public required long Ops { get; init; }
+    /// <summary><see cref="Ops"/> per second.</summary>
+    public required double OpsPerSec { get; init; }
+    /// <summary>First-touch page faults the workload caused.</summary>
+    public required long Faults { get; init; }
+    /// <summary><see cref="Faults"/> per second.</summary>
+    public required double FaultsPerSec { get; init; }
+    /// <summary>CPU time of the faulting threads per fault, in ns (0 when there are no faults).</summary>
+    public required double NsPerFault { get; init; }
+    /// <summary>Map/protect/unmap calls of the churn threads per second.</summary>
+    public required double ChurnOpsPerSec { get; init; }
+    /// <summary>Counter deltas over the measured phase.</summary>
+    public required IReadOnlyDictionary<string, long> Counters { get; init; }
+    /// <summary>CPU seconds of the faulting threads (getrusage RUSAGE_THREAD).</summary>
+    public required double CpuSeconds { get; init; }
+    /// <summary>Host minor faults of the whole process over the measured phase (getrusage RUSAGE_SELF).</summary>
+    public required long HostMinorFaults { get; init; }
+    /// <summary>Values read back wrong, or failed operations.</summary>
+    public required long Mismatches { get; init; }
+    /// <summary>The first failure, if any.</summary>
+    public string? Error { get; init; }
+    /// <summary>True when every value read back was the one written.</summary>
+    public bool Verified => Mismatches == 0 && Error is null;
+}

@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using Faultline.Cli.Paths;
+using Faultline.Cli.Workloads;
+
+namespace Faultline.Cli.Running;
+
+/// <summary>
+/// Runs one workload on one path: a fresh address space, one thread per worker, a short warm-up phase (it also makes
+/// the host back Faultline's arena, so the measured phase does not pay the host's first-touch faults), then the
+/// measured phase. Workers finish the iteration in hand when time is up; the phase ends when the last one does.
+/// </summary>
+internal static class BenchRunner
+{
+    private static readonly TimeSpan HangAfter = TimeSpan.FromSeconds(120);
+
+    /// <summary>Runs and measures.</summary>
+    /// <param name="workload">The workload.</param>
+    /// <param name="path">The path.</param>
+    /// <param name="shape">Threads and churn threads.</param>
+    /// <param name="duration">Measured time.</param>
+    /// <param name="progress">Called now and then with the fraction of the run done (0..1).</param>
+    public static BenchResult Run(IWorkload workload, PathKind path, RunShape shape, TimeSpan duration, Action<double>? progress = null)
+    {
+        TimeSpan warmup = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(300).Ticks, duration.Ticks / 4));
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        using IMemoryTarget target = CreateTarget(path, workload.TouchedBytes(shape) + shape.Churn * (1L << 20));
+        IWorkloadRun run = workload.Start(target, shape);
+        int workers = shape.Workers;
+        using var gate = new Barrier(workers + 1);
+        var phases = new Phase[2];
+        phases[0] = new Phase(workers);
+        phases[1] = new Phase(workers);
+
+        var threads = new Thread[workers];
+        for (int i = 0; i < workers; i++)
+        {
+            int worker = i;
+            threads[i] = new Thread(() => Worker(worker, target, run, gate, phases)) { IsBackground = true, Name = $"{workload.Name}#{worker}" };
+            threads[i].Start();
+        }
+
+        double total = (warmup + duration).TotalSeconds;
+        RunPhase(gate, phases[0], warmup, f => progress?.Invoke(f * warmup.TotalSeconds / total));
+        IReadOnlyDictionary<string, long> before = target.SnapshotCounters();
+        Rusage processBefore = HostInterop.Usage(HostInterop.RusageSelf);
+        TimeSpan elapsed = RunPhase(gate, phases[1], duration, f => progress?.Invoke((warmup.TotalSeconds + f * duration.TotalSeconds) / total));
+        Rusage processAfter = HostInterop.Usage(HostInterop.RusageSelf);
+        IReadOnlyDictionary<string, long> after = target.SnapshotCounters();
+        foreach (Thread t in threads)
+        {
+            t.Join();
+        }
+        progress?.Invoke(1);
+        return Summarize(workload, path, shape, elapsed, phases, before, after, processAfter.MinorFaults - processBefore.MinorFaults);
+    }
+
+    /// <summary>A Faultline address space sized for <paramref name="touchedBytes"/>, or the host kernel.</summary>
+    public static IMemoryTarget CreateTarget(PathKind path, long touchedBytes)
+    {
+        if (path == PathKind.Kernel)
+        {
+            return new KernelTarget();
+        }
+        // Data frames, page tables (one 4 KiB table per 2 MiB, plus upper levels), per-Cpu frame caches, slack.
+        long physical = touchedBytes + touchedBytes / 256 + (64L << 20);
+        return new FaultlineTarget(path, physical);
+    }
+
+    private static TimeSpan RunPhase(Barrier gate, Phase phase, TimeSpan duration, Action<double> progress)
+    {
+        gate.SignalAndWait();
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < duration)
+        {
+            TimeSpan left = duration - clock.Elapsed;
+            Thread.Sleep(left < TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100));
+            progress(Math.Min(1, clock.Elapsed / duration));
+        }
+        phase.Control.RequestStop();
+        if (!gate.SignalAndWait(HangAfter))
+        {
+            // Exit rather than unwind: disposing the address space under running workers would be a use after free.
+            Console.Error.WriteLine($"faultline: workers did not finish within {HangAfter.TotalSeconds:0} s of the end of the phase (deadlock or livelock)");
+            Environment.Exit(3);
+        }
+        return clock.Elapsed;
+    }
+
+    private static void Worker(int worker, IMemoryTarget target, IWorkloadRun run, Barrier gate, Phase[] phases)
+    {
+        ThreadMemory? memory = null;
+        try
+        {
+            memory = target.AttachThread();
+        }
+        catch (Exception e)
+        {
+            phases[0].Stats[worker].Fail($"attach: {e.Message}");
+        }
+        foreach (Phase phase in phases)
+        {
+            gate.SignalAndWait();
+            WorkerStats stats = phase.Stats[worker];
+            Rusage before = HostInterop.Usage(HostInterop.RusageThread);
+            try
+            {
+                if (memory is not null)
+                {
+                    run.Run(worker, memory, phase.Control, stats);
+                }
+            }
+            catch (Exception e)
+            {
+                stats.Fail($"{e.GetType().Name}: {e.Message}");
+            }
+            Rusage after = HostInterop.Usage(HostInterop.RusageThread);
+            stats.CpuSeconds = after.CpuSeconds - before.CpuSeconds;
+            stats.HostMinorFaults = after.MinorFaults - before.MinorFaults;
+            if (!gate.SignalAndWait(HangAfter))
+            {
+                break;
+            }
+        }
+        memory?.Dispose();
+    }
+
+    private static BenchResult Summarize(IWorkload workload, PathKind path, RunShape shape, TimeSpan elapsed, Phase[] phases,
+        IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after, long hostMinorFaults)
+    {
+        WorkerStats[] warm = phases[0].Stats;
+        WorkerStats[] measured = phases[1].Stats;
+        WorkerStats[] faulting = measured[..shape.Threads];
+        WorkerStats[] churn = measured[shape.Threads..];
+        double seconds = elapsed.TotalSeconds;
+        long ops = faulting.Sum(s => s.Ops);
+        long faults = faulting.Sum(s => s.Faults);
+        double cpu = faulting.Sum(s => s.CpuSeconds);
+        var counters = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        foreach ((string name, long value) in after)
+        {
+            counters[name] = value - before.GetValueOrDefault(name);
+        }
+        return new BenchResult
+        {
+            Workload = workload.Name,
+            Path = PathNames.Name(path),
+            Threads = shape.Threads,
+            Churn = shape.Churn,
+            Seconds = Math.Round(seconds, 4),
+            Ops = ops,
+            OpsPerSec = Math.Round(ops / seconds, 1),
+            Faults = faults,
+            FaultsPerSec = Math.Round(faults / seconds, 1),
+            NsPerFault = faults == 0 ? 0 : Math.Round(cpu * 1e9 / faults, 1),
+            ChurnOpsPerSec = Math.Round(churn.Sum(s => s.ChurnOps) / seconds, 1),
+            Counters = counters,
+            CpuSeconds = Math.Round(cpu, 4),
+            HostMinorFaults = hostMinorFaults,
+            Mismatches = warm.Concat(measured).Sum(s => s.Mismatches),
+            Error = warm.Concat(measured).Select(s => s.Error).FirstOrDefault(e => e is not null),
+        };
+    }
+
+    private sealed class Phase(int workers)
+    {
+        public PhaseControl Control { get; } = new();
+        public WorkerStats[] Stats { get; } = Enumerable.Range(0, workers).Select(_ => new WorkerStats()).ToArray();
+    }
+}

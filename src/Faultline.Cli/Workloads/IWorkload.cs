@@ -1,0 +1,35 @@
+using Faultline.Cli.Paths;
+using Faultline.Cli.Running;
+
+namespace Faultline.Cli.Workloads;
+
+/// <summary>A benchmark workload (will-it-scale, pft, ebizzy style) that runs the same way on every path.</summary>
+internal interface IWorkload
+{
+    /// <summary>The command-line name.</summary>
+    string Name { get; }
+
+    /// <summary>One line for help and reports.</summary>
+    string Description { get; }
+
+    /// <summary>True when the workload's figure is faults/s (otherwise ops/s).</summary>
+    bool CountsFaults { get; }
+
+    /// <summary>The most guest memory the workload touches at once (sizes Faultline's arena).</summary>
+    long TouchedBytes(RunShape shape);
+
+    /// <summary>Prepares a run on <paramref name="target"/>; workers then call <see cref="IWorkloadRun.Run"/>.</summary>
+    IWorkloadRun Start(IMemoryTarget target, RunShape shape);
+}
+
+/// <summary>One run of a workload: shared state of its workers.</summary>
+internal interface IWorkloadRun
+{
+    /// <summary>
+    /// Runs worker <paramref name="worker"/> (0 ≤ worker &lt; <see cref="RunShape.Workers"/>; the first
+    /// <see cref="RunShape.Threads"/> fault, the rest churn) until <paramref name="phase"/> asks to stop. Called once
+    /// per phase on the same thread with the same <paramref name="memory"/>. Records results and failures in
+    /// <paramref name="stats"/>; must not throw for a verification failure.
+    /// </summary>
+    void Run(int worker, ThreadMemory memory, PhaseControl phase, WorkerStats stats);
+}

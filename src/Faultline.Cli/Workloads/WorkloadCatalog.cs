@@ -1,0 +1,32 @@
+namespace Faultline.Cli.Workloads;
+
+/// <summary>The workloads by name.</summary>
+internal static class WorkloadCatalog
+{
+    /// <summary>Every workload, in report order.</summary>
+    public static readonly IWorkload[] All =
+    [
+        new PageFault1Workload(),
+        new MixedWorkload(),
+        new PftWorkload(),
+        new Mmap1Workload(),
+        new EbizzyWorkload(),
+    ];
+
+    /// <summary>Parses a comma list of names or <c>all</c>.</summary>
+    public static IReadOnlyList<IWorkload> ParseList(string text)
+    {
+        var result = new List<IWorkload>();
+        foreach (string item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (item.Equals("all", StringComparison.OrdinalIgnoreCase))
+            {
+                result.AddRange(All);
+                continue;
+            }
+            result.Add(All.FirstOrDefault(w => w.Name.Equals(item, StringComparison.OrdinalIgnoreCase))
+                ?? throw new ArgumentException($"unknown workload '{item}' (expected {string.Join(", ", All.Select(w => w.Name))} or all)"));
+        }
+        return result.Distinct().ToList();
+    }
+}

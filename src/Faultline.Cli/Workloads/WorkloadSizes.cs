@@ -1,0 +1,17 @@
+namespace Faultline.Cli.Workloads;
+
+/// <summary>Sizes shared by the workloads.</summary>
+internal static class WorkloadSizes
+{
+    /// <summary>Bytes in a page.</summary>
+    public const ulong Page = 4096;
+
+    /// <summary>will-it-scale's per-thread region: 128 MiB.</summary>
+    public const ulong Region = 128UL << 20;
+
+    /// <summary>Pages in <see cref="Region"/>.</summary>
+    public const long RegionPages = (long)(Region / Page);
+
+    /// <summary>A per-iteration seed that differs by worker and iteration.</summary>
+    public static long Seed(int worker, long iteration) => ((long)worker << 48) ^ (iteration * 0x5DEECE66DL) ^ 0x1234_5678;
+}
