@@ -245,4 +245,26 @@ public static partial class LibC
                 ? 0 : Marshal.GetLastPInvokeError();
         }
     }
+
+    /// <summary><c>RUSAGE_SELF</c>: the whole process.</summary>
+    public const int RUSAGE_SELF = 0;
+
+    /// <summary><c>RUSAGE_THREAD</c>: the calling thread.</summary>
+    public const int RUSAGE_THREAD = 1;
+
+    [LibraryImport("libc", EntryPoint = "getrusage", SetLastError = true)]
+    private static unsafe partial int GetRusage(int who, Rusage* usage);
+
+    /// <summary><c>getrusage</c> for <see cref="RUSAGE_SELF"/> or <see cref="RUSAGE_THREAD"/>.</summary>
+    /// <param name="who">Whose usage.</param>
+    /// <returns>The usage.</returns>
+    public static unsafe Rusage Usage(int who)
+    {
+        Rusage usage;
+        if (GetRusage(who, &usage) != 0)
+        {
+            throw new InvalidOperationException($"getrusage failed, errno {Marshal.GetLastPInvokeError()}");
+        }
+        return usage;
+    }
 }

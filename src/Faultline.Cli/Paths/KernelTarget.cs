@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using Faultline.Host;
+
 namespace Faultline.Cli.Paths;
 
 /// <summary>
@@ -13,35 +16,37 @@ internal sealed unsafe class KernelTarget : IMemoryTarget
     /// <inheritdoc />
     public ulong Map(ulong length, bool writable = true)
     {
-        nint p = HostInterop.Mmap(0, (nuint)length, HostInterop.ProtRead | (writable ? HostInterop.ProtWrite : 0),
-            HostInterop.MapPrivate | HostInterop.MapAnonymous, -1, 0);
-        if (p == -1)
+        nint p = LibC.Mmap(0, (nuint)length, Linux.PROT_READ | (writable ? Linux.PROT_WRITE : 0),
+            Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS, -1, 0);
+        if (p == LibC.MAP_FAILED)
         {
-            throw new InvalidOperationException($"mmap({length}) failed, {HostInterop.LastError()}");
+            throw new InvalidOperationException($"mmap({length}) failed, {LastError()}");
         }
         // Without this a THP=always host would fault 2 MiB at a time; the failure is harmless (THP compiled out).
-        HostInterop.Madvise(p, (nuint)length, HostInterop.MadvNoHugePage);
+        LibC.Madvise(p, (nuint)length, Linux.MADV_NOHUGEPAGE);
         return (ulong)p;
     }
 
     /// <inheritdoc />
     public void Unmap(ulong address, ulong length)
     {
-        if (HostInterop.Munmap((nint)address, (nuint)length) != 0)
+        if (LibC.Munmap((nint)address, (nuint)length) != 0)
         {
-            throw new InvalidOperationException($"munmap(0x{address:x}, {length}) failed, {HostInterop.LastError()}");
+            throw new InvalidOperationException($"munmap(0x{address:x}, {length}) failed, {LastError()}");
         }
     }
 
     /// <inheritdoc />
     public void Protect(ulong address, ulong length, bool writable)
     {
-        int prot = HostInterop.ProtRead | (writable ? HostInterop.ProtWrite : 0);
-        if (HostInterop.Mprotect((nint)address, (nuint)length, prot) != 0)
+        int prot = Linux.PROT_READ | (writable ? Linux.PROT_WRITE : 0);
+        if (LibC.Mprotect((nint)address, (nuint)length, prot) != 0)
         {
-            throw new InvalidOperationException($"mprotect(0x{address:x}, {length}) failed, {HostInterop.LastError()}");
+            throw new InvalidOperationException($"mprotect(0x{address:x}, {length}) failed, {LastError()}");
         }
     }
+
+    private static string LastError() => $"errno {Marshal.GetLastPInvokeError()}";
 
     /// <inheritdoc />
     public ThreadMemory AttachThread() => new KernelThreadMemory();
@@ -49,7 +54,7 @@ internal sealed unsafe class KernelTarget : IMemoryTarget
     /// <inheritdoc />
     public IReadOnlyDictionary<string, long> SnapshotCounters()
     {
-        Rusage u = HostInterop.Usage(HostInterop.RusageSelf);
+        Rusage u = LibC.Usage(LibC.RUSAGE_SELF);
         return new Dictionary<string, long>
         {
             ["ru_minflt"] = u.MinorFaults,

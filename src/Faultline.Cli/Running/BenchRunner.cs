@@ -1,3 +1,4 @@
+using Faultline.Host;
 using System.Diagnostics;
 using Faultline.Cli.Paths;
 using Faultline.Cli.Workloads;
@@ -43,9 +44,9 @@ internal static class BenchRunner
         double total = (warmup + duration).TotalSeconds;
         RunPhase(gate, phases[0], warmup, f => progress?.Invoke(f * warmup.TotalSeconds / total));
         IReadOnlyDictionary<string, long> before = target.SnapshotCounters();
-        Rusage processBefore = HostInterop.Usage(HostInterop.RusageSelf);
+        Rusage processBefore = LibC.Usage(LibC.RUSAGE_SELF);
         TimeSpan elapsed = RunPhase(gate, phases[1], duration, f => progress?.Invoke((warmup.TotalSeconds + f * duration.TotalSeconds) / total));
-        Rusage processAfter = HostInterop.Usage(HostInterop.RusageSelf);
+        Rusage processAfter = LibC.Usage(LibC.RUSAGE_SELF);
         IReadOnlyDictionary<string, long> after = target.SnapshotCounters();
         foreach (Thread t in threads)
         {
@@ -102,7 +103,7 @@ internal static class BenchRunner
         {
             gate.SignalAndWait();
             WorkerStats stats = phase.Stats[worker];
-            Rusage before = HostInterop.Usage(HostInterop.RusageThread);
+            Rusage before = LibC.Usage(LibC.RUSAGE_THREAD);
             try
             {
                 if (memory is not null)
@@ -114,7 +115,7 @@ internal static class BenchRunner
             {
                 stats.Fail($"{e.GetType().Name}: {e.Message}");
             }
-            Rusage after = HostInterop.Usage(HostInterop.RusageThread);
+            Rusage after = LibC.Usage(LibC.RUSAGE_THREAD);
             stats.CpuSeconds = after.CpuSeconds - before.CpuSeconds;
             stats.HostMinorFaults = after.MinorFaults - before.MinorFaults;
             if (!gate.SignalAndWait(HangAfter))

@@ -26,7 +26,7 @@ public class TlbShootdownStressTests
 
     private static ulong SlotAddress(int slot) => Base + (ulong)slot * SlotBytes * 2;
 
-    private static ulong Stamp(int slot, int page, long generation) => ((ulong)generation << 24) | ((ulong)slot << 12) | (ulong)page | (1UL << 63);
+    private static ulong Stamp(int slot, int page, long generation) => ((ulong)generation << 24) | ((uint)slot << 12) | (uint)page | (1UL << 63);
 
     [Theory]
     [MemberData(nameof(Paths))]
