@@ -1,3 +1,4 @@
+using Faultline.Host;
 using BenchmarkDotNet.Attributes;
 
 namespace Faultline.Benchmarks;
@@ -39,7 +40,7 @@ public unsafe class FirstTouchBenchmarks
     public void MapFresh()
     {
         _region = Path == BenchPath.Kernel
-            ? (ulong)Libc.MapAnonymous(Length)
+            ? (ulong)LibC.MapAnonymousSmallPages(Length)
             : _space!.Map(0, Length, Protection.ReadWrite, MapFlags.PrivateAnonymous);
         _next = _region;
     }
@@ -50,7 +51,7 @@ public unsafe class FirstTouchBenchmarks
     {
         if (Path == BenchPath.Kernel)
         {
-            Libc.Munmap((nint)_region, (nuint)Length);
+            LibC.Munmap((nint)_region, (nuint)Length);
         }
         else
         {

@@ -1,3 +1,4 @@
+using Faultline.Host;
 using BenchmarkDotNet.Attributes;
 
 namespace Faultline.Benchmarks;
@@ -28,7 +29,7 @@ public class MappingBenchmarks
     {
         if (Path == BenchPath.Kernel)
         {
-            _large = (ulong)Libc.MapAnonymous(Large);
+            _large = (ulong)LibC.MapAnonymousSmallPages(Large);
             for (ulong p = 0; p < Large; p += 4096)
             {
                 *(long*)(_large + p) = 1;
@@ -54,8 +55,8 @@ public class MappingBenchmarks
         }
         else
         {
-            nint a = Libc.Mmap(0, (nuint)Small, Libc.ProtRead | Libc.ProtWrite, Libc.MapPrivate | Libc.MapAnon, -1, 0);
-            Libc.Munmap(a, (nuint)Small);
+            nint a = LibC.Mmap(0, (nuint)Small, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS, -1, 0);
+            LibC.Munmap(a, (nuint)Small);
         }
     }
 
@@ -71,8 +72,8 @@ public class MappingBenchmarks
         }
         else
         {
-            Libc.Mprotect((nint)page, 4096, Libc.ProtRead);
-            Libc.Mprotect((nint)page, 4096, Libc.ProtRead | Libc.ProtWrite);
+            LibC.Mprotect((nint)page, 4096, Linux.PROT_READ);
+            LibC.Mprotect((nint)page, 4096, Linux.PROT_READ | Linux.PROT_WRITE);
         }
     }
 
@@ -82,7 +83,7 @@ public class MappingBenchmarks
     {
         if (Path == BenchPath.Kernel)
         {
-            Libc.Munmap((nint)_large, (nuint)Large);
+            LibC.Munmap((nint)_large, (nuint)Large);
         }
         _idle?.Dispose();
         _cpu?.Dispose();

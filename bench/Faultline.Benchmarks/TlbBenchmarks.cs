@@ -1,3 +1,4 @@
+using Faultline.Host;
 using BenchmarkDotNet.Attributes;
 
 namespace Faultline.Benchmarks;
@@ -30,7 +31,7 @@ public unsafe class TlbBenchmarks
     {
         if (Path == BenchPath.Kernel)
         {
-            _region = (ulong)Libc.MapAnonymous(Length);
+            _region = (ulong)LibC.MapAnonymousSmallPages(Length);
             for (ulong p = 0; p < Length; p += 4096)
             {
                 *(long*)(_region + p) = (long)p;
@@ -97,7 +98,7 @@ public unsafe class TlbBenchmarks
     {
         if (Path == BenchPath.Kernel)
         {
-            Libc.Munmap((nint)_region, (nuint)Length);
+            LibC.Munmap((nint)_region, (nuint)Length);
         }
         _idle?.Dispose();
         _cpu?.Dispose();

@@ -267,4 +267,23 @@ public static partial class LibC
         }
         return usage;
     }
+
+    /// <summary>
+    /// Private anonymous read-write (or read-only) memory without transparent huge pages, so every first touch is a
+    /// 4 KiB page fault as in Faultline (the benchmarks' kernel anchor). Throws when mmap fails.
+    /// </summary>
+    /// <param name="length">Bytes.</param>
+    /// <param name="writable">Read-write when true, read-only otherwise.</param>
+    /// <returns>The address.</returns>
+    public static nint MapAnonymousSmallPages(ulong length, bool writable = true)
+    {
+        nint p = Mmap(0, (nuint)length, Linux.PROT_READ | (writable ? Linux.PROT_WRITE : 0), Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+        {
+            throw new InvalidOperationException($"mmap({length}) failed, errno {Marshal.GetLastPInvokeError()}");
+        }
+        // Failure is harmless: a kernel without THP faults small pages anyway.
+        _ = Madvise(p, (nuint)length, Linux.MADV_NOHUGEPAGE);
+        return p;
+    }
 }

@@ -16,14 +16,7 @@ internal sealed unsafe class KernelTarget : IMemoryTarget
     /// <inheritdoc />
     public ulong Map(ulong length, bool writable = true)
     {
-        nint p = LibC.Mmap(0, (nuint)length, Linux.PROT_READ | (writable ? Linux.PROT_WRITE : 0),
-            Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS, -1, 0);
-        if (p == LibC.MAP_FAILED)
-        {
-            throw new InvalidOperationException($"mmap({length}) failed, {LastError()}");
-        }
-        // Without this a THP=always host would fault 2 MiB at a time; the failure is harmless (THP compiled out).
-        LibC.Madvise(p, (nuint)length, Linux.MADV_NOHUGEPAGE);
+        nint p = LibC.MapAnonymousSmallPages(length, writable);
         return (ulong)p;
     }
 
