@@ -68,9 +68,9 @@ public sealed unsafe class Cpu : IDisposable
                 ExitSection();
                 return value;
             }
-            throw Fault(address, AccessKind.Read);
+            ThrowFault(address, AccessKind.Read);
         }
-        return Check(TryLoadSplit(address, AccessKind.Read, out T split), address, AccessKind.Read, split);
+        return LoadAcrossPages<T>(address, AccessKind.Read);
     }
 
     /// <summary>Reads a value, returning the outcome instead of throwing.</summary>
@@ -127,13 +127,9 @@ public sealed unsafe class Cpu : IDisposable
                 ExitSection();
                 return;
             }
-            throw Fault(address, AccessKind.Write);
+            ThrowFault(address, AccessKind.Write);
         }
-        AccessOutcome outcome = TryWrite(address, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)));
-        if (outcome != AccessOutcome.Ok)
-        {
-            throw new SegmentationFaultException(address, AccessKind.Write, outcome);
-        }
+        StoreAcrossPages(address, value);
     }
 
     /// <summary>Writes a value, returning the outcome.</summary>
@@ -415,7 +411,24 @@ public sealed unsafe class Cpu : IDisposable
         return AccessOutcome.Ok;
     }
 
-    private SegmentationFaultException Fault(ulong address, AccessKind kind) => new(address, kind, _lastOutcome);
+    // Out of line, so the inlined fast paths carry no exception-building code or address-taken locals.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowFault(ulong address, AccessKind kind) => throw new SegmentationFaultException(address, kind, _lastOutcome);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private T LoadAcrossPages<T>(ulong address, AccessKind kind) where T : unmanaged =>
+        Check(TryLoadSplit(address, kind, out T value), address, kind, value);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void StoreAcrossPages<T>(ulong address, T value) where T : unmanaged
+    {
+        AccessOutcome outcome = TryWrite(address, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)), out ulong failedAt);
+        if (outcome != AccessOutcome.Ok)
+        {
+            throw new SegmentationFaultException(failedAt, AccessKind.Write, outcome);
+        }
+    }
 
     private static T Check<T>(AccessOutcome outcome, ulong address, AccessKind kind, T value) =>
         outcome == AccessOutcome.Ok ? value : throw new SegmentationFaultException(address, kind, outcome);
