@@ -112,6 +112,7 @@ internal sealed class Vma
         {
             return VmaReadLock.WriteLocked;
         }
+        _probes.Hit(ProbePoint.VmaReadBeforeIncrement);
         int old = Volatile.Read(ref _refCount);
         while (true)
         {
@@ -132,6 +133,7 @@ internal sealed class Vma
             }
             old = seen;
         }
+        _probes.Hit(ProbePoint.VmaReadIncremented);
         // Acquire read of mm_lock_seq: pairs with the release in vma_end_write_all, so if the write section just
         // ended, this reader sees every change it made.
         if (Volatile.Read(ref _lockSequence) == _mmapLock.LockSequence)
@@ -216,6 +218,7 @@ internal sealed class Vma
     public void MarkDetached()
     {
         AssertWriteLocked();
+        _probes.Hit(ProbePoint.VmaBeforeDetach);
         if (Interlocked.Decrement(ref _refCount) == 0)
         {
             return;
@@ -228,6 +231,12 @@ internal sealed class Vma
         }
         Debug.Assert(Volatile.Read(ref _refCount) == 0);
     }
+
+    /// <summary>
+    /// Test hook: adds <paramref name="delta"/> to <c>vm_refcnt</c> in one step, as if that many readers entered (or,
+    /// negative, left without waking a writer). Lets tests put the count at <see cref="RefLimit"/> without 2^30 threads.
+    /// </summary>
+    internal void AdjustRefCountForTest(int delta) => Interlocked.Add(ref _refCount, delta);
 
     /// <summary><c>vma_assert_write_locked</c>.</summary>
     [Conditional("DEBUG")]
