@@ -36,3 +36,46 @@ internal static class ThreadRole
         }
     }
 }
+
+/// <summary>
+/// The threads a race test started: disposing joins them (ignoring their failures), so a failing test that releases
+/// its gates never lets a stopped thread run on into an address space that is being disposed. Declare it after the
+/// address space and Cpus and before the probe gates: it is then disposed after the gates release and before the rest.
+/// </summary>
+internal sealed class ThreadScope : IDisposable
+{
+    private readonly List<Action> _joins = [];
+
+    /// <summary>Starts <paramref name="body"/> on a new thread playing <paramref name="role"/>.</summary>
+    public ThreadRunner<T> Run<T>(string role, Func<T> body)
+    {
+        ThreadRunner<T> runner = ThreadRole.Run(role, body);
+        _joins.Add(() => runner.Join());
+        return runner;
+    }
+
+    /// <summary>Starts a plain thread (for tests that need the <see cref="Thread"/> itself).</summary>
+    public Thread Start(Action body)
+    {
+        var thread = new Thread(() => body()) { IsBackground = true };
+        thread.Start();
+        _joins.Add(() => thread.Join(30_000));
+        return thread;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (Action join in _joins)
+        {
+            try
+            {
+                join();
+            }
+            catch (Exception)
+            {
+                // The test already failed or will fail on its own assertion; only the join matters here.
+            }
+        }
+    }
+}

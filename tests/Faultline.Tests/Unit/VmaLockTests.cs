@@ -91,7 +91,8 @@ public sealed class VmaLockTests : IDisposable
         Assert.Equal(Vma.RefLimit, vma.RefCount); // a refused reader leaves no trace
 
         // With RefLimit - 1 readers inside, the writer can still add VMA_LOCK_OFFSET without overflowing.
-        var writer = ThreadRole.Run("writer", () =>
+        using var threads = new ThreadScope();
+        var writer = threads.Run("writer", () =>
         {
             Lock.EnterWrite();
             vma.StartWrite();
@@ -119,6 +120,7 @@ public sealed class VmaLockTests : IDisposable
     public void StartWriteReturnsAtOnceWhenAlreadyLockedInThisWriteSection()
     {
         Vma vma = NewAttachedVma();
+        using var threads = new ThreadScope();
         using var probes = new ProbeCounter(Mm.Probes);
 
         Lock.EnterWrite();
@@ -129,7 +131,7 @@ public sealed class VmaLockTests : IDisposable
 
         // A reader that raced in (it will fail its re-check) must not make a second vma_start_write wait for it.
         vma.AdjustRefCountForTest(+1);
-        var again = ThreadRole.Run("writer", () =>
+        var again = threads.Run("writer", () =>
         {
             vma.StartWrite();
             return true;
@@ -219,8 +221,9 @@ public sealed class VmaLockTests : IDisposable
 
         // A reader holds C, so the unmap stops inside its write section when it reaches C (after A and B).
         Assert.Equal(VmaReadLock.Locked, c.TryStartRead());
+        using var threads = new ThreadScope();
         using var afterDowngrade = new ProbeGate(_space, ProbePoint.GatherBeforeGracePeriod, ThreadRole.Is("munmap"));
-        var unmap = ThreadRole.Run("munmap", () => _space.TryUnmap(x + 2 * Page, 8 * Page));
+        var unmap = threads.Run("munmap", () => _space.TryUnmap(x + 2 * Page, 8 * Page));
         ThreadRole.WaitUntil(() => c.RefCount == Vma.LockOffset + 2, "munmap waits for the reader of C");
         int section = Lock.LockSequence;
         Assert.Equal(1, section & 1);
@@ -346,14 +349,15 @@ public sealed class VmaLockTests : IDisposable
         // Peter Zijlstra's race at the level of the lock: a reader increments after vma_start_write and before the
         // detaching decrement; the decrement then goes 2 -> 1, not 1 -> 0.
         Vma vma = NewAttachedVma();
+        using var threads = new ThreadScope();
         using var probes = new ProbeCounter(Mm.Probes);
         using var beforeDetach = new ProbeGate(_space, ProbePoint.VmaBeforeDetach, ThreadRole.Is("writer"));
         using var gate = new ProbeGate(_space, ProbePoint.VmaReadBeforeIncrement, ThreadRole.Is("reader"));
         using var incremented = new ProbeGate(_space, ProbePoint.VmaReadIncremented, ThreadRole.Is("reader"));
 
-        var reader = ThreadRole.Run("reader", vma.TryStartRead);
+        var reader = threads.Run("reader", vma.TryStartRead);
         gate.WaitArrived(); // passed the cheap check: the VMA is not write-locked yet
-        var writer = ThreadRole.Run("writer", () =>
+        var writer = threads.Run("writer", () =>
         {
             Lock.EnterWrite();
             vma.StartWrite();
