@@ -183,7 +183,8 @@ internal sealed class Vma
         if (attached)
         {
             // Full fence: the stamp is visible before readers can increment again.
-            Interlocked.Add(ref _refCount, -LockOffset);
+            int left = Interlocked.Add(ref _refCount, -LockOffset);
+            Debug.Assert(left > 0, "vma_start_write left the VMA detached"); // __vma_start_write's WARN_ON_ONCE(detached)
         }
     }
 
@@ -206,6 +207,9 @@ internal sealed class Vma
     /// <summary><c>vma_mark_attached</c>: a write-locked, detached VMA becomes visible to readers (count 1, release).</summary>
     public void MarkAttached()
     {
+        // vma_assert_write_locked + vma_assert_detached: only a writer attaches, and only from 0 (seed 003: the stamp
+        // is set before the VMA becomes reachable; attaching an attached VMA is a caller bug, not a no-op).
+        AssertWriteLocked();
         Debug.Assert(Volatile.Read(ref _refCount) == 0, "attach of an attached VMA");
         Volatile.Write(ref _refCount, 1);
     }
@@ -218,6 +222,9 @@ internal sealed class Vma
     public void MarkDetached()
     {
         AssertWriteLocked();
+        // vma_assert_attached: detaching a detached VMA would take the count to -1, add the offset to that and wait
+        // forever for it to read VMA_LOCK_OFFSET.
+        Debug.Assert(Volatile.Read(ref _refCount) > 0, "detach of a detached VMA");
         _probes.Hit(ProbePoint.VmaBeforeDetach);
         if (Interlocked.Decrement(ref _refCount) == 0)
         {
