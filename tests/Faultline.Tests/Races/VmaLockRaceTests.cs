@@ -243,11 +243,14 @@ public sealed class VmaLockRaceTests
             result = space.TryProtect(a, 16 * Page, Protection.ReadWrite | Protection.Execute);
         });
         ThreadRole.WaitUntil(() => mm.WriterWait.Sleeps == sleeps + 1, "the writer goes to sleep");
+        // Sleeps counts just before the event wait, which itself spins briefly before it blocks.
+        int blockedSamples = 0;
+        ThreadRole.WaitUntil(() => (blockedSamples = IsBlocked(writer) ? blockedSamples + 1 : 0) >= 5, "the writer blocks");
         long cpuBefore = ThreadCpuTicks(writerTid);
         for (int i = 0; i < 30; i++)
         {
             Thread.Sleep(10);
-            Assert.Equal(System.Threading.ThreadState.WaitSleepJoin, writer.ThreadState & System.Threading.ThreadState.WaitSleepJoin);
+            Assert.True(IsBlocked(writer), $"the waiting writer is {writer.ThreadState}");
         }
         // One sleep for the whole wait (no polling loop), and no CPU burnt while the reader is stopped.
         Assert.Equal(sleeps + 1, mm.WriterWait.Sleeps);
@@ -264,6 +267,8 @@ public sealed class VmaLockRaceTests
         Assert.Equal(sleeps + 1, mm.WriterWait.Sleeps); // woken once, by the reader's vma_end_read
         Assert.Equal(0, vma.RefCount);
     }
+
+    private static bool IsBlocked(Thread thread) => (thread.ThreadState & System.Threading.ThreadState.WaitSleepJoin) != 0;
 
     // utime + stime of a thread of this process, from /proc (Linux), or -1.
     private static long ThreadCpuTicks(string? tid)
