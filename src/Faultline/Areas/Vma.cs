@@ -15,7 +15,8 @@ namespace Faultline.Areas;
 /// <para>
 /// <c>vm_refcnt</c>: 0 detached; 1 attached and unlocked (or write-locked when <c>vm_lock_seq == mm_lock_seq</c>);
 /// n &gt; 1 read-locked by n-1 readers; <see cref="LockOffset"/> added while a writer or detacher excludes readers.
-/// Readers stop below <see cref="RefLimit"/>, so a writer always has room to add the offset.
+/// Readers may take the count up to <see cref="RefLimit"/>, never past it, so a writer always has room to add the offset
+/// (at most <see cref="RefLimit"/> + <see cref="LockOffset"/> = int.MaxValue).
 /// </para>
 /// </remarks>
 internal sealed class Vma
