@@ -15,7 +15,8 @@ namespace Faultline.Areas;
 /// <para>
 /// <c>vm_refcnt</c>: 0 detached; 1 attached and unlocked (or write-locked when <c>vm_lock_seq == mm_lock_seq</c>);
 /// n &gt; 1 read-locked by n-1 readers; <see cref="LockOffset"/> added while a writer or detacher excludes readers.
-/// Readers stop below <see cref="RefLimit"/>, so a writer always has room to add the offset.
+/// Readers may take the count up to <see cref="RefLimit"/>, never past it, so a writer always has room to add the offset
+/// (at most <see cref="RefLimit"/> + <see cref="LockOffset"/> = int.MaxValue).
 /// </para>
 /// </remarks>
 internal sealed class Vma
@@ -112,6 +113,7 @@ internal sealed class Vma
         {
             return VmaReadLock.WriteLocked;
         }
+        _probes.Hit(ProbePoint.VmaReadBeforeIncrement);
         int old = Volatile.Read(ref _refCount);
         while (true)
         {
@@ -132,6 +134,7 @@ internal sealed class Vma
             }
             old = seen;
         }
+        _probes.Hit(ProbePoint.VmaReadIncremented);
         // Acquire read of mm_lock_seq: pairs with the release in vma_end_write_all, so if the write section just
         // ended, this reader sees every change it made.
         if (Volatile.Read(ref _lockSequence) == _mmapLock.LockSequence)
@@ -181,7 +184,8 @@ internal sealed class Vma
         if (attached)
         {
             // Full fence: the stamp is visible before readers can increment again.
-            Interlocked.Add(ref _refCount, -LockOffset);
+            int left = Interlocked.Add(ref _refCount, -LockOffset);
+            Debug.Assert(left > 0, "vma_start_write left the VMA detached"); // __vma_start_write's WARN_ON_ONCE(detached)
         }
     }
 
@@ -204,6 +208,9 @@ internal sealed class Vma
     /// <summary><c>vma_mark_attached</c>: a write-locked, detached VMA becomes visible to readers (count 1, release).</summary>
     public void MarkAttached()
     {
+        // vma_assert_write_locked + vma_assert_detached: only a writer attaches, and only from 0 (seed 003: the stamp
+        // is set before the VMA becomes reachable; attaching an attached VMA is a caller bug, not a no-op).
+        AssertWriteLocked();
         Debug.Assert(Volatile.Read(ref _refCount) == 0, "attach of an attached VMA");
         Volatile.Write(ref _refCount, 1);
     }
@@ -216,6 +223,10 @@ internal sealed class Vma
     public void MarkDetached()
     {
         AssertWriteLocked();
+        // vma_assert_attached: detaching a detached VMA would take the count to -1, add the offset to that and wait
+        // forever for it to read VMA_LOCK_OFFSET.
+        Debug.Assert(Volatile.Read(ref _refCount) > 0, "detach of a detached VMA");
+        _probes.Hit(ProbePoint.VmaBeforeDetach);
         if (Interlocked.Decrement(ref _refCount) == 0)
         {
             return;
@@ -228,6 +239,12 @@ internal sealed class Vma
         }
         Debug.Assert(Volatile.Read(ref _refCount) == 0);
     }
+
+    /// <summary>
+    /// Test hook: adds <paramref name="delta"/> to <c>vm_refcnt</c> in one step, as if that many readers entered (or,
+    /// negative, left without waking a writer). Lets tests put the count at <see cref="RefLimit"/> without 2^30 threads.
+    /// </summary>
+    internal void AdjustRefCountForTest(int delta) => Interlocked.Add(ref _refCount, delta);
 
     /// <summary><c>vma_assert_write_locked</c>.</summary>
     [Conditional("DEBUG")]

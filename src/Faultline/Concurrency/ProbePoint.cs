@@ -34,6 +34,10 @@ internal enum ProbePoint
     VmaLockAfterLookup,
     /// <summary>VMA lock: the VMA is read-locked, before the fault is handled.</summary>
     VmaLockLocked,
+    /// <summary><c>vma_start_read</c>: the cheap <c>vm_lock_seq</c> check passed, before the refcount increment.</summary>
+    VmaReadBeforeIncrement,
+    /// <summary><c>vma_start_read</c>: the refcount is raised, before the authoritative <c>vm_lock_seq</c> re-check.</summary>
+    VmaReadIncremented,
     /// <summary>Anonymous fault (any path): the frame is allocated and zeroed, before the PTE lock.</summary>
     AnonymousBeforePteLock,
     /// <summary>Classic path: <c>mmap_lock</c> is held for read and the VMA found.</summary>
@@ -44,4 +48,6 @@ internal enum ProbePoint
     VmaWriterWaiting,
     /// <summary>Writer: <c>vma_mark_detached</c> found spurious readers and is about to wait.</summary>
     VmaDetachWaiting,
+    /// <summary>Writer: <c>vma_mark_detached</c> entered (the VMA is write-locked and out of the tree), before the decrement.</summary>
+    VmaBeforeDetach,
 }
