@@ -27,7 +27,7 @@ internal sealed class Vma
     public const int RefLimit = LockOffset - 1;
 
     // An even value can never equal the odd mm_lock_seq of a write section: a new VMA is not write-locked.
-    private const int NeverLocked = int.MinValue;
+    private const long NeverLocked = long.MinValue;
 
     private static long s_nextId;
 
@@ -35,7 +35,7 @@ internal sealed class Vma
     private readonly VmaWriterWait _writerWait;
     private readonly ProbeSet _probes;
     private int _refCount;
-    private int _lockSequence = NeverLocked;
+    private long _lockSequence = NeverLocked;
     private AnonVma? _anonVma;
 
     /// <summary>The SPF sequence: odd while a writer changes this VMA.</summary>
@@ -88,7 +88,7 @@ internal sealed class Vma
     public int RefCount => Volatile.Read(ref _refCount);
 
     /// <summary>The raw <c>vm_lock_seq</c> (tests, assertions).</summary>
-    public int LockSequence => Volatile.Read(ref _lockSequence);
+    public long LockSequence => Volatile.Read(ref _lockSequence);
 
     /// <summary>True once removed from the tree (<c>vm_refcnt == 0</c>).</summary>
     public bool IsDetached => Volatile.Read(ref _refCount) == 0;
@@ -168,7 +168,7 @@ internal sealed class Vma
     /// </summary>
     public void StartWrite()
     {
-        int mmSequence = _mmapLock.LockSequence;
+        long mmSequence = _mmapLock.LockSequence;
         Debug.Assert((mmSequence & 1) == 1 && _mmapLock.IsWriteLocked, "vma_start_write without the mmap write lock");
         if (Volatile.Read(ref _lockSequence) == mmSequence)
         {

@@ -22,7 +22,7 @@ public sealed class MmapLock
     private int _state;           // reader count, or WriterHeld
     private int _writersWaiting;  // writers that announced themselves: new readers back off
     private int _sleepers;        // threads blocked (or about to block) on _gate
-    private int _lockSequence;    // mm_lock_seq: odd while write-held
+    private long _lockSequence;   // mm_lock_seq: odd while write-held; 64-bit, so it never wraps in practice
 
     /// <summary><c>mmap_read_trylock</c>: fails at once if a writer holds or waits for the lock.</summary>
     public bool TryEnterRead()
@@ -151,10 +151,10 @@ public sealed class MmapLock
     /// <c>mm_lock_seq</c>: an acquire read; odd while a write section is open. A VMA whose stamped sequence equals
     /// it is write-locked.
     /// </summary>
-    internal int LockSequence => Volatile.Read(ref _lockSequence);
+    internal long LockSequence => Volatile.Read(ref _lockSequence);
 
     /// <summary>Test hook: starts the sequence near a value (wrap-around tests). Only while unlocked.</summary>
-    internal void SetLockSequenceForTest(int evenValue)
+    internal void SetLockSequenceForTest(long evenValue)
     {
         Debug.Assert((evenValue & 1) == 0 && !IsLocked);
         Volatile.Write(ref _lockSequence, evenValue);

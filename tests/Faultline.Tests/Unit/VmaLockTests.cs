@@ -107,7 +107,7 @@ public sealed class VmaLockTests : IDisposable
         Assert.Equal(Vma.LockOffset + 2, vma.RefCount);
         Assert.False(writer.IsDone);
         vma.EndRead(); // the last reader wakes the writer
-        int section = writer.Join();
+        long section = writer.Join();
         Assert.Equal(1, vma.RefCount);
         Assert.Equal(section, vma.LockSequence);
         Assert.Equal(VmaReadLock.WriteLocked, vma.TryStartRead());
@@ -124,7 +124,7 @@ public sealed class VmaLockTests : IDisposable
         using var probes = new ProbeCounter(Mm.Probes);
 
         Lock.EnterWrite();
-        int section = Lock.LockSequence;
+        long section = Lock.LockSequence;
         vma.StartWrite();
         Assert.Equal(1, probes[ProbePoint.VmaWriterWaiting]);
         Assert.Equal(section, vma.LockSequence);
@@ -160,7 +160,7 @@ public sealed class VmaLockTests : IDisposable
         Vma untouched = NewAttachedVma(0x40_0000);
 
         Lock.EnterWrite();
-        int section = Lock.LockSequence;
+        long section = Lock.LockSequence;
         Assert.Equal(1, section & 1);
         foreach (Vma vma in stamped)
         {
@@ -225,7 +225,7 @@ public sealed class VmaLockTests : IDisposable
         using var afterDowngrade = new ProbeGate(_space, ProbePoint.GatherBeforeGracePeriod, ThreadRole.Is("munmap"));
         var unmap = threads.Run("munmap", () => _space.TryUnmap(x + 2 * Page, 8 * Page));
         ThreadRole.WaitUntil(() => c.RefCount == Vma.LockOffset + 2, "munmap waits for the reader of C");
-        int section = Lock.LockSequence;
+        long section = Lock.LockSequence;
         Assert.Equal(1, section & 1);
         Vma aHead = Mm.Tree.FindContaining(x)!; // the new VMA for A's remaining head, in the writer's version
         Assert.NotSame(a, aHead);
@@ -265,13 +265,13 @@ public sealed class VmaLockTests : IDisposable
     {
         Vma vma = NewAttachedVma();
         Vma other = NewAttachedVma(0x20_0000);
-        // Eight write sections whose odd values run through int.MaxValue and wrap to int.MinValue + 1.
-        Lock.SetLockSequenceForTest(int.MaxValue - 7);
-        var sections = new List<int>();
+        // Eight write sections whose odd values run through long.MaxValue and wrap to long.MinValue + 1.
+        Lock.SetLockSequenceForTest(long.MaxValue - 7);
+        var sections = new List<long>();
         for (int i = 0; i < 8; i++)
         {
             Lock.EnterWrite();
-            int section = Lock.LockSequence;
+            long section = Lock.LockSequence;
             sections.Add(section);
             Assert.Equal(1, section & 1);
             Assert.Equal(VmaReadLock.Locked, vma.TryStartRead()); // not yet stamped in this section
@@ -294,8 +294,8 @@ public sealed class VmaLockTests : IDisposable
             Assert.Equal(VmaReadLock.Locked, vma.TryStartRead());
             vma.EndRead();
         }
-        Assert.Contains(int.MaxValue, sections);
-        Assert.Contains(int.MinValue + 1, sections);
+        Assert.Contains(long.MaxValue, sections);
+        Assert.Contains(long.MinValue + 1, sections);
 
         // A VMA created after the wrap starts "never locked" (an even value), so it is not mistaken for one stamped in
         // the current (odd) section: vma_start_write does the whole protocol.
@@ -316,13 +316,14 @@ public sealed class VmaLockTests : IDisposable
     {
         Vma vma = NewAttachedVma();
         Lock.EnterWrite();
-        int stamped = Lock.LockSequence;
+        long stamped = Lock.LockSequence;
         vma.StartWrite();
         Lock.ExitWrite();
         Assert.Equal(VmaReadLock.Locked, vma.TryStartRead());
         vma.EndRead();
 
-        // 2^31 write sections later mm_lock_seq comes back to the stale stamp: a section that never touched this VMA
+        // 2^63 write sections later (the kernel: 2^31; Faultline keeps 64-bit sequences, see the SPIN model's
+        // BROKEN_SEQ_WRAP) mm_lock_seq comes back to the stale stamp: a section that never touched this VMA
         // makes readers fail on it. A false "locked" is allowed (the reader falls back to the mmap lock).
         Lock.SetLockSequenceForTest(stamped - 1);
         Lock.EnterWrite();
@@ -336,9 +337,9 @@ public sealed class VmaLockTests : IDisposable
         // A new, detached VMA's "never locked" value equals mm_lock_seq for the one unlocked period right after the
         // wrap: its reader sees "locked" (ABORT) instead of "detached" (MISS). Also allowed.
         Vma fresh = NewVma(0x30_0000);
-        Lock.SetLockSequenceForTest(int.MinValue);
+        Lock.SetLockSequenceForTest(long.MinValue);
         Assert.Equal(VmaReadLock.WriteLocked, fresh.TryStartRead());
-        Lock.SetLockSequenceForTest(int.MinValue + 2);
+        Lock.SetLockSequenceForTest(long.MinValue + 2);
         Assert.Equal(VmaReadLock.Detached, fresh.TryStartRead());
         Assert.Equal(0, fresh.RefCount);
     }
