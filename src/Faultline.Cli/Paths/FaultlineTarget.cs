@@ -13,7 +13,7 @@ internal sealed class FaultlineTarget : IMemoryTarget
         {
             FaultPath = PathNames.ToFaultPath(path),
             PhysicalMemoryBytes = physicalBytes,
-            SpeculativePageTableAllocation = true,
+            SpeculativePageTableAllocation = path != PathKind.SpeculativeNoTableAllocation,
         });
     }
 

@@ -11,13 +11,20 @@ internal enum PathKind
     VmaLock,
     /// <summary>The host kernel: libc mmap/munmap/mprotect and real pointer accesses (real page faults).</summary>
     Kernel,
+    /// <summary>
+    /// Faultline, speculative page faults with speculative page-table allocation off: the first fault of every PMD
+    /// goes the classic way (the SPF patches as posted). Not in <c>all</c>; name it to compare.
+    /// </summary>
+    SpeculativeNoTableAllocation,
 }
 
 /// <summary>Names on the command line and in reports.</summary>
 internal static class PathNames
 {
-    /// <summary>Every path, in report order.</summary>
+    /// <summary>Every path <c>all</c> selects, in report order.</summary>
     public static readonly PathKind[] All = [PathKind.MmapLock, PathKind.Speculative, PathKind.VmaLock, PathKind.Kernel];
+
+    private static readonly PathKind[] Named = [.. All, PathKind.SpeculativeNoTableAllocation];
 
     /// <summary>The command-line and report name.</summary>
     public static string Name(PathKind path) => path switch
@@ -26,6 +33,7 @@ internal static class PathNames
         PathKind.Speculative => "speculative",
         PathKind.VmaLock => "vma-lock",
         PathKind.Kernel => "kernel",
+        PathKind.SpeculativeNoTableAllocation => "speculative-no-table-alloc",
         _ => throw new ArgumentOutOfRangeException(nameof(path)),
     };
 
@@ -40,8 +48,8 @@ internal static class PathNames
                 result.AddRange(All);
                 continue;
             }
-            PathKind? match = All.Cast<PathKind?>().FirstOrDefault(p => Name(p!.Value).Equals(item, StringComparison.OrdinalIgnoreCase));
-            result.Add(match ?? throw new ArgumentException($"unknown path '{item}' (expected {string.Join(", ", All.Select(Name))} or all)"));
+            PathKind? match = Named.Cast<PathKind?>().FirstOrDefault(p => Name(p!.Value).Equals(item, StringComparison.OrdinalIgnoreCase));
+            result.Add(match ?? throw new ArgumentException($"unknown path '{item}' (expected {string.Join(", ", Named.Select(Name))} or all)"));
         }
         return result.Distinct().ToList();
     }
@@ -50,7 +58,7 @@ internal static class PathNames
     public static FaultPath ToFaultPath(PathKind path) => path switch
     {
         PathKind.MmapLock => FaultPath.MmapLock,
-        PathKind.Speculative => FaultPath.Speculative,
+        PathKind.Speculative or PathKind.SpeculativeNoTableAllocation => FaultPath.Speculative,
         PathKind.VmaLock => FaultPath.VmaLock,
         _ => throw new ArgumentOutOfRangeException(nameof(path), "the kernel path has no Faultline fault path"),
     };
