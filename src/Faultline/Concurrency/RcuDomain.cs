@@ -9,7 +9,9 @@ namespace Faultline.Concurrency;
 internal sealed class RcuDomain
 {
     private readonly object _registry = new();
+    private readonly object _deferredGate = new();
     private RcuReader[] _readers = [];
+    private List<Action> _deferred = [];
     private long _gracePeriods;
 
     /// <summary>Creates the domain over the address space's TLB generation.</summary>
@@ -58,7 +60,15 @@ internal sealed class RcuDomain
     /// <summary><see cref="Synchronize()"/> for changes confined to pages [<paramref name="startPage"/>, <paramref name="endPage"/>).</summary>
     public void Synchronize(ulong startPage, ulong endPage)
     {
-        long target = Generation.Bump(startPage, endPage);
+        long target;
+        List<Action> due;
+        lock (_deferredGate)
+        {
+            // Callbacks queued before the bump (the lock orders them) belong to this grace period.
+            target = Generation.Bump(startPage, endPage);
+            due = _deferred;
+            _deferred = [];
+        }
         Interlocked.MemoryBarrierProcessWide();
         RcuReader[] readers = Volatile.Read(ref _readers);
         foreach (RcuReader reader in readers)
@@ -75,5 +85,33 @@ internal sealed class RcuDomain
             }
         }
         Interlocked.Increment(ref _gracePeriods);
+        foreach (Action callback in due)
+        {
+            callback();
+        }
+    }
+
+    /// <summary>
+    /// <c>call_rcu</c>: runs <paramref name="callback"/> after the next grace period, i.e. once no reader can still see
+    /// what the caller unhooked before calling. Batched frees go through here (<see cref="Paging.MmuGather"/>).
+    /// </summary>
+    public void Defer(Action callback)
+    {
+        lock (_deferredGate)
+        {
+            _deferred.Add(callback);
+        }
+    }
+
+    /// <summary>Callbacks waiting for a grace period (diagnostics and tests).</summary>
+    public int PendingCallbacks
+    {
+        get
+        {
+            lock (_deferredGate)
+            {
+                return _deferred.Count;
+            }
+        }
     }
 }

@@ -97,14 +97,25 @@ internal sealed class MmuGather
         _endPage = 0;
     }
 
-    /// <summary><c>tlb_finish_mmu</c>: flush if needed, then free everything gathered.</summary>
+    /// <summary>
+    /// <c>tlb_finish_mmu</c>: hands everything gathered to the grace-period domain as one deferred batch free
+    /// (<c>tlb_remove_table</c>'s <c>call_rcu</c>), then flushes; the batch is freed once the grace period ends.
+    /// </summary>
     public void Finish(ProbeSet probes)
     {
+        if (_frames.Count + _tables.Count > 0)
+        {
+            int[] batch = [.. _frames, .. _tables];
+            _frames.Clear();
+            _tables.Clear();
+            PhysicalMemory memory = _memory;
+            _rcu.Defer(() => memory.FreeBatch(batch));
+            _needsFlush = true;
+        }
         FlushTlb(probes);
-        FreeGathered();
     }
 
-    /// <summary>Frees what was gathered; only after <see cref="FlushTlb"/>.</summary>
+    /// <summary>Frees what was gathered, right after a forced <see cref="FlushTlb"/> (once the PTE lock is dropped).</summary>
     public void FreeGathered()
     {
         Debug.Assert(!_needsFlush, "free before the TLB flush");

@@ -96,6 +96,29 @@ public class ConcurrencyPrimitiveTests
     }
 
     [Fact]
+    public void DeferredCallbacksRunOnlyAfterTheNextGracePeriod()
+    {
+        var generation = new TlbGeneration();
+        var domain = new RcuDomain(generation);
+        var reader = new RcuReader(generation);
+        domain.Register(reader);
+        int ran = 0;
+        reader.Enter();
+        domain.Defer(() => Interlocked.Increment(ref ran));
+        Assert.Equal(1, domain.PendingCallbacks);
+        var writer = new Thread(domain.Synchronize);
+        writer.Start();
+        Assert.False(writer.Join(200), "the grace period must wait for the reader");
+        Assert.Equal(0, Volatile.Read(ref ran));
+        reader.Exit();
+        Assert.True(writer.Join(5000));
+        Assert.Equal(1, ran);
+        Assert.Equal(0, domain.PendingCallbacks);
+        domain.Synchronize();
+        Assert.Equal(1, ran);
+    }
+
+    [Fact]
     public void SeqCountRetryDetectsAWriteSection()
     {
         var seq = new SeqCount();
