@@ -122,6 +122,7 @@ internal sealed class MemoryDescriptor : IDisposable
         }
         SharedCounters.AccumulateInto(totals);
         totals[(int)VmEvent.GracePeriod] = Rcu.GracePeriods;
+        totals[(int)VmEvent.GracePeriodReaderWait] = Rcu.ReaderWaits;
         return totals;
     }
 

@@ -13,6 +13,7 @@ internal sealed class RcuDomain
     private RcuReader[] _readers = [];
     private List<Action> _deferred = [];
     private long _gracePeriods;
+    private long _readerWaits;
 
     /// <summary>Creates the domain over the address space's TLB generation.</summary>
     public RcuDomain(TlbGeneration generation) => Generation = generation;
@@ -42,6 +43,9 @@ internal sealed class RcuDomain
 
     /// <summary>Grace periods completed, for diagnostics.</summary>
     public long GracePeriods => Interlocked.Read(ref _gracePeriods);
+
+    /// <summary>Times a grace period found a reader inside an older section and had to wait for it.</summary>
+    public long ReaderWaits => Interlocked.Read(ref _readerWaits);
 
     /// <summary>
     /// <c>synchronize_rcu</c> plus the shootdown: bumps the generation to <c>G</c>, issues a process-wide barrier, then
@@ -78,6 +82,7 @@ internal sealed class RcuDomain
             {
                 continue;
             }
+            Interlocked.Increment(ref _readerWaits);
             var spinner = new SpinWait();
             while (reader.ReadState() == seen)
             {

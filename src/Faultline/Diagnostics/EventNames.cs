@@ -51,6 +51,7 @@ internal static class EventNames
                 VmEvent.UnmapCall => "munmap",
                 VmEvent.ProtectCall => "mprotect",
                 VmEvent.GracePeriod => "grace_period",
+                VmEvent.GracePeriodReaderWait => "grace_period_reader_wait",
                 VmEvent.AnonPages => "nr_anon_pages",
                 _ => e.ToString(),
             };

@@ -72,6 +72,8 @@ internal enum VmEvent
     ProtectCall,
     /// <summary>Grace periods waited for by writers.</summary>
     GracePeriod,
+    /// <summary>Readers a grace period found inside an older section and waited for.</summary>
+    GracePeriodReaderWait,
     /// <summary>
     /// <c>MM_ANONPAGES</c> deltas: faults add on their Cpu, unmaps subtract on the shared counters, so the fault path
     /// never writes a shared cache line for accounting (the kernel's split RSS counters).
