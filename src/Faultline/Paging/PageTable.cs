@@ -177,8 +177,7 @@ internal sealed unsafe class PageTable
         at = default;
         outOfMemory = false;
         long table = _root;
-        ReadOnlySpan<int> shifts = [PgdShift, PudShift, PmdShift];
-        foreach (int shift in shifts)
+        for (int shift = PgdShift; shift >= PmdShift; shift -= 9)
         {
             int index = IndexOf(address, shift);
             if (table != _root)
