@@ -4,6 +4,7 @@ using Faultline.Paging;
 using Faultline.Physical;
 using Faultline.Tests.Support;
 using Xunit;
+using static Faultline.Tests.Support.SpaceHelpers;
 
 namespace Faultline.Tests.Races;
 
@@ -27,14 +28,6 @@ public sealed class SpeculativeRaceTests
         SpeculativePageTableAllocation = true,
         PoisonFreedFrames = poison,
     });
-
-    private static ulong MapFixed(AddressSpace space, ulong address, ulong length, Protection protection = Protection.ReadWrite) =>
-        space.Map(address, length, protection, MapFlags.PrivateAnonymous | MapFlags.Fixed);
-
-    private static Dictionary<string, long> Counters(AddressSpace space) => new(space.GetCounters());
-
-    private static long Delta(Dictionary<string, long> before, AddressSpace space, string name) =>
-        space.GetCounters()[name] - before[name];
 
     private static PteLocation Walk(AddressSpace space, ulong address)
     {

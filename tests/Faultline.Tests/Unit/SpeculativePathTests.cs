@@ -5,6 +5,7 @@ using Faultline.Faults;
 using Faultline.Paging;
 using Faultline.Tests.Support;
 using Xunit;
+using static Faultline.Tests.Support.SpaceHelpers;
 
 namespace Faultline.Tests.Unit;
 
@@ -24,14 +25,6 @@ public sealed class SpeculativePathTests
         PhysicalMemoryBytes = 64 << 20,
         SpeculativePageTableAllocation = tableAllocation,
     });
-
-    private static ulong MapFixed(AddressSpace space, ulong address, ulong length, Protection protection = Protection.ReadWrite) =>
-        space.Map(address, length, protection, MapFlags.PrivateAnonymous | MapFlags.Fixed);
-
-    private static Dictionary<string, long> Counters(AddressSpace space) => new(space.GetCounters());
-
-    private static long Delta(Dictionary<string, long> before, AddressSpace space, string name) =>
-        space.GetCounters()[name] - before[name];
 
     private static void UnderMmapWriteLock(AddressSpace space, Action<Vma> change, ulong address)
     {

@@ -1,0 +1,16 @@
+namespace Faultline.Tests.Support;
+
+/// <summary>Small helpers the fault-path tests share: fixed mappings and counter deltas.</summary>
+internal static class SpaceHelpers
+{
+    /// <summary>A private anonymous MAP_FIXED mapping.</summary>
+    public static ulong MapFixed(AddressSpace space, ulong address, ulong length, Protection protection = Protection.ReadWrite) =>
+        space.Map(address, length, protection, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+
+    /// <summary>A copy of the counters, to take deltas against.</summary>
+    public static Dictionary<string, long> Counters(AddressSpace space) => new(space.GetCounters());
+
+    /// <summary>How much a counter moved since <paramref name="before"/>.</summary>
+    public static long Delta(Dictionary<string, long> before, AddressSpace space, string name) =>
+        space.GetCounters()[name] - before[name];
+}
