@@ -409,7 +409,6 @@ internal sealed unsafe class PageTable
     /// </summary>
     public long FreeTables(ulong start, ulong end, ulong floor, ulong ceiling, MmuGather gather)
     {
-        SynchronizeWithTableInstallers();
         long residual = 0;
         FreeLevel(_root, PgdShift, start, end, floor, ceiling, gather, ref residual);
         return residual;
@@ -472,8 +471,8 @@ internal sealed unsafe class PageTable
         return table != _root && IsEmptyTable(table);
     }
 
-    // Called by an unmapping writer after it moved the VMA sequences and before it reads the tables without
-    // page_table_lock: a speculative table install that validated the old sequence holds (or held) the lock, so
+    // Called by Zap after the writer moved the VMA sequences and before it walks the tables without page_table_lock
+    // (FreeLevel instead reads each slot under the lock): a speculative table install that validated the old sequence holds (or held) the lock, so
     // acquiring it once waits for that install and makes the table visible to the walk; any install that takes the
     // lock later sees the moved sequence and gives up. (The SPIN model's "re-look under page_table_lock".)
     private void SynchronizeWithTableInstallers()

@@ -18,5 +18,7 @@ internal struct FrameInfo
     /// <summary>What the frame holds.</summary>
     public FrameKind Kind;
     /// <summary>The contents are known to be all zero (fresh, or cleared when freed), so a fault need not clear it.</summary>
+    /// <remarks>Plain field: written by the freeing writer before the frame is pushed under the allocator's lock and read
+    /// by the Cpu that popped it under the same lock, so the lock's release/acquire orders them.</remarks>
     public bool Zeroed;
 }
