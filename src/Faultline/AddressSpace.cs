@@ -1,6 +1,8 @@
 using Faultline.Areas;
+using Faultline.VmStat;
 using Faultline.Diagnostics;
 using Faultline.Faults;
+using Faultline.Mm;
 using Faultline.Paging;
 
 namespace Faultline;
@@ -34,7 +36,7 @@ public sealed class AddressSpace : IDisposable
     public AddressSpace(FaultlineOptions? options = null)
     {
         Options = options ?? new FaultlineOptions();
-        _mm = new MemoryDescriptor(Options);
+        _mm = new MemoryDescriptor(SettingsFrom(Options));
         _operations = new MappingOperations(_mm);
         Id = Interlocked.Increment(ref s_nextId);
         _metrics = new FaultlineMetrics(_mm, Id);
@@ -90,7 +92,7 @@ public sealed class AddressSpace : IDisposable
         Errno error = _operations.Map(address, length, protection, flags, out mapped);
         if (error == Errno.None && (flags & MapFlags.Populate) != 0)
         {
-            Populate(mapped, (length + 4095) & ~4095UL, (protection & Protection.Write) != 0);
+            Populate(mapped, PageGeometry.PageAlign(length), (protection & Protection.Write) != 0);
         }
         return error;
     }
@@ -172,7 +174,7 @@ public sealed class AddressSpace : IDisposable
         _mm.MmapLock.EnterRead();
         try
         {
-            return address < MemoryDescriptor.TaskSize && Pte.MapsFrame(_mm.PageTable.Lookup(address));
+            return address < PageGeometry.TaskSize && Pte.MapsFrame(_mm.PageTable.Lookup(address));
         }
         finally
         {
@@ -218,10 +220,26 @@ public sealed class AddressSpace : IDisposable
         _mm.Dispose();
     }
 
+    // Validates the options and turns them into the plain values the inner layers use.
+    internal static MmSettings SettingsFrom(FaultlineOptions options)
+    {
+        long frames = options.PhysicalMemoryBytes / PageGeometry.PageSize;
+        if (frames is < 16 or > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "PhysicalMemoryBytes must hold 16 to 2^31 frames");
+        }
+        if (options.TlbEntries <= 0 || (options.TlbEntries & (options.TlbEntries - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
+        }
+        return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
+            options.MaxMapCount, options.MmapMinAddress, options.MmapBase);
+    }
+
     private long CountDirty(ulong start, ulong end)
     {
         long dirty = 0;
-        for (ulong page = start; page < end; page += MemoryDescriptor.PageSize)
+        for (ulong page = start; page < end; page += PageGeometry.PageSize)
         {
             ulong pte = _mm.PageTable.Lookup(page);
             if (Pte.MapsFrame(pte) && (pte & Pte.Special) == 0 && (pte & Pte.Dirty) != 0)
@@ -242,7 +260,7 @@ public sealed class AddressSpace : IDisposable
             _mm.Rcu.Register(context.Reader);
             try
             {
-                for (ulong page = start; page < start + length; page += MemoryDescriptor.PageSize)
+                for (ulong page = start; page < start + length; page += PageGeometry.PageSize)
                 {
                     if (FaultRouter.Fault(_mm, context, page, write ? AccessKind.Write : AccessKind.Read) != AccessOutcome.Ok)
                     {

@@ -1,8 +1,9 @@
 using System.Runtime.InteropServices;
 using Faultline.Areas;
 using Faultline.Concurrency;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
 using Faultline.Faults;
+using Faultline.Mm;
 using Faultline.Paging;
 
 namespace Faultline;
@@ -21,9 +22,9 @@ namespace Faultline;
 /// </remarks>
 public sealed unsafe class Cpu : IDisposable
 {
-    private const ulong PageOffsetMask = 0xFFF;
+    private const ulong PageOffsetMask = PageGeometry.PageOffsetMask;
+    private const int PageSize = PageGeometry.PageSize;
     private const int FaultLivelockLimit = 100_000;
-    private const ulong UserSpaceEnd = 1UL << 47;
 
     private readonly MemoryDescriptor _mm;
     private readonly FaultCpu _faultCpu;
@@ -43,7 +44,7 @@ public sealed unsafe class Cpu : IDisposable
         _mm = mm;
         _faultCpu = new FaultCpu(mm.Memory, mm.Rcu);
         _reader = _faultCpu.Reader;
-        _tlb = new SoftwareTlb(mm.Options.TlbEntries);
+        _tlb = new SoftwareTlb(addressSpace.Options.TlbEntries);
         _tlbGeneration = mm.Tlb.Current;
         _tlbEntries = _tlb.Entries;
         _tlbMask = _tlb.Mask;
@@ -59,7 +60,7 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Load<T>(ulong address) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
         {
             byte* p = EnterTranslated(address, AccessKind.Read);
             if (p != null)
@@ -77,7 +78,7 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryLoad<T>(ulong address, out T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
         {
             byte* p = EnterTranslated(address, AccessKind.Read);
             if (p != null)
@@ -99,7 +100,7 @@ public sealed unsafe class Cpu : IDisposable
     /// <summary>Fetches instruction bytes, returning the outcome.</summary>
     public AccessOutcome TryFetch<T>(ulong address, out T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
         {
             byte* p = EnterTranslated(address, AccessKind.Execute);
             if (p != null)
@@ -118,7 +119,7 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store<T>(ulong address, T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
         {
             byte* p = EnterTranslated(address, AccessKind.Write);
             if (p != null)
@@ -136,7 +137,7 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryStore<T>(ulong address, T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(4096 - sizeof(T)))
+        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
         {
             byte* p = EnterTranslated(address, AccessKind.Write);
             if (p != null)
@@ -169,7 +170,7 @@ public sealed unsafe class Cpu : IDisposable
         while (done < destination.Length)
         {
             ulong at = address + (ulong)done;
-            int chunk = (int)Math.Min((ulong)(destination.Length - done), 4096 - (at & PageOffsetMask));
+            int chunk = (int)Math.Min((ulong)(destination.Length - done), PageSize - (at & PageOffsetMask));
             byte* p = EnterTranslated(at, AccessKind.Read);
             if (p == null)
             {
@@ -203,7 +204,7 @@ public sealed unsafe class Cpu : IDisposable
         while (done < source.Length)
         {
             ulong at = address + (ulong)done;
-            int chunk = (int)Math.Min((ulong)(source.Length - done), 4096 - (at & PageOffsetMask));
+            int chunk = (int)Math.Min((ulong)(source.Length - done), PageSize - (at & PageOffsetMask));
             byte* p = EnterTranslated(at, AccessKind.Write);
             if (p == null)
             {
@@ -283,7 +284,7 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private byte* EnterTranslated(ulong address, AccessKind kind)
     {
-        ulong page = address >> 12;
+        ulong page = address >> PageGeometry.PageShift;
         // rcu_read_lock inlined (RcuReader's encoding): "inside, having seen the TLB's generation"; then the check
         // that the generation has not moved since. A mismatch goes to the slow path, which flushes and re-publishes.
         long seen = _tlbGeneration;
@@ -314,7 +315,7 @@ public sealed unsafe class Cpu : IDisposable
             ExitSection();
             throw new ObjectDisposedException(nameof(Cpu));
         }
-        ulong page = address >> 12;
+        ulong page = address >> PageGeometry.PageShift;
         PageTable table = _mm.PageTable;
         int faults = 0;
         while (true)
@@ -324,7 +325,7 @@ public sealed unsafe class Cpu : IDisposable
             {
                 CatchUp(generation);
             }
-            if (address >= UserSpaceEnd)
+            if (address >= PageGeometry.UserAddressEnd)
             {
                 // Non-canonical or kernel half: nothing can be mapped there (and the table indices would alias).
                 ExitSection();
@@ -397,7 +398,7 @@ public sealed unsafe class Cpu : IDisposable
         while (done < bytes.Length)
         {
             ulong at = address + (ulong)done;
-            int chunk = (int)Math.Min((ulong)(bytes.Length - done), 4096 - (at & PageOffsetMask));
+            int chunk = (int)Math.Min((ulong)(bytes.Length - done), PageSize - (at & PageOffsetMask));
             byte* p = EnterTranslated(at, kind);
             if (p == null)
             {

@@ -9,7 +9,7 @@ public sealed record FaultlineOptions
     /// <summary>The fault path. Default <see cref="FaultPath.MmapLock"/>.</summary>
     public FaultPath FaultPath { get; init; } = FaultPath.MmapLock;
 
-    /// <summary>Speculative page-table allocation on the speculative path (seed 001). Default on.</summary>
+    /// <summary>Speculative page-table allocation on the speculative path (Peter Zijlstra's sketch in the SPF v2 review, 2017-08). Default on.</summary>
     public bool SpeculativePageTableAllocation { get; init; } = true;
 
     /// <summary>Software TLB entries per Cpu (a power of two). Default 1024.</summary>

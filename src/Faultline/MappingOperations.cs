@@ -1,6 +1,7 @@
 using Faultline.Areas;
 using Faultline.Backing;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
+using Faultline.Mm;
 using Faultline.Paging;
 using Faultline.Physical;
 
@@ -18,7 +19,6 @@ namespace Faultline;
 /// </remarks>
 internal sealed class MappingOperations
 {
-    private const ulong PageMask = MemoryDescriptor.PageSize - 1;
     private const Protection KnownProtection = Protection.Read | Protection.Write | Protection.Execute | Protection.Semaphore
         | Protection.GrowsDown | Protection.GrowsUp;
 
@@ -49,7 +49,7 @@ internal sealed class MappingOperations
             }
             ulong end = start + length;
             // do_mmap: refuse when the count is already past the limit; a MAP_FIXED that splits a VMA needs room too.
-            if (_mm.Tree.Count > _mm.Options.MaxMapCount || CountAfterUnmap(start, end) > _mm.Options.MaxMapCount)
+            if (_mm.Tree.Count > _mm.Settings.MaxMapCount || CountAfterUnmap(start, end) > _mm.Settings.MaxMapCount)
             {
                 return Errno.ENOMEM;
             }
@@ -57,7 +57,7 @@ internal sealed class MappingOperations
             {
                 RemoveRange(start, end, downgrade: false);
             }
-            Vma created = _mm.CreateVma(start, end, start >> 12, vmFlags, AnonymousBacking.Instance);
+            Vma created = _mm.CreateVma(start, end, start >> PageGeometry.PageShift, vmFlags, AnonymousBacking.Instance);
             InsertAndMerge(created);
             _mm.Tree.Publish();
             EndWriteSections();
@@ -74,12 +74,12 @@ internal sealed class MappingOperations
     public Errno Unmap(ulong address, ulong length)
     {
         _mm.SharedCounters.AddShared(VmEvent.UnmapCall);
-        if ((address & PageMask) != 0 || length == 0 || address > MemoryDescriptor.TaskSize)
+        if ((address & PageGeometry.PageOffsetMask) != 0 || length == 0 || address > PageGeometry.TaskSize)
         {
             return Errno.EINVAL;
         }
         ulong aligned = AlignUp(length);
-        if (aligned == 0 || aligned > MemoryDescriptor.TaskSize - address)
+        if (aligned == 0 || aligned > PageGeometry.TaskSize - address)
         {
             return Errno.EINVAL;
         }
@@ -94,7 +94,7 @@ internal sealed class MappingOperations
                 return Errno.None;
             }
             // A split in the middle of one VMA adds one; do_vmi_align_munmap refuses it at the limit.
-            if (CountAfterUnmap(address, end) > _mm.Options.MaxMapCount)
+            if (CountAfterUnmap(address, end) > _mm.Settings.MaxMapCount)
             {
                 return Errno.ENOMEM;
             }
@@ -119,7 +119,7 @@ internal sealed class MappingOperations
     public Errno Protect(ulong address, ulong length, Protection protection)
     {
         _mm.SharedCounters.AddShared(VmEvent.ProtectCall);
-        if ((address & PageMask) != 0)
+        if ((address & PageGeometry.PageOffsetMask) != 0)
         {
             return Errno.EINVAL;
         }
@@ -174,7 +174,7 @@ internal sealed class MappingOperations
             }
             int splits = (affected[0].Start < address && NewFlags(affected[0], access) != affected[0].Flags ? 1 : 0)
                 + (affected[^1].End > end && NewFlags(affected[^1], access) != affected[^1].Flags ? 1 : 0);
-            if (splits > 0 && _mm.Tree.Count + splits > _mm.Options.MaxMapCount)
+            if (splits > 0 && _mm.Tree.Count + splits > _mm.Settings.MaxMapCount)
             {
                 return Errno.ENOMEM;
             }
@@ -280,21 +280,21 @@ internal sealed class MappingOperations
             return Errno.EINVAL;
         }
         length = AlignUp(length);
-        if (length == 0 || length > MemoryDescriptor.TaskSize)
+        if (length == 0 || length > PageGeometry.TaskSize)
         {
             return Errno.ENOMEM;
         }
         if ((flags & (MapFlags.Fixed | MapFlags.FixedNoReplace)) != 0)
         {
-            if ((address & PageMask) != 0)
+            if ((address & PageGeometry.PageOffsetMask) != 0)
             {
                 return Errno.EINVAL;
             }
-            if (address > MemoryDescriptor.TaskSize - length)
+            if (address > PageGeometry.TaskSize - length)
             {
                 return Errno.ENOMEM;
             }
-            if (address < _mm.Options.MmapMinAddress)
+            if (address < _mm.Settings.MmapMinAddress)
             {
                 return Errno.EPERM;
             }
@@ -314,20 +314,20 @@ internal sealed class MappingOperations
         {
             return Errno.None;
         }
-        ulong hint = address & ~PageMask;
-        if (hint != 0 && hint < _mm.Options.MmapMinAddress)
+        ulong hint = address & ~PageGeometry.PageOffsetMask;
+        if (hint != 0 && hint < _mm.Settings.MmapMinAddress)
         {
-            hint = AlignUp(_mm.Options.MmapMinAddress);
+            hint = AlignUp(_mm.Settings.MmapMinAddress);
         }
-        if (hint != 0 && hint <= MemoryDescriptor.TaskSize - length
+        if (hint != 0 && hint <= PageGeometry.TaskSize - length
             && !(_mm.Tree.FindFirstEndingAbove(hint) is { } taken && taken.Start < hint + length))
         {
             start = hint;
             return Errno.None;
         }
-        ulong low = AlignUp(_mm.Options.MmapMinAddress);
-        ulong? found = _mm.Tree.FindGapTopDown(length, low, Math.Min(_mm.Options.MmapBase, MemoryDescriptor.TaskSize))
-            ?? _mm.Tree.FindGapBottomUp(length, low, MemoryDescriptor.TaskSize);
+        ulong low = AlignUp(_mm.Settings.MmapMinAddress);
+        ulong? found = _mm.Tree.FindGapTopDown(length, low, Math.Min(_mm.Settings.MmapBase, PageGeometry.TaskSize))
+            ?? _mm.Tree.FindGapBottomUp(length, low, PageGeometry.TaskSize);
         if (found is null)
         {
             return Errno.ENOMEM;
@@ -403,7 +403,7 @@ internal sealed class MappingOperations
         }
         _mm.Tree.Publish();
         ulong floor = _mm.Tree.FindLastStartingBelow(start)?.End ?? 0;
-        ulong ceiling = _mm.Tree.FindFirstEndingAbove(end)?.Start ?? (1UL << 48);
+        ulong ceiling = _mm.Tree.FindFirstEndingAbove(end)?.Start ?? PageGeometry.TranslatedAddressEnd;
         EndWriteSections();
         if (downgrade)
         {
@@ -454,7 +454,7 @@ internal sealed class MappingOperations
 
     private Vma CopyOf(Vma source, ulong start, ulong end, VmFlags flags)
     {
-        Vma copy = _mm.CreateVma(start, end, source.PageOffset + ((start - source.Start) >> 12), flags, source.Backing);
+        Vma copy = _mm.CreateVma(start, end, source.PageOffset + ((start - source.Start) >> PageGeometry.PageShift), flags, source.Backing);
         copy.AnonVma = source.AnonVma;
         copy.Policy = source.Policy;
         return copy;
@@ -497,5 +497,5 @@ internal sealed class MappingOperations
         _writeLocked.Clear();
     }
 
-    private static ulong AlignUp(ulong value) => (value + PageMask) & ~PageMask;
+    private static ulong AlignUp(ulong value) => PageGeometry.PageAlign(value);
 }

@@ -208,7 +208,7 @@ internal sealed class Vma
     /// <summary><c>vma_mark_attached</c>: a write-locked, detached VMA becomes visible to readers (count 1, release).</summary>
     public void MarkAttached()
     {
-        // vma_assert_write_locked + vma_assert_detached: only a writer attaches, and only from 0 (seed 003: the stamp
+        // vma_assert_write_locked + vma_assert_detached: only a writer attaches, and only from 0 (per-VMA refcount lock review, 2024-12: the stamp
         // is set before the VMA becomes reachable; attaching an attached VMA is a caller bug, not a no-op).
         AssertWriteLocked();
         Debug.Assert(Volatile.Read(ref _refCount) == 0, "attach of an attached VMA");

@@ -37,5 +37,5 @@ internal static class VmaMergeRules
         && OffsetsContinue(a, b);
 
     private static bool OffsetsContinue(Vma left, Vma right) =>
-        right.PageOffset == left.PageOffset + ((right.Start - left.Start) >> 12);
+        right.PageOffset == left.PageOffset + ((right.Start - left.Start) >> PageGeometry.PageShift);
 }

@@ -13,7 +13,7 @@ namespace Faultline.Concurrency;
 /// it reads <c>_sleepers</c>; so either the releaser sees the sleeper and pulses under the monitor (which the sleeper
 /// holds until it waits), or the sleeper's try sees the release.
 /// </remarks>
-public sealed class MmapLock
+internal sealed class MmapLock
 {
     private const int WriterHeld = 1 << 30;
     private const int SpinTries = 24;

@@ -2,7 +2,7 @@ namespace Faultline.Concurrency;
 
 /// <summary>
 /// A one-word spinlock (the kernel's <c>spinlock_t</c> as used for split page-table locks): 0 free, 1 held.
-/// Trylock is what the speculative fault path must use inside a read section (seed 000: never block there).
+/// Trylock is what the speculative fault path must use inside a read section (SPF v11 review, 2018-05: never block there).
 /// </summary>
 internal static class SpinWord
 {

@@ -1,5 +1,7 @@
 using System.Diagnostics.Metrics;
 using Faultline.Areas;
+using Faultline.VmStat;
+using Faultline.Mm;
 
 namespace Faultline.Diagnostics;
 

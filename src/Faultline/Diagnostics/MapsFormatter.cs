@@ -25,7 +25,7 @@ internal static class MapsFormatter
         {
             protection |= Protection.Execute;
         }
-        ulong offset = vma.Backing.IsAnonymous ? 0 : vma.PageOffset << 12;
+        ulong offset = vma.Backing.IsAnonymous ? 0 : vma.PageOffset << PageGeometry.PageShift;
         return new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, vma.Backing.MapsName);
     }
 
@@ -56,8 +56,8 @@ internal static class MapsFormatter
             (long rss, long referenced, long dirty) = count(vma);
             text.Append(Line(Describe(vma))).Append('\n');
             Field(text, "Size:", (long)(vma.Length >> 10));
-            Field(text, "KernelPageSize:", 4);
-            Field(text, "MMUPageSize:", 4);
+            Field(text, "KernelPageSize:", PageGeometry.PageSize / 1024);
+            Field(text, "MMUPageSize:", PageGeometry.PageSize / 1024);
             Field(text, "Rss:", rss * 4);
             Field(text, "Pss:", rss * 4);
             Field(text, "Pss_Dirty:", dirty * 4);

@@ -1,6 +1,7 @@
 using Faultline.Areas;
 using Faultline.Concurrency;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
+using Faultline.Mm;
 
 namespace Faultline.Faults;
 

@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Mm;
 using Faultline.Paging;
 
 namespace Faultline.Faults;
@@ -45,7 +46,7 @@ internal struct FaultContext
         Mm = mm;
         Cpu = cpu;
         RealAddress = address;
-        Address = address & ~(MemoryDescriptor.PageSize - 1);
+        Address = address & ~PageGeometry.PageOffsetMask;
         Access = access;
         Flags = FaultFlags.User | FaultFlags.AllowRetry | FaultFlags.Killable
             | (access == AccessKind.Write ? FaultFlags.Write : 0)
@@ -64,6 +65,6 @@ internal struct FaultContext
         Vma = vma;
         VmaFlags = vma.Flags;
         Protection = vma.PageProtection;
-        PageOffset = vma.PageOffset + ((Address - vma.Start) >> 12);
+        PageOffset = vma.PageOffset + ((Address - vma.Start) >> PageGeometry.PageShift);
     }
 }

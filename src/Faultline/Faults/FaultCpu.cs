@@ -1,5 +1,5 @@
 using Faultline.Concurrency;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
 using Faultline.Physical;
 
 namespace Faultline.Faults;

@@ -1,5 +1,6 @@
 using Faultline.Areas;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
+using Faultline.Mm;
 
 namespace Faultline.Faults;
 
@@ -16,7 +17,7 @@ internal static class FaultRouter
         cpu.Counters.Add(VmEvent.PageFault);
         var fault = new FaultContext(mm, cpu, address, access);
         FaultResult result = FaultResult.Retry;
-        switch (mm.Options.FaultPath)
+        switch (mm.Settings.FaultPath)
         {
             case FaultPath.Speculative:
                 result = SpeculativeFaultPath.Handle(ref fault);
@@ -31,7 +32,7 @@ internal static class FaultRouter
         }
         if ((result & FaultResult.Retry) != 0)
         {
-            bool fellBack = mm.Options.FaultPath != FaultPath.MmapLock;
+            bool fellBack = mm.Settings.FaultPath != FaultPath.MmapLock;
             fault = new FaultContext(mm, cpu, address, access);
             if (fellBack)
             {

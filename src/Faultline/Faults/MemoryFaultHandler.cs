@@ -1,6 +1,7 @@
 using Faultline.Areas;
 using Faultline.Concurrency;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
+using Faultline.Mm;
 using Faultline.Paging;
 using Faultline.Physical;
 
@@ -86,7 +87,7 @@ internal static class MemoryFaultHandler
     }
 
     /// <summary>
-    /// <c>pte_unmap_same</c> (seed 004): Ok when the PTE is still <c>orig_pte</c>, <see cref="FaultResult.PtNotSame"/>
+    /// <c>pte_unmap_same</c> (SPF v9, "mm: make pte_unmap_same compatible with SPF", 2018-04): Ok when the PTE is still <c>orig_pte</c>, <see cref="FaultResult.PtNotSame"/>
     /// when it changed, <see cref="FaultResult.Retry"/> when the speculative lock failed (the VMA changed).
     /// </summary>
     public static FaultResult PteUnmapSame(ref FaultContext fault)
@@ -285,7 +286,7 @@ internal static class MemoryFaultHandler
         SpinWord.Exit(ref ptl);
         // ptep_clear_flush: other Cpus may cache the read-only zero-frame translation; the zero frame is never freed,
         // so a generation bump (no grace period) is enough for them to see the new frame on their next access.
-        mm.Tlb.Bump(fault.Address >> 12, (fault.Address >> 12) + 1);
+        mm.Tlb.Bump(fault.Address >> PageGeometry.PageShift, (fault.Address >> PageGeometry.PageShift) + 1);
         fault.Cpu.Counters.Add(VmEvent.AnonPages);
         return FaultResult.Ok;
     }

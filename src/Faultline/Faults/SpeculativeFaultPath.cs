@@ -1,6 +1,7 @@
 using Faultline.Areas;
 using Faultline.Concurrency;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
+using Faultline.Mm;
 using Faultline.Paging;
 
 namespace Faultline.Faults;
@@ -89,7 +90,7 @@ internal static class SpeculativeFaultPath
         fault.Protection = protection;
         fault.Sequence = sequence;
         // 8. pgoff from the snapshot.
-        fault.PageOffset = pageOffset + ((fault.Address - start) >> 12);
+        fault.PageOffset = pageOffset + ((fault.Address - start) >> PageGeometry.PageShift);
         if (vma.Sequence.Retry(sequence))
         {
             counters.Add(VmEvent.SpeculativeVmaChanged);
@@ -138,7 +139,7 @@ internal static class SpeculativeFaultPath
                 counters.Add(VmEvent.SpeculativePmdChanged);
                 return FaultResult.Retry;
         }
-        if (!mm.Options.SpeculativePageTableAllocation)
+        if (!mm.Settings.SpeculativePageTableAllocation)
         {
             // The first fault of a PMD instantiates it on the classic path.
             counters.Add(VmEvent.SpeculativePmdChanged);

@@ -48,7 +48,7 @@ internal sealed class MmuGather
     public void NoteTranslationChange(ulong address)
     {
         _needsFlush = true;
-        ulong page = address >> 12;
+        ulong page = address >> PageGeometry.PageShift;
         _firstPage = Math.Min(_firstPage, page);
         _endPage = Math.Max(_endPage, page + 1);
     }

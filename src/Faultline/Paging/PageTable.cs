@@ -16,16 +16,9 @@ namespace Faultline.Paging;
 /// </remarks>
 internal sealed unsafe class PageTable
 {
-    /// <summary>Entries per table.</summary>
-    public const int EntriesPerTable = 512;
-    /// <summary>Bytes mapped by one PTE table (one PMD entry).</summary>
-    public const ulong PmdSpan = 1UL << 21;
-    /// <summary>Bytes mapped by one PMD table (one PUD entry).</summary>
-    public const ulong PudSpan = 1UL << 30;
-    /// <summary>Bytes mapped by one PUD table (one PGD entry).</summary>
-    public const ulong PgdSpan = 1UL << 39;
-
-    private const int PgdShift = 39, PudShift = 30, PmdShift = 21, PteShift = 12;
+    private const int EntriesPerTable = PageGeometry.EntriesPerTable;
+    private const int PgdShift = PageGeometry.PgdShift, PudShift = PageGeometry.PudShift, PmdShift = PageGeometry.PmdShift, PteShift = PageGeometry.PageShift;
+    private const ulong PmdSpan = PageGeometry.PmdSize, PudSpan = PageGeometry.PudSize, PgdSpan = PageGeometry.PgdSize;
 
     private readonly PhysicalMemory _memory;
     private readonly long _root;
@@ -177,7 +170,7 @@ internal sealed unsafe class PageTable
         at = default;
         outOfMemory = false;
         long table = _root;
-        for (int shift = PgdShift; shift >= PmdShift; shift -= 9)
+        for (int shift = PgdShift; shift >= PmdShift; shift -= PageGeometry.TableIndexBits)
         {
             int index = IndexOf(address, shift);
             if (table != _root)
@@ -380,7 +373,7 @@ internal sealed unsafe class PageTable
                     continue;
                 }
                 Volatile.Write(ref entries[i], 0UL);
-                gather.NoteTranslationChange(tableBase + ((ulong)i << 12));
+                gather.NoteTranslationChange(tableBase + ((ulong)i << PteShift));
                 if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
                 {
                     gather.RemoveMapping(Pte.Frame(entry));
@@ -508,7 +501,7 @@ internal sealed unsafe class PageTable
                 continue;
             }
             Volatile.Write(ref entries[i], 0UL);
-            gather.NoteTranslationChange(tableBase + ((ulong)i << 12));
+            gather.NoteTranslationChange(tableBase + ((ulong)i << PteShift));
             if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
             {
                 gather.RemoveMapping(Pte.Frame(entry));
@@ -545,7 +538,7 @@ internal sealed unsafe class PageTable
                 Volatile.Write(ref entries[i], updated);
                 if (Narrows(entry, updated))
                 {
-                    gather.NoteTranslationChange(tableBase + ((ulong)i << 12));
+                    gather.NoteTranslationChange(tableBase + ((ulong)i << PteShift));
                 }
             }
             SpinWord.Exit(ref ptl);

@@ -40,10 +40,10 @@ internal static class Pte
 
     /// <summary>The frame number an entry maps or points to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static long Frame(ulong entry) => (long)((entry & FrameMask) >> 12);
+    public static long Frame(ulong entry) => (long)((entry & FrameMask) >> PageGeometry.PageShift);
 
     /// <summary>An entry pointing to a lower-level table page.</summary>
-    public static ulong MakeTable(long pfn) => ((ulong)pfn << 12) | TableFlags;
+    public static ulong MakeTable(long pfn) => ((ulong)pfn << PageGeometry.PageShift) | TableFlags;
 
     /// <summary>
     /// <c>mk_pte(page, vma_page_prot)</c>: a leaf entry for a frame with the page protection the VMA's flags give.
@@ -51,7 +51,7 @@ internal static class Pte
     /// </summary>
     public static ulong MakeLeaf(long pfn, PageProtection protection, bool writable, bool special)
     {
-        ulong entry = ((ulong)pfn << 12) | User;
+        ulong entry = ((ulong)pfn << PageGeometry.PageShift) | User;
         entry |= protection.IsAccessible ? Present : ProtNone;
         if (writable && protection.Write)
         {

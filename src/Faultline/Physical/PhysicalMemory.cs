@@ -8,9 +8,9 @@ namespace Faultline.Physical;
 internal sealed unsafe class PhysicalMemory : IDisposable
 {
     /// <summary>Bytes in a frame.</summary>
-    public const int FrameSize = 4096;
+    public const int FrameSize = PageGeometry.PageSize;
     /// <summary>log2 of <see cref="FrameSize"/>.</summary>
-    public const int FrameShift = 12;
+    public const int FrameShift = PageGeometry.PageShift;
     /// <summary>The pfn of the shared zero frame.</summary>
     public const int ZeroFrame = 0;
     /// <summary>Returned by allocation when no frame is left.</summary>

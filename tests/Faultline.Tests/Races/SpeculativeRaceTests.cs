@@ -1,5 +1,6 @@
 using Faultline.Areas;
 using Faultline.Concurrency;
+using Faultline.Mm;
 using Faultline.Paging;
 using Faultline.Physical;
 using Faultline.Tests.Support;

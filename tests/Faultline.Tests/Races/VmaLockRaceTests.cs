@@ -1,5 +1,6 @@
 using Faultline.Areas;
 using Faultline.Concurrency;
+using Faultline.Mm;
 using Faultline.Tests.Support;
 using Xunit;
 
@@ -32,7 +33,7 @@ public sealed class VmaLockRaceTests
     [Fact]
     public void DetachRace_ReaderIncrementsBetweenLookupAndDetach_WriterWaitsAndCountEndsAtZero()
     {
-        // Seed 003 (Peter Zijlstra): the reader found the VMA and raises vm_refcnt after vma_start_write, before
+        // Per-VMA refcount lock review (Peter Zijlstra, 2024-12): the reader found the VMA and raises vm_refcnt after vma_start_write, before
         // vma_mark_detached; the detaching decrement goes 2 -> 1. The writer must exclude and wait out that reader,
         // which fails its re-check (the VMA is write-locked), so the count ends at 0 with nobody inside.
         using AddressSpace space = NewSpace();

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Faultline.Areas;
 using Faultline.Concurrency;
+using Faultline.Mm;
 using Faultline.Paging;
 using Faultline.Tests.Support;
 using Xunit;

@@ -1,7 +1,8 @@
 using Faultline.Areas;
 using Faultline.Concurrency;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
 using Faultline.Faults;
+using Faultline.Mm;
 using Faultline.Paging;
 using Faultline.Tests.Support;
 using Xunit;
@@ -301,7 +302,7 @@ public sealed class SpeculativePathTests
         Assert.Equal(1, Delta(before, space, "spf_success"));
     }
 
-    // 10. pte_unmap_same (seed 004): Ok when the PTE is still orig_pte, PtNotSame when it changed, Retry when the
+    // 10. pte_unmap_same (SPF v9, 2018-04): Ok when the PTE is still orig_pte, PtNotSame when it changed, Retry when the
     // speculative lock finds the VMA changed. The PTE lock is never left held.
     private static FaultContext ContextAt(AddressSpace space, FaultCpu faultCpu, ulong address, bool speculative)
     {
@@ -386,7 +387,7 @@ public sealed class SpeculativePathTests
         Assert.Equal(FaultResult.Ok, MemoryFaultHandler.PteUnmapSame(ref classic));
     }
 
-    // do_swap_page translates PtNotSame to 0 (Laurent's answer to Jerome in seed 004): it never escapes
+    // do_swap_page translates PtNotSame to 0 (Laurent Dufour's answer to Jerome Glisse, SPF v9 pte_unmap_same thread, 2018-04): it never escapes
     // handle_pte_fault.
     [Fact]
     public void HandlePteFaultNeverReportsPtNotSame()

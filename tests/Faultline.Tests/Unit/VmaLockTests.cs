@@ -1,6 +1,7 @@
 using Faultline.Areas;
 using Faultline.Backing;
 using Faultline.Concurrency;
+using Faultline.Mm;
 using Faultline.Tests.Support;
 using Xunit;
 

@@ -1,5 +1,6 @@
 using Faultline.Areas;
 using Faultline.Backing;
+using Faultline.Mm;
 using Xunit;
 
 namespace Faultline.Tests.Unit;
@@ -17,7 +18,7 @@ public class VmaTreeTests
     [InlineData(3)]
     public void RandomInsertRemoveMatchesASortedModel(int seed)
     {
-        using var mm = new MemoryDescriptor(new FaultlineOptions { PhysicalMemoryBytes = 1 << 20 });
+        using var mm = new MemoryDescriptor(AddressSpace.SettingsFrom(new FaultlineOptions { PhysicalMemoryBytes = 1 << 20 }));
         var tree = new VmaTree();
         var model = new SortedDictionary<ulong, ulong>();
         var random = new Random(seed);
@@ -58,7 +59,7 @@ public class VmaTreeTests
     [Fact]
     public void ReadersSeeOnlyPublishedVersions()
     {
-        using var mm = new MemoryDescriptor(new FaultlineOptions { PhysicalMemoryBytes = 1 << 20 });
+        using var mm = new MemoryDescriptor(AddressSpace.SettingsFrom(new FaultlineOptions { PhysicalMemoryBytes = 1 << 20 }));
         var tree = new VmaTree();
         tree.Insert(NewVma(mm, 0x10000, 0x20000));
         Assert.Null(tree.LookupLockless(0x10000));

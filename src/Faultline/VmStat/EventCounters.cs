@@ -1,4 +1,4 @@
-namespace Faultline.Diagnostics;
+namespace Faultline.VmStat;
 
 /// <summary>
 /// One Cpu's event counts (the kernel's per-cpu vm_event_states): written only by the owning thread with plain

@@ -1,4 +1,4 @@
-namespace Faultline.Diagnostics;
+namespace Faultline.VmStat;
 
 /// <summary>
 /// Counted events, named as the kernel names them where it does (vmstat's <c>VMA_LOCK_*</c>, the SPF trace events

@@ -1,4 +1,4 @@
-namespace Faultline.Diagnostics;
+namespace Faultline.VmStat;
 
 /// <summary>Printed names of <see cref="VmEvent"/>s (kernel names where they exist).</summary>
 internal static class EventNames

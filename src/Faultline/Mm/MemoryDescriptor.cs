@@ -1,9 +1,10 @@
+using Faultline.Areas;
 using Faultline.Concurrency;
-using Faultline.Diagnostics;
+using Faultline.VmStat;
 using Faultline.Paging;
 using Faultline.Physical;
 
-namespace Faultline.Areas;
+namespace Faultline.Mm;
 
 /// <summary>
 /// The state of one address space that every layer above shares (the kernel's <c>mm_struct</c>): the mmap lock, the
@@ -23,36 +24,22 @@ namespace Faultline.Areas;
 /// </remarks>
 internal sealed class MemoryDescriptor : IDisposable
 {
-    /// <summary>Top of the user address space (<c>TASK_SIZE_MAX</c> for 47-bit x86-64): 2^47 - 4096.</summary>
-    public const ulong TaskSize = 0x7FFF_FFFF_F000UL;
-    /// <summary>Bytes in a page.</summary>
-    public const ulong PageSize = 4096;
-
     private readonly object _counterRegistry = new();
     private readonly List<EventCounters> _cpuCounters = [];
     private readonly long[] _retired = new long[EventNames.Count];
     private int _users;
 
-    /// <summary>Creates the state of an empty address space.</summary>
-    public MemoryDescriptor(FaultlineOptions options)
+    /// <summary>Creates the state of an empty address space with its own guest RAM.</summary>
+    public MemoryDescriptor(MmSettings settings)
     {
-        Options = options;
-        long frames = options.PhysicalMemoryBytes / PhysicalMemory.FrameSize;
-        if (frames is < 16 or > int.MaxValue)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), "PhysicalMemoryBytes must hold 16 to 2^31 frames");
-        }
-        if (options.TlbEntries <= 0 || (options.TlbEntries & (options.TlbEntries - 1)) != 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
-        }
-        Memory = new PhysicalMemory((int)frames, options.PoisonFreedFrames);
+        Settings = settings;
+        Memory = new PhysicalMemory(settings.FrameCount, settings.PoisonFreedFrames);
         Rcu = new RcuDomain(Tlb);
         PageTable = new PageTable(Memory);
     }
 
-    /// <summary>Settings.</summary>
-    public FaultlineOptions Options { get; }
+    /// <summary>The limits and policies this address space was created with.</summary>
+    public MmSettings Settings { get; }
     /// <summary><c>mmap_lock</c>.</summary>
     public MmapLock MmapLock { get; } = new();
     /// <summary><c>mm_mt</c>.</summary>

@@ -1,0 +1,22 @@
+namespace Faultline.Mm;
+
+/// <summary>
+/// The plain values an address space's inner layers need from its options (the sysctls and boot parameters of the
+/// kernel: <c>vm.max_map_count</c>, <c>vm.mmap_min_addr</c>, <c>mmap_base</c>), so no layer below the public
+/// surface reads the public options record.
+/// </summary>
+/// <param name="FrameCount">Frames of guest RAM, the zero frame included.</param>
+/// <param name="PoisonFreedFrames">Fill freed frames with poison and check it on reuse.</param>
+/// <param name="FaultPath">The fault path.</param>
+/// <param name="SpeculativePageTableAllocation">The speculative path may allocate missing page tables.</param>
+/// <param name="MaxMapCount"><c>vm.max_map_count</c>.</param>
+/// <param name="MmapMinAddress"><c>vm.mmap_min_addr</c>.</param>
+/// <param name="MmapBase"><c>mm->mmap_base</c>: top-down placement starts below it.</param>
+internal readonly record struct MmSettings(
+    int FrameCount,
+    bool PoisonFreedFrames,
+    FaultPath FaultPath,
+    bool SpeculativePageTableAllocation,
+    int MaxMapCount,
+    ulong MmapMinAddress,
+    ulong MmapBase);
