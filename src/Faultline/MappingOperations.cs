@@ -454,9 +454,8 @@ internal sealed class MappingOperations
 
     private Vma CopyOf(Vma source, ulong start, ulong end, VmFlags flags)
     {
-        Vma copy = _mm.CreateVma(start, end, source.PageOffset + ((start - source.Start) >> PageGeometry.PageShift), flags, source.Backing);
+        Vma copy = _mm.CreateVma(start, end, source.PageOffset + ((start - source.Start) >> PageGeometry.PageShift), flags, source.Backing, source.Policy);
         copy.AnonVma = source.AnonVma;
-        copy.Policy = source.Policy;
         return copy;
     }
 

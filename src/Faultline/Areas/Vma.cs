@@ -41,23 +41,27 @@ internal sealed class Vma
     /// <summary>The SPF sequence: odd while a writer changes this VMA.</summary>
     public SeqCount Sequence;
 
+    // The range, offset, flags, protection, backing and policy never change once the VMA exists: a writer that changes
+    // any of them replaces the VMA. The speculative path's snapshot between two sequence reads rests on that.
+
     /// <summary>First address (<c>vm_start</c>).</summary>
-    public ulong Start;
+    public readonly ulong Start;
     /// <summary>End, exclusive (<c>vm_end</c>).</summary>
-    public ulong End;
+    public readonly ulong End;
     /// <summary>Offset in pages (<c>vm_pgoff</c>; for anonymous memory, the start address in pages at creation).</summary>
-    public ulong PageOffset;
+    public readonly ulong PageOffset;
     /// <summary><c>vm_flags</c>.</summary>
-    public VmFlags Flags;
+    public readonly VmFlags Flags;
     /// <summary><c>vm_page_prot</c>, derived from the access flags.</summary>
-    public PageProtection PageProtection;
+    public readonly PageProtection PageProtection;
     /// <summary>What backs the mapping.</summary>
-    public Backing.Backing Backing;
+    public readonly Backing.Backing Backing;
     /// <summary>NUMA policy.</summary>
-    public MemoryPolicy Policy;
+    public readonly MemoryPolicy Policy;
 
     /// <summary>Creates a detached VMA.</summary>
-    public Vma(MmapLock mmapLock, VmaWriterWait writerWait, ProbeSet probes, ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.Backing backing)
+    public Vma(MmapLock mmapLock, VmaWriterWait writerWait, ProbeSet probes, ulong start, ulong end, ulong pageOffset, VmFlags flags,
+        Backing.Backing backing, MemoryPolicy policy = MemoryPolicy.Default)
     {
         _mmapLock = mmapLock;
         _writerWait = writerWait;
@@ -68,6 +72,7 @@ internal sealed class Vma
         Flags = flags;
         PageProtection = ProtectionOf(flags);
         Backing = backing;
+        Policy = policy;
         Id = Interlocked.Increment(ref s_nextId);
     }
 

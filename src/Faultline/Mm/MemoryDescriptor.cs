@@ -69,8 +69,9 @@ internal sealed class MemoryDescriptor : IDisposable
     public long AnonPages => SnapshotCounters()[(int)VmEvent.AnonPages];
 
     /// <summary>A new, detached VMA of this address space.</summary>
-    public Vma CreateVma(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.Backing backing) =>
-        new(MmapLock, WriterWait, Probes, start, end, pageOffset, flags, backing);
+    public Vma CreateVma(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.Backing backing,
+        MemoryPolicy policy = MemoryPolicy.Default) =>
+        new(MmapLock, WriterWait, Probes, start, end, pageOffset, flags, backing, policy);
 
     /// <summary>Registers a Cpu: its read section joins the grace-period domain and its counters the totals.</summary>
     public void AttachCpu(RcuReader reader, EventCounters counters)

@@ -27,13 +27,26 @@ public sealed class SpeculativePathTests
         SpeculativePageTableAllocation = tableAllocation,
     });
 
-    private static void UnderMmapWriteLock(AddressSpace space, Action<Vma> change, ulong address)
+    // A writer's replacement of the VMA containing `address`, as the control plane does it: write-lock and open the
+    // old VMA's sequence, detach it, attach the new one, publish, close the sequence with the write section.
+    private static void ReplaceVma(AddressSpace space, ulong address, Func<MemoryDescriptor, Vma, Vma> replacement)
     {
         MemoryDescriptor mm = space.Descriptor;
         mm.MmapLock.EnterWrite();
         try
         {
-            change(mm.Tree.FindContaining(address)!);
+            Vma old = mm.Tree.FindContaining(address)!;
+            old.StartWrite();
+            old.Sequence.BeginWrite();
+            mm.Tree.Remove(old.Start);
+            old.MarkDetached();
+            Vma created = replacement(mm, old);
+            created.AnonVma = old.AnonVma;
+            created.StartWrite();
+            created.MarkAttached();
+            mm.Tree.Insert(created);
+            mm.Tree.Publish();
+            old.Sequence.EndWrite();
         }
         finally
         {
@@ -147,18 +160,16 @@ public sealed class SpeculativePathTests
         using Cpu cpu = space.AttachCpu();
         using Cpu second = space.AttachCpu();
         cpu.Store(a, 1L);
-        UnderMmapWriteLock(space, vma =>
+        // VMAs are never edited in place: the staged VMA replaces the original, keeping its anon_vma.
+        ReplaceVma(space, a, (mm, vma) => staging switch
         {
-            switch (staging)
-            {
-                case "GrowsDown": vma.Flags |= VmFlags.GrowsDown; break;
-                case "GrowsUp": vma.Flags |= VmFlags.GrowsUp; break;
-                case "UserfaultMissing": vma.Flags |= VmFlags.UserfaultMissing; break;
-                case "Interleave": vma.Policy = MemoryPolicy.Interleave; break;
-                case "NotSpeculativeSafeBacking": vma.Backing = new NotSpeculativeSafeBacking(); break;
-                default: throw new ArgumentOutOfRangeException(nameof(staging));
-            }
-        }, a);
+            "GrowsDown" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags | VmFlags.GrowsDown, vma.Backing),
+            "GrowsUp" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags | VmFlags.GrowsUp, vma.Backing),
+            "UserfaultMissing" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags | VmFlags.UserfaultMissing, vma.Backing),
+            "Interleave" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags, vma.Backing, MemoryPolicy.Interleave),
+            "NotSpeculativeSafeBacking" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags, new NotSpeculativeSafeBacking()),
+            _ => throw new ArgumentOutOfRangeException(nameof(staging)),
+        });
         Dictionary<string, long> before = Counters(space);
 
         Assert.Equal(expected, cpu.TryStore(a + 2 * Page, 2L));
