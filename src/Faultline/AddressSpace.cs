@@ -147,12 +147,16 @@ public sealed class AddressSpace : IDisposable
     /// <summary>The text of <c>/proc/pid/maps</c>.</summary>
     public string GetMaps() => MapsFormatter.Maps(VmaTree.InOrder(_mm.Tree.Published));
 
-    /// <summary>The text of <c>/proc/pid/smaps</c> (Size, Rss, Anonymous, Referenced and the other fields).</summary>
+    /// <summary>
+    /// The text of <c>/proc/pid/smaps</c> (Size, Rss, Anonymous, Referenced and the other fields). Like the kernel's
+    /// walk it visits only the page tables under VMAs of the published tree, holding the mmap read lock.
+    /// </summary>
     public string GetSmaps()
     {
         _mm.MmapLock.EnterRead();
         try
         {
+            // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
             return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), vma =>
             {
                 (long rss, long _, long referenced) = _mm.PageTable.CountResident(vma.Start, vma.End);
@@ -167,14 +171,18 @@ public sealed class AddressSpace : IDisposable
 
     /// <summary>
     /// True when a page table entry maps a frame at <paramref name="address"/> (the <c>/proc/pid/pagemap</c> present
-    /// bit: the zero frame and PROT_NONE entries count).
+    /// bit: the zero frame and PROT_NONE entries count). An address outside every mapping is not resident, as pagemap
+    /// reports: only tables under a VMA of the published tree are walked.
     /// </summary>
     public bool IsResident(ulong address)
     {
         _mm.MmapLock.EnterRead();
         try
         {
-            return address < PageGeometry.TaskSize && Pte.MapsFrame(_mm.PageTable.Lookup(address));
+            // pagemap walks VMAs only: munmap takes the VMA out of the tree before it zaps and frees tables (then
+            // downgrades to a read lock, so it may still be freeing them now), so tables under a VMA found here stay.
+            return VmaTree.Containing(_mm.Tree.Published, address) is not null
+                && Pte.MapsFrame(_mm.PageTable.Lookup(address, _mm.Probes));
         }
         finally
         {
@@ -182,13 +190,22 @@ public sealed class AddressSpace : IDisposable
         }
     }
 
-    /// <summary>Resident refcounted pages in [start, end) (smaps Rss / 4 KiB).</summary>
+    /// <summary>
+    /// Resident refcounted pages in [start, end) (smaps Rss / 4 KiB). Only the parts of the range covered by mappings
+    /// are walked (see <see cref="IsResident"/>); the rest holds no resident page.
+    /// </summary>
     public long CountResidentPages(ulong start, ulong end)
     {
         _mm.MmapLock.EnterRead();
         try
         {
-            return _mm.PageTable.CountResident(start, end).Rss;
+            long rss = 0;
+            // Under the read lock no writer is between edits: the writer's version is the published one.
+            foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+            {
+                rss += _mm.PageTable.CountResident(Math.Max(start, vma.Start), Math.Min(end, vma.End)).Rss;
+            }
+            return rss;
         }
         finally
         {
@@ -236,12 +253,14 @@ public sealed class AddressSpace : IDisposable
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase);
     }
 
+    // Pages of [start, end) mapping a refcounted frame with the dirty bit; [start, end) lies in a VMA of the published
+    // tree and the mmap read lock is held (see IsResident).
     private long CountDirty(ulong start, ulong end)
     {
         long dirty = 0;
         for (ulong page = start; page < end; page += PageGeometry.PageSize)
         {
-            ulong pte = _mm.PageTable.Lookup(page);
+            ulong pte = _mm.PageTable.Lookup(page, _mm.Probes);
             if (Pte.MapsFrame(pte) && (pte & Pte.Special) == 0 && (pte & Pte.Dirty) != 0)
             {
                 dirty++;

@@ -1,5 +1,6 @@
 using Faultline.Areas;
 using Faultline.Backing;
+using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Mm;
 using Faultline.Paging;
@@ -408,6 +409,7 @@ internal sealed class MappingOperations
         if (downgrade)
         {
             _mm.MmapLock.DowngradeWrite();
+            _mm.Probes.Hit(ProbePoint.UnmapDowngraded);
         }
         var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
         long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
