@@ -88,7 +88,8 @@ public sealed class AddressSpace : IDisposable
 
     internal MemoryDescriptor Descriptor => _mm;
 
-    // The descriptor, or ObjectDisposedException once disposal began.
+    // The descriptor, or ObjectDisposedException once disposal began. What these callers read is managed state that
+    // stays valid after the arena is released, so the acquire read of the mark (MemoryDescriptor.IsExiting) is enough.
     private MemoryDescriptor Live
     {
         get

@@ -30,6 +30,7 @@ internal sealed class UseClaim
         {
             return false;
         }
+        // No fence before the caller's read of the exit mark: the teardown's process-wide barrier pairs with this store.
         Volatile.Write(ref _holder, thread);
         return true;
     }

@@ -181,6 +181,7 @@ internal sealed class MemoryDescriptor : IDisposable
     /// </remarks>
     public void Dispose()
     {
+        // Full fence; pairs with the acquire reads of IsExiting (after a claim store, or after taking the mmap lock).
         if (Interlocked.Exchange(ref _exiting, 1) != 0)
         {
             return;
