@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Diagnostics;
 using Faultline.Faults;
@@ -13,6 +14,20 @@ namespace Faultline;
 /// demand-paged on first touch by the <see cref="Cpu"/>s attached to it through the configured
 /// <see cref="Faultline.FaultPath"/>.
 /// </summary>
+/// <remarks>
+/// <para>
+/// Thread safety: every member may be called from any thread, concurrently with the others and with accesses of
+/// its Cpus (each Cpu itself is used by one thread at a time).
+/// </para>
+/// <para>
+/// Disposal: <see cref="Dispose"/> detaches the attached Cpus and returns guest memory to the host. It may run while
+/// Cpus are attached and even while they access memory on other threads: accesses and operations in flight finish
+/// first, and from then on every Cpu access and every member except <see cref="Id"/>, <see cref="Options"/>,
+/// <see cref="FaultPath"/> and <see cref="Dispose"/> throws <see cref="ObjectDisposedException"/>. Disposing the
+/// Cpus afterwards is harmless. An address space that is never disposed releases its guest memory when the garbage
+/// collector finds it and its Cpus unreachable.
+/// </para>
+/// </remarks>
 /// <example>
 /// <code>
 /// using var space = new AddressSpace(new FaultlineOptions { FaultPath = FaultPath.VmaLock });
@@ -30,7 +45,6 @@ public sealed class AddressSpace : IDisposable
     private readonly MappingOperations _operations;
     private readonly FaultlineMetrics _metrics;
     private readonly object _populateGate = new();
-    private bool _disposed;
 
     /// <summary>Creates an empty address space.</summary>
     public AddressSpace(FaultlineOptions? options = null)
@@ -52,27 +66,38 @@ public sealed class AddressSpace : IDisposable
     public FaultPath FaultPath => Options.FaultPath;
 
     /// <summary><c>mm_users</c>: Cpus attached.</summary>
-    public int CpuCount => _mm.Users;
+    public int CpuCount => Live.Users;
 
     /// <summary><c>map_count</c>: VMAs.</summary>
-    public int MapCount => _mm.Tree.Published?.Count ?? 0;
+    public int MapCount => Live.Tree.Published?.Count ?? 0;
 
     /// <summary>Resident anonymous pages (<c>MM_ANONPAGES</c>, smaps Rss summed).</summary>
-    public long ResidentPages => _mm.AnonPages;
+    public long ResidentPages => Live.AnonPages;
 
     /// <summary>Frames of guest RAM in use: data, page tables, and Cpu frame caches.</summary>
-    public int FramesInUse => _mm.Memory.FramesInUse;
+    public int FramesInUse => Live.Memory.FramesInUse;
 
     /// <summary>
     /// With <see cref="FaultlineOptions.PoisonFreedFrames"/>: freed frames found modified when reused (a write through
     /// a stale translation). Always 0 unless something is broken.
     /// </summary>
-    public long PoisonViolations => _mm.Memory.PoisonViolations;
+    public long PoisonViolations => Live.Memory.PoisonViolations;
 
     /// <summary>Page-table pages in use.</summary>
-    public int PageTablePages => _mm.PageTable.TablePages;
+    public int PageTablePages => Live.PageTable.TablePages;
 
     internal MemoryDescriptor Descriptor => _mm;
+
+    // The descriptor, or ObjectDisposedException once disposal began. What these callers read is managed state that
+    // stays valid after the arena is released, so the acquire read of the mark (MemoryDescriptor.IsExiting) is enough.
+    private MemoryDescriptor Live
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+            return _mm;
+        }
+    }
 
     /// <summary>
     /// <c>mmap</c> of anonymous memory. <paramref name="address"/> is a hint unless <see cref="MapFlags.Fixed"/> or
@@ -88,7 +113,7 @@ public sealed class AddressSpace : IDisposable
     /// <summary><c>mmap</c>, returning the errno (<see cref="Errno.None"/> on success).</summary>
     public Errno TryMap(ulong address, ulong length, Protection protection, MapFlags flags, out ulong mapped)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         Errno error = _operations.Map(address, length, protection, flags, out mapped);
         if (error == Errno.None && (flags & MapFlags.Populate) != 0)
         {
@@ -111,7 +136,7 @@ public sealed class AddressSpace : IDisposable
     /// <summary><c>munmap</c>, returning the errno.</summary>
     public Errno TryUnmap(ulong address, ulong length)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         return _operations.Unmap(address, length);
     }
 
@@ -129,30 +154,34 @@ public sealed class AddressSpace : IDisposable
     /// <summary><c>mprotect</c>, returning the errno. Unlike Linux, a range with a hole changes nothing.</summary>
     public Errno TryProtect(ulong address, ulong length, Protection protection)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         return _operations.Protect(address, length, protection);
     }
 
     /// <summary>Attaches a new Cpu (<c>mm_users</c> rises).</summary>
     public Cpu AttachCpu()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         return new Cpu(this, _mm);
     }
 
     /// <summary>The mappings, in address order.</summary>
     public IReadOnlyList<MappingInfo> GetMappings() =>
-        VmaTree.InOrder(_mm.Tree.Published).Select(MapsFormatter.Describe).ToList();
+        VmaTree.InOrder(Live.Tree.Published).Select(MapsFormatter.Describe).ToList();
 
     /// <summary>The text of <c>/proc/pid/maps</c>.</summary>
-    public string GetMaps() => MapsFormatter.Maps(VmaTree.InOrder(_mm.Tree.Published));
+    public string GetMaps() => MapsFormatter.Maps(VmaTree.InOrder(Live.Tree.Published));
 
-    /// <summary>The text of <c>/proc/pid/smaps</c> (Size, Rss, Anonymous, Referenced and the other fields).</summary>
+    /// <summary>
+    /// The text of <c>/proc/pid/smaps</c> (Size, Rss, Anonymous, Referenced and the other fields). Like the kernel's
+    /// walk it visits only the page tables under VMAs of the published tree, holding the mmap read lock.
+    /// </summary>
     public string GetSmaps()
     {
-        _mm.MmapLock.EnterRead();
+        EnterReadUnlessExiting();
         try
         {
+            // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
             return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), vma =>
             {
                 (long rss, long _, long referenced) = _mm.PageTable.CountResident(vma.Start, vma.End);
@@ -167,14 +196,18 @@ public sealed class AddressSpace : IDisposable
 
     /// <summary>
     /// True when a page table entry maps a frame at <paramref name="address"/> (the <c>/proc/pid/pagemap</c> present
-    /// bit: the zero frame and PROT_NONE entries count).
+    /// bit: the zero frame and PROT_NONE entries count). An address outside every mapping is not resident, as pagemap
+    /// reports: only tables under a VMA of the published tree are walked.
     /// </summary>
     public bool IsResident(ulong address)
     {
-        _mm.MmapLock.EnterRead();
+        EnterReadUnlessExiting();
         try
         {
-            return address < PageGeometry.TaskSize && Pte.MapsFrame(_mm.PageTable.Lookup(address));
+            // pagemap walks VMAs only: munmap takes the VMA out of the tree before it zaps and frees tables (then
+            // downgrades to a read lock, so it may still be freeing them now), so tables under a VMA found here stay.
+            return VmaTree.Containing(_mm.Tree.Published, address) is not null
+                && Pte.MapsFrame(_mm.PageTable.Lookup(address, _mm.Probes));
         }
         finally
         {
@@ -182,13 +215,22 @@ public sealed class AddressSpace : IDisposable
         }
     }
 
-    /// <summary>Resident refcounted pages in [start, end) (smaps Rss / 4 KiB).</summary>
+    /// <summary>
+    /// Resident refcounted pages in [start, end) (smaps Rss / 4 KiB). Only the parts of the range covered by mappings
+    /// are walked (see <see cref="IsResident"/>); the rest holds no resident page.
+    /// </summary>
     public long CountResidentPages(ulong start, ulong end)
     {
-        _mm.MmapLock.EnterRead();
+        EnterReadUnlessExiting();
         try
         {
-            return _mm.PageTable.CountResident(start, end).Rss;
+            long rss = 0;
+            // Under the read lock no writer is between edits: the writer's version is the published one.
+            foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+            {
+                rss += _mm.PageTable.CountResident(Math.Max(start, vma.Start), Math.Min(end, vma.End)).Rss;
+            }
+            return rss;
         }
         finally
         {
@@ -199,7 +241,7 @@ public sealed class AddressSpace : IDisposable
     /// <summary>Every counter by name (kernel names where they exist, e.g. <c>VMA_LOCK_SUCCESS</c>, <c>spf_vma_changed</c>).</summary>
     public IReadOnlyDictionary<string, long> GetCounters()
     {
-        long[] totals = _mm.SnapshotCounters();
+        long[] totals = Live.SnapshotCounters();
         var result = new Dictionary<string, long>();
         foreach (VmEvent e in Enum.GetValues<VmEvent>())
         {
@@ -208,14 +250,13 @@ public sealed class AddressSpace : IDisposable
         return result;
     }
 
-    /// <summary>Releases guest memory. Cpus must be disposed first.</summary>
+    /// <summary>
+    /// Detaches every Cpu and returns guest memory to the host (<c>exit_mmap</c>). Safe with Cpus attached and in use
+    /// on other threads: what is in flight finishes first, and every later Cpu access or member call throws
+    /// <see cref="ObjectDisposedException"/>. A second call does nothing.
+    /// </summary>
     public void Dispose()
     {
-        if (_disposed)
-        {
-            return;
-        }
-        _disposed = true;
         _metrics.Dispose();
         _mm.Dispose();
     }
@@ -236,12 +277,14 @@ public sealed class AddressSpace : IDisposable
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase);
     }
 
+    // Pages of [start, end) mapping a refcounted frame with the dirty bit; [start, end) lies in a VMA of the published
+    // tree and the mmap read lock is held (see IsResident).
     private long CountDirty(ulong start, ulong end)
     {
         long dirty = 0;
         for (ulong page = start; page < end; page += PageGeometry.PageSize)
         {
-            ulong pte = _mm.PageTable.Lookup(page);
+            ulong pte = _mm.PageTable.Lookup(page, _mm.Probes);
             if (Pte.MapsFrame(pte) && (pte & Pte.Special) == 0 && (pte & Pte.Dirty) != 0)
             {
                 dirty++;
@@ -250,14 +293,36 @@ public sealed class AddressSpace : IDisposable
         return dirty;
     }
 
+    // mmap_read_lock for a diagnostic walk, refusing an address space being torn down: its Dispose sets the mark
+    // before taking the lock for write, so a reader that gets the lock after the teardown sees the mark.
+    private void EnterReadUnlessExiting()
+    {
+        _mm.MmapLock.EnterRead();
+        if (_mm.IsExiting)
+        {
+            _mm.MmapLock.ExitRead();
+            ObjectDisposedException.ThrowIf(true, this);
+        }
+    }
+
     // MAP_POPULATE (populate_vma_page_range): fault every page in, writing for private writable memory, from a
-    // context of the address space's own that is not a user (it does not count in mm_users).
+    // context of the address space's own that is not a user (it does not count in mm_users). The context is claimed
+    // like a Cpu's slow path, so a concurrent Dispose waits for it.
     private void Populate(ulong start, ulong length, bool write)
     {
         lock (_populateGate)
         {
             var context = new FaultCpu(_mm.Memory, _mm.Rcu);
-            _mm.Rcu.Register(context.Reader);
+            UseClaim claim = context.Claim;
+            bool claimed = claim.TryEnter(Environment.CurrentManagedThreadId);
+            Debug.Assert(claimed, "a new context is claimed by nobody");
+            // Claimed before registering: if Dispose snapshots the claims after this registration it sees the claim
+            // and waits; if before, the registration sees the exit mark (both under the descriptor's registry lock).
+            if (!_mm.TryAttachContext(context.Reader, claim))
+            {
+                claim.Exit();
+                ObjectDisposedException.ThrowIf(true, this);
+            }
             try
             {
                 for (ulong page = start; page < start + length; page += PageGeometry.PageSize)
@@ -271,7 +336,8 @@ public sealed class AddressSpace : IDisposable
             finally
             {
                 context.Frames.DrainAll();
-                _mm.Rcu.Unregister(context.Reader);
+                _mm.DetachContext(context.Reader, claim);
+                claim.Exit();
                 context.Counters.AddTo(_mm.SharedCounters);
             }
         }

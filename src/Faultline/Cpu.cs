@@ -11,20 +11,36 @@ namespace Faultline;
 /// <summary>
 /// A guest execution context attached to one <see cref="AddressSpace"/>: its data plane (loads, stores, fetches,
 /// atomics, span copies), with a software TLB, a read section that keeps frames alive while it touches them, and
-/// page faults raised through the address space's fault path. Use one Cpu from one thread at a time.
+/// page faults raised through the address space's fault path.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Every access: enter the read section (one store to this Cpu's own cache line); compare the address space's TLB
 /// generation with this TLB's and flush on change; on a TLB hit with the permission, touch the frame directly;
 /// otherwise walk the page table without locks and fill the TLB, or leave the section and fault. A writer that
 /// removes a translation bumps the generation and then waits for every section that might predate the bump, so a
 /// frame is never reused while this Cpu can still reach it.
+/// </para>
+/// <para>
+/// Thread safety: a Cpu is used by one thread at a time (it models one processor); different Cpus of one address
+/// space run in parallel. A second thread using a Cpu while another is inside its slow path (a TLB miss or a fault)
+/// gets <see cref="InvalidOperationException"/>; Debug builds also check on the TLB hit path.
+/// </para>
+/// <para>
+/// Disposal: <see cref="Dispose"/> detaches the Cpu (<c>mm_users</c> drops) and gives its cached frames back; any later
+/// access throws <see cref="ObjectDisposedException"/>. Disposing the address space first is allowed: its Cpus'
+/// next accesses throw <see cref="ObjectDisposedException"/> (an access in flight on another thread finishes first),
+/// and their own <see cref="Dispose"/> then does nothing more.
+/// </para>
 /// </remarks>
 public sealed unsafe class Cpu : IDisposable
 {
     private const ulong PageOffsetMask = PageGeometry.PageOffsetMask;
     private const int PageSize = PageGeometry.PageSize;
     private const int FaultLivelockLimit = 100_000;
+    // A TLB generation the address space never reaches (it starts at 0 and only grows): a disposed Cpu takes it, so
+    // every access misses the hit path and reaches the disposed check at no cost to the hit path itself.
+    private const long DisposedGeneration = -1;
 
     private readonly MemoryDescriptor _mm;
     private readonly FaultCpu _faultCpu;
@@ -50,7 +66,10 @@ public sealed unsafe class Cpu : IDisposable
         _tlbMask = _tlb.Mask;
         _section = _reader.State;
         _generation = mm.Tlb.Address;
-        mm.AttachCpu(_reader, _faultCpu.Counters);
+        if (!mm.TryAttachCpu(_reader, _faultCpu.Counters, _faultCpu.Claim))
+        {
+            ObjectDisposedException.ThrowIf(true, addressSpace);
+        }
     }
 
     /// <summary>The address space this Cpu runs in.</summary>
@@ -263,16 +282,39 @@ public sealed unsafe class Cpu : IDisposable
         return AccessOutcome.Ok;
     }
 
-    /// <summary>Detaches from the address space (<c>mm_users</c> drops); cached frames go back.</summary>
+    /// <summary>
+    /// Detaches from the address space (<c>mm_users</c> drops); cached frames go back. Later accesses throw
+    /// <see cref="ObjectDisposedException"/>. Harmless after the address space was disposed, and when called twice.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Another thread is inside this Cpu's slow path.</exception>
     public void Dispose()
     {
         if (_disposed)
         {
             return;
         }
-        _disposed = true;
-        _faultCpu.Frames.DrainAll();
-        _mm.DetachCpu(_reader, _faultCpu.Counters);
+        UseClaim claim = _faultCpu.Claim;
+        if (!claim.TryEnter(Environment.CurrentManagedThreadId))
+        {
+            ThrowUsedByAnotherThread();
+        }
+        try
+        {
+            _disposed = true;
+            _tlbGeneration = DisposedGeneration;
+            _tlb.Flush();
+            // Read after the claim store (UseClaim's pairing with MemoryDescriptor.Dispose): an address space being
+            // torn down either waits for this detach or is seen here, and then its arena must not be touched.
+            if (!_mm.IsExiting)
+            {
+                _faultCpu.Frames.DrainAll();
+                _mm.DetachCpu(_reader, _faultCpu.Counters, claim);
+            }
+        }
+        finally
+        {
+            claim.Exit();
+        }
     }
 
     // rcu_read_unlock inlined: any even word means "outside"; derived from a field the loop does not change.
@@ -284,6 +326,7 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private byte* EnterTranslated(ulong address, AccessKind kind)
     {
+        CheckNotInUseElsewhere();
         ulong page = address >> PageGeometry.PageShift;
         // rcu_read_lock inlined (RcuReader's encoding): "inside, having seen the TLB's generation"; then the check
         // that the generation has not moved since. A mismatch goes to the slow path, which flushes and re-publishes.
@@ -306,15 +349,44 @@ public sealed unsafe class Cpu : IDisposable
         return EnterTranslatedSlow(address, kind);
     }
 
-    // Entered with the read section held.
+    // Entered with the read section held. The walk and any fault run with this Cpu claimed, which catches a second
+    // thread using it meanwhile and makes an address space being disposed wait for them (or be seen here).
     [MethodImpl(MethodImplOptions.NoInlining)]
     private byte* EnterTranslatedSlow(ulong address, AccessKind kind)
     {
         if (_disposed)
         {
             ExitSection();
-            throw new ObjectDisposedException(nameof(Cpu));
+            ObjectDisposedException.ThrowIf(true, this);
         }
+        UseClaim claim = _faultCpu.Claim;
+        if (!claim.TryEnter(Environment.CurrentManagedThreadId))
+        {
+            // Marks the section left although the owner may be inside one: it is almost always in a fault, outside
+            // its section, and a word left odd would stall every grace period until this Cpu's next access.
+            ExitSection();
+            ThrowUsedByAnotherThread();
+        }
+        try
+        {
+            // Read after the claim store (UseClaim's pairing with MemoryDescriptor.Dispose).
+            if (_mm.IsExiting)
+            {
+                ExitSection();
+                ThrowAddressSpaceDisposed();
+            }
+            return WalkOrFault(address, kind);
+        }
+        finally
+        {
+            claim.Exit();
+        }
+    }
+
+    // The TLB miss: a lockless walk that fills the TLB, else a fault and another try. Runs with the Cpu claimed.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* WalkOrFault(ulong address, AccessKind kind)
+    {
         ulong page = address >> PageGeometry.PageShift;
         PageTable table = _mm.PageTable;
         int faults = 0;
@@ -357,6 +429,12 @@ public sealed unsafe class Cpu : IDisposable
             if (++faults > FaultLivelockLimit)
             {
                 throw new InvalidOperationException($"fault at 0x{address:x} resolved {faults} times without the access succeeding");
+            }
+            // A fault that was in flight when the address space began its teardown finished with the arena alive
+            // (the teardown waits for this claim); the access it was for is refused like any later one.
+            if (_mm.IsExiting)
+            {
+                ThrowAddressSpaceDisposed();
             }
             _reader.Enter();
         }
@@ -411,6 +489,27 @@ public sealed unsafe class Cpu : IDisposable
         }
         return AccessOutcome.Ok;
     }
+
+    // Debug builds only (the call vanishes from Release builds, so the hit path stays as it is): a thread arriving
+    // while another is inside this Cpu's slow path.
+    [Conditional("DEBUG")]
+    private void CheckNotInUseElsewhere()
+    {
+        int holder = _faultCpu.Claim.Holder;
+        if (holder != 0 && holder != Environment.CurrentManagedThreadId)
+        {
+            ThrowUsedByAnotherThread();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private static void ThrowUsedByAnotherThread() =>
+        throw new InvalidOperationException("a Cpu is used by one thread at a time");
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowAddressSpaceDisposed() => ObjectDisposedException.ThrowIf(true, AddressSpace);
 
     // Out of line, so the inlined fast paths carry no exception-building code or address-taken locals.
     [MethodImpl(MethodImplOptions.NoInlining)]

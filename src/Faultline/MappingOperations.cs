@@ -1,5 +1,6 @@
 using Faultline.Areas;
 using Faultline.Backing;
+using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Mm;
 using Faultline.Paging;
@@ -39,7 +40,7 @@ internal sealed class MappingOperations
             return invalid;
         }
         VmFlags vmFlags = VmFlagsFor(protection, flags);
-        _mm.MmapLock.EnterWrite();
+        EnterWriteUnlessExiting();
         try
         {
             Errno placed = Place(address, length, flags, out ulong start);
@@ -84,7 +85,7 @@ internal sealed class MappingOperations
             return Errno.EINVAL;
         }
         ulong end = address + aligned;
-        _mm.MmapLock.EnterWrite();
+        EnterWriteUnlessExiting();
         bool writeHeld = true;
         try
         {
@@ -139,7 +140,7 @@ internal sealed class MappingOperations
             return Errno.ENOMEM;
         }
         VmFlags access = VmFlagsFor(protection & (Protection.Read | Protection.Write | Protection.Execute), 0) & VmFlags.AccessFlags;
-        _mm.MmapLock.EnterWrite();
+        EnterWriteUnlessExiting();
         try
         {
             List<Vma> affected = _mm.Tree.Intersecting(address, end);
@@ -408,6 +409,7 @@ internal sealed class MappingOperations
         if (downgrade)
         {
             _mm.MmapLock.DowngradeWrite();
+            _mm.Probes.Hit(ProbePoint.UnmapDowngraded);
         }
         var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
         long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
@@ -494,6 +496,18 @@ internal sealed class MappingOperations
             vma.Sequence.EndWrite();
         }
         _writeLocked.Clear();
+    }
+
+    // mmap_write_lock, refusing an address space being torn down: its Dispose sets the mark before taking this lock,
+    // so a writer that gets the lock after the teardown sees the mark (the lock's release and acquire order it).
+    private void EnterWriteUnlessExiting()
+    {
+        _mm.MmapLock.EnterWrite();
+        if (_mm.IsExiting)
+        {
+            _mm.MmapLock.ExitWrite();
+            ObjectDisposedException.ThrowIf(true, typeof(AddressSpace));
+        }
     }
 
     private static ulong AlignUp(ulong value) => PageGeometry.PageAlign(value);

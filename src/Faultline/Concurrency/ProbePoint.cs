@@ -44,6 +44,10 @@ internal enum ProbePoint
     ClassicLocked,
     /// <summary>Writer: TLB generation bumped, before waiting for the grace period (possibly under a PTE lock).</summary>
     GatherBeforeGracePeriod,
+    /// <summary>Writer: munmap published the tree without the range and downgraded to the read lock, before the zap.</summary>
+    UnmapDowngraded,
+    /// <summary>Diagnostic lookup (pagemap, smaps): the PMD entry is read and the PTE table known, before the PTE is read.</summary>
+    DiagnosticLookupAfterPmd,
     /// <summary>Writer: <c>vma_start_write</c> is about to wait for readers to drain.</summary>
     VmaWriterWaiting,
     /// <summary>Writer: <c>vma_mark_detached</c> found spurious readers and is about to wait.</summary>

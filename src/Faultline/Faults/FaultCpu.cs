@@ -6,7 +6,8 @@ namespace Faultline.Faults;
 
 /// <summary>
 /// The per-thread state a fault runs with (what the kernel takes from <c>current</c> and the local CPU): the read
-/// section, the frame cache, and the event counters. Owned by one Cpu, used by one thread at a time.
+/// section, the frame cache, the event counters, and the claim that marks the thread inside a slow path. Owned by one
+/// Cpu, used by one thread at a time.
 /// </summary>
 internal sealed class FaultCpu
 {
@@ -23,4 +24,6 @@ internal sealed class FaultCpu
     public FrameCache Frames { get; }
     /// <summary>This Cpu's counters.</summary>
     public EventCounters Counters { get; } = new();
+    /// <summary>The thread inside this Cpu's slow path, if any.</summary>
+    public UseClaim Claim { get; } = new();
 }

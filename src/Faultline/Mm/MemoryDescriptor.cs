@@ -24,10 +24,12 @@ namespace Faultline.Mm;
 /// </remarks>
 internal sealed class MemoryDescriptor : IDisposable
 {
-    private readonly object _counterRegistry = new();
+    private readonly object _registry = new();
     private readonly List<EventCounters> _cpuCounters = [];
+    private readonly List<UseClaim> _claims = [];
     private readonly long[] _retired = new long[EventNames.Count];
     private int _users;
+    private int _exiting;
 
     /// <summary>Creates the state of an empty address space with its own guest RAM.</summary>
     public MemoryDescriptor(MmSettings settings)
@@ -73,24 +75,66 @@ internal sealed class MemoryDescriptor : IDisposable
         MemoryPolicy policy = MemoryPolicy.Default) =>
         new(MmapLock, WriterWait, Probes, start, end, pageOffset, flags, backing, policy);
 
-    /// <summary>Registers a Cpu: its read section joins the grace-period domain and its counters the totals.</summary>
-    public void AttachCpu(RcuReader reader, EventCounters counters)
+    /// <summary>
+    /// True once <see cref="Dispose"/> began: an acquire read, pairing with the exchange that sets the mark. Operations
+    /// read it after taking the mmap lock, slow paths after claiming their Cpu (see <see cref="Dispose"/>).
+    /// </summary>
+    public bool IsExiting => Volatile.Read(ref _exiting) != 0;
+
+    /// <summary>
+    /// Registers a Cpu: its read section joins the grace-period domain, its claim the teardown's wait, its counters
+    /// the totals. False, registering nothing, once the address space is being torn down.
+    /// </summary>
+    public bool TryAttachCpu(RcuReader reader, EventCounters counters, UseClaim claim)
     {
-        Rcu.Register(reader);
-        lock (_counterRegistry)
+        lock (_registry)
         {
+            if (!TryAttachContext(reader, claim))
+            {
+                return false;
+            }
             _cpuCounters.Add(counters);
         }
         Interlocked.Increment(ref _users);
+        return true;
+    }
+
+    /// <summary>
+    /// Registers a fault context that is not a user (MAP_POPULATE's): its read section and its claim. False once the
+    /// address space is being torn down.
+    /// </summary>
+    public bool TryAttachContext(RcuReader reader, UseClaim claim)
+    {
+        lock (_registry)
+        {
+            // Dispose snapshots the claims under this lock after setting the mark: a context registered later sees it.
+            if (IsExiting)
+            {
+                return false;
+            }
+            Rcu.Register(reader);
+            _claims.Add(claim);
+            return true;
+        }
+    }
+
+    /// <summary>Unregisters a context registered with <see cref="TryAttachContext"/>.</summary>
+    public void DetachContext(RcuReader reader, UseClaim claim)
+    {
+        lock (_registry)
+        {
+            Rcu.Unregister(reader);
+            _claims.Remove(claim);
+        }
     }
 
     /// <summary>Unregisters a Cpu, keeping its counts.</summary>
-    public void DetachCpu(RcuReader reader, EventCounters counters)
+    public void DetachCpu(RcuReader reader, EventCounters counters, UseClaim claim)
     {
         Interlocked.Decrement(ref _users);
-        Rcu.Unregister(reader);
-        lock (_counterRegistry)
+        lock (_registry)
         {
+            DetachContext(reader, claim);
             _cpuCounters.Remove(counters);
             counters.AccumulateInto(_retired);
         }
@@ -100,7 +144,7 @@ internal sealed class MemoryDescriptor : IDisposable
     public long[] SnapshotCounters()
     {
         var totals = new long[EventNames.Count];
-        lock (_counterRegistry)
+        lock (_registry)
         {
             Array.Copy(_retired, totals, totals.Length);
             foreach (EventCounters c in _cpuCounters)
@@ -114,6 +158,54 @@ internal sealed class MemoryDescriptor : IDisposable
         return totals;
     }
 
-    /// <inheritdoc />
-    public void Dispose() => Memory.Dispose();
+    /// <summary>
+    /// <c>exit_mmap</c> for an address space torn down while Cpus may still be attached, even in use on other threads:
+    /// afterwards every Cpu's next slow path and every operation that takes the mmap lock find <see cref="IsExiting"/>
+    /// set, and guest memory is released. A second call returns at once.
+    /// </summary>
+    /// <remarks>
+    /// The order is what makes the release safe:
+    /// <list type="number">
+    /// <item>the mark, then a process-wide barrier, then a wait for every claim: slow paths in flight (TLB miss, a
+    /// fault on any of the three paths, a Cpu detaching, MAP_POPULATE) finish, and one that claims later sees the
+    /// mark (<see cref="UseClaim"/>). The speculative and VMA-lock paths hold no mmap lock, so the lock alone would
+    /// not wait for them; and this comes before taking the lock because a classic fault keeps its claim while it
+    /// waits for the mmap read lock;</item>
+    /// <item>the mmap write lock: map, unmap, protect and diagnostic walks in flight finish; later ones see the mark
+    /// once they hold the lock (the lock's release and acquire order it);</item>
+    /// <item>a grace period: it bumps the TLB generation, so every Cpu's next access misses its hit path and reaches
+    /// the slow path, which sees the mark; and it waits for the read sections that began before the bump, the
+    /// hit-path accesses that may still be touching a frame;</item>
+    /// <item>only then the arena goes back to the host.</item>
+    /// </list>
+    /// </remarks>
+    public void Dispose()
+    {
+        // Full fence; pairs with the acquire reads of IsExiting (after a claim store, or after taking the mmap lock).
+        if (Interlocked.Exchange(ref _exiting, 1) != 0)
+        {
+            return;
+        }
+        // Pairs with the plain claim store and exit-mark read of every slow path (UseClaim's remarks).
+        Interlocked.MemoryBarrierProcessWide();
+        UseClaim[] claims;
+        lock (_registry)
+        {
+            claims = [.. _claims];
+        }
+        foreach (UseClaim claim in claims)
+        {
+            claim.WaitUntilFree();
+        }
+        MmapLock.EnterWrite();
+        try
+        {
+            Rcu.Synchronize();
+            Memory.Dispose();
+        }
+        finally
+        {
+            MmapLock.ExitWrite();
+        }
+    }
 }

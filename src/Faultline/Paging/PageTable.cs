@@ -284,10 +284,19 @@ internal sealed unsafe class PageTable
         frames.Release(pfn);
     }
 
-    /// <summary>The PTE for an address, for diagnostics and writers (0 when no table). Caller holds mmap_lock.</summary>
-    public ulong Lookup(ulong address)
+    /// <summary>
+    /// The PTE for an address, for diagnostics (0 when no table). The caller holds mmap_lock and the address lies in a
+    /// VMA of the published tree (munmap takes a VMA out of the tree before it frees the tables under it), or the
+    /// caller is inside a read section.
+    /// </summary>
+    public ulong Lookup(ulong address, ProbeSet probes)
     {
-        return WalkLockless(address, out _, out ulong pte) == WalkStatus.Ok ? pte : 0;
+        if (WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
+        {
+            return 0;
+        }
+        probes.Hit(ProbePoint.DiagnosticLookupAfterPmd);
+        return ReadPte(at);
     }
 
     /// <summary>
@@ -550,7 +559,10 @@ internal sealed unsafe class PageTable
         || ((before & Pte.Writable) != 0 && (after & Pte.Writable) == 0)
         || ((before & Pte.NoExecute) == 0 && (after & Pte.NoExecute) != 0);
 
-    /// <summary>Counts PTEs in [start, end): mapping a refcounted frame (Rss), any frame (present), and referenced.</summary>
+    /// <summary>
+    /// Counts PTEs in [start, end): mapping a refcounted frame (Rss), any frame (present), and referenced. The caller
+    /// holds mmap_lock and [start, end) lies inside VMAs of the published tree (see <see cref="Lookup"/>).
+    /// </summary>
     public (long Rss, long Present, long Referenced) CountResident(ulong start, ulong end)
     {
         long rss = 0, present = 0, referenced = 0;

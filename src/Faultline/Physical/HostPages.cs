@@ -35,8 +35,8 @@ internal static unsafe partial class HostPages
         return (byte*)p;
     }
 
-    /// <summary>Releases a reservation.</summary>
-    public static void Release(byte* p, nuint bytes) => Munmap((nint)p, bytes);
+    /// <summary>Releases a reservation; false if the host refused.</summary>
+    public static bool Release(byte* p, nuint bytes) => Munmap((nint)p, bytes) == 0;
 
     /// <summary>Drops the host pages behind a range (they read as zero afterwards).</summary>
     public static void Discard(byte* p, nuint bytes) => Madvise((nint)p, bytes, MadvDontNeed);

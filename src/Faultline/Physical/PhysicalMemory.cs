@@ -16,15 +16,14 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     /// <summary>Returned by allocation when no frame is left.</summary>
     public const int NoFrame = -1;
 
+    private readonly ArenaHandle _arena;
     private readonly byte* _base;
-    private readonly nuint _bytes;
     private readonly FrameInfo[] _frames;
     private readonly int[] _freeStack;
     private int _freeCount;
     private int _nextUntouched; // frames at or above it were never handed out (bump allocation keeps them untouched)
     private int _lock;
     private int _framesInUse;
-    private bool _disposed;
 
     /// <summary>Creates an arena of <paramref name="frameCount"/> frames.</summary>
     public PhysicalMemory(int frameCount, bool poisonFreedFrames)
@@ -35,8 +34,8 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         }
         FrameCount = frameCount;
         PoisonFreedFrames = poisonFreedFrames;
-        _bytes = (nuint)frameCount * FrameSize;
-        _base = HostPages.Reserve(_bytes);
+        _arena = new ArenaHandle((nuint)frameCount * FrameSize);
+        _base = _arena.Base;
         _frames = new FrameInfo[frameCount];
         _freeStack = new int[frameCount];
         _frames[ZeroFrame].Kind = FrameKind.Zero;
@@ -184,13 +183,6 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     /// <summary>Records that an allocated frame prepared with <see cref="PrepareZeroed"/> was never written.</summary>
     public void MarkUnused(long pfn) => _frames[pfn].Zeroed = true;
 
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        if (!_disposed)
-        {
-            _disposed = true;
-            HostPages.Release(_base, _bytes);
-        }
-    }
+    /// <summary>Returns the arena to the host. The caller guarantees nothing touches a frame any more.</summary>
+    public void Dispose() => _arena.Dispose();
 }

@@ -78,7 +78,7 @@ public sealed class SpeculativeRaceTests
         Assert.Equal(0, Delta(before, space, "anon_fault"));
         for (ulong p = a; p < a + 16 * Page; p += Page)
         {
-            Assert.False(space.IsResident(p), $"PTE left behind at 0x{p:x}");
+            Assert.False(HasPte(space, p), $"PTE left behind at 0x{p:x}");
         }
         Assert.Equal(0, space.ResidentPages);
         Assert.Equal(tablesBaseline, space.PageTablePages);
@@ -218,8 +218,8 @@ public sealed class SpeculativeRaceTests
         Assert.Equal(1, Delta(before, space, "spf_success"));
         Assert.Equal(0, Delta(before, space, "spf_fallback"));
         Assert.Equal(0x4444L, toucher.Load<long>(other + 10 * Page));
-        Assert.False(space.IsResident(victim));
-        Assert.False(space.IsResident(shared + 299 * Page));
+        Assert.False(HasPte(space, victim));
+        Assert.False(HasPte(space, shared + 299 * Page));
         Assert.Equal(2, space.ResidentPages);
     }
 

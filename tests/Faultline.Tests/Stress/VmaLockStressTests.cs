@@ -249,7 +249,7 @@ public sealed class VmaLockStressTests(ITestOutputHelper output)
         {
             for (int p = 0; p < pages.Length; p++)
             {
-                ulong pte = mm.PageTable.Lookup(region + (ulong)p * Page);
+                ulong pte = mm.PageTable.Lookup(region + (ulong)p * Page, mm.Probes);
                 bool bad = pages[p] == Layout.Unmapped ? Pte.MapsFrame(pte)
                     : (pages[p] & (sbyte)Protection.Write) == 0 && (pte & Pte.Writable) != 0;
                 if (bad)

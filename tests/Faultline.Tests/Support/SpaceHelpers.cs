@@ -1,3 +1,5 @@
+using Faultline.Paging;
+
 namespace Faultline.Tests.Support;
 
 /// <summary>Small helpers the fault-path tests share: fixed mappings and counter deltas.</summary>
@@ -6,6 +8,13 @@ internal static class SpaceHelpers
     /// <summary>A private anonymous MAP_FIXED mapping.</summary>
     public static ulong MapFixed(AddressSpace space, ulong address, ulong length, Protection protection = Protection.ReadWrite) =>
         space.Map(address, length, protection, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+
+    /// <summary>
+    /// True when a page-table entry maps a frame at <paramref name="address"/>, whether a VMA covers it or not (which
+    /// <see cref="AddressSpace.IsResident"/> does not look at): for "nothing left behind" checks while no writer runs.
+    /// </summary>
+    public static bool HasPte(AddressSpace space, ulong address) =>
+        Pte.MapsFrame(space.Descriptor.PageTable.Lookup(address, space.Descriptor.Probes));
 
     /// <summary>A copy of the counters, to take deltas against.</summary>
     public static Dictionary<string, long> Counters(AddressSpace space) => new(space.GetCounters());
