@@ -274,7 +274,7 @@ public sealed class AddressSpace : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
         }
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
-            options.MaxMapCount, options.MmapMinAddress, options.MmapBase);
+            options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead);
     }
 
     // Pages of [start, end) mapping a refcounted frame with the dirty bit; [start, end) lies in a VMA of the published

@@ -24,6 +24,13 @@ public sealed record FaultlineOptions
     /// <summary>Top-down placement starts below this address (<c>mm->mmap_base</c>).</summary>
     public ulong MmapBase { get; init; } = 0x7F00_0000_0000;
 
+    /// <summary>
+    /// A read fault on anonymous memory maps the shared zero page, as most Linux builds do; with false it takes a private
+    /// zeroed frame instead, as a kernel with <c>mm_forbids_zeropage</c> (s390, or a host booted without the zero page)
+    /// does. The frame is then resident and, in a writable mapping, writable and dirty at once. Default true.
+    /// </summary>
+    public bool MapZeroPageOnRead { get; init; } = true;
+
     /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
     public bool PoisonFreedFrames { get; init; }
 }

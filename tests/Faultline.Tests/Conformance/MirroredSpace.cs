@@ -17,7 +17,14 @@ internal sealed class MirroredSpace : IDisposable
     public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock)
     {
         _host = host;
-        Space = new AddressSpace(new FaultlineOptions { FaultPath = path, PhysicalMemoryBytes = 32 << 20 });
+        Space = new AddressSpace(new FaultlineOptions
+        {
+            FaultPath = path,
+            PhysicalMemoryBytes = 32 << 20,
+            // The host decides whether read faults map the zero page; Faultline is configured to do the same, so
+            // residency and Rss compare exactly on either kind of host.
+            MapZeroPageOnRead = HostFacts.ReadFaultMapsZeroPage,
+        });
         Cpu = Space.AttachCpu();
         int hostReset = _host.Map(_host.Start, _host.Size, Linux.PROT_NONE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS | Linux.MAP_FIXED | Linux.MAP_NORESERVE);
         Errno ours = Space.TryMap(_host.Start, _host.Size, Protection.None, MapFlags.PrivateAnonymous | MapFlags.Fixed | MapFlags.NoReserve, out _);

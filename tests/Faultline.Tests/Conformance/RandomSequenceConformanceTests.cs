@@ -42,6 +42,7 @@ public class RandomSequenceConformanceTests
             steps += RunSequence(region, seed, FaultPath.MmapLock);
             sequences++;
         }
+        _output.WriteLine($"host: {HostFacts.Describe()}; Faultline configured to match");
         _output.WriteLine($"{sequences} sequences, {steps} steps, 0 differences (seeds {BaseSeed}..{BaseSeed + Sequences - 1})");
         Assert.True(sequences >= (replay is null ? Sequences : 1));
     }
@@ -51,6 +52,7 @@ public class RandomSequenceConformanceTests
     public void EveryFaultPathMatchesTheHostKernel(FaultPath path)
     {
         using var region = new HostRegion(Pages * MirroredSpace.Page);
+        _output.WriteLine($"host: {HostFacts.Describe()}; Faultline configured to match");
         for (int seed = BaseSeed + 10_000; seed < BaseSeed + 10_040; seed++)
         {
             RunSequence(region, seed, path);
