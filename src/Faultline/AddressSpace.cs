@@ -233,7 +233,7 @@ public sealed class AddressSpace : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
         }
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
-            options.MaxMapCount, options.MmapMinAddress, options.MmapBase);
+            options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead);
     }
 
     private long CountDirty(ulong start, ulong end)

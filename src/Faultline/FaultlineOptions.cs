@@ -24,6 +24,13 @@ public sealed record FaultlineOptions
     /// <summary>Top-down placement starts below this address (<c>mm->mmap_base</c>).</summary>
     public ulong MmapBase { get; init; } = 0x7F00_0000_0000;
 
+    /// <summary>
+    /// A read fault on untouched private anonymous memory maps the shared zero page read-only (Rss stays 0 until a
+    /// write copies it). When false, as with <c>mm_forbids_zeropage</c>, the read allocates a private zeroed frame that
+    /// counts in Rss and is mapped writable and dirty if the mapping is writable. Default true.
+    /// </summary>
+    public bool MapZeroPageOnRead { get; init; } = true;
+
     /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
     public bool PoisonFreedFrames { get; init; }
 }

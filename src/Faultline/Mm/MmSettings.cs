@@ -12,6 +12,9 @@ namespace Faultline.Mm;
 /// <param name="MaxMapCount"><c>vm.max_map_count</c>.</param>
 /// <param name="MmapMinAddress"><c>vm.mmap_min_addr</c>.</param>
 /// <param name="MmapBase"><c>mm->mmap_base</c>: top-down placement starts below it.</param>
+/// <param name="MapZeroPageOnRead">
+/// A read fault on empty anonymous memory maps the shared zero frame; false is <c>mm_forbids_zeropage</c>.
+/// </param>
 internal readonly record struct MmSettings(
     int FrameCount,
     bool PoisonFreedFrames,
@@ -19,4 +22,5 @@ internal readonly record struct MmSettings(
     bool SpeculativePageTableAllocation,
     int MaxMapCount,
     ulong MmapMinAddress,
-    ulong MmapBase);
+    ulong MmapBase,
+    bool MapZeroPageOnRead);
