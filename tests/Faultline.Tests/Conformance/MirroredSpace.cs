@@ -17,14 +17,17 @@ internal sealed class MirroredSpace : IDisposable
     private readonly StringBuilder _log = new();
     private readonly Cpu? _idleUser;
 
-    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock)
+    /// <param name="host">The region, reset to one PROT_NONE reservation on both sides.</param>
+    /// <param name="path">Faultline's fault path.</param>
+    /// <param name="mapZeroPageOnRead">Overrides the probed host setting (to show a mismatch is detected).</param>
+    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock, bool? mapZeroPageOnRead = null)
     {
         _host = host;
         Space = new AddressSpace(new FaultlineOptions
         {
             FaultPath = path,
             PhysicalMemoryBytes = 32 << 20,
-            MapZeroPageOnRead = HostFacts.Current.ReadFaultMapsZeroPage,
+            MapZeroPageOnRead = mapZeroPageOnRead ?? HostFacts.Current.ReadFaultMapsZeroPage,
         });
         Cpu = Space.AttachCpu();
         // The speculative path runs only with more than one user (mm_users > 1); a second, idle Cpu makes it run.
