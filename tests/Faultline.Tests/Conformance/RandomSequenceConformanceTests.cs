@@ -1,4 +1,5 @@
 using Faultline.Host;
+using Faultline.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -76,13 +77,7 @@ public class RandomSequenceConformanceTests
             Check(mirror, seed, step, difference ?? mirror.CompareMaps() ?? mirror.CompareResidency());
         }
         Check(mirror, seed, step, mirror.CompareSmaps());
-        string counter = path switch
-        {
-            FaultPath.Speculative => "spf_success",
-            FaultPath.VmaLock => "VMA_LOCK_SUCCESS",
-            _ => "mmap_lock_fault",
-        };
-        return (step, mirror.Space.GetCounters()[counter]);
+        return (step, mirror.Space.GetCounters()[SpaceHelpers.HandledOnPathCounter(path)]);
     }
 
     private static string? Step(MirroredSpace mirror, Random random)

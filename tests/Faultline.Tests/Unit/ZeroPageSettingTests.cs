@@ -249,13 +249,6 @@ public sealed class ZeroPageSettingTests
     private static IEnumerable<ulong> PageAddresses(ulong first) =>
         Enumerable.Range(0, Pages).Select(i => first + (ulong)i * Page);
 
-    private static string HandledOnPathCounter(FaultPath path) => path switch
-    {
-        FaultPath.Speculative => "spf_success",
-        FaultPath.VmaLock => "VMA_LOCK_SUCCESS",
-        _ => "mmap_lock_fault",
-    };
-
     // The smaps entry of the one VMA at Base, read with the same parser as the host's.
     private static SmapsEntry OurSmaps(AddressSpace space) =>
         HostSmaps.Parse(Encoding.ASCII.GetBytes(space.GetSmaps()), Base, Base + 1).Single();
