@@ -1,132 +1,239 @@
 using System.Globalization;
+using System.Text;
 
 namespace Faultline.Host;
 
 /// <summary>
-/// The facts about the host kernel that a comparison with it depends on, each decided by a probe of this process
-/// (never by the kernel's version string, which is only reported). Probed once per process, on first use.
+/// The facts about the host kernel that a conformance result depends on and that differ between machines, each found by
+/// probing this process's own behaviour (never by the kernel version or command line). Computed once per process on
+/// first use of <see cref="Current"/>.
 /// </summary>
-/// <remarks>
-/// Kernel builds differ: one maps the shared zero page on a read fault of private anonymous memory (Rss stays 0),
-/// another allocates a private zeroed page per read fault (as a kernel with <c>mm_forbids_zeropage</c>, or one booted
-/// without the zero page, does). The conformance harness configures Faultline to match what the probe found.
-/// </remarks>
-public static class HostFacts
+public sealed class HostFacts
 {
-    private const int ProbePages = 4;
-    private const int CapSysRawio = 17;
+    /// <summary>Pages read in each half of the zero-page probe.</summary>
+    public const int ZeroPageProbePages = 4;
 
-    private static readonly Lazy<bool> s_readFaultMapsZeroPage = new(ProbeReadFaultMapsZeroPage);
+    /// <summary><c>CAP_SYS_RAWIO</c>: lets <c>cap_mmap_addr</c> map below <c>vm.mmap_min_addr</c>.</summary>
+    public const int CapSysRawio = 17;
+
+    private static readonly Lazy<HostFacts> s_current = new(Probe, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private HostFacts(bool readFaultMapsZeroPage, bool? pagemapShowsZeroPage, ulong mmapMinAddress, ulong effectiveCapabilities,
+        int fixedMapOfPageZeroErrno, string transparentHugePages)
+    {
+        ReadFaultMapsZeroPage = readFaultMapsZeroPage;
+        PagemapShowsZeroPage = pagemapShowsZeroPage;
+        MmapMinAddress = mmapMinAddress;
+        EffectiveCapabilities = effectiveCapabilities;
+        FixedMapOfPageZeroErrno = fixedMapOfPageZeroErrno;
+        TransparentHugePages = transparentHugePages;
+    }
+
+    /// <summary>This process's facts, probed on first use.</summary>
+    public static HostFacts Current => s_current.Value;
 
     /// <summary>
-    /// True when a read fault of fresh private anonymous memory maps the shared zero page (nothing becomes resident in
-    /// smaps Rss); false when each read fault allocates a private zeroed page.
+    /// A read fault on untouched private anonymous memory maps the shared zero page (smaps Rss stays 0); false when the
+    /// kernel allocates a private zeroed page per read fault instead (<c>mm_forbids_zeropage</c>, or a kernel built or
+    /// booted without the zero page), so every read page counts in Rss. Decided by <see cref="ProbeReadFaultZeroPage"/>.
     /// </summary>
-    public static bool ReadFaultMapsZeroPage => s_readFaultMapsZeroPage.Value;
-
-    /// <summary>The kernel's release string (<c>/proc/sys/kernel/osrelease</c>), for reports only.</summary>
-    public static string KernelRelease => ReadText("/proc/sys/kernel/osrelease") ?? "unknown";
-
-    /// <summary>The THP mode in force (<c>always</c>, <c>madvise</c>, <c>never</c>), or "unavailable".</summary>
-    public static string TransparentHugePages
-    {
-        get
-        {
-            string? text = ReadText("/sys/kernel/mm/transparent_hugepage/enabled");
-            int open = text?.IndexOf('[') ?? -1;
-            int close = text?.IndexOf(']') ?? -1;
-            return open >= 0 && close > open ? text![(open + 1)..close] : "unavailable";
-        }
-    }
-
-    /// <summary><c>vm.mmap_min_addr</c> as the sysctl reports it (the LSM may enforce a higher floor on hints).</summary>
-    public static ulong MmapMinAddress =>
-        ulong.TryParse(ReadText("/proc/sys/vm/mmap_min_addr"), NumberStyles.None, CultureInfo.InvariantCulture, out ulong v) ? v : 0;
+    public bool ReadFaultMapsZeroPage { get; }
 
     /// <summary>
-    /// True when this process holds <c>CAP_SYS_RAWIO</c> in its effective set, which lets Linux map below
-    /// <c>mmap_min_addr</c> (Faultline models an unprivileged guest and refuses with EPERM).
+    /// The pagemap cross-check of the zero-page probe: true when every read page showed the same PFN, false when each had
+    /// its own; null when the PFNs are not readable (they read as 0 without <c>CAP_SYS_ADMIN</c>).
     /// </summary>
-    public static bool MayMapBelowMmapMinAddress
+    public bool? PagemapShowsZeroPage { get; }
+
+    /// <summary><c>/proc/sys/vm/mmap_min_addr</c>.</summary>
+    public ulong MmapMinAddress { get; }
+
+    /// <summary><c>CapEff</c> of <c>/proc/self/status</c>: the effective capability set.</summary>
+    public ulong EffectiveCapabilities { get; }
+
+    /// <summary>The process has <c>CAP_SYS_RAWIO</c> in its effective set.</summary>
+    public bool HasCapSysRawio => (EffectiveCapabilities & (1UL << CapSysRawio)) != 0;
+
+    /// <summary>
+    /// The errno of <c>mmap(0, PAGE_SIZE, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE|MAP_FIXED_NOREPLACE)</c>: 0 when
+    /// page 0 could be mapped (the mapping was removed at once), <c>EPERM</c> when <c>vm.mmap_min_addr</c> forbids it to
+    /// this process. Decided by <see cref="ProbeFixedMapOfPageZero"/>.
+    /// </summary>
+    public int FixedMapOfPageZeroErrno { get; }
+
+    /// <summary>
+    /// The selected word of <c>/sys/kernel/mm/transparent_hugepage/enabled</c> (<c>always</c>, <c>madvise</c>,
+    /// <c>never</c>), or <c>unavailable</c> on a kernel without THP.
+    /// </summary>
+    public string TransparentHugePages { get; }
+
+    /// <summary>The facts, one per line, for a test log.</summary>
+    /// <returns>The description.</returns>
+    public string Describe()
     {
-        get
-        {
-            foreach (string line in File.ReadLines("/proc/self/status"))
+        var text = new StringBuilder();
+        text.Append("read faults map the zero page: ").Append(ReadFaultMapsZeroPage ? "yes" : "no (private zeroed pages)")
+            .Append(", pagemap cross-check: ").Append(PagemapShowsZeroPage switch
             {
-                if (line.StartsWith("CapEff:", StringComparison.Ordinal))
-                {
-                    ulong caps = ulong.Parse(line["CapEff:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-                    return (caps & (1UL << CapSysRawio)) != 0;
-                }
-            }
-            return false;
-        }
+                true => "same PFN",
+                false => "distinct PFNs",
+                null => "PFNs not readable",
+            }).Append('\n');
+        text.Append("vm.mmap_min_addr: ").Append(MmapMinAddress).Append(", CapEff: ")
+            .Append(EffectiveCapabilities.ToString("x16", CultureInfo.InvariantCulture))
+            .Append(HasCapSysRawio ? " (CAP_SYS_RAWIO)" : " (no CAP_SYS_RAWIO)")
+            .Append(", MAP_FIXED_NOREPLACE of page 0: ").Append(Errno.Name(FixedMapOfPageZeroErrno)).Append('\n');
+        text.Append("transparent_hugepage/enabled: ").Append(TransparentHugePages);
+        return text.ToString();
     }
 
-    /// <summary>One line naming every probed fact, for test output and reports.</summary>
-    public static string Describe() =>
-        $"kernel {KernelRelease}; read fault maps the zero page: {(ReadFaultMapsZeroPage ? "yes" : "no (private zeroed pages)")}; "
-        + $"THP {TransparentHugePages}; mmap_min_addr {MmapMinAddress}; CAP_SYS_RAWIO {(MayMapBelowMmapMinAddress ? "yes" : "no")}";
-
-    // Reads one byte of each of a few fresh private anonymous pages, then asks smaps how many became resident: none
-    // when they map the zero page, all of them when each got its own page. Where pagemap shows PFNs (privileged), they
-    // must agree: one shared PFN for the zero page, distinct PFNs otherwise.
-    private static unsafe bool ProbeReadFaultMapsZeroPage()
+    /// <summary>
+    /// Reads untouched private anonymous pages and measures what the reads mapped: <see cref="ZeroPageProbePages"/>
+    /// pages with CPU loads through a pointer and as many with <c>process_vm_readv</c> (the conformance suite's read),
+    /// each group its own VMA, then the smaps Rss of each VMA: 0 kB means the zero page, a page's worth per read means
+    /// private pages. Where pagemap shows PFNs, they must agree (one PFN for all reads means the zero page).
+    /// </summary>
+    /// <param name="pagemapShowsZeroPage">The pagemap cross-check, null when PFNs are not readable.</param>
+    /// <returns>Whether a read fault maps the zero page.</returns>
+    /// <exception cref="InvalidOperationException">The two kinds of read, or smaps and pagemap, disagree.</exception>
+    public static unsafe bool ProbeReadFaultZeroPage(out bool? pagemapShowsZeroPage)
     {
-        ulong length = ProbePages * (ulong)Environment.SystemPageSize;
-        nint p = LibC.MapAnonymousSmallPages(length);
-        try
+        const ulong groupBytes = ZeroPageProbePages * Linux.PAGE_SIZE;
+        // Two read-write groups with a PROT_NONE page between them, so each group is a VMA of its own; the region's
+        // guard space keeps them from merging with anything else.
+        using var region = new HostRegion((2 * groupBytes) + Linux.PAGE_SIZE);
+        ulong loaded = region.Start, remote = region.Start + groupBytes + Linux.PAGE_SIZE;
+        Require(region.Protect(loaded, groupBytes, Linux.PROT_READ | Linux.PROT_WRITE), "mprotect of the loaded group");
+        Require(region.Protect(remote, groupBytes, Linux.PROT_READ | Linux.PROT_WRITE), "mprotect of the remote group");
+        for (int i = 0; i < ZeroPageProbePages; i++)
         {
-            byte sum = 0;
-            for (int i = 0; i < ProbePages; i++)
-            {
-                sum |= Volatile.Read(ref ((byte*)p)[i * Environment.SystemPageSize]);
-            }
-            if (sum != 0)
-            {
-                throw new InvalidOperationException("fresh anonymous memory did not read as zero");
-            }
-            ulong rssKb = HostSmaps.ReadRegion((ulong)p, (ulong)p + length).Aggregate(0UL, (total, e) => total + e.RssKb);
-            bool zeroPage = rssKb switch
-            {
-                0 => true,
-                _ when rssKb * 1024 == length => false,
-                _ => throw new InvalidOperationException($"read faults of {ProbePages} pages left Rss {rssKb} kB: neither the zero page nor private pages"),
-            };
-            var frames = new HashSet<ulong>();
-            for (int i = 0; i < ProbePages; i++)
-            {
-                ulong pfn = HostPagemap.ReadEntry((ulong)p + (ulong)(i * Environment.SystemPageSize)) & HostPagemap.PM_PFN_MASK;
-                if (pfn != 0)
-                {
-                    frames.Add(pfn);
-                }
-            }
-            if (frames.Count > 0 && (frames.Count == 1) != zeroPage)
-            {
-                throw new InvalidOperationException($"smaps (Rss {rssKb} kB) and pagemap ({frames.Count} distinct PFNs) disagree about the zero page");
-            }
-            return zeroPage;
+            ulong offset = (ulong)i * Linux.PAGE_SIZE;
+            // Volatile only so the load is not elided (it pairs with no write): it is the read fault being probed.
+            _ = Volatile.Read(ref *(byte*)(loaded + offset));
+            Require(HostProbe.ReadErrno(remote + offset, out _), "process_vm_readv");
         }
-        finally
+
+        bool loadsMapZero = ZeroPageByRss(loaded, groupBytes, "CPU loads");
+        bool remoteMapsZero = ZeroPageByRss(remote, groupBytes, "process_vm_readv");
+        if (loadsMapZero != remoteMapsZero)
         {
-            LibC.Munmap(p, (nuint)length);
+            throw new InvalidOperationException(
+                $"zero-page probe: CPU loads {(loadsMapZero ? "map" : "do not map")} the zero page but process_vm_readv {(remoteMapsZero ? "does" : "does not")}");
         }
+
+        pagemapShowsZeroPage = ZeroPageByPagemap(loaded, remote);
+        if (pagemapShowsZeroPage is { } byPagemap && byPagemap != loadsMapZero)
+        {
+            throw new InvalidOperationException($"zero-page probe: smaps Rss says {loadsMapZero}, pagemap PFNs say {byPagemap}");
+        }
+
+        return loadsMapZero;
     }
 
-    private static string? ReadText(string path)
+    /// <summary>
+    /// Tries <c>mmap(0, PAGE_SIZE, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE|MAP_FIXED_NOREPLACE)</c> and unmaps the
+    /// page at once if it was mapped. PROT_NONE keeps a null dereference faulting during that instant, and
+    /// MAP_FIXED_NOREPLACE never replaces anything already there.
+    /// </summary>
+    /// <returns>0 when page 0 could be mapped, otherwise the errno (EPERM below <c>vm.mmap_min_addr</c>).</returns>
+    public static int ProbeFixedMapOfPageZero()
     {
-        try
+        int error = LibC.MmapErrno(0, Linux.PAGE_SIZE, Linux.PROT_NONE,
+            Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS | Linux.MAP_NORESERVE | Linux.MAP_FIXED_NOREPLACE, -1, 0, out ulong mapped);
+        if (error == 0 && mapped == 0)
         {
-            return File.ReadAllText(path).Trim();
+            Require(LibC.MunmapErrno(0, Linux.PAGE_SIZE), "munmap of page 0");
         }
-        catch (IOException)
+        else if (error == 0)
+        {
+            // A kernel that ignores MAP_FIXED_NOREPLACE placed the page elsewhere: page 0 was not mapped.
+            Require(LibC.MunmapErrno(mapped, Linux.PAGE_SIZE), "munmap of the misplaced probe page");
+            error = Errno.EEXIST;
+        }
+
+        return error;
+    }
+
+    private static HostFacts Probe()
+    {
+        bool zeroPage = ProbeReadFaultZeroPage(out bool? pagemapShowsZeroPage);
+        return new HostFacts(zeroPage, pagemapShowsZeroPage, ReadMmapMinAddress(), ReadEffectiveCapabilities(),
+            ProbeFixedMapOfPageZero(), ReadTransparentHugePages());
+    }
+
+    // smaps Rss of the one VMA [start, start + length): 0 → zero page, every page counted → private pages.
+    private static bool ZeroPageByRss(ulong start, ulong length, string how)
+    {
+        SmapsEntry entry = HostSmaps.ReadRegion(start, start + length).Single();
+        if (entry.Start != start || entry.End != start + length)
+        {
+            throw new InvalidOperationException($"zero-page probe: the {how} group merged into VMA {entry.Start:x}-{entry.End:x}");
+        }
+
+        if (entry.RssKb != 0 && entry.RssKb != length / 1024)
+        {
+            throw new InvalidOperationException($"zero-page probe: {how} of {length / 1024} kB left Rss {entry.RssKb} kB");
+        }
+
+        return entry.RssKb == 0;
+    }
+
+    // One PFN for every read page means the zero page; null when pagemap hides PFNs (no CAP_SYS_ADMIN).
+    private static bool? ZeroPageByPagemap(ulong loaded, ulong remote)
+    {
+        Span<ulong> entries = stackalloc ulong[2 * ZeroPageProbePages];
+        HostPagemap.ReadEntries(loaded, entries[..ZeroPageProbePages]);
+        HostPagemap.ReadEntries(remote, entries[ZeroPageProbePages..]);
+        ulong first = entries[0] & HostPagemap.PM_PFN_MASK;
+        if (first == 0)
         {
             return null;
         }
-        catch (UnauthorizedAccessException)
+
+        bool allSame = true;
+        foreach (ulong entry in entries)
         {
-            return null;
+            allSame &= (entry & HostPagemap.PM_PFN_MASK) == first;
+        }
+
+        return allSame;
+    }
+
+    private static ulong ReadMmapMinAddress() =>
+        ulong.Parse(File.ReadAllText("/proc/sys/vm/mmap_min_addr").Trim(), CultureInfo.InvariantCulture);
+
+    private static ulong ReadEffectiveCapabilities()
+    {
+        foreach (string line in File.ReadLines("/proc/self/status"))
+        {
+            if (line.StartsWith("CapEff:", StringComparison.Ordinal))
+            {
+                return ulong.Parse(line["CapEff:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidOperationException("/proc/self/status has no CapEff line");
+    }
+
+    // "always [madvise] never": the bracketed word is the one in force.
+    private static string ReadTransparentHugePages()
+    {
+        const string path = "/sys/kernel/mm/transparent_hugepage/enabled";
+        if (!File.Exists(path))
+        {
+            return "unavailable";
+        }
+
+        string text = File.ReadAllText(path);
+        int open = text.IndexOf('['), close = text.IndexOf(']');
+        return open >= 0 && close > open ? text[(open + 1)..close] : text.Trim();
+    }
+
+    private static void Require(int error, string what)
+    {
+        if (error != 0)
+        {
+            throw new InvalidOperationException($"{what} failed: {Errno.Name(error)}");
         }
     }
 }

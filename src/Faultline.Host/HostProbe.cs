@@ -11,7 +11,8 @@ public static class HostProbe
 {
     /// <summary>
     /// Reads one byte through process_vm_readv. A successful read faults the page in like a
-    /// read access would (untouched private anonymous pages get the shared zero page).
+    /// read access would: an untouched private anonymous page gets the shared zero page, or a
+    /// private zeroed page on a host without it (<see cref="HostFacts.ReadFaultMapsZeroPage"/>).
     /// </summary>
     /// <param name="addr">Address to read.</param>
     /// <param name="value">The byte read, 0 on failure.</param>

@@ -14,12 +14,21 @@ public static class HostSmaps
     /// <param name="start">Start of the range.</param>
     /// <param name="end">End of the range (exclusive).</param>
     /// <returns>Entries in address order (unclipped VMA bounds).</returns>
-    public static List<SmapsEntry> ReadRegion(ulong start, ulong end)
+    public static List<SmapsEntry> ReadRegion(ulong start, ulong end) => Parse(ProcFile.ReadAll("/proc/self/smaps"), start, end);
+
+    /// <summary>
+    /// Parses smaps text (the kernel's, or any producer of the same format such as Faultline's <c>GetSmaps</c>) and
+    /// returns the entries of every VMA intersecting [<paramref name="start"/>, <paramref name="end"/>).
+    /// </summary>
+    /// <param name="text">The smaps text, ASCII.</param>
+    /// <param name="start">Start of the range.</param>
+    /// <param name="end">End of the range (exclusive).</param>
+    /// <returns>Entries in address order (unclipped VMA bounds).</returns>
+    public static List<SmapsEntry> Parse(ReadOnlySpan<byte> text, ulong start, ulong end)
     {
         List<SmapsEntry> result = [];
-        ReadOnlySpan<byte> text = ProcFile.ReadAll("/proc/self/smaps");
         bool inRange = false;
-        ulong vs = 0, ve = 0, size = 0, rss = 0, anon = 0, referenced = 0, thp = 0, swap = 0;
+        ulong vs = 0, ve = 0, size = 0, rss = 0, privateDirty = 0, anon = 0, referenced = 0, thp = 0, swap = 0;
         string perms = string.Empty;
         while (!text.IsEmpty)
         {
@@ -46,7 +55,7 @@ public static class HostSmaps
                 if (inRange)
                 {
                     perms = Encoding.ASCII.GetString(ProcFile.Token(ref s));
-                    size = rss = anon = referenced = thp = swap = 0;
+                    size = rss = privateDirty = anon = referenced = thp = swap = 0;
                 }
 
                 continue;
@@ -68,7 +77,7 @@ public static class HostSmaps
             if (key.SequenceEqual("VmFlags"u8))
             {
                 // VmFlags is the last field of each VMA block.
-                result.Add(new SmapsEntry(vs, ve, perms, size, rss, anon, referenced, thp, swap,
+                result.Add(new SmapsEntry(vs, ve, perms, size, rss, privateDirty, anon, referenced, thp, swap,
                     Encoding.ASCII.GetString(rest).TrimEnd()));
                 inRange = false;
                 continue;
@@ -81,6 +90,10 @@ public static class HostSmaps
             else if (key.SequenceEqual("Rss"u8))
             {
                 rss = ProcFile.ParseDec(ref rest);
+            }
+            else if (key.SequenceEqual("Private_Dirty"u8))
+            {
+                privateDirty = ProcFile.ParseDec(ref rest);
             }
             else if (key.SequenceEqual("Anonymous"u8))
             {

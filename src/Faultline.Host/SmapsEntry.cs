@@ -8,7 +8,8 @@ namespace Faultline.Host;
 /// <param name="End">VMA end (exclusive).</param>
 /// <param name="Perms">Permission string, e.g. "rw-p".</param>
 /// <param name="SizeKb">"Size:" in KiB (virtual size).</param>
-/// <param name="RssKb">"Rss:" in KiB (resident; pages mapped to the shared zero page are NOT counted, although pagemap reports them present).</param>
+/// <param name="RssKb">"Rss:" in KiB (resident; pages mapped to the shared zero page are NOT counted, although pagemap reports them present; whether a read fault maps the zero page is <see cref="HostFacts.ReadFaultMapsZeroPage"/>).</param>
+/// <param name="PrivateDirtyKb">"Private_Dirty:" in KiB (pages mapped once whose PTE or page is dirty).</param>
 /// <param name="AnonymousKb">"Anonymous:" in KiB.</param>
 /// <param name="ReferencedKb">"Referenced:" in KiB.</param>
 /// <param name="AnonHugePagesKb">"AnonHugePages:" in KiB (THP-backed part).</param>
@@ -20,6 +21,7 @@ public sealed record SmapsEntry(
     string Perms,
     ulong SizeKb,
     ulong RssKb,
+    ulong PrivateDirtyKb,
     ulong AnonymousKb,
     ulong ReferencedKb,
     ulong AnonHugePagesKb,

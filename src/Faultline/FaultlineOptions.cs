@@ -25,9 +25,9 @@ public sealed record FaultlineOptions
     public ulong MmapBase { get; init; } = 0x7F00_0000_0000;
 
     /// <summary>
-    /// A read fault on anonymous memory maps the shared zero page, as most Linux builds do; with false it takes a private
-    /// zeroed frame instead, as a kernel with <c>mm_forbids_zeropage</c> (s390, or a host booted without the zero page)
-    /// does. The frame is then resident and, in a writable mapping, writable and dirty at once. Default true.
+    /// A read fault on untouched private anonymous memory maps the shared zero page read-only (Rss stays 0 until a
+    /// write copies it). When false, as with <c>mm_forbids_zeropage</c>, the read allocates a private zeroed frame that
+    /// counts in Rss and is mapped writable and dirty if the mapping is writable. Default true.
     /// </summary>
     public bool MapZeroPageOnRead { get; init; } = true;
 

@@ -158,10 +158,10 @@ internal static class MemoryFaultHandler
     }
 
     /// <summary>
-    /// <c>do_anonymous_page</c>: a read maps the shared zero frame read-only, unless the address space forbids the zero
-    /// page (<c>mm_forbids_zeropage</c>); a write, or a read then, allocates and zeroes a frame, writable and dirty if
-    /// the VMA is writable (<c>pte_mkwrite(pte_mkdirty(entry))</c> under <c>VM_WRITE</c>), else read-only and clean. The
-    /// PTE is installed only if still empty under the PTE lock; the loser of a race gives its frame back.
+    /// <c>do_anonymous_page</c>: a read maps the shared zero frame read-only, unless the address space forbids it
+    /// (<c>mm_forbids_zeropage</c>, <see cref="MmSettings.MapZeroPageOnRead"/> off); otherwise a zeroed frame is
+    /// allocated and mapped, writable and dirty only if the VMA has VM_WRITE. The PTE is installed only if still empty
+    /// under the PTE lock; the loser of a race gives its frame back.
     /// </summary>
     public static FaultResult DoAnonymousPage(ref FaultContext fault)
     {
@@ -205,6 +205,8 @@ internal static class MemoryFaultHandler
         }
         mm.Memory.PrepareZeroed(pfn);
         mm.Probes.Hit(ProbePoint.AnonymousBeforePteLock);
+        // "if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry))": a write fault always has VM_WRITE;
+        // a read without the zero page maps a read-only VMA's frame read-only and clean, as nothing was written.
         bool writable = (fault.VmaFlags & VmFlags.Write) != 0;
         ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (writable ? Pte.Dirty : 0);
         if (!PteMapLock(ref fault))

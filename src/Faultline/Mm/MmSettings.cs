@@ -13,8 +13,7 @@ namespace Faultline.Mm;
 /// <param name="MmapMinAddress"><c>vm.mmap_min_addr</c>.</param>
 /// <param name="MmapBase"><c>mm->mmap_base</c>: top-down placement starts below it.</param>
 /// <param name="MapZeroPageOnRead">
-/// A read fault of anonymous memory maps the shared zero frame; false gives it a private zeroed frame instead (the
-/// kernel's <c>mm_forbids_zeropage</c>).
+/// A read fault on empty anonymous memory maps the shared zero frame; false is <c>mm_forbids_zeropage</c>.
 /// </param>
 internal readonly record struct MmSettings(
     int FrameCount,
@@ -24,4 +23,4 @@ internal readonly record struct MmSettings(
     int MaxMapCount,
     ulong MmapMinAddress,
     ulong MmapBase,
-    bool MapZeroPageOnRead = true);
+    bool MapZeroPageOnRead);

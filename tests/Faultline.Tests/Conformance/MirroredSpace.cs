@@ -5,7 +5,9 @@ namespace Faultline.Tests.Conformance;
 
 /// <summary>
 /// One host region and one Faultline address space at the same addresses, driven by the same operations; compares
-/// the maps lines, access outcomes, data and residency of the region after each step.
+/// the maps lines, access outcomes, data and residency of the region after each step. Faultline maps the zero page on
+/// a read fault exactly when the host does (<see cref="HostFacts.ReadFaultMapsZeroPage"/>), so residency and Rss are
+/// compared exactly on either kind of host.
 /// </summary>
 internal sealed class MirroredSpace : IDisposable
 {
@@ -13,19 +15,23 @@ internal sealed class MirroredSpace : IDisposable
 
     private readonly HostRegion _host;
     private readonly StringBuilder _log = new();
+    private readonly Cpu? _idleUser;
 
-    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock)
+    /// <param name="host">The region, reset to one PROT_NONE reservation on both sides.</param>
+    /// <param name="path">Faultline's fault path.</param>
+    /// <param name="mapZeroPageOnRead">Overrides the probed host setting (to show a mismatch is detected).</param>
+    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock, bool? mapZeroPageOnRead = null)
     {
         _host = host;
         Space = new AddressSpace(new FaultlineOptions
         {
             FaultPath = path,
             PhysicalMemoryBytes = 32 << 20,
-            // The host decides whether read faults map the zero page; Faultline is configured to do the same, so
-            // residency and Rss compare exactly on either kind of host.
-            MapZeroPageOnRead = HostFacts.ReadFaultMapsZeroPage,
+            MapZeroPageOnRead = mapZeroPageOnRead ?? HostFacts.Current.ReadFaultMapsZeroPage,
         });
         Cpu = Space.AttachCpu();
+        // The speculative path runs only with more than one user (mm_users > 1); a second, idle Cpu makes it run.
+        _idleUser = path == FaultPath.Speculative ? Space.AttachCpu() : null;
         int hostReset = _host.Map(_host.Start, _host.Size, Linux.PROT_NONE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS | Linux.MAP_FIXED | Linux.MAP_NORESERVE);
         Errno ours = Space.TryMap(_host.Start, _host.Size, Protection.None, MapFlags.PrivateAnonymous | MapFlags.Fixed | MapFlags.NoReserve, out _);
         if (hostReset != 0 || ours != Errno.None)
@@ -34,6 +40,10 @@ internal sealed class MirroredSpace : IDisposable
         }
         Log("reset: PROT_NONE MAP_NORESERVE reservation");
     }
+
+    /// <summary>The line a conformance test logs: which read-fault mode the host is in and that Faultline matches it.</summary>
+    public static string HostMode =>
+        $"host: read faults map the zero page: {(HostFacts.Current.ReadFaultMapsZeroPage ? "yes" : "no (private zeroed pages)")}; Faultline configured to match";
 
     public AddressSpace Space { get; }
     public Cpu Cpu { get; }
@@ -127,16 +137,36 @@ internal sealed class MirroredSpace : IDisposable
         return null;
     }
 
-    /// <summary>smaps Rss of each VMA of the region against ours; null when equal.</summary>
-    public string? CompareRss()
+    /// <summary>
+    /// smaps Rss, Anonymous and Private_Dirty of each VMA of the region, the host's against ours (one parser reads
+    /// both texts); null when equal.
+    /// </summary>
+    public string? CompareSmaps()
     {
-        foreach (SmapsEntry entry in HostSmaps.ReadRegion(Start, End))
+        List<SmapsEntry> host = HostSmaps.ReadRegion(Start, End);
+        List<SmapsEntry> ours = HostSmaps.Parse(Encoding.ASCII.GetBytes(Space.GetSmaps()), Start, End);
+        if (host.Count != ours.Count)
         {
-            ulong from = Math.Max(entry.Start, Start), to = Math.Min(entry.End, End);
-            long ours = Space.CountResidentPages(from, to) * 4;
-            if (entry.RssKb != (ulong)ours)
+            return $"smaps: host {host.Count} VMAs, ours {ours.Count}";
+        }
+        foreach ((SmapsEntry h, SmapsEntry o) in host.Zip(ours))
+        {
+            string range = $"{Math.Max(h.Start, Start):x}-{Math.Min(h.End, End):x}";
+            if ((Math.Max(h.Start, Start), Math.Min(h.End, End)) != (Math.Max(o.Start, Start), Math.Min(o.End, End)))
             {
-                return $"Rss of {from:x}-{to:x}: host {entry.RssKb} kB, ours {ours} kB";
+                return $"smaps: host VMA {range}, ours {o.Start:x}-{o.End:x}";
+            }
+            if (h.RssKb != o.RssKb)
+            {
+                return $"Rss of {range}: host {h.RssKb} kB, ours {o.RssKb} kB";
+            }
+            if (h.AnonymousKb != o.AnonymousKb)
+            {
+                return $"Anonymous of {range}: host {h.AnonymousKb} kB, ours {o.AnonymousKb} kB";
+            }
+            if (h.PrivateDirtyKb != o.PrivateDirtyKb)
+            {
+                return $"Private_Dirty of {range}: host {h.PrivateDirtyKb} kB, ours {o.PrivateDirtyKb} kB";
             }
         }
         return null;
@@ -144,6 +174,7 @@ internal sealed class MirroredSpace : IDisposable
 
     public void Dispose()
     {
+        _idleUser?.Dispose();
         Cpu.Dispose();
         Space.Dispose();
     }

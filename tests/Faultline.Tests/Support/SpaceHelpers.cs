@@ -19,6 +19,14 @@ internal static class SpaceHelpers
     /// <summary>A copy of the counters, to take deltas against.</summary>
     public static Dictionary<string, long> Counters(AddressSpace space) => new(space.GetCounters());
 
+    /// <summary>The counter of faults a path completed itself, without falling back to the mmap-lock path.</summary>
+    public static string HandledOnPathCounter(FaultPath path) => path switch
+    {
+        FaultPath.Speculative => "spf_success",
+        FaultPath.VmaLock => "VMA_LOCK_SUCCESS",
+        _ => "mmap_lock_fault",
+    };
+
     /// <summary>How much a counter moved since <paramref name="before"/>.</summary>
     public static long Delta(Dictionary<string, long> before, AddressSpace space, string name) =>
         space.GetCounters()[name] - before[name];
