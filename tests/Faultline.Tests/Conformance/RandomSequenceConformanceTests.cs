@@ -35,6 +35,7 @@ public class RandomSequenceConformanceTests
     [Fact]
     public void FiveHundredSequencesOfFortyStepsMatchTheHostKernel()
     {
+        _output.WriteLine(HostFacts.Current.Describe());
         _output.WriteLine(MirroredSpace.HostMode);
         string? replay = Environment.GetEnvironmentVariable("FAULTLINE_CONFORMANCE_SEED");
         using var region = new HostRegion(Pages * MirroredSpace.Page);
@@ -45,7 +46,6 @@ public class RandomSequenceConformanceTests
             steps += RunSequence(region, seed, FaultPath.MmapLock).Steps;
             sequences++;
         }
-        _output.WriteLine($"host: {HostFacts.Describe()}; Faultline configured to match");
         _output.WriteLine($"{sequences} sequences, {steps} steps, 0 differences (seeds {BaseSeed}..{BaseSeed + Sequences - 1})");
         Assert.True(sequences >= (replay is null ? Sequences : 1));
     }
@@ -54,6 +54,7 @@ public class RandomSequenceConformanceTests
     [MemberData(nameof(Paths))]
     public void EveryFaultPathMatchesTheHostKernel(FaultPath path)
     {
+        _output.WriteLine(HostFacts.Current.Describe());
         _output.WriteLine(MirroredSpace.HostMode);
         using var region = new HostRegion(Pages * MirroredSpace.Page);
         long handledOnPath = 0;
