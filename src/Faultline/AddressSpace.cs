@@ -184,8 +184,8 @@ public sealed class AddressSpace : IDisposable
             // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
             return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), vma =>
             {
-                (long rss, long _, long referenced) = _mm.PageTable.CountResident(vma.Start, vma.End);
-                return (rss, referenced, CountDirty(vma.Start, vma.End));
+                ResidentCounts counts = _mm.PageTable.CountResident(vma.Start, vma.End);
+                return (counts.Rss, counts.Referenced, counts.Dirty);
             });
         }
         finally
@@ -275,22 +275,6 @@ public sealed class AddressSpace : IDisposable
         }
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase);
-    }
-
-    // Pages of [start, end) mapping a refcounted frame with the dirty bit; [start, end) lies in a VMA of the published
-    // tree and the mmap read lock is held (see IsResident).
-    private long CountDirty(ulong start, ulong end)
-    {
-        long dirty = 0;
-        for (ulong page = start; page < end; page += PageGeometry.PageSize)
-        {
-            ulong pte = _mm.PageTable.Lookup(page, _mm.Probes);
-            if (Pte.MapsFrame(pte) && (pte & Pte.Special) == 0 && (pte & Pte.Dirty) != 0)
-            {
-                dirty++;
-            }
-        }
-        return dirty;
     }
 
     // mmap_read_lock for a diagnostic walk, refusing an address space being torn down: its Dispose sets the mark
