@@ -18,7 +18,7 @@ internal sealed unsafe class PageTable
 {
     private const int EntriesPerTable = PageGeometry.EntriesPerTable;
     private const int PgdShift = PageGeometry.PgdShift, PudShift = PageGeometry.PudShift, PmdShift = PageGeometry.PmdShift, PteShift = PageGeometry.PageShift;
-    private const ulong PmdSpan = PageGeometry.PmdSize, PudSpan = PageGeometry.PudSize, PgdSpan = PageGeometry.PgdSize;
+    private const ulong PmdSpan = PageGeometry.PmdSize;
 
     private readonly PhysicalMemory _memory;
     private readonly long _root;
