@@ -5,6 +5,7 @@ using Faultline.Diagnostics;
 using Faultline.Faults;
 using Faultline.Mm;
 using Faultline.Paging;
+using Faultline.Syscalls;
 
 namespace Faultline;
 
@@ -42,7 +43,9 @@ public sealed class AddressSpace : IDisposable
     private static long s_nextId;
 
     private readonly MemoryDescriptor _mm;
-    private readonly MappingOperations _operations;
+    private readonly MmapSyscall _mmap;
+    private readonly MunmapSyscall _munmap;
+    private readonly MprotectSyscall _mprotect;
     private readonly FaultlineMetrics _metrics;
     private readonly object _populateGate = new();
 
@@ -51,7 +54,12 @@ public sealed class AddressSpace : IDisposable
     {
         Options = options ?? new FaultlineOptions();
         _mm = new MemoryDescriptor(SettingsFrom(Options));
-        _operations = new MappingOperations(_mm);
+        // One editor per address space: the system calls use it only under the mmap write lock.
+        var editor = new VmaEditor(_mm);
+        var unmapper = new RegionUnmapper(_mm, editor);
+        _mmap = new MmapSyscall(_mm, editor, unmapper, this);
+        _munmap = new MunmapSyscall(_mm, unmapper, this);
+        _mprotect = new MprotectSyscall(_mm, editor, this);
         Id = Interlocked.Increment(ref s_nextId);
         _metrics = new FaultlineMetrics(_mm, Id);
     }
@@ -114,7 +122,7 @@ public sealed class AddressSpace : IDisposable
     public Errno TryMap(ulong address, ulong length, Protection protection, MapFlags flags, out ulong mapped)
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
-        Errno error = _operations.Map(address, length, protection, flags, out mapped);
+        Errno error = _mmap.Map(address, length, protection, flags, out mapped);
         if (error == Errno.None && (flags & MapFlags.Populate) != 0)
         {
             Populate(mapped, PageGeometry.PageAlign(length), (protection & Protection.Write) != 0);
@@ -137,7 +145,7 @@ public sealed class AddressSpace : IDisposable
     public Errno TryUnmap(ulong address, ulong length)
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
-        return _operations.Unmap(address, length);
+        return _munmap.Unmap(address, length);
     }
 
     /// <summary><c>mprotect</c>.</summary>
@@ -155,7 +163,7 @@ public sealed class AddressSpace : IDisposable
     public Errno TryProtect(ulong address, ulong length, Protection protection)
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
-        return _operations.Protect(address, length, protection);
+        return _mprotect.Protect(address, length, protection);
     }
 
     /// <summary>Attaches a new Cpu (<c>mm_users</c> rises).</summary>
@@ -178,14 +186,14 @@ public sealed class AddressSpace : IDisposable
     /// </summary>
     public string GetSmaps()
     {
-        EnterReadUnlessExiting();
+        _mm.EnterReadUnlessExiting(this);
         try
         {
             // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
             return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), vma =>
             {
-                (long rss, long _, long referenced) = _mm.PageTable.CountResident(vma.Start, vma.End);
-                return (rss, referenced, CountDirty(vma.Start, vma.End));
+                ResidentCounts counts = _mm.PageTable.CountResident(vma.Start, vma.End);
+                return (counts.Rss, counts.Referenced, counts.Dirty);
             });
         }
         finally
@@ -201,7 +209,7 @@ public sealed class AddressSpace : IDisposable
     /// </summary>
     public bool IsResident(ulong address)
     {
-        EnterReadUnlessExiting();
+        _mm.EnterReadUnlessExiting(this);
         try
         {
             // pagemap walks VMAs only: munmap takes the VMA out of the tree before it zaps and frees tables (then
@@ -221,7 +229,7 @@ public sealed class AddressSpace : IDisposable
     /// </summary>
     public long CountResidentPages(ulong start, ulong end)
     {
-        EnterReadUnlessExiting();
+        _mm.EnterReadUnlessExiting(this);
         try
         {
             long rss = 0;
@@ -275,34 +283,6 @@ public sealed class AddressSpace : IDisposable
         }
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead);
-    }
-
-    // Pages of [start, end) mapping a refcounted frame with the dirty bit; [start, end) lies in a VMA of the published
-    // tree and the mmap read lock is held (see IsResident).
-    private long CountDirty(ulong start, ulong end)
-    {
-        long dirty = 0;
-        for (ulong page = start; page < end; page += PageGeometry.PageSize)
-        {
-            ulong pte = _mm.PageTable.Lookup(page, _mm.Probes);
-            if (Pte.MapsFrame(pte) && (pte & Pte.Special) == 0 && (pte & Pte.Dirty) != 0)
-            {
-                dirty++;
-            }
-        }
-        return dirty;
-    }
-
-    // mmap_read_lock for a diagnostic walk, refusing an address space being torn down: its Dispose sets the mark
-    // before taking the lock for write, so a reader that gets the lock after the teardown sees the mark.
-    private void EnterReadUnlessExiting()
-    {
-        _mm.MmapLock.EnterRead();
-        if (_mm.IsExiting)
-        {
-            _mm.MmapLock.ExitRead();
-            ObjectDisposedException.ThrowIf(true, this);
-        }
     }
 
     // MAP_POPULATE (populate_vma_page_range): fault every page in, writing for private writable memory, from a

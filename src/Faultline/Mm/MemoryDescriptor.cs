@@ -82,6 +82,34 @@ internal sealed class MemoryDescriptor : IDisposable
     public bool IsExiting => Volatile.Read(ref _exiting) != 0;
 
     /// <summary>
+    /// <c>mmap_write_lock</c>, refusing an address space being torn down with <see cref="ObjectDisposedException"/>
+    /// naming <paramref name="owner"/> (the public object the caller serves).
+    /// </summary>
+    public void EnterWriteUnlessExiting(object owner)
+    {
+        MmapLock.EnterWrite();
+        // Dispose sets the mark before taking this lock, so a writer that gets the lock after the teardown sees the
+        // mark (the lock's release and acquire order it).
+        if (IsExiting)
+        {
+            MmapLock.ExitWrite();
+            ObjectDisposedException.ThrowIf(true, owner);
+        }
+    }
+
+    /// <summary><c>mmap_read_lock</c> for a diagnostic walk, refusing an address space being torn down (as <see cref="EnterWriteUnlessExiting"/>).</summary>
+    public void EnterReadUnlessExiting(object owner)
+    {
+        MmapLock.EnterRead();
+        // As above: the lock orders this read after the mark Dispose set before taking the lock for write.
+        if (IsExiting)
+        {
+            MmapLock.ExitRead();
+            ObjectDisposedException.ThrowIf(true, owner);
+        }
+    }
+
+    /// <summary>
     /// Registers a Cpu: its read section joins the grace-period domain, its claim the teardown's wait, its counters
     /// the totals. False, registering nothing, once the address space is being torn down.
     /// </summary>

@@ -18,7 +18,7 @@ internal sealed unsafe class PageTable
 {
     private const int EntriesPerTable = PageGeometry.EntriesPerTable;
     private const int PgdShift = PageGeometry.PgdShift, PudShift = PageGeometry.PudShift, PmdShift = PageGeometry.PmdShift, PteShift = PageGeometry.PageShift;
-    private const ulong PmdSpan = PageGeometry.PmdSize, PudSpan = PageGeometry.PudSize, PgdSpan = PageGeometry.PgdSize;
+    private const ulong PmdSpan = PageGeometry.PmdSize;
 
     private readonly PhysicalMemory _memory;
     private readonly long _root;
@@ -299,107 +299,46 @@ internal sealed unsafe class PageTable
         return ReadPte(at);
     }
 
+    /// <summary>A walker over this table (<c>walk_page_range</c>); see <see cref="PageRangeWalker"/> for its locking.</summary>
+    public PageRangeWalker Walker => new(_memory, _root);
+
+    /// <summary>The entries of a table page.</summary>
+    public ulong* Entries(long table) => (ulong*)_memory.FrameAddress(table);
+
     /// <summary>
-    /// Visits every existing PTE table that intersects [start, end): the callback gets the table, the first and the
-    /// last+1 index within it, and the virtual address of index 0. Caller holds mmap_lock for write (tables stable).
+    /// Installs a huge PMD mapping <paramref name="pfn"/> at the PMD-aligned <paramref name="address"/>, allocating the
+    /// upper levels; the PMD slot must be empty. A test hook until transparent huge pages produce such entries.
     /// </summary>
-    public void ForEachPteTable(ulong start, ulong end, Action<long, int, int, ulong> visit)
+    internal void InstallHugePmdForTest(ulong address, long pfn, PageProtection protection, bool writable, FrameCache frames)
     {
-        ulong address = start;
-        while (address < end)
+        Debug.Assert((address & (PmdSpan - 1)) == 0, "a huge PMD is PMD-aligned");
+        long pudTable = EnsureTable(_root, IndexOf(address, PgdShift), frames);
+        long pmdTable = pudTable < 0 ? -1 : EnsureTable(pudTable, IndexOf(address, PudShift), frames);
+        if (pmdTable < 0)
         {
-            ulong tableBase = address & ~(PmdSpan - 1);
-            ulong next = Math.Min(tableBase + PmdSpan, end);
-            if (TryGetPteTable(address, out long pteTable))
-            {
-                int first = IndexOf(address, PteShift);
-                int last = next == tableBase + PmdSpan ? EntriesPerTable : IndexOf(next, PteShift);
-                visit(pteTable, first, last, tableBase);
-                address = next;
-            }
-            else
-            {
-                address = NextPopulatedBoundary(address, end);
-            }
+            throw new OutOfMemoryException("no frame for a page table");
         }
-    }
-
-    private bool TryGetPteTable(ulong address, out long pteTable)
-    {
-        pteTable = 0;
-        ulong pgd = Volatile.Read(ref Slot(_root, IndexOf(address, PgdShift)));
-        if (pgd == 0)
-        {
-            return false;
-        }
-        ulong pud = Volatile.Read(ref Slot(Pte.Frame(pgd), IndexOf(address, PudShift)));
-        if (pud == 0)
-        {
-            return false;
-        }
-        ulong pmd = Volatile.Read(ref Slot(Pte.Frame(pud), IndexOf(address, PmdShift)));
-        if (pmd == 0)
-        {
-            return false;
-        }
-        pteTable = Pte.Frame(pmd);
-        return true;
-    }
-
-    // Skips whole empty upper-level spans so sparse walks of huge ranges stay cheap.
-    private ulong NextPopulatedBoundary(ulong address, ulong end)
-    {
-        ulong pgd = Volatile.Read(ref Slot(_root, IndexOf(address, PgdShift)));
-        ulong span = PgdSpan;
-        if (pgd != 0)
-        {
-            ulong pud = Volatile.Read(ref Slot(Pte.Frame(pgd), IndexOf(address, PudShift)));
-            span = pud == 0 ? PudSpan : PmdSpan;
-        }
-        ulong next = (address & ~(span - 1)) + span;
-        return next < address || next > end ? end : next;
+        EnterPageTableLock();
+        ref ulong slot = ref Slot(pmdTable, IndexOf(address, PmdShift));
+        Debug.Assert(slot == 0, "the PMD slot is empty");
+        // Release store: the frame's metadata is visible before the entry (pairs with the walkers' acquire loads).
+        Volatile.Write(ref slot, Pte.MakeLeaf(pfn, protection, writable, special: false) | Pte.Huge);
+        ExitPageTableLock();
     }
 
     /// <summary>
-    /// <c>zap_pte_range</c> over [start, end): clears every PTE under its table's lock and hands the frames to
-    /// <paramref name="gather"/>. When the batch fills, the TLB flush and grace period happen with the PTE lock held,
-    /// as the kernel's forced flush does. Returns the number of refcounted (anonymous) pages unmapped.
+    /// <c>unmap_page_range</c> over [start, end): clears every PTE under its table's lock (and every huge PMD under
+    /// <c>page_table_lock</c>) and hands the frames to <paramref name="gather"/> (<see cref="ZapVisitor"/>). When the
+    /// batch fills, the TLB flush and grace period happen with the PTE lock held, as the kernel's forced flush does.
+    /// Returns the number of refcounted (anonymous) pages unmapped. Caller holds mmap_lock (for write, or for read
+    /// after a downgrade) and has taken the range's VMAs out of the tree; only it frees tables there.
     /// </summary>
     public long Zap(ulong start, ulong end, MmuGather gather, ProbeSet probes)
     {
         SynchronizeWithTableInstallers();
-        long unmapped = 0;
-        ForEachPteTable(start, end, (pteTable, first, last, tableBase) =>
-        {
-            ref int ptl = ref PteLock(pteTable);
-            SpinWord.Enter(ref ptl);
-            ulong* entries = (ulong*)_memory.FrameAddress(pteTable);
-            for (int i = first; i < last; i++)
-            {
-                ulong entry = entries[i];
-                if (entry == 0)
-                {
-                    continue;
-                }
-                Volatile.Write(ref entries[i], 0UL);
-                gather.NoteTranslationChange(tableBase + ((ulong)i << PteShift));
-                if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
-                {
-                    gather.RemoveMapping(Pte.Frame(entry));
-                    unmapped++;
-                }
-                if (gather.IsFull)
-                {
-                    // force_flush: the TLB flush happens under the PTE lock, the frees after dropping it.
-                    gather.FlushTlb(probes);
-                    SpinWord.Exit(ref ptl);
-                    gather.FreeGathered();
-                    SpinWord.Enter(ref ptl);
-                }
-            }
-            SpinWord.Exit(ref ptl);
-        });
-        return unmapped;
+        var zap = new ZapVisitor(this, gather, probes);
+        Walker.Walk(start, end, ref zap);
+        return zap.Unmapped;
     }
 
     /// <summary>
@@ -520,73 +459,25 @@ internal sealed unsafe class PageTable
     }
 
     /// <summary>
-    /// <c>change_pte_range</c>: rewrites the protection of every PTE mapping a frame in [start, end) under its PTE
-    /// lock. <paramref name="writable"/> decides per frame whether the new entry may be writable (exclusive
-    /// anonymous frames only: others must fault to copy). Notes narrowing changes in <paramref name="gather"/>.
+    /// <c>change_protection</c>: rewrites the protection of every entry mapping a frame in [start, end) under its
+    /// lock (<see cref="ChangeProtectionVisitor"/>). <paramref name="vmaMayWrite"/>: the VMA's new flags allow writable
+    /// PTEs (private and writable); exclusive anonymous frames then become writable in place, others must fault to
+    /// copy. Notes narrowing changes in <paramref name="gather"/>. Caller holds mmap_lock for write.
     /// </summary>
-    public void ChangeProtection(ulong start, ulong end, PageProtection protection, Func<long, bool> writable, MmuGather gather)
+    public void ChangeProtection(ulong start, ulong end, PageProtection protection, bool vmaMayWrite, MmuGather gather)
     {
-        ForEachPteTable(start, end, (pteTable, first, last, tableBase) =>
-        {
-            ref int ptl = ref PteLock(pteTable);
-            SpinWord.Enter(ref ptl);
-            ulong* entries = (ulong*)_memory.FrameAddress(pteTable);
-            for (int i = first; i < last; i++)
-            {
-                ulong entry = entries[i];
-                if (!Pte.MapsFrame(entry))
-                {
-                    continue;
-                }
-                bool mayWrite = (entry & Pte.Special) == 0 && writable(Pte.Frame(entry));
-                ulong updated = Pte.Modify(entry, protection, mayWrite);
-                if (updated == entry)
-                {
-                    continue;
-                }
-                Volatile.Write(ref entries[i], updated);
-                if (Narrows(entry, updated))
-                {
-                    gather.NoteTranslationChange(tableBase + ((ulong)i << PteShift));
-                }
-            }
-            SpinWord.Exit(ref ptl);
-        });
+        var change = new ChangeProtectionVisitor(this, protection, vmaMayWrite, gather);
+        Walker.Walk(start, end, ref change);
     }
 
-    private static bool Narrows(ulong before, ulong after) =>
-        (Pte.IsPresent(before) && !Pte.IsPresent(after))
-        || ((before & Pte.Writable) != 0 && (after & Pte.Writable) == 0)
-        || ((before & Pte.NoExecute) == 0 && (after & Pte.NoExecute) != 0);
-
     /// <summary>
-    /// Counts PTEs in [start, end): mapping a refcounted frame (Rss), any frame (present), and referenced. The caller
-    /// holds mmap_lock and [start, end) lies inside VMAs of the published tree (see <see cref="Lookup"/>).
+    /// Counts the entries in [start, end) (<see cref="ResidentCounts"/>). The caller holds mmap_lock and
+    /// [start, end) lies inside VMAs of the published tree (see <see cref="Lookup"/>).
     /// </summary>
-    public (long Rss, long Present, long Referenced) CountResident(ulong start, ulong end)
+    public ResidentCounts CountResident(ulong start, ulong end)
     {
-        long rss = 0, present = 0, referenced = 0;
-        ForEachPteTable(start, end, (pteTable, first, last, _) =>
-        {
-            ulong* entries = (ulong*)_memory.FrameAddress(pteTable);
-            for (int i = first; i < last; i++)
-            {
-                ulong entry = Volatile.Read(ref entries[i]);
-                if (!Pte.MapsFrame(entry))
-                {
-                    continue;
-                }
-                present++;
-                if ((entry & Pte.Special) == 0)
-                {
-                    rss++;
-                    if ((entry & Pte.Accessed) != 0)
-                    {
-                        referenced++;
-                    }
-                }
-            }
-        });
-        return (rss, present, referenced);
+        var count = new ResidencyCountVisitor(this);
+        Walker.Walk(start, end, ref count);
+        return count.Counts;
     }
 }

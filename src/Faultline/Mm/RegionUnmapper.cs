@@ -1,0 +1,70 @@
+using Faultline.Areas;
+using Faultline.Concurrency;
+using Faultline.Paging;
+using Faultline.VmStat;
+
+namespace Faultline.Mm;
+
+/// <summary>
+/// Removing a range of mappings (<c>do_vmi_align_munmap</c>: <c>vms_gather_munmap_vmas</c>, then
+/// <c>vms_complete_munmap_vmas</c> with <c>unmap_region</c>): munmap and a MAP_FIXED mmap over existing mappings
+/// share it.
+/// </summary>
+internal sealed class RegionUnmapper
+{
+    private readonly MemoryDescriptor _mm;
+    private readonly VmaEditor _editor;
+
+    /// <summary>The unmapper of <paramref name="mm"/>, editing through <paramref name="editor"/>.</summary>
+    public RegionUnmapper(MemoryDescriptor mm, VmaEditor editor)
+    {
+        _mm = mm;
+        _editor = editor;
+    }
+
+    /// <summary>
+    /// The VMA count after removing [start, end): VMAs inside go, a VMA straddling an edge keeps its outside part.
+    /// Caller holds the mmap lock for write.
+    /// </summary>
+    public int CountAfterUnmap(ulong start, ulong end)
+    {
+        List<Vma> affected = _mm.Tree.Intersecting(start, end);
+        int count = _mm.Tree.Count - affected.Count;
+        foreach (Vma vma in affected)
+        {
+            count += (vma.Start < start ? 1 : 0) + (vma.End > end ? 1 : 0);
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// Detaches the VMAs over [start, end), re-attaches the parts outside it, publishes, then tears down PTEs and
+    /// tables (<see cref="UnmapRegion"/>). Caller holds the mmap lock for write; with <paramref name="downgrade"/> it
+    /// holds it for read on return (munmap's <c>mmap_write_downgrade</c>, which also ends the VMA write locks).
+    /// </summary>
+    public void Unmap(ulong start, ulong end, bool downgrade)
+    {
+        _editor.DetachRange(start, end);
+        _mm.Tree.Publish();
+        ulong floor = _mm.Tree.FindLastStartingBelow(start)?.End ?? 0;
+        ulong ceiling = _mm.Tree.FindFirstEndingAbove(end)?.Start ?? PageGeometry.TranslatedAddressEnd;
+        _editor.EndWriteSections();
+        if (downgrade)
+        {
+            _mm.MmapLock.DowngradeWrite();
+            _mm.Probes.Hit(ProbePoint.UnmapDowngraded);
+        }
+        UnmapRegion(start, end, floor, ceiling);
+    }
+
+    // unmap_region: zap the PTEs, free the tables no VMA covers any more (between the neighbours' floor and
+    // ceiling), and free the gathered frames and tables after a grace period.
+    private void UnmapRegion(ulong start, ulong end, ulong floor, ulong ceiling)
+    {
+        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
+        long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
+        unmapped += _mm.PageTable.FreeTables(start, end, floor, ceiling, gather);
+        _mm.SharedCounters.AddShared(VmEvent.AnonPages, -unmapped);
+        gather.Finish(_mm.Probes);
+    }
+}

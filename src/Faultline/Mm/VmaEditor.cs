@@ -1,0 +1,165 @@
+using Faultline.Areas;
+
+namespace Faultline.Mm;
+
+/// <summary>
+/// VMA editing for one address space (the kernel's <c>mm/vma.c</c>): attach, detach, split, merge, and the write
+/// sections that make each edit visible to lockless readers. Used only with the mmap lock held for write.
+/// </summary>
+/// <remarks>
+/// Before changing or removing a VMA the editor write-locks it for per-VMA-lock readers (<c>vma_start_write</c>) and
+/// opens its SPF sequence write section; a VMA whose range or flags change is replaced by a new one (the old one is
+/// detached), so a reader that found the old one either fails its lock or sees the sequence move. The caller
+/// publishes the tree, then calls <see cref="EndWriteSections"/>; the VMA write locks end with the mmap write section.
+/// </remarks>
+internal sealed class VmaEditor
+{
+    private readonly MemoryDescriptor _mm;
+    private readonly List<Vma> _openSequences = [];
+
+    /// <summary>The editor of <paramref name="mm"/>.</summary>
+    public VmaEditor(MemoryDescriptor mm) => _mm = mm;
+
+    /// <summary>
+    /// <c>vma_start_write</c> and <c>write_seqcount_begin</c>: readers of either protocol now see the VMA as changing.
+    /// Idempotent within one mmap write section, in constant time.
+    /// </summary>
+    public void BeginWrite(Vma vma)
+    {
+        // StartWrite returns at once when vm_lock_seq already equals mm_lock_seq (write-locked in this section); an
+        // open sequence is one this writer opened, since only mmap-lock writers open them and close all before leaving.
+        vma.StartWrite();
+        if (vma.Sequence.IsWriting)
+        {
+            return;
+        }
+        vma.Sequence.BeginWrite();
+        _openSequences.Add(vma);
+    }
+
+    /// <summary>
+    /// <c>write_seqcount_end</c> for every VMA this write section changed, after the tree was published; the VMA
+    /// write locks end with the mmap write section.
+    /// </summary>
+    public void EndWriteSections()
+    {
+        foreach (Vma vma in _openSequences)
+        {
+            vma.Sequence.EndWrite();
+        }
+        _openSequences.Clear();
+    }
+
+    /// <summary>
+    /// Inserts a new VMA (<c>vma_iter_store</c>; where a backing is told a VMA was opened). Attached before insertion
+    /// so a reader that finds it can lock it (<c>vma_mark_attached</c>), and write-locked for the rest of this write
+    /// section, like the kernel's <c>vma_start_write(new)</c>.
+    /// </summary>
+    public void Attach(Vma vma)
+    {
+        vma.StartWrite();
+        vma.MarkAttached();
+        _mm.Tree.Insert(vma);
+    }
+
+    /// <summary>Removes a write-locked VMA from the tree and marks it detached (where a backing is told it closed).</summary>
+    public void Detach(Vma vma)
+    {
+        _mm.Tree.Remove(vma.Start);
+        vma.MarkDetached();
+    }
+
+    /// <summary>
+    /// <c>vm_area_dup</c> narrowed to [<paramref name="start"/>, <paramref name="end"/>) with <paramref name="flags"/>:
+    /// same backing, policy and anon_vma, page offset moved with the start (where a backing is told of a copy).
+    /// </summary>
+    public Vma CopyOf(Vma source, ulong start, ulong end, VmFlags flags)
+    {
+        Vma copy = _mm.CreateVma(start, end, source.PageOffset + ((start - source.Start) >> PageGeometry.PageShift), flags, source.Backing, source.Policy);
+        copy.AnonVma = source.AnonVma;
+        return copy;
+    }
+
+    /// <summary>
+    /// <c>vms_gather_munmap_vmas</c>: write-locks and detaches every VMA intersecting [start, end), re-attaching the
+    /// parts of the edge VMAs that lie outside it.
+    /// </summary>
+    public void DetachRange(ulong start, ulong end)
+    {
+        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        {
+            BeginWrite(vma);
+            Detach(vma);
+            SplitOutside(vma, start, end);
+        }
+    }
+
+    /// <summary>
+    /// <c>vma_modify_flags</c> without the merge: replaces <paramref name="vma"/> by its parts outside
+    /// [start, end) with the old flags and the part inside with <paramref name="flags"/>.
+    /// </summary>
+    public void ReplaceFlags(Vma vma, ulong start, ulong end, VmFlags flags)
+    {
+        BeginWrite(vma);
+        Detach(vma);
+        SplitOutside(vma, start, end);
+        Attach(CopyOf(vma, Math.Max(start, vma.Start), Math.Min(end, vma.End), flags));
+    }
+
+    /// <summary>
+    /// <c>vma_merge_new_range</c>: write-locks and inserts a new VMA, then merges it with compatible neighbours.
+    /// </summary>
+    public void InsertAndMerge(Vma created)
+    {
+        BeginWrite(created);
+        Attach(created);
+        MergeWindow(created.Start, created.End);
+    }
+
+    /// <summary>
+    /// The merges of <c>vma_modify</c>: walks the VMAs from the one ending at <paramref name="start"/> to the one
+    /// starting at <paramref name="end"/>, joining each compatible adjacent pair left to right (so a piece joins its
+    /// left neighbour first, and a three-way join happens only if the outer two are compatible, as
+    /// <c>are_anon_vmas_compatible</c> asks).
+    /// </summary>
+    public void MergeWindow(ulong start, ulong end)
+    {
+        List<Vma> window = _mm.Tree.Intersecting(start == 0 ? 0 : start - 1, end + 1);
+        if (window.Count == 0)
+        {
+            return;
+        }
+        Vma current = window[0];
+        for (int i = 1; i < window.Count; i++)
+        {
+            current = VmaMergeRules.CanMerge(current, window[i]) ? Join(current, window[i]) : window[i];
+        }
+    }
+
+    // __split_vma for a detached VMA: the parts before `start` and after `end` go back into the tree with the old
+    // flags (where a backing is asked whether it may split).
+    private void SplitOutside(Vma vma, ulong start, ulong end)
+    {
+        if (vma.Start < start)
+        {
+            Attach(CopyOf(vma, vma.Start, start, vma.Flags));
+        }
+        if (vma.End > end)
+        {
+            Attach(CopyOf(vma, end, vma.End, vma.Flags));
+        }
+    }
+
+    // commit_merge: two adjacent VMAs become one carrying either's anon_vma.
+    private Vma Join(Vma left, Vma right)
+    {
+        BeginWrite(left);
+        BeginWrite(right);
+        Detach(left);
+        Detach(right);
+        Vma joined = CopyOf(left, left.Start, right.End, left.Flags);
+        joined.AnonVma = left.AnonVma ?? right.AnonVma;
+        Attach(joined);
+        return joined;
+    }
+}

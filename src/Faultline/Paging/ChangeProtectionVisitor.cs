@@ -1,0 +1,93 @@
+using Faultline.Concurrency;
+using Faultline.Physical;
+
+namespace Faultline.Paging;
+
+/// <summary>
+/// <c>change_pte_range</c> and <c>change_huge_pmd</c> as a walk: rewrites the protection of every entry mapping a
+/// frame, noting in the gather each translation it narrows.
+/// </summary>
+internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
+{
+    private readonly PageTable _table;
+    private readonly PhysicalMemory _memory;
+    private readonly PageProtection _protection;
+    private readonly bool _vmaMayWrite;
+    private readonly MmuGather _gather;
+
+    /// <summary>
+    /// A change to <paramref name="protection"/>; <paramref name="vmaMayWrite"/> says whether the VMA's new flags let a
+    /// PTE be writable at all (private and writable).
+    /// </summary>
+    public ChangeProtectionVisitor(PageTable table, PageProtection protection, bool vmaMayWrite, MmuGather gather)
+    {
+        _table = table;
+        _memory = table.Memory;
+        _protection = protection;
+        _vmaMayWrite = vmaMayWrite;
+        _gather = gather;
+    }
+
+    /// <summary>Rewrites the entries under the table's PTE lock.</summary>
+    public void VisitPteTable(long pteTable, int firstIndex, int endIndex, ulong tableBase)
+    {
+        ref int ptl = ref _table.PteLock(pteTable);
+        SpinWord.Enter(ref ptl);
+        ulong* entries = _table.Entries(pteTable);
+        for (int i = firstIndex; i < endIndex; i++)
+        {
+            ulong entry = entries[i];
+            if (!Pte.MapsFrame(entry))
+            {
+                continue;
+            }
+            ulong updated = Pte.Modify(entry, _protection, CanChangePteWritable(entry));
+            if (updated == entry)
+            {
+                continue;
+            }
+            Volatile.Write(ref entries[i], updated);
+            if (Narrows(entry, updated))
+            {
+                _gather.NoteTranslationChange(tableBase + ((ulong)i << PageGeometry.PageShift));
+            }
+        }
+        SpinWord.Exit(ref ptl);
+    }
+
+    /// <summary>Rewrites the huge PMD under <c>page_table_lock</c> (the kernel's <c>pmd_lock</c>), keeping it huge.</summary>
+    public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address)
+    {
+        _table.EnterPageTableLock();
+        ref ulong slot = ref _table.Entries(pmdTable)[pmdIndex];
+        ulong entry = slot;
+        ulong updated = Pte.MapsFrame(entry) ? Pte.Modify(entry, _protection, CanChangePteWritable(entry)) | Pte.Huge : entry;
+        Volatile.Write(ref slot, updated);
+        _table.ExitPageTableLock();
+        if (Narrows(entry, updated))
+        {
+            _gather.NoteTranslationChange(address);
+            _gather.NoteTranslationChange(address + PageGeometry.PmdSize - PageGeometry.PageSize);
+        }
+    }
+
+    /// <summary>
+    /// <c>can_change_pte_writable</c>: a PTE may become writable in place only for a frame this mapping owns alone
+    /// (an exclusive anonymous frame); any other must fault to copy or to be tracked.
+    /// </summary>
+    private bool CanChangePteWritable(ulong entry)
+    {
+        if (!_vmaMayWrite || (entry & Pte.Special) != 0)
+        {
+            return false;
+        }
+        ref FrameInfo info = ref _memory.Info(Pte.Frame(entry));
+        // Read under the PTE lock: pairs with the mapcount store that precedes the PTE's release store.
+        return info.Kind == FrameKind.Anonymous && Volatile.Read(ref info.MapCount) == 1;
+    }
+
+    private static bool Narrows(ulong before, ulong after) =>
+        (Pte.IsPresent(before) && !Pte.IsPresent(after))
+        || ((before & Pte.Writable) != 0 && (after & Pte.Writable) == 0)
+        || ((before & Pte.NoExecute) == 0 && (after & Pte.NoExecute) != 0);
+}

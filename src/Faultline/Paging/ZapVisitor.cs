@@ -1,0 +1,79 @@
+using Faultline.Concurrency;
+
+namespace Faultline.Paging;
+
+/// <summary>
+/// <c>zap_pte_range</c> and <c>zap_huge_pmd</c> as a walk: clears every entry in the range and hands the frames it
+/// mapped to the gather, counting the refcounted pages unmapped.
+/// </summary>
+internal unsafe struct ZapVisitor : IPageRangeVisitor
+{
+    private readonly PageTable _table;
+    private readonly MmuGather _gather;
+    private readonly ProbeSet _probes;
+
+    /// <summary>A zap that gathers into <paramref name="gather"/>.</summary>
+    public ZapVisitor(PageTable table, MmuGather gather, ProbeSet probes)
+    {
+        _table = table;
+        _gather = gather;
+        _probes = probes;
+    }
+
+    /// <summary>Refcounted (anonymous) pages unmapped so far.</summary>
+    public long Unmapped { get; private set; }
+
+    /// <summary>Clears the entries under the table's PTE lock; a full batch is flushed with the lock held (<c>force_flush</c>).</summary>
+    public void VisitPteTable(long pteTable, int firstIndex, int endIndex, ulong tableBase)
+    {
+        ref int ptl = ref _table.PteLock(pteTable);
+        SpinWord.Enter(ref ptl);
+        ulong* entries = _table.Entries(pteTable);
+        for (int i = firstIndex; i < endIndex; i++)
+        {
+            ulong entry = entries[i];
+            if (entry == 0)
+            {
+                continue;
+            }
+            Volatile.Write(ref entries[i], 0UL);
+            _gather.NoteTranslationChange(tableBase + ((ulong)i << PageGeometry.PageShift));
+            if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
+            {
+                _gather.RemoveMapping(Pte.Frame(entry));
+                Unmapped++;
+            }
+            if (_gather.IsFull)
+            {
+                // force_flush: the TLB flush happens under the PTE lock, the frees after dropping it.
+                _gather.FlushTlb(_probes);
+                SpinWord.Exit(ref ptl);
+                _gather.FreeGathered();
+                SpinWord.Enter(ref ptl);
+            }
+        }
+        SpinWord.Exit(ref ptl);
+    }
+
+    /// <summary>Clears the huge PMD under <c>page_table_lock</c> (the kernel's <c>pmd_lock</c>) and gathers its frame.</summary>
+    public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address)
+    {
+        _table.EnterPageTableLock();
+        ref ulong slot = ref _table.Entries(pmdTable)[pmdIndex];
+        ulong entry = slot;
+        Volatile.Write(ref slot, 0UL);
+        _table.ExitPageTableLock();
+        _gather.NoteTranslationChange(address);
+        _gather.NoteTranslationChange(address + PageGeometry.PmdSize - PageGeometry.PageSize);
+        if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
+        {
+            _gather.RemoveMapping(Pte.Frame(entry));
+            Unmapped += PageGeometry.EntriesPerTable;
+        }
+        if (_gather.IsFull)
+        {
+            _gather.FlushTlb(_probes);
+            _gather.FreeGathered();
+        }
+    }
+}

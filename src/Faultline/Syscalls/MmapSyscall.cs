@@ -1,0 +1,147 @@
+using Faultline.Areas;
+using Faultline.Backing;
+using Faultline.Mm;
+using Faultline.VmStat;
+
+namespace Faultline.Syscalls;
+
+/// <summary>
+/// <c>mmap</c> of anonymous memory (<c>ksys_mmap_pgoff</c>, <c>do_mmap</c>, <c>mmap_region</c>) with Linux's checks
+/// and errno values. Everything is validated first; after that the call cannot fail, so a failed call changes nothing.
+/// </summary>
+internal sealed class MmapSyscall
+{
+    private readonly MemoryDescriptor _mm;
+    private readonly VmaEditor _editor;
+    private readonly RegionUnmapper _unmapper;
+    private readonly UnmappedAreaSearch _search;
+    private readonly object _owner;
+
+    /// <summary>
+    /// <c>mmap</c> over <paramref name="mm"/>; <paramref name="owner"/> is the object a call on a disposed address
+    /// space names in its <see cref="ObjectDisposedException"/>.
+    /// </summary>
+    public MmapSyscall(MemoryDescriptor mm, VmaEditor editor, RegionUnmapper unmapper, object owner)
+    {
+        _mm = mm;
+        _editor = editor;
+        _unmapper = unmapper;
+        _search = new UnmappedAreaSearch(mm);
+        _owner = owner;
+    }
+
+    /// <summary>Maps anonymous memory; <paramref name="mapped"/> is the start on success.</summary>
+    public Errno Map(ulong address, ulong length, Protection protection, MapFlags flags, out ulong mapped)
+    {
+        mapped = 0;
+        _mm.SharedCounters.AddShared(VmEvent.MapCall);
+        Errno invalid = Validate(ref address, ref length, flags);
+        if (invalid != Errno.None)
+        {
+            return invalid;
+        }
+        VmFlags vmFlags = VmFlagBits.ForMmap(protection, flags);
+        _mm.EnterWriteUnlessExiting(_owner);
+        try
+        {
+            Errno placed = Place(address, length, flags, out ulong start);
+            if (placed != Errno.None)
+            {
+                return placed;
+            }
+            ulong end = start + length;
+            // do_mmap: refuse when the count is already past the limit; a MAP_FIXED that splits a VMA needs room too.
+            if (_mm.Tree.Count > _mm.Settings.MaxMapCount || _unmapper.CountAfterUnmap(start, end) > _mm.Settings.MaxMapCount)
+            {
+                return Errno.ENOMEM;
+            }
+            if (_mm.Tree.FindFirstEndingAbove(start) is { } overlap && overlap.Start < end)
+            {
+                _unmapper.Unmap(start, end, downgrade: false);
+            }
+            Vma created = _mm.CreateVma(start, end, start >> PageGeometry.PageShift, vmFlags, AnonymousBacking.Instance);
+            _editor.InsertAndMerge(created);
+            _mm.Tree.Publish();
+            _editor.EndWriteSections();
+            mapped = start;
+        }
+        finally
+        {
+            _mm.MmapLock.ExitWrite();
+        }
+        return Errno.None;
+    }
+
+    // The argument checks of ksys_mmap_pgoff and do_mmap, in Linux's order; may align `length` and `address`.
+    private Errno Validate(ref ulong address, ref ulong length, MapFlags flags)
+    {
+        int type = (int)flags & 0x0f;
+        if ((flags & MapFlags.Anonymous) == 0)
+        {
+            // A file mapping needs a file: fd -1 is EBADF, checked before the type (as fget comes first).
+            return type is 1 or 2 or 3 ? Errno.EBADF : Errno.EINVAL;
+        }
+        // Anonymous mappings accept only MAP_SHARED or MAP_PRIVATE; MAP_SHARED_VALIDATE is for files (verified on
+        // the host: EINVAL even without unknown flags). Unknown flag bits are ignored, as Linux does.
+        if (type is not (1 or 2))
+        {
+            return Errno.EINVAL;
+        }
+        if ((flags & MapFlags.Shared) != 0)
+        {
+            // Shared anonymous memory (shmem) is not built yet.
+            return Errno.EINVAL;
+        }
+        if ((flags & MapFlags.HugeTlb) != 0)
+        {
+            return Errno.ENOMEM;
+        }
+        if (length == 0)
+        {
+            return Errno.EINVAL;
+        }
+        length = PageGeometry.PageAlign(length);
+        if (length == 0 || length > PageGeometry.TaskSize)
+        {
+            return Errno.ENOMEM;
+        }
+        if ((flags & (MapFlags.Fixed | MapFlags.FixedNoReplace)) != 0)
+        {
+            if ((address & PageGeometry.PageOffsetMask) != 0)
+            {
+                return Errno.EINVAL;
+            }
+            if (address > PageGeometry.TaskSize - length)
+            {
+                return Errno.ENOMEM;
+            }
+            if (address < _mm.Settings.MmapMinAddress)
+            {
+                return Errno.EPERM;
+            }
+        }
+        return Errno.None;
+    }
+
+    // do_mmap's placement: MAP_FIXED_NOREPLACE refuses an occupied range, MAP_FIXED takes the address as given, and
+    // anything else asks get_unmapped_area.
+    private Errno Place(ulong address, ulong length, MapFlags flags, out ulong start)
+    {
+        start = address;
+        if ((flags & MapFlags.FixedNoReplace) != 0)
+        {
+            return _mm.Tree.FindFirstEndingAbove(address) is { } vma && vma.Start < address + length ? Errno.EEXIST : Errno.None;
+        }
+        if ((flags & MapFlags.Fixed) != 0)
+        {
+            return Errno.None;
+        }
+        ulong? found = _search.Find(address, length);
+        if (found is null)
+        {
+            return Errno.ENOMEM;
+        }
+        start = found.Value;
+        return Errno.None;
+    }
+}

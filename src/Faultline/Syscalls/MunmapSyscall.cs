@@ -1,0 +1,67 @@
+using Faultline.Mm;
+using Faultline.VmStat;
+
+namespace Faultline.Syscalls;
+
+/// <summary>
+/// <c>munmap</c> (<c>__vm_munmap</c>, <c>do_vmi_munmap</c>) with Linux's checks and errno values. The VMAs leave the
+/// tree under the mmap write lock; the page tables are torn down after a downgrade to the read lock.
+/// </summary>
+internal sealed class MunmapSyscall
+{
+    private readonly MemoryDescriptor _mm;
+    private readonly RegionUnmapper _unmapper;
+    private readonly object _owner;
+
+    /// <summary><c>munmap</c> over <paramref name="mm"/>; <paramref name="owner"/> as for <see cref="MmapSyscall"/>.</summary>
+    public MunmapSyscall(MemoryDescriptor mm, RegionUnmapper unmapper, object owner)
+    {
+        _mm = mm;
+        _unmapper = unmapper;
+        _owner = owner;
+    }
+
+    /// <summary>Unmaps [address, address + length).</summary>
+    public Errno Unmap(ulong address, ulong length)
+    {
+        _mm.SharedCounters.AddShared(VmEvent.UnmapCall);
+        if ((address & PageGeometry.PageOffsetMask) != 0 || length == 0 || address > PageGeometry.TaskSize)
+        {
+            return Errno.EINVAL;
+        }
+        ulong aligned = PageGeometry.PageAlign(length);
+        if (aligned == 0 || aligned > PageGeometry.TaskSize - address)
+        {
+            return Errno.EINVAL;
+        }
+        ulong end = address + aligned;
+        _mm.EnterWriteUnlessExiting(_owner);
+        bool writeHeld = true;
+        try
+        {
+            if (_mm.Tree.FindFirstEndingAbove(address) is not { } first || first.Start >= end)
+            {
+                return Errno.None;
+            }
+            // A split in the middle of one VMA adds one; do_vmi_align_munmap refuses it at the limit.
+            if (_unmapper.CountAfterUnmap(address, end) > _mm.Settings.MaxMapCount)
+            {
+                return Errno.ENOMEM;
+            }
+            _unmapper.Unmap(address, end, downgrade: true);
+            writeHeld = false;
+        }
+        finally
+        {
+            if (writeHeld)
+            {
+                _mm.MmapLock.ExitWrite();
+            }
+            else
+            {
+                _mm.MmapLock.ExitRead();
+            }
+        }
+        return Errno.None;
+    }
+}

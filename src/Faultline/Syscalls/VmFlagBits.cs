@@ -1,0 +1,50 @@
+using Faultline.Areas;
+
+namespace Faultline.Syscalls;
+
+/// <summary>The VMA flags a system call's arguments ask for (<c>calc_vm_prot_bits</c>, <c>calc_vm_flag_bits</c>).</summary>
+internal static class VmFlagBits
+{
+    /// <summary><c>calc_vm_prot_bits</c>: the access flags of a protection (read, write, execute).</summary>
+    public static VmFlags CalcVmProtBits(Protection protection)
+    {
+        VmFlags vm = 0;
+        if ((protection & Protection.Read) != 0)
+        {
+            vm |= VmFlags.Read;
+        }
+        if ((protection & Protection.Write) != 0)
+        {
+            vm |= VmFlags.Write;
+        }
+        if ((protection & Protection.Execute) != 0)
+        {
+            vm |= VmFlags.Exec;
+        }
+        return vm;
+    }
+
+    /// <summary>The flags of a new anonymous mapping (<c>do_mmap</c>): access, may-access, mapping flags, accounting.</summary>
+    public static VmFlags ForMmap(Protection protection, MapFlags flags)
+    {
+        VmFlags vm = CalcVmProtBits(protection) | VmFlags.MayRead | VmFlags.MayWrite | VmFlags.MayExec;
+        if ((flags & MapFlags.GrowsDown) != 0)
+        {
+            vm |= VmFlags.GrowsDown;
+        }
+        if ((flags & MapFlags.Locked) != 0)
+        {
+            vm |= VmFlags.Locked;
+        }
+        if ((flags & MapFlags.NoReserve) != 0)
+        {
+            vm |= VmFlags.NoReserve;
+        }
+        // accountable_mapping: private writable memory is committed unless MAP_NORESERVE.
+        if ((vm & (VmFlags.NoReserve | VmFlags.Shared | VmFlags.Write)) == VmFlags.Write)
+        {
+            vm |= VmFlags.Account;
+        }
+        return vm;
+    }
+}
