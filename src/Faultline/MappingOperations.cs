@@ -218,7 +218,7 @@ internal sealed class MappingOperations
             PageProtection protection = Vma.ProtectionOf(newFlags);
             bool mayWrite = (newFlags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
             _mm.PageTable.ChangeProtection(pieceStart, pieceEnd, protection,
-                pfn => mayWrite && _mm.Memory.Info(pfn).Kind == FrameKind.Anonymous && Volatile.Read(ref _mm.Memory.Info(pfn).MapCount) == 1,
+                pfn => mayWrite && _mm.Memory.IsExclusiveAnonymous(pfn),
                 gather);
         }
         if (!changed)
