@@ -1,10 +1,12 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Diagnostics;
 using Faultline.Faults;
 using Faultline.Mm;
 using Faultline.Paging;
+using Faultline.Physical;
 
 namespace Faultline;
 
@@ -51,6 +53,19 @@ public sealed class AddressSpace : IDisposable
     {
         Options = options ?? new FaultlineOptions();
         _mm = new MemoryDescriptor(SettingsFrom(Options));
+        _operations = new MappingOperations(_mm);
+        Id = Interlocked.Increment(ref s_nextId);
+        _metrics = new FaultlineMetrics(_mm, Id);
+    }
+
+    /// <summary>
+    /// Creates an empty address space over guest RAM that another address space uses too (what fork will do);
+    /// <paramref name="options"/>' memory size is ignored.
+    /// </summary>
+    internal AddressSpace(FaultlineOptions options, PhysicalMemory sharedMemory)
+    {
+        Options = options;
+        _mm = new MemoryDescriptor(SettingsFrom(Options), sharedMemory);
         _operations = new MappingOperations(_mm);
         Id = Interlocked.Increment(ref s_nextId);
         _metrics = new FaultlineMetrics(_mm, Id);
@@ -120,6 +135,18 @@ public sealed class AddressSpace : IDisposable
             Populate(mapped, PageGeometry.PageAlign(length), (protection & Protection.Write) != 0);
         }
         return error;
+    }
+
+    /// <summary>
+    /// <c>mmap</c> of a backing (a file mapping's shape: <see cref="MapFlags.Private"/> or <see cref="MapFlags.Shared"/>,
+    /// starting at page <paramref name="pageOffset"/> of it). Returns the start.
+    /// </summary>
+    /// <exception cref="MemoryOperationException">With Linux's errno.</exception>
+    internal ulong MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        Errno error = _operations.MapBacking(address, length, protection, flags, backing, pageOffset, out ulong mapped);
+        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error);
     }
 
     /// <summary><c>munmap</c>.</summary>

@@ -39,7 +39,41 @@ internal sealed class MappingOperations
         {
             return invalid;
         }
-        VmFlags vmFlags = VmFlagsFor(protection, flags);
+        return InsertMapping(address, length, VmFlagsFor(protection, flags), flags, AnonymousBacking.Instance, null, out mapped);
+    }
+
+    /// <summary>
+    /// <c>mmap</c> of <paramref name="backing"/> from page <paramref name="pageOffset"/> on (a file mapping's
+    /// <c>vm_pgoff</c>), private or shared.
+    /// </summary>
+    public Errno MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset,
+        out ulong mapped)
+    {
+        mapped = 0;
+        _mm.SharedCounters.AddShared(VmEvent.MapCall);
+        if ((flags & MapFlags.Anonymous) != 0 || backing.IsAnonymous || ((int)flags & 0x0f) is not (1 or 2 or 3))
+        {
+            return Errno.EINVAL;
+        }
+        Errno invalid = ValidateRange(ref address, ref length, flags);
+        if (invalid != Errno.None)
+        {
+            return invalid;
+        }
+        // do_mmap: the last page offset must not wrap.
+        if (pageOffset + (length >> PageGeometry.PageShift) < pageOffset)
+        {
+            return Errno.EOVERFLOW;
+        }
+        return InsertMapping(address, length, VmFlagsFor(protection, flags), flags, backing, pageOffset, out mapped);
+    }
+
+    // mmap_region: places the range, unmaps what MAP_FIXED replaces and inserts the new VMA (anonymous memory's page
+    // offset is its start in pages, known only once placed).
+    private Errno InsertMapping(ulong address, ulong length, VmFlags vmFlags, MapFlags flags, IBacking backing, ulong? pageOffset,
+        out ulong mapped)
+    {
+        mapped = 0;
         EnterWriteUnlessExiting();
         try
         {
@@ -54,11 +88,15 @@ internal sealed class MappingOperations
             {
                 return Errno.ENOMEM;
             }
+            if (!EdgesMaySplit(start, end))
+            {
+                return Errno.EINVAL;
+            }
             if (_mm.Tree.FindFirstEndingAbove(start) is { } overlap && overlap.Start < end)
             {
                 RemoveRange(start, end, downgrade: false);
             }
-            Vma created = _mm.CreateVma(start, end, start >> PageGeometry.PageShift, vmFlags, AnonymousBacking.Instance);
+            Vma created = _mm.CreateVma(start, end, pageOffset ?? start >> PageGeometry.PageShift, vmFlags, backing);
             InsertAndMerge(created);
             _mm.Tree.Publish();
             EndWriteSections();
@@ -98,6 +136,10 @@ internal sealed class MappingOperations
             if (CountAfterUnmap(address, end) > _mm.Settings.MaxMapCount)
             {
                 return Errno.ENOMEM;
+            }
+            if (!EdgesMaySplit(address, end))
+            {
+                return Errno.EINVAL;
             }
             RemoveRange(address, end, downgrade: true);
             writeHeld = false;
@@ -178,6 +220,11 @@ internal sealed class MappingOperations
             if (splits > 0 && _mm.Tree.Count + splits > _mm.Settings.MaxMapCount)
             {
                 return Errno.ENOMEM;
+            }
+            if ((affected[0].Start < address && NewFlags(affected[0], access) != affected[0].Flags && !MaySplitAt(affected[0], address))
+                || (affected[^1].End > end && NewFlags(affected[^1], access) != affected[^1].Flags && !MaySplitAt(affected[^1], end)))
+            {
+                return Errno.EINVAL;
             }
             ChangeProtection(affected, address, end, access);
         }
@@ -272,6 +319,12 @@ internal sealed class MappingOperations
             // Shared anonymous memory (shmem) is not built yet.
             return Errno.EINVAL;
         }
+        return ValidateRange(ref address, ref length, flags);
+    }
+
+    // The checks every mmap makes of its range: length, and a fixed address's alignment and bounds.
+    private Errno ValidateRange(ref ulong address, ref ulong length, MapFlags flags)
+    {
         if ((flags & MapFlags.HugeTlb) != 0)
         {
             return Errno.ENOMEM;
@@ -364,6 +417,11 @@ internal sealed class MappingOperations
         {
             vm |= VmFlags.NoReserve;
         }
+        if (((int)flags & 0x0f) is 1 or 3)
+        {
+            // Only a backed mapping gets here shared: anonymous MAP_SHARED is refused by ValidateMap.
+            vm |= VmFlags.Shared | VmFlags.MayShare;
+        }
         // accountable_mapping: private writable memory is committed unless MAP_NORESERVE.
         if ((vm & (VmFlags.NoReserve | VmFlags.Shared | VmFlags.Write)) == VmFlags.Write)
         {
@@ -371,6 +429,23 @@ internal sealed class MappingOperations
         }
         return vm;
     }
+
+    // vm_ops->may_split for every VMA an edit of [start, end) splits (one straddling either edge), asked before
+    // anything changes so that a refusal leaves the address space as it was.
+    private bool EdgesMaySplit(ulong start, ulong end)
+    {
+        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        {
+            if ((vma.Start < start && !MaySplitAt(vma, start)) || (vma.End > end && !MaySplitAt(vma, end)))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static bool MaySplitAt(Vma vma, ulong address) =>
+        vma.Backing.MaySplit(vma.PageOffset, vma.Length >> PageGeometry.PageShift, vma.PageOffset + ((address - vma.Start) >> PageGeometry.PageShift));
 
     // The VMA count after removing [start, end): VMAs inside go, a VMA straddling an edge keeps its outside part.
     private int CountAfterUnmap(ulong start, ulong end)
@@ -475,17 +550,21 @@ internal sealed class MappingOperations
 
     // Attach before insertion so a reader that finds the VMA can lock it (vma_mark_attached before vma_iter_store).
     // New VMAs are write-locked for the rest of this write section, like the kernel's vma_start_write(new).
+    // Every VMA that enters the tree opens its backing (vm_ops->open) and every one that leaves closes it
+    // (vm_ops->close), so a backing sees as many opens as closes over the life of its mappings.
     private void Attach(Vma vma)
     {
         vma.StartWrite();
         vma.MarkAttached();
         _mm.Tree.Insert(vma);
+        vma.Backing.Opened(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
     }
 
     private void Detach(Vma vma)
     {
         _mm.Tree.Remove(vma.Start);
         vma.MarkDetached();
+        vma.Backing.Closed(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
     }
 
     // write_seqcount_end for every VMA this operation changed; the VMA write locks end with the mmap write section.
