@@ -154,6 +154,7 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     public void Free(int pfn) => FreeBatch([pfn]);
 
     /// <summary><c>get_page</c>: one more reference. The caller already holds one, or holds the PTE lock of an entry mapping it.</summary>
+    /// <remarks>Full fence; pairs with the decrement of <see cref="Put"/>, so the last put sees every get before it.</remarks>
     public void Get(long pfn) => Interlocked.Increment(ref _frames[pfn].RefCount);
 
     /// <summary>
@@ -188,10 +189,12 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         }
     }
 
-    /// <summary>Sets state bits of a frame (<c>SetPageDirty</c> and the like); a full fence.</summary>
+    /// <summary>Sets state bits of a frame (<c>SetPageDirty</c> and the like).</summary>
+    /// <remarks>Full fence; pairs with the acquire read of <see cref="HasFlags"/>.</remarks>
     public void SetFlags(long pfn, FrameFlags flags) => Interlocked.Or(ref _frames[pfn].Flags, (int)flags);
 
-    /// <summary>Clears state bits of a frame; a full fence.</summary>
+    /// <summary>Clears state bits of a frame.</summary>
+    /// <remarks>Full fence; pairs with the acquire read of <see cref="HasFlags"/>.</remarks>
     public void ClearFlags(long pfn, FrameFlags flags) => Interlocked.And(ref _frames[pfn].Flags, ~(int)flags);
 
     /// <summary>True when every bit of <paramref name="flags"/> is set.</summary>
@@ -231,6 +234,8 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     public void DuplicateMapping(long pfn)
     {
         ref FrameInfo info = ref _frames[pfn];
+        // Full fences; pair with the acquire reads of the counts in IsExclusiveAnonymous and the decrements of Put
+        // and MmuGather.RemoveMapping.
         Interlocked.Increment(ref info.RefCount);
         Interlocked.Increment(ref info.MapCount);
         ClearFlags(pfn, FrameFlags.AnonExclusive);
