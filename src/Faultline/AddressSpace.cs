@@ -1,10 +1,12 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Diagnostics;
 using Faultline.Faults;
 using Faultline.Mm;
 using Faultline.Paging;
+using Faultline.Physical;
 using Faultline.Syscalls;
 
 namespace Faultline;
@@ -51,14 +53,23 @@ public sealed class AddressSpace : IDisposable
 
     /// <summary>Creates an empty address space.</summary>
     public AddressSpace(FaultlineOptions? options = null)
+        : this(options ?? new FaultlineOptions(), sharedMemory: null)
     {
-        Options = options ?? new FaultlineOptions();
-        _mm = new MemoryDescriptor(SettingsFrom(Options));
+    }
+
+    /// <summary>
+    /// Creates an empty address space, over guest RAM that another address space uses too when
+    /// <paramref name="sharedMemory"/> is given (what fork will do; <paramref name="options"/>' memory size is then ignored).
+    /// </summary>
+    internal AddressSpace(FaultlineOptions options, PhysicalMemory? sharedMemory)
+    {
+        Options = options;
+        _mm = sharedMemory is null ? new MemoryDescriptor(SettingsFrom(Options)) : new MemoryDescriptor(SettingsFrom(Options), sharedMemory);
         // One editor per address space: the system calls use it only under the mmap write lock.
         var editor = new VmaEditor(_mm);
         var unmapper = new RegionUnmapper(_mm, editor);
         _mmap = new MmapSyscall(_mm, editor, unmapper, this);
-        _munmap = new MunmapSyscall(_mm, unmapper, this);
+        _munmap = new MunmapSyscall(_mm, editor, unmapper, this);
         _mprotect = new MprotectSyscall(_mm, editor, this);
         Id = Interlocked.Increment(ref s_nextId);
         _metrics = new FaultlineMetrics(_mm, Id);
@@ -128,6 +139,18 @@ public sealed class AddressSpace : IDisposable
             Populate(mapped, PageGeometry.PageAlign(length), (protection & Protection.Write) != 0);
         }
         return error;
+    }
+
+    /// <summary>
+    /// <c>mmap</c> of a backing (a file mapping's shape: <see cref="MapFlags.Private"/> or <see cref="MapFlags.Shared"/>,
+    /// starting at page <paramref name="pageOffset"/> of it). Returns the start.
+    /// </summary>
+    /// <exception cref="MemoryOperationException">With Linux's errno.</exception>
+    internal ulong MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        Errno error = _mmap.MapBacking(address, length, protection, flags, backing, pageOffset, out ulong mapped);
+        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error);
     }
 
     /// <summary><c>munmap</c>.</summary>

@@ -17,6 +17,8 @@ public enum Errno
     EEXIST = 17,
     /// <summary><c>EINVAL</c>: misaligned, zero length, bad flags.</summary>
     EINVAL = 22,
+    /// <summary><c>EOVERFLOW</c>: a mapping's last page offset would wrap.</summary>
+    EOVERFLOW = 75,
     /// <summary><c>EOPNOTSUPP</c>: unknown flag with <c>MAP_SHARED_VALIDATE</c>.</summary>
     EOPNOTSUPP = 95,
 }

@@ -55,13 +55,13 @@ internal sealed class Vma
     /// <summary><c>vm_page_prot</c>, derived from the access flags.</summary>
     public readonly PageProtection PageProtection;
     /// <summary>What backs the mapping.</summary>
-    public readonly Backing.Backing Backing;
+    public readonly Backing.IBacking Backing;
     /// <summary>NUMA policy.</summary>
     public readonly MemoryPolicy Policy;
 
     /// <summary>Creates a detached VMA.</summary>
     public Vma(MmapLock mmapLock, VmaWriterWait writerWait, ProbeSet probes, ulong start, ulong end, ulong pageOffset, VmFlags flags,
-        Backing.Backing backing, MemoryPolicy policy = MemoryPolicy.Default)
+        Backing.IBacking backing, MemoryPolicy policy = MemoryPolicy.Default)
     {
         _mmapLock = mmapLock;
         _writerWait = writerWait;

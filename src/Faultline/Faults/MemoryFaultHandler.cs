@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Mm;
@@ -9,7 +10,7 @@ namespace Faultline.Faults;
 
 /// <summary>
 /// The handler every fault path ends in (<c>handle_mm_fault</c> → <c>handle_pte_fault</c> → <c>do_anonymous_page</c>,
-/// <c>do_wp_page</c>), written once for the three paths. With <see cref="FaultFlags.Speculative"/> set it never
+/// <c>do_fault</c>, <c>do_wp_page</c>), written once for the three paths. With <see cref="FaultFlags.Speculative"/> set it never
 /// re-reads the PTE, takes PTE locks with trylock after re-validating the VMA (<c>pte_map_lock</c>), and answers
 /// <see cref="FaultResult.Retry"/> whenever it cannot prove the VMA unchanged.
 /// </summary>
@@ -46,12 +47,7 @@ internal static class MemoryFaultHandler
         ulong pte = fault.OriginalPte;
         if (Pte.IsNone(pte))
         {
-            if (fault.Vma!.Backing.IsAnonymous)
-            {
-                return DoAnonymousPage(ref fault);
-            }
-            // do_fault: no speculative-safe file backing exists yet.
-            return fault.IsSpeculative ? FaultResult.Retry : FaultResult.SigBus;
+            return fault.Vma!.Backing.IsAnonymous ? DoAnonymousPage(ref fault) : DoFault(ref fault);
         }
         if (Pte.IsSwap(pte))
         {
@@ -225,6 +221,7 @@ internal static class MemoryFaultHandler
         ref FrameInfo info = ref mm.Memory.Info(pfn);
         info.Kind = FrameKind.Anonymous;
         info.MapCount = 1;
+        mm.Memory.SetFlags(pfn, FrameFlags.AnonExclusive);
         // Release store: the zeroed contents and metadata are visible before the PTE (set_pte_at).
         table.WritePte(fault.Location, entry);
         SpinWord.Exit(ref ptl);
@@ -235,8 +232,8 @@ internal static class MemoryFaultHandler
 
     /// <summary>
     /// <c>do_wp_page</c>, entered with the PTE lock held on a present read-only PTE of a writable VMA. An exclusive
-    /// anonymous frame is reused (made writable); the zero frame is replaced by a fresh zeroed frame
-    /// (<c>wp_page_copy</c>), re-validated under the lock as any install.
+    /// anonymous frame is reused (made writable); a shared mapping's page is made writable and dirty
+    /// (<c>wp_page_shared</c>); anything else, the zero frame included, is copied (<c>wp_page_copy</c>).
     /// </summary>
     private static FaultResult DoWriteProtectPage(ref FaultContext fault, ulong pte)
     {
@@ -246,20 +243,45 @@ internal static class MemoryFaultHandler
         fault.Cpu.Counters.Add(VmEvent.WriteProtectFault);
         long oldPfn = Pte.Frame(pte);
         bool special = (pte & Pte.Special) != 0;
-        if (!special && mm.Memory.Info(oldPfn).Kind == FrameKind.Anonymous && Volatile.Read(ref mm.Memory.Info(oldPfn).MapCount) == 1)
+        if (!special && mm.Memory.IsExclusiveAnonymous(oldPfn))
         {
             // wp_page_reuse: an exclusive anonymous page just becomes writable.
             table.WritePte(fault.Location, pte | Pte.Writable | Pte.Dirty | Pte.Accessed);
             SpinWord.Exit(ref ptl);
             return FaultResult.Ok;
         }
-        SpinWord.Exit(ref ptl);
+        if (!special && (fault.VmaFlags & VmFlags.Shared) != 0)
+        {
+            // wp_page_shared: the backing's own page is written; it must be written back.
+            mm.Memory.SetFlags(oldPfn, FrameFlags.Dirty);
+            table.WritePte(fault.Location, pte | Pte.Writable | Pte.Dirty | Pte.Accessed);
+            SpinWord.Exit(ref ptl);
+            return FaultResult.Ok;
+        }
         if (!special)
         {
-            // Shared frames appear with fork; until then only the zero frame is copied.
-            return FaultResult.SigBus;
+            // get_page under the lock: the frame stays ours to copy from once the lock is dropped, whatever unmaps it.
+            mm.Memory.Get(oldPfn);
         }
+        SpinWord.Exit(ref ptl);
+        FaultResult copied = WritePageCopy(ref fault, pte, special);
+        if (!special)
+        {
+            // The copy is done or abandoned; the mapping's own reference (if still mapped) keeps the frame.
+            mm.Memory.Put(oldPfn);
+        }
+        return copied;
+    }
 
+    /// <summary>
+    /// <c>wp_page_copy</c>: allocates a frame, fills it from the old one (zeroes it for the zero frame), and installs it
+    /// writable if the PTE is still <paramref name="pte"/> under the lock. The old frame loses its map count there and
+    /// its mapping's reference through a gather after the flush: another Cpu may still read it through its TLB.
+    /// </summary>
+    private static FaultResult WritePageCopy(ref FaultContext fault, ulong pte, bool fromZeroFrame)
+    {
+        MemoryDescriptor mm = fault.Mm;
+        PageTable table = mm.PageTable;
         FaultResult prepared = AnonVmaPrepare(ref fault);
         if (prepared != FaultResult.Ok)
         {
@@ -270,29 +292,199 @@ internal static class MemoryFaultHandler
         {
             return FaultResult.Oom;
         }
-        mm.Memory.PrepareZeroed(pfn);
+        long oldPfn = Pte.Frame(pte);
+        if (fromZeroFrame)
+        {
+            mm.Memory.PrepareZeroed(pfn);
+        }
+        else
+        {
+            mm.Memory.Copy(oldPfn, pfn);
+        }
         if (!PteMapLock(ref fault))
         {
-            ReleaseUnused(ref fault, pfn);
+            ReleaseAllocated(ref fault, pfn, fromZeroFrame);
             return FaultResult.Retry;
         }
+        ref int ptl = ref table.PteLock(fault.Location.PteTable);
         if (table.ReadPte(fault.Location) != pte)
         {
             SpinWord.Exit(ref ptl);
-            ReleaseUnused(ref fault, pfn);
+            ReleaseAllocated(ref fault, pfn, fromZeroFrame);
             fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
             return FaultResult.Ok;
         }
-        ref FrameInfo info = ref mm.Memory.Info(pfn);
-        info.Kind = FrameKind.Anonymous;
-        info.MapCount = 1;
+        SetNewAnonymous(ref fault, pfn);
+        table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.Dirty);
+        var gather = new MmuGather(mm.Memory, mm.Rcu);
+        if (!fromZeroFrame)
+        {
+            // page_remove_rmap under the lock, put_page after the flush (the gather's rule).
+            gather.RemoveMapping(oldPfn);
+            gather.NoteTranslationChange(fault.Address);
+        }
+        SpinWord.Exit(ref ptl);
+        fault.Cpu.Counters.Add(VmEvent.AnonPages);
+        if (fromZeroFrame)
+        {
+            // ptep_clear_flush: other Cpus may cache the read-only zero-frame translation; the zero frame is never
+            // freed, so a generation bump (no grace period) is enough for them to see the new frame on their next access.
+            mm.Tlb.Bump(fault.Address >> PageGeometry.PageShift, (fault.Address >> PageGeometry.PageShift) + 1);
+            return FaultResult.Ok;
+        }
+        gather.Finish(mm.Probes);
+        return FaultResult.Ok;
+    }
+
+    /// <summary>
+    /// <c>do_fault</c>: a first touch of a page of a backed VMA. A read maps the backing's page read-only; a private
+    /// write copies it (<c>do_cow_fault</c>); a shared write maps it writable (<c>do_shared_fault</c>).
+    /// </summary>
+    private static FaultResult DoFault(ref FaultContext fault)
+    {
+        if (!fault.IsWrite)
+        {
+            return DoReadFault(ref fault);
+        }
+        return (fault.VmaFlags & VmFlags.Shared) == 0 ? DoCowFault(ref fault) : DoSharedFault(ref fault);
+    }
+
+    /// <summary><c>do_read_fault</c>: the backing's frame, mapped read-only (a later write faults again to copy or dirty it).</summary>
+    private static FaultResult DoReadFault(ref FaultContext fault)
+    {
+        FaultResult got = BackingFault(ref fault, out long pfn);
+        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: false);
+    }
+
+    /// <summary><c>do_shared_fault</c>: the backing's frame, mapped writable and marked dirty.</summary>
+    private static FaultResult DoSharedFault(ref FaultContext fault)
+    {
+        FaultResult got = BackingFault(ref fault, out long pfn);
+        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: true);
+    }
+
+    /// <summary>
+    /// <c>do_cow_fault</c>: a private write: a new anonymous frame filled from the backing's page, installed writable;
+    /// the backing's page is left as it was.
+    /// </summary>
+    private static FaultResult DoCowFault(ref FaultContext fault)
+    {
+        MemoryDescriptor mm = fault.Mm;
+        PageTable table = mm.PageTable;
+        FaultResult prepared = AnonVmaPrepare(ref fault);
+        if (prepared != FaultResult.Ok)
+        {
+            return prepared;
+        }
+        int pfn = fault.Cpu.Frames.Allocate();
+        if (pfn == PhysicalMemory.NoFrame)
+        {
+            return FaultResult.Oom;
+        }
+        FaultResult got = BackingFault(ref fault, out long source);
+        if (got != FaultResult.Ok)
+        {
+            fault.Cpu.Frames.Release(pfn);
+            return got;
+        }
+        mm.Memory.Copy(source, pfn);
+        // The backing's reference for this fault ends with the copy; it was never mapped, so no flush is owed.
+        mm.Memory.Put(source);
+        if (!PteMapLock(ref fault))
+        {
+            fault.Cpu.Frames.Release(pfn);
+            return FaultResult.Retry;
+        }
+        ref int ptl = ref table.PteLock(fault.Location.PteTable);
+        if (!Pte.IsNone(table.ReadPte(fault.Location)))
+        {
+            SpinWord.Exit(ref ptl);
+            fault.Cpu.Frames.Release(pfn);
+            fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
+            return FaultResult.Ok;
+        }
+        SetNewAnonymous(ref fault, pfn);
+        // Release store: the copied contents and metadata are visible before the PTE (set_pte_at).
         table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.Dirty);
         SpinWord.Exit(ref ptl);
-        // ptep_clear_flush: other Cpus may cache the read-only zero-frame translation; the zero frame is never freed,
-        // so a generation bump (no grace period) is enough for them to see the new frame on their next access.
-        mm.Tlb.Bump(fault.Address >> PageGeometry.PageShift, (fault.Address >> PageGeometry.PageShift) + 1);
         fault.Cpu.Counters.Add(VmEvent.AnonPages);
         return FaultResult.Ok;
+    }
+
+    /// <summary>
+    /// <c>finish_fault</c>: installs the backing's frame if the PTE is still none under the lock. The reference the
+    /// backing took for this fault becomes the mapping's; the map count rises (<c>folio_add_file_rmap</c>). A writable
+    /// install marks the frame dirty.
+    /// </summary>
+    private static FaultResult FinishFault(ref FaultContext fault, long pfn, bool writable)
+    {
+        MemoryDescriptor mm = fault.Mm;
+        PageTable table = mm.PageTable;
+        if (!PteMapLock(ref fault))
+        {
+            mm.Memory.Put(pfn);
+            return FaultResult.Retry;
+        }
+        ref int ptl = ref table.PteLock(fault.Location.PteTable);
+        if (!Pte.IsNone(table.ReadPte(fault.Location)))
+        {
+            SpinWord.Exit(ref ptl);
+            mm.Memory.Put(pfn);
+            fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
+            return FaultResult.Ok;
+        }
+        // Full fence; pairs with the gather's decrement and the acquire read in IsExclusiveAnonymous.
+        Interlocked.Increment(ref mm.Memory.Info(pfn).MapCount);
+        if (writable)
+        {
+            mm.Memory.SetFlags(pfn, FrameFlags.Dirty);
+        }
+        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (writable ? Pte.Dirty : 0);
+        // Release store: the map count and flags are visible before the PTE (set_pte_at).
+        table.WritePte(fault.Location, entry);
+        SpinWord.Exit(ref ptl);
+        return FaultResult.Ok;
+    }
+
+    /// <summary>
+    /// <c>__do_fault</c>: asks the backing for the page, telling it whether it may sleep; maps its answer onto the
+    /// handler's result.
+    /// </summary>
+    private static FaultResult BackingFault(ref FaultContext fault, out long pfn)
+    {
+        BackingFaultStatus status = fault.Vma!.Backing.Fault(fault.PageOffset, fault.Access, fault.IsSpeculative, out pfn);
+        return status switch
+        {
+            BackingFaultStatus.Ok => FaultResult.Ok,
+            BackingFaultStatus.SigBus => FaultResult.SigBus,
+            BackingFaultStatus.Oom => FaultResult.Oom,
+            _ => FaultResult.Retry,
+        };
+    }
+
+    // A private anonymous frame a fault is about to install (folio_add_new_anon_rmap): owned by the VMA's anon_vma at
+    // the faulting page's index, mapped once, exclusive. Called under the PTE lock, before the PTE store.
+    private static void SetNewAnonymous(ref FaultContext fault, int pfn)
+    {
+        ref FrameInfo info = ref fault.Mm.Memory.Info(pfn);
+        info.Kind = FrameKind.Anonymous;
+        info.MapCount = 1;
+        info.Mapping = fault.Vma!.AnonVma;
+        info.Index = fault.PageOffset;
+        fault.Mm.Memory.SetFlags(pfn, FrameFlags.AnonExclusive);
+    }
+
+    // A frame this fault allocated but did not install: one it zeroed is still zero; a copy is not.
+    private static void ReleaseAllocated(ref FaultContext fault, int pfn, bool zeroed)
+    {
+        if (zeroed)
+        {
+            ReleaseUnused(ref fault, pfn);
+        }
+        else
+        {
+            fault.Cpu.Frames.Release(pfn);
+        }
     }
 
     // A frame this fault allocated and zeroed but did not install: still zero, back to the Cpu's cache.
@@ -305,7 +497,8 @@ internal static class MemoryFaultHandler
     /// <summary>
     /// <c>vmf_anon_prepare</c> / <c>anon_vma_prepare</c>: gives the VMA an anon_vma before its first anonymous page,
     /// reusing a compatible neighbour's (<c>find_mergeable_anon_vma</c>). Needs the mmap lock: under the VMA lock it
-    /// takes it with a read trylock or answers RETRY; the speculative path never gets here (it bails out earlier).
+    /// takes it with a read trylock or answers RETRY; the speculative path answers RETRY (an anonymous VMA without
+    /// one bailed out earlier; the first copy-on-write of a backed private VMA gets here).
     /// </summary>
     public static FaultResult AnonVmaPrepare(ref FaultContext fault)
     {
@@ -314,7 +507,6 @@ internal static class MemoryFaultHandler
         {
             return FaultResult.Ok;
         }
-        Debug.Assert(!fault.IsSpeculative, "speculative fault without anon_vma must have bailed out");
         if (fault.IsSpeculative)
         {
             return FaultResult.Retry;

@@ -60,7 +60,7 @@ internal static class SpeculativeFaultPath
         VmFlags flags = vma.Flags;
         PageProtection protection = vma.PageProtection;
         ulong start = vma.Start, end = vma.End, pageOffset = vma.PageOffset;
-        Backing.Backing backing = vma.Backing;
+        Backing.IBacking backing = vma.Backing;
         if (!backing.IsSpeculativeSafe
             || (backing.IsAnonymous && vma.AnonVma is null)
             || (flags & (VmFlags.UserfaultMissing | VmFlags.GrowsDown | VmFlags.GrowsUp)) != 0

@@ -33,9 +33,27 @@ internal sealed class MemoryDescriptor : IDisposable
 
     /// <summary>Creates the state of an empty address space with its own guest RAM.</summary>
     public MemoryDescriptor(MmSettings settings)
+        : this(settings, new PhysicalMemory(settings.FrameCount, settings.PoisonFreedFrames), ownsMemory: true)
     {
+    }
+
+    /// <summary>
+    /// Creates the state of an empty address space over guest RAM that other address spaces use too (as a forked
+    /// child shares its parent's frames). The arena goes back to the host when its last user is disposed.
+    /// </summary>
+    public MemoryDescriptor(MmSettings settings, PhysicalMemory sharedMemory)
+        : this(settings, sharedMemory, ownsMemory: false)
+    {
+    }
+
+    private MemoryDescriptor(MmSettings settings, PhysicalMemory memory, bool ownsMemory)
+    {
+        if (!ownsMemory)
+        {
+            memory.AddUser();
+        }
         Settings = settings;
-        Memory = new PhysicalMemory(settings.FrameCount, settings.PoisonFreedFrames);
+        Memory = memory;
         Rcu = new RcuDomain(Tlb);
         PageTable = new PageTable(Memory);
     }
@@ -71,7 +89,7 @@ internal sealed class MemoryDescriptor : IDisposable
     public long AnonPages => SnapshotCounters()[(int)VmEvent.AnonPages];
 
     /// <summary>A new, detached VMA of this address space.</summary>
-    public Vma CreateVma(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.Backing backing,
+    public Vma CreateVma(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.IBacking backing,
         MemoryPolicy policy = MemoryPolicy.Default) =>
         new(MmapLock, WriterWait, Probes, start, end, pageOffset, flags, backing, policy);
 
@@ -204,7 +222,9 @@ internal sealed class MemoryDescriptor : IDisposable
     /// <item>a grace period: it bumps the TLB generation, so every Cpu's next access misses its hit path and reaches
     /// the slow path, which sees the mark; and it waits for the read sections that began before the bump, the
     /// hit-path accesses that may still be touching a frame;</item>
-    /// <item>only then the arena goes back to the host.</item>
+    /// <item>only then this address space stops using the arena. If other address spaces still use it, every page
+    /// and table this one maps is given back first (<c>unmap_vmas</c> and <c>free_pgtables</c> of <c>exit_mmap</c>),
+    /// so shared frames lose this space's references; the last user returns the whole arena to the host.</item>
     /// </list>
     /// </remarks>
     public void Dispose()
@@ -229,11 +249,26 @@ internal sealed class MemoryDescriptor : IDisposable
         try
         {
             Rcu.Synchronize();
+            if (Memory.Users > 1)
+            {
+                ReleaseMappings();
+            }
             Memory.Dispose();
         }
         finally
         {
             MmapLock.ExitWrite();
         }
+    }
+
+    // exit_mmap over an arena that outlives this address space: no Cpu of it runs any more (claims waited, grace
+    // period passed), so the whole range is zapped and its tables freed; shared frames keep other spaces' references.
+    private void ReleaseMappings()
+    {
+        var gather = new MmuGather(Memory, Rcu, GatherBatchLimit);
+        PageTable.Zap(0, PageGeometry.TranslatedAddressEnd, gather, Probes);
+        PageTable.FreeTables(0, PageGeometry.TranslatedAddressEnd, 0, PageGeometry.TranslatedAddressEnd, gather);
+        gather.Finish(Probes);
+        PageTable.FreeRoot();
     }
 }

@@ -60,6 +60,9 @@ internal sealed class VmaEditor
         vma.StartWrite();
         vma.MarkAttached();
         _mm.Tree.Insert(vma);
+        // Every VMA that enters the tree opens its backing (vm_ops->open) and every one that leaves closes it
+        // (vm_ops->close), so a backing sees as many opens as closes over the life of its mappings.
+        vma.Backing.Opened(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
     }
 
     /// <summary>Removes a write-locked VMA from the tree and marks it detached (where a backing is told it closed).</summary>
@@ -67,7 +70,28 @@ internal sealed class VmaEditor
     {
         _mm.Tree.Remove(vma.Start);
         vma.MarkDetached();
+        vma.Backing.Closed(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
     }
+
+    /// <summary>
+    /// <c>vm_ops->may_split</c> for every VMA an edit of [start, end) splits (one straddling either edge), asked before
+    /// anything changes so that a refusal leaves the address space as it was.
+    /// </summary>
+    public bool EdgesMaySplit(ulong start, ulong end)
+    {
+        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        {
+            if ((vma.Start < start && !MaySplitAt(vma, start)) || (vma.End > end && !MaySplitAt(vma, end)))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary><c>vm_ops->may_split</c>: whether the backing lets <paramref name="vma"/> be split at <paramref name="address"/>.</summary>
+    public static bool MaySplitAt(Vma vma, ulong address) =>
+        vma.Backing.MaySplit(vma.PageOffset, vma.Length >> PageGeometry.PageShift, vma.PageOffset + ((address - vma.Start) >> PageGeometry.PageShift));
 
     /// <summary>
     /// <c>vm_area_dup</c> narrowed to [<paramref name="start"/>, <paramref name="end"/>) with <paramref name="flags"/>:

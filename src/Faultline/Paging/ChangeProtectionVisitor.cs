@@ -81,9 +81,7 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
         {
             return false;
         }
-        ref FrameInfo info = ref _memory.Info(Pte.Frame(entry));
-        // Read under the PTE lock: pairs with the mapcount store that precedes the PTE's release store.
-        return info.Kind == FrameKind.Anonymous && Volatile.Read(ref info.MapCount) == 1;
+        return _memory.IsExclusiveAnonymous(Pte.Frame(entry));
     }
 
     private static bool Narrows(ulong before, ulong after) =>

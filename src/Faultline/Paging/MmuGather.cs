@@ -4,10 +4,17 @@ using Faultline.Physical;
 namespace Faultline.Paging;
 
 /// <summary>
-/// Batches what an unmap tears down (the kernel's <c>mmu_gather</c>): frames whose last mapping went away and
-/// page-table pages that were unhooked. Nothing is freed until every Cpu's TLB generation moved and a grace
-/// period passed, so no Cpu can still hold a translation to, or be walking, what is freed.
+/// Batches what an unmap tears down (the kernel's <c>mmu_gather</c>): the references of frames whose mappings went
+/// away and page-table pages that were unhooked. Nothing is released until every Cpu's TLB generation moved and a
+/// grace period passed, so no Cpu can still hold a translation to, or be walking, what is released.
 /// </summary>
+/// <remarks>
+/// The map count drops at zap time (rmap removal), but the mapping's reference is held by the gather and dropped
+/// (<c>put_page</c>) only after the flush. Frames may be mapped by several address spaces, each with its own
+/// grace-period domain: were the reference dropped at zap, space A could drop 2→1 while its Cpus still use the frame,
+/// and space B drop 1→0 and free it after B's grace period only. Dropping after the flush makes every reference
+/// outlive the translations it backs, so whichever put reaches zero frees a frame no TLB of any space maps.
+/// </remarks>
 internal sealed class MmuGather
 {
     /// <summary>
@@ -35,7 +42,7 @@ internal sealed class MmuGather
         _batchLimit = batchLimit;
     }
 
-    /// <summary>Frames waiting to be freed.</summary>
+    /// <summary>Frame references waiting to be dropped.</summary>
     public int PendingFrames => _frames.Count;
 
     /// <summary>True when the batch is full and the caller should flush (<c>__tlb_remove_page</c> returning true).</summary>
@@ -53,16 +60,18 @@ internal sealed class MmuGather
         _endPage = Math.Max(_endPage, page + 1);
     }
 
-    /// <summary>Drops one mapping of a frame (<c>tlb_remove_page</c>); the frame is freed at flush if unreferenced.</summary>
-    public void RemoveMapping(long pfn)
+    /// <summary>
+    /// Drops one mapping of a frame (<c>tlb_remove_page</c>): the map count now, the mapping's reference after the
+    /// flush. Returns true for an anonymous frame (the caller's <c>MM_ANONPAGES</c> count).
+    /// </summary>
+    public bool RemoveMapping(long pfn)
     {
         ref FrameInfo info = ref _memory.Info(pfn);
+        // Full fence; pairs with the acquire read of the map count in PhysicalMemory.IsExclusiveAnonymous.
         Interlocked.Decrement(ref info.MapCount);
         _needsFlush = true;
-        if (Interlocked.Decrement(ref info.RefCount) == 0)
-        {
-            _frames.Add((int)pfn);
-        }
+        _frames.Add((int)pfn);
+        return info.Kind == FrameKind.Anonymous;
     }
 
     /// <summary>Queues an unhooked page-table page (<c>tlb_remove_table</c>).</summary>
@@ -98,30 +107,25 @@ internal sealed class MmuGather
     }
 
     /// <summary>
-    /// <c>tlb_finish_mmu</c>: hands everything gathered to the grace-period domain as one deferred batch free
-    /// (<c>tlb_remove_table</c>'s <c>call_rcu</c>), then flushes; the batch is freed once the grace period ends.
+    /// <c>tlb_finish_mmu</c>: flushes (a grace period), then drops the gathered references, freeing frames that reach
+    /// zero, and frees the unhooked tables (<c>tlb_remove_table</c>'s deferred free).
     /// </summary>
     public void Finish(ProbeSet probes)
     {
-        if (_frames.Count + _tables.Count > 0)
-        {
-            int[] batch = [.. _frames, .. _tables];
-            _frames.Clear();
-            _tables.Clear();
-            PhysicalMemory memory = _memory;
-            _rcu.Defer(() => memory.FreeBatch(batch));
-            _needsFlush = true;
-        }
         FlushTlb(probes);
+        FreeGathered();
     }
 
-    /// <summary>Frees what was gathered, right after a forced <see cref="FlushTlb"/> (once the PTE lock is dropped).</summary>
+    /// <summary>
+    /// Drops the gathered references and frees the gathered tables, after a <see cref="FlushTlb"/> (a forced flush
+    /// calls it once the PTE lock is dropped).
+    /// </summary>
     public void FreeGathered()
     {
         Debug.Assert(!_needsFlush, "free before the TLB flush");
         if (_frames.Count > 0)
         {
-            _memory.FreeBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_frames));
+            _memory.PutBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_frames));
             _frames.Clear();
         }
         if (_tables.Count > 0)

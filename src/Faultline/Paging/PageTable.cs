@@ -39,6 +39,16 @@ internal sealed unsafe class PageTable
         _tablePages = 1;
     }
 
+    /// <summary>
+    /// <c>pgd_free</c>: gives the root page back, for an address space torn down over an arena that outlives it. Every
+    /// lower table was freed first and no Cpu walks this table any more.
+    /// </summary>
+    public void FreeRoot()
+    {
+        _memory.Free((int)_root);
+        Interlocked.Decrement(ref _tablePages);
+    }
+
     /// <summary>Page-table pages in use, the root included.</summary>
     public int TablePages => Volatile.Read(ref _tablePages);
 
@@ -346,7 +356,7 @@ internal sealed unsafe class PageTable
     /// [floor, ceiling) (no VMA remains there). A PTE table is emptied under its own lock first (a speculative fault
     /// that validated just before the unmap may have installed a PTE after the zap) and unhooked under
     /// <c>page_table_lock</c>, which is what makes speculative table allocation safe. Returns the residual
-    /// refcounted pages it had to zap.
+    /// anonymous pages it had to zap.
     /// </summary>
     public long FreeTables(ulong start, ulong end, ulong floor, ulong ceiling, MmuGather gather)
     {
@@ -450,9 +460,8 @@ internal sealed unsafe class PageTable
             }
             Volatile.Write(ref entries[i], 0UL);
             gather.NoteTranslationChange(tableBase + ((ulong)i << PteShift));
-            if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
+            if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0 && gather.RemoveMapping(Pte.Frame(entry)))
             {
-                gather.RemoveMapping(Pte.Frame(entry));
                 residual++;
             }
         }

@@ -38,9 +38,8 @@ internal unsafe struct ZapVisitor : IPageRangeVisitor
             }
             Volatile.Write(ref entries[i], 0UL);
             _gather.NoteTranslationChange(tableBase + ((ulong)i << PageGeometry.PageShift));
-            if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
+            if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0 && _gather.RemoveMapping(Pte.Frame(entry)))
             {
-                _gather.RemoveMapping(Pte.Frame(entry));
                 Unmapped++;
             }
             if (_gather.IsFull)
@@ -65,9 +64,8 @@ internal unsafe struct ZapVisitor : IPageRangeVisitor
         _table.ExitPageTableLock();
         _gather.NoteTranslationChange(address);
         _gather.NoteTranslationChange(address + PageGeometry.PmdSize - PageGeometry.PageSize);
-        if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
+        if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0 && _gather.RemoveMapping(Pte.Frame(entry)))
         {
-            _gather.RemoveMapping(Pte.Frame(entry));
             Unmapped += PageGeometry.EntriesPerTable;
         }
         if (_gather.IsFull)

@@ -3,9 +3,14 @@ using System.Runtime.InteropServices;
 namespace Faultline.Physical;
 
 /// <summary>
-/// Per-frame metadata (the kernel's <c>struct page</c>): reference and map counts, kind, and the split
-/// page-table lock used when the frame is a PTE table (<c>ptlock_ptr</c>).
+/// Per-frame metadata (the kernel's <c>struct page</c>): reference and map counts, kind, state flags, the owner and
+/// index for the reverse map, and the split page-table lock used when the frame is a PTE table (<c>ptlock_ptr</c>).
 /// </summary>
+/// <remarks>
+/// Ownership: every page-table entry mapping the frame holds one reference and one map count; a backing holds one
+/// reference for each page it keeps; an unmap's gather holds the unmapped entry's reference until its TLB flush and
+/// grace period (see <c>MmuGather</c>). A frame is freed when its reference count reaches zero.
+/// </remarks>
 [StructLayout(LayoutKind.Sequential)]
 internal struct FrameInfo
 {
@@ -15,6 +20,15 @@ internal struct FrameInfo
     public int MapCount;
     /// <summary>Split PTE-table lock word (0 free, 1 held), meaningful while <see cref="Kind"/> is PageTable.</summary>
     public int PteLock;
+    /// <summary>State bits (<see cref="FrameFlags"/>); changed through <see cref="PhysicalMemory.SetFlags"/> and <see cref="PhysicalMemory.ClearFlags"/>.</summary>
+    public int Flags;
+    /// <summary>
+    /// <c>page->mapping</c>: the anon_vma of an anonymous frame or the backing of a page-cache frame, for the reverse
+    /// map; null while unowned. Set by the owner before the frame is published in a PTE.
+    /// </summary>
+    public object? Mapping;
+    /// <summary><c>page->index</c>: the page offset within <see cref="Mapping"/>.</summary>
+    public ulong Index;
     /// <summary>What the frame holds.</summary>
     public FrameKind Kind;
     /// <summary>The contents are known to be all zero (fresh, or cleared when freed), so a fault need not clear it.</summary>

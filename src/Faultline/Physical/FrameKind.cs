@@ -11,6 +11,8 @@ internal enum FrameKind : byte
     Anonymous,
     /// <summary>A page-table page.</summary>
     PageTable,
+    /// <summary>A page owned by a backing (page cache): <see cref="FrameInfo.Mapping"/> names it.</summary>
+    PageCache,
     /// <summary>Allocated, kind not yet set.</summary>
     Allocated,
 }

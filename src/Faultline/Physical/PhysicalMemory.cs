@@ -5,6 +5,11 @@ namespace Faultline.Physical;
 /// per-frame metadata, and the global free-frame allocator. Frame 0 is the shared zero frame. Frames are named
 /// by their frame number (pfn); <see cref="FrameAddress"/> turns one into a host pointer.
 /// </summary>
+/// <remarks>
+/// Several address spaces may share one arena (a forked child shares frames with its parent): each
+/// <c>MemoryDescriptor</c> over it is a user (<see cref="AddUser"/>, <see cref="Dispose"/>), and the host mapping goes
+/// back when the last one goes. Frame ownership follows <see cref="FrameInfo"/>'s reference rules.
+/// </remarks>
 internal sealed unsafe class PhysicalMemory : IDisposable
 {
     /// <summary>Bytes in a frame.</summary>
@@ -24,6 +29,7 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     private int _nextUntouched; // frames at or above it were never handed out (bump allocation keeps them untouched)
     private int _lock;
     private int _framesInUse;
+    private int _users = 1;
 
     /// <summary>Creates an arena of <paramref name="frameCount"/> frames.</summary>
     public PhysicalMemory(int frameCount, bool poisonFreedFrames)
@@ -96,6 +102,7 @@ internal sealed unsafe class PhysicalMemory : IDisposable
             info.Kind = FrameKind.Allocated;
             info.RefCount = 1;
             info.MapCount = 0;
+            info.Flags = 0;
         }
         Interlocked.Add(ref _framesInUse, n);
         return n;
@@ -119,6 +126,9 @@ internal sealed unsafe class PhysicalMemory : IDisposable
             info.RefCount = 0;
             info.MapCount = 0;
             info.PteLock = 0;
+            info.Flags = 0;
+            info.Mapping = null;
+            info.Index = 0;
             if (PoisonFreedFrames)
             {
                 new Span<byte>(FrameAddress(pfn), FrameSize).Fill(PoisonByte);
@@ -142,6 +152,123 @@ internal sealed unsafe class PhysicalMemory : IDisposable
 
     /// <summary>Returns one frame to the free list.</summary>
     public void Free(int pfn) => FreeBatch([pfn]);
+
+    /// <summary><c>get_page</c>: one more reference. The caller already holds one, or holds the PTE lock of an entry mapping it.</summary>
+    /// <remarks>Full fence; pairs with the decrement of <see cref="Put"/>, so the last put sees every get before it.</remarks>
+    public void Get(long pfn) => Interlocked.Increment(ref _frames[pfn].RefCount);
+
+    /// <summary>
+    /// <c>put_page</c>: drops a reference, freeing the frame when it was the last. Only for a reference that backs no
+    /// translation any Cpu may still hold: a mapping's reference is dropped through an <c>MmuGather</c> after its
+    /// flush, so a count that reaches zero here proves no TLB of any address space over this arena maps the frame.
+    /// </summary>
+    public void Put(long pfn)
+    {
+        // Full fence: orders this owner's last use of the frame before the free that the last put performs.
+        if (Interlocked.Decrement(ref _frames[pfn].RefCount) == 0)
+        {
+            Free((int)pfn);
+        }
+    }
+
+    /// <summary>Drops one reference on each frame (<c>release_pages</c>), freeing those that reach zero; see <see cref="Put"/>.</summary>
+    public void PutBatch(ReadOnlySpan<int> frames)
+    {
+        var unreferenced = new List<int>();
+        foreach (int pfn in frames)
+        {
+            // Full fence, as in Put.
+            if (Interlocked.Decrement(ref _frames[pfn].RefCount) == 0)
+            {
+                unreferenced.Add(pfn);
+            }
+        }
+        if (unreferenced.Count > 0)
+        {
+            FreeBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(unreferenced));
+        }
+    }
+
+    /// <summary>Sets state bits of a frame (<c>SetPageDirty</c> and the like).</summary>
+    /// <remarks>Full fence; pairs with the acquire read of <see cref="HasFlags"/>.</remarks>
+    public void SetFlags(long pfn, FrameFlags flags) => Interlocked.Or(ref _frames[pfn].Flags, (int)flags);
+
+    /// <summary>Clears state bits of a frame.</summary>
+    /// <remarks>Full fence; pairs with the acquire read of <see cref="HasFlags"/>.</remarks>
+    public void ClearFlags(long pfn, FrameFlags flags) => Interlocked.And(ref _frames[pfn].Flags, ~(int)flags);
+
+    /// <summary>True when every bit of <paramref name="flags"/> is set.</summary>
+    /// <remarks>Acquire read; pairs with the Interlocked update in <see cref="SetFlags"/> / <see cref="ClearFlags"/>.</remarks>
+    public bool HasFlags(long pfn, FrameFlags flags) => (Volatile.Read(ref _frames[pfn].Flags) & (int)flags) == (int)flags;
+
+    /// <summary>
+    /// <c>wp_can_reuse_anon_folio</c>: may a write fault make this anonymous frame writable in place? Yes when it is
+    /// marked <see cref="FrameFlags.AnonExclusive"/>, or when the one mapping being faulted on holds the only
+    /// reference (then it is marked exclusive again). The caller holds the PTE lock of the entry mapping it, which
+    /// keeps a second mapping from appearing (duplicating a mapping takes the source entry's lock).
+    /// </summary>
+    public bool IsExclusiveAnonymous(long pfn)
+    {
+        ref FrameInfo info = ref _frames[pfn];
+        if (info.Kind != FrameKind.Anonymous)
+        {
+            return false;
+        }
+        if (HasFlags(pfn, FrameFlags.AnonExclusive))
+        {
+            return true;
+        }
+        // Acquire reads; pair with the Interlocked updates of Get/Put and of the gather's map-count drop.
+        if (Volatile.Read(ref info.RefCount) != 1 || Volatile.Read(ref info.MapCount) != 1)
+        {
+            return false;
+        }
+        SetFlags(pfn, FrameFlags.AnonExclusive);
+        return true;
+    }
+
+    /// <summary>
+    /// <c>folio_try_dup_anon_rmap</c> plus <c>get_page</c>: a second page-table entry (another address space's, once
+    /// fork exists) will map this frame; it is no longer exclusive. Called with the source entry's PTE lock held.
+    /// </summary>
+    public void DuplicateMapping(long pfn)
+    {
+        ref FrameInfo info = ref _frames[pfn];
+        // Full fences; pair with the acquire reads of the counts in IsExclusiveAnonymous and the decrements of Put
+        // and MmuGather.RemoveMapping.
+        Interlocked.Increment(ref info.RefCount);
+        Interlocked.Increment(ref info.MapCount);
+        ClearFlags(pfn, FrameFlags.AnonExclusive);
+    }
+
+    /// <summary>Address spaces using this arena (acquire read; pairs with AddUser's and Dispose's Interlocked updates).</summary>
+    public int Users => Volatile.Read(ref _users);
+
+    /// <summary>
+    /// Another address space starts using this arena (<c>mmgrab</c> on shared memory): <see cref="Dispose"/> must be
+    /// called once more before the arena goes back to the host.
+    /// </summary>
+    public void AddUser()
+    {
+        // Full fence; pairs with the decrement in Dispose. A user can only be added by one that still holds the arena.
+        int before = Interlocked.Increment(ref _users) - 1;
+        ObjectDisposedException.ThrowIf(before <= 0, this);
+    }
+
+    /// <summary>
+    /// <c>copy_user_highpage</c>: fills a freshly allocated frame with another frame's contents. The caller holds a
+    /// reference on <paramref name="source"/>, so it cannot be freed meanwhile.
+    /// </summary>
+    public void Copy(long source, long destination)
+    {
+        ref FrameInfo info = ref _frames[destination];
+        if (PoisonFreedFrames && !info.Zeroed)
+        {
+            CheckPoison(destination);
+        }
+        new ReadOnlySpan<byte>(FrameAddress(source), FrameSize).CopyTo(new Span<byte>(FrameAddress(destination), FrameSize));
+        info.Zeroed = false;
+    }
 
     /// <summary><c>clear_page</c>: zero a frame. This is the floor of a first-touch fault.</summary>
     public void Clear(long pfn) => new Span<byte>(FrameAddress(pfn), FrameSize).Clear();
@@ -183,6 +310,16 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     /// <summary>Records that an allocated frame prepared with <see cref="PrepareZeroed"/> was never written.</summary>
     public void MarkUnused(long pfn) => _frames[pfn].Zeroed = true;
 
-    /// <summary>Returns the arena to the host. The caller guarantees nothing touches a frame any more.</summary>
-    public void Dispose() => _arena.Dispose();
+    /// <summary>
+    /// Drops one user; the last returns the arena to the host. That caller guarantees nothing touches a frame any more
+    /// (every user's Cpus are gone).
+    /// </summary>
+    public void Dispose()
+    {
+        // Full fence; pairs with AddUser's increment.
+        if (Interlocked.Decrement(ref _users) == 0)
+        {
+            _arena.Dispose();
+        }
+    }
 }

@@ -40,7 +40,41 @@ internal sealed class MmapSyscall
         {
             return invalid;
         }
-        VmFlags vmFlags = VmFlagBits.ForMmap(protection, flags);
+        return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags), flags, AnonymousBacking.Instance, null, out mapped);
+    }
+
+    /// <summary>
+    /// <c>mmap</c> of <paramref name="backing"/> from page <paramref name="pageOffset"/> on (a file mapping's
+    /// <c>vm_pgoff</c>), private or shared.
+    /// </summary>
+    public Errno MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset,
+        out ulong mapped)
+    {
+        mapped = 0;
+        _mm.SharedCounters.AddShared(VmEvent.MapCall);
+        if ((flags & MapFlags.Anonymous) != 0 || backing.IsAnonymous || ((int)flags & 0x0f) is not (1 or 2 or 3))
+        {
+            return Errno.EINVAL;
+        }
+        Errno invalid = ValidateRange(ref address, ref length, flags);
+        if (invalid != Errno.None)
+        {
+            return invalid;
+        }
+        // do_mmap: the last page offset must not wrap.
+        if (pageOffset + (length >> PageGeometry.PageShift) < pageOffset)
+        {
+            return Errno.EOVERFLOW;
+        }
+        return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags), flags, backing, pageOffset, out mapped);
+    }
+
+    // mmap_region: places the range, unmaps what MAP_FIXED replaces and inserts the new VMA (anonymous memory's page
+    // offset is its start in pages, known only once placed).
+    private Errno InsertMapping(ulong address, ulong length, VmFlags vmFlags, MapFlags flags, IBacking backing, ulong? pageOffset,
+        out ulong mapped)
+    {
+        mapped = 0;
         _mm.EnterWriteUnlessExiting(_owner);
         try
         {
@@ -55,11 +89,15 @@ internal sealed class MmapSyscall
             {
                 return Errno.ENOMEM;
             }
+            if (!_editor.EdgesMaySplit(start, end))
+            {
+                return Errno.EINVAL;
+            }
             if (_mm.Tree.FindFirstEndingAbove(start) is { } overlap && overlap.Start < end)
             {
                 _unmapper.Unmap(start, end, downgrade: false);
             }
-            Vma created = _mm.CreateVma(start, end, start >> PageGeometry.PageShift, vmFlags, AnonymousBacking.Instance);
+            Vma created = _mm.CreateVma(start, end, pageOffset ?? start >> PageGeometry.PageShift, vmFlags, backing);
             _editor.InsertAndMerge(created);
             _mm.Tree.Publish();
             _editor.EndWriteSections();
@@ -92,6 +130,12 @@ internal sealed class MmapSyscall
             // Shared anonymous memory (shmem) is not built yet.
             return Errno.EINVAL;
         }
+        return ValidateRange(ref address, ref length, flags);
+    }
+
+    // The checks every mmap makes of its range: length, and a fixed address's alignment and bounds.
+    private Errno ValidateRange(ref ulong address, ref ulong length, MapFlags flags)
+    {
         if ((flags & MapFlags.HugeTlb) != 0)
         {
             return Errno.ENOMEM;

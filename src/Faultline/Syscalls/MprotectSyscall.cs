@@ -90,6 +90,11 @@ internal sealed class MprotectSyscall
             {
                 return Errno.ENOMEM;
             }
+            if ((affected[0].Start < address && NewFlags(affected[0], access) != affected[0].Flags && !VmaEditor.MaySplitAt(affected[0], address))
+                || (affected[^1].End > end && NewFlags(affected[^1], access) != affected[^1].Flags && !VmaEditor.MaySplitAt(affected[^1], end)))
+            {
+                return Errno.EINVAL;
+            }
             ChangeProtection(affected, address, end, access);
         }
         finally

@@ -10,13 +10,15 @@ namespace Faultline.Syscalls;
 internal sealed class MunmapSyscall
 {
     private readonly MemoryDescriptor _mm;
+    private readonly VmaEditor _editor;
     private readonly RegionUnmapper _unmapper;
     private readonly object _owner;
 
     /// <summary><c>munmap</c> over <paramref name="mm"/>; <paramref name="owner"/> as for <see cref="MmapSyscall"/>.</summary>
-    public MunmapSyscall(MemoryDescriptor mm, RegionUnmapper unmapper, object owner)
+    public MunmapSyscall(MemoryDescriptor mm, VmaEditor editor, RegionUnmapper unmapper, object owner)
     {
         _mm = mm;
+        _editor = editor;
         _unmapper = unmapper;
         _owner = owner;
     }
@@ -47,6 +49,10 @@ internal sealed class MunmapSyscall
             if (_unmapper.CountAfterUnmap(address, end) > _mm.Settings.MaxMapCount)
             {
                 return Errno.ENOMEM;
+            }
+            if (!_editor.EdgesMaySplit(address, end))
+            {
+                return Errno.EINVAL;
             }
             _unmapper.Unmap(address, end, downgrade: true);
             writeHeld = false;

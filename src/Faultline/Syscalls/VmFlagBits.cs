@@ -24,7 +24,7 @@ internal static class VmFlagBits
         return vm;
     }
 
-    /// <summary>The flags of a new anonymous mapping (<c>do_mmap</c>): access, may-access, mapping flags, accounting.</summary>
+    /// <summary>The flags of a new mapping (<c>do_mmap</c>): access, may-access, mapping flags, accounting.</summary>
     public static VmFlags ForMmap(Protection protection, MapFlags flags)
     {
         VmFlags vm = CalcVmProtBits(protection) | VmFlags.MayRead | VmFlags.MayWrite | VmFlags.MayExec;
@@ -39,6 +39,11 @@ internal static class VmFlagBits
         if ((flags & MapFlags.NoReserve) != 0)
         {
             vm |= VmFlags.NoReserve;
+        }
+        if (((int)flags & 0x0f) is 1 or 3)
+        {
+            // Only a backed mapping gets here shared: anonymous MAP_SHARED is refused by mmap's validation.
+            vm |= VmFlags.Shared | VmFlags.MayShare;
         }
         // accountable_mapping: private writable memory is committed unless MAP_NORESERVE.
         if ((vm & (VmFlags.NoReserve | VmFlags.Shared | VmFlags.Write)) == VmFlags.Write)

@@ -138,11 +138,25 @@ public sealed class SpeculativePathTests
         Assert.Equal(1, Delta(before, space, "mmap_lock_fault"));
     }
 
-    private sealed class NotSpeculativeSafeBacking : Faultline.Backing.Backing
+    // Anonymous memory that opts out of the speculative whitelist; its faults go through do_anonymous_page.
+    private sealed class NotSpeculativeSafeBacking : Faultline.Backing.IBacking
     {
-        public override bool IsAnonymous => true;
-        public override bool IsSpeculativeSafe => false;
-        public override string MapsName => string.Empty;
+        public bool IsAnonymous => true;
+        public bool IsSpeculativeSafe => false;
+        public string MapsName => string.Empty;
+
+        public Faultline.Backing.BackingFaultStatus Fault(ulong pageOffset, AccessKind access, bool speculative, out long pfn) =>
+            throw new InvalidOperationException("anonymous memory faults through do_anonymous_page");
+
+        public void Opened(ulong pageOffset, ulong pages)
+        {
+        }
+
+        public void Closed(ulong pageOffset, ulong pages)
+        {
+        }
+
+        public bool MaySplit(ulong pageOffset, ulong pages, ulong splitPageOffset) => true;
     }
 
     // 9. Each remaining bail-out of step 4, staged on a VMA that has its anon_vma, is traced as spf_vma_notsup and

@@ -1,0 +1,23 @@
+namespace Faultline.Physical;
+
+/// <summary>
+/// Per-frame state bits (the kernel's page flags that a page cache and COW need). Changed with Interlocked where more
+/// than one thread may change them (see <see cref="PhysicalMemory.SetFlags"/>).
+/// </summary>
+[Flags]
+internal enum FrameFlags
+{
+    /// <summary>No bit set.</summary>
+    None = 0,
+    /// <summary><c>PG_locked</c>: someone is filling or writing back the frame.</summary>
+    Locked = 1 << 0,
+    /// <summary><c>PG_uptodate</c>: the contents are valid.</summary>
+    Uptodate = 1 << 1,
+    /// <summary><c>PG_dirty</c>: written through a shared mapping; the backing must write it back.</summary>
+    Dirty = 1 << 2,
+    /// <summary>
+    /// <c>PageAnonExclusive</c>: an anonymous frame mapped by exactly one page-table entry of one address space, so a
+    /// write fault may reuse it; cleared when it gets shared.
+    /// </summary>
+    AnonExclusive = 1 << 3,
+}
