@@ -107,13 +107,27 @@ internal sealed class MmuGather
     }
 
     /// <summary>
-    /// <c>tlb_finish_mmu</c>: flushes (a grace period), then drops the gathered references, freeing frames that reach
-    /// zero, and frees the unhooked tables (<c>tlb_remove_table</c>'s deferred free).
+    /// <c>tlb_finish_mmu</c>: hands everything gathered to the grace-period domain as one deferred batch
+    /// (<c>tlb_remove_table</c>'s <c>call_rcu</c>), then flushes; once the grace period ends the references are
+    /// dropped (freeing frames that reach zero) and the tables freed.
     /// </summary>
     public void Finish(ProbeSet probes)
     {
+        if (_frames.Count + _tables.Count > 0)
+        {
+            int[] frames = [.. _frames];
+            int[] tables = [.. _tables];
+            _frames.Clear();
+            _tables.Clear();
+            PhysicalMemory memory = _memory;
+            _rcu.Defer(() =>
+            {
+                memory.PutBatch(frames);
+                memory.FreeBatch(tables);
+            });
+            _needsFlush = true;
+        }
         FlushTlb(probes);
-        FreeGathered();
     }
 
     /// <summary>
