@@ -114,12 +114,13 @@ internal static class BenchCommand
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .Start(context =>
             {
-                ProgressTask progress = context.AddTask("floors", maxValue: cases.Count * (options.Repeats + 1));
+                IReadOnlyList<BenchCase> warmUp = BenchPlan.WarmUpCases(cases);
+                ProgressTask progress = context.AddTask("floors", maxValue: warmUp.Count + cases.Count * options.Repeats);
                 using var floorProbe = new FloorProbe(random, machine.ReadFaultMapsZeroPage);
-                // The warm-up pass: every case and floor once, unreported, so that JIT tiers and the host's page
-                // cache of the runtime settle before any repeat instead of during the first one.
+                // The warm-up pass, unreported: every floor and every workload on every path once, so that the JIT's
+                // tiers settle before the first repeat instead of during it.
                 _ = floorProbe.Measure(-1);
-                RunAll(progress, cases, TimeSpan.FromSeconds(Math.Min(options.Seconds, BenchPlan.WarmUpSeconds)), "warm-up", (_, _) => { });
+                RunAll(progress, warmUp, TimeSpan.FromSeconds(Math.Min(options.Seconds, BenchPlan.WarmUpSeconds)), "warm-up", (_, _) => { });
                 for (int repeat = 0; repeat < options.Repeats; repeat++)
                 {
                     progress.Description = $"floors, repeat {repeat + 1}";

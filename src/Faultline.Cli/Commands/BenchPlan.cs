@@ -14,13 +14,20 @@ internal static class BenchPlan
     /// Measured seconds per run when <c>--seconds</c> is not given: with <see cref="DefaultRepeats"/> repeats the
     /// default suite takes about as long as one 1.5 s run per case did (about a minute and a half on 2 cores).
     /// </summary>
-    public const double DefaultSeconds = 0.4;
+    public const double DefaultSeconds = 0.3;
 
     /// <summary>Repeats of every case when <c>--repeat</c> is not given.</summary>
     public const int DefaultRepeats = 3;
 
-    /// <summary>Measured seconds of each case in the shared warm-up pass before the first repeat (not reported).</summary>
-    public const double WarmUpSeconds = 0.1;
+    /// <summary>Measured seconds of each run of the shared warm-up pass before the first repeat (not reported).</summary>
+    public const double WarmUpSeconds = 0.05;
+
+    /// <summary>
+    /// The shared warm-up pass: the first case of every (workload, path) pair. The code a run exercises depends on
+    /// those two only, not on the thread counts, so one run each warms it all.
+    /// </summary>
+    public static IReadOnlyList<BenchCase> WarmUpCases(IReadOnlyList<BenchCase> cases) =>
+        cases.DistinctBy(c => (c.Config.Workload.Name, c.Path)).ToList();
 
     /// <summary>
     /// The default suite: single- and two-thread page_fault1, the contended case mixed 1+1 and its baseline 1+0 (for
