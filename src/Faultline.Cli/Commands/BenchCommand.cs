@@ -99,6 +99,8 @@ internal static class BenchCommand
         }
 
         MachineInfo machine = MachineInfo.Collect();
+        // Read before measuring: a checkout that changes during a long run must not relabel its figures.
+        string commit = GitCommit.Current();
         var cases = configs.SelectMany(c => pathList.Select(p => new BenchCase(c, p))).ToList();
         AnsiConsole.MarkupLine(Markup.Escape(
             $"faultline bench: {cases.Count} case(s) x {options.Repeats} repeat(s), {options.Seconds.ToString(CultureInfo.InvariantCulture)} s each, shuffled per repeat after a warm-up pass; " +
@@ -132,7 +134,7 @@ internal static class BenchCommand
                 progress.Description = "bench done";
             });
 
-        var report = BenchReport.Create(machine, GitCommit.Current(), options.Repeats, options.Seconds, results, floors);
+        var report = BenchReport.Create(machine, commit, options.Repeats, options.Seconds, results, floors);
         TableReport.Print(AnsiConsole.Console, report);
         JsonReport.Write(outputs.Json, report);
         ChartReport.WriteSvg(outputs.Svg, report);
