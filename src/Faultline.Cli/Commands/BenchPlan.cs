@@ -12,7 +12,7 @@ internal static class BenchPlan
 {
     /// <summary>
     /// Measured seconds per run when <c>--seconds</c> is not given: with <see cref="DefaultRepeats"/> repeats the
-    /// default suite takes about as long as one 1.5 s run per case did (about a minute and a half on 2 cores).
+    /// default suite takes about as long as one 1.5 s run per case did.
     /// </summary>
     public const double DefaultSeconds = 0.3;
 
