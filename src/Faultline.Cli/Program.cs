@@ -18,7 +18,7 @@ internal static class Program
                 ColorSystem = ColorSystemSupport.NoColors,
                 Interactive = InteractionSupport.No,
             });
-            AnsiConsole.Profile.Width = 160;
+            AnsiConsole.Profile.Width = 240;
         }
         var root = new RootCommand("Faultline: a Linux-compatible virtual memory manager for .NET")
         {

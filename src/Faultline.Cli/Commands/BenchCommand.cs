@@ -3,14 +3,16 @@ using System.Globalization;
 using Faultline.Cli.Paths;
 using Faultline.Cli.Reporting;
 using Faultline.Cli.Running;
+using Faultline.Cli.Statistics;
 using Spectre.Console;
 
 namespace Faultline.Cli.Commands;
 
 /// <summary>
-/// <c>faultline bench</c>: runs workloads on Faultline's fault paths and on the host kernel, side by side, prints a
-/// table, writes a JSON report and an SVG chart. Exit code 0, or 1 when any run read back a wrong value (or failed),
-/// or 2 for bad options.
+/// <c>faultline bench</c>: runs workloads on Faultline's fault paths and on the host kernel, side by side, every case
+/// <c>--repeat</c> times in a shuffled order per repeat, with the hardware floors measured in the same run; prints
+/// medians [min–max], writes a JSON report and a PNG and SVG chart. Exit code 0, or 1 when any run read back a wrong
+/// value (or failed), or 2 for bad options.
 /// </summary>
 internal static class BenchCommand
 {
@@ -38,42 +40,56 @@ internal static class BenchCommand
             Description = "Measured seconds per run (after a short warm-up)",
             DefaultValueFactory = _ => BenchPlan.DefaultSeconds,
         };
+        var repeat = new Option<int>("--repeat", "-r")
+        {
+            Description = "Runs of every case, interleaved in a shuffled order per repeat; figures are medians [min–max]",
+            DefaultValueFactory = _ => BenchPlan.DefaultRepeats,
+        };
         var json = new Option<string>("--json")
         {
-            Description = "JSON report file",
+            Description = "JSON report file (every repeat, the summaries, machine, host facts, commit)",
             DefaultValueFactory = _ => "bench-results.json",
         };
         var svg = new Option<string>("--svg")
         {
-            Description = "SVG bar chart file",
+            Description = "SVG chart file",
             DefaultValueFactory = _ => "bench-results.svg",
+        };
+        var png = new Option<string>("--png")
+        {
+            Description = "PNG chart file",
+            DefaultValueFactory = _ => "bench-results.png",
         };
         var markdown = new Option<string?>("--markdown")
         {
-            Description = "Also write the table as Markdown to this file",
+            Description = "Also write the tables as Markdown to this file",
         };
         var command = new Command("bench", "Measure page-fault and mmap throughput of Faultline's fault paths against the host kernel")
         {
-            workload, path, threads, churn, seconds, json, svg, markdown,
+            workload, path, threads, churn, seconds, repeat, json, svg, png, markdown,
         };
         command.SetAction(parse => Execute(
-            parse.GetValue(workload), parse.GetValue(path), parse.GetValue(threads), parse.GetValue(churn),
-            parse.GetValue(seconds), parse.GetValue(json)!, parse.GetValue(svg)!, parse.GetValue(markdown)));
+            new BenchOptions(parse.GetValue(workload), parse.GetValue(path), parse.GetValue(threads), parse.GetValue(churn),
+                parse.GetValue(seconds), parse.GetValue(repeat)),
+            new BenchOutputs(parse.GetValue(json)!, parse.GetValue(svg)!, parse.GetValue(png)!, parse.GetValue(markdown))));
         return command;
     }
 
-    private static int Execute(string? workloads, string? paths, string? threads, string? churn, double seconds,
-        string jsonFile, string svgFile, string? markdownFile)
+    private static int Execute(BenchOptions options, BenchOutputs outputs)
     {
         IReadOnlyList<BenchConfig> configs;
         IReadOnlyList<PathKind> pathList;
         try
         {
-            configs = BenchPlan.Build(workloads, threads, churn);
-            pathList = BenchPlan.Paths(paths);
-            if (!(seconds > 0 && seconds <= 3600))
+            configs = BenchPlan.Build(options.Workloads, options.Threads, options.Churn);
+            pathList = BenchPlan.Paths(options.Paths);
+            if (!(options.Seconds > 0 && options.Seconds <= 3600))
             {
                 throw new ArgumentException("--seconds: must be in (0, 3600]");
+            }
+            if (options.Repeats is < 1 or > 1000)
+            {
+                throw new ArgumentException("--repeat: must be in [1, 1000]");
             }
         }
         catch (ArgumentException e)
@@ -83,46 +99,73 @@ internal static class BenchCommand
         }
 
         MachineInfo machine = MachineInfo.Collect();
+        // Read before measuring: a checkout that changes during a long run must not relabel its figures.
+        string commit = GitCommit.Current();
+        var cases = configs.SelectMany(c => pathList.Select(p => new BenchCase(c, p))).ToList();
         AnsiConsole.MarkupLine(Markup.Escape(
-            $"faultline bench: {configs.Count} configuration(s) x {pathList.Count} path(s), {seconds.ToString(CultureInfo.InvariantCulture)} s each; " +
-            $"{machine.Cores} cores, {machine.Cpu}, Linux {machine.Kernel}, {machine.Runtime}, load {machine.LoadAverage}"));
+            $"faultline bench: {cases.Count} case(s) x {options.Repeats} repeat(s), {options.Seconds.ToString(CultureInfo.InvariantCulture)} s each, shuffled per repeat after a warm-up pass; " +
+            $"{machine.Cores} cores, {machine.Cpu}, {machine.KernelLabel}, {machine.Runtime}, load {machine.LoadAverage}"));
 
-        var runs = configs.SelectMany(c => pathList.Select(p => (Config: c, Path: p))).ToList();
+        var random = new Random();
+        IReadOnlyList<IReadOnlyList<BenchCase>> schedule = RepeatSchedule.Shuffled(cases, options.Repeats, random);
         var results = new List<BenchResult>();
-        TimeSpan duration = TimeSpan.FromSeconds(seconds);
+        var floors = new List<FloorResult>();
         AnsiConsole.Progress()
             .AutoClear(false)
             .HideCompleted(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .Start(context =>
             {
-                ProgressTask task = context.AddTask("bench", maxValue: runs.Count);
-                for (int i = 0; i < runs.Count; i++)
+                IReadOnlyList<BenchCase> warmUp = BenchPlan.WarmUpCases(cases);
+                ProgressTask progress = context.AddTask("floors", maxValue: warmUp.Count + cases.Count * options.Repeats);
+                using var floorProbe = new FloorProbe(random, machine.ReadFaultMapsZeroPage);
+                // The warm-up pass, unreported: every floor and every workload on every path once, so that the JIT's
+                // tiers settle before the first repeat instead of during it.
+                _ = floorProbe.Measure(-1);
+                RunAll(progress, warmUp, TimeSpan.FromSeconds(Math.Min(options.Seconds, BenchPlan.WarmUpSeconds)), "warm-up", (_, _) => { });
+                for (int repeat = 0; repeat < options.Repeats; repeat++)
                 {
-                    (BenchConfig config, PathKind path) = runs[i];
-                    task.Description = Markup.Escape($"{config.Workload.Name} t={config.Shape.Threads}{(config.Shape.Churn > 0 ? $"+{config.Shape.Churn}" : "")} {PathNames.Name(path)}");
-                    int done = i;
-                    BenchResult result = BenchRunner.Run(config.Workload, path, config.Shape, duration, f => task.Value = done + f);
-                    results.Add(result);
-                    task.Value = i + 1;
+                    progress.Description = $"floors, repeat {repeat + 1}";
+                    floors.AddRange(floorProbe.Measure(repeat));
+                    int current = repeat;
+                    RunAll(progress, schedule[repeat], TimeSpan.FromSeconds(options.Seconds), $"repeat {repeat + 1}",
+                        (result, order) => results.Add(result with { Repeat = current, Order = order }));
                 }
-                task.Description = "bench done";
+                progress.Description = "bench done";
             });
 
-        TableReport.Print(AnsiConsole.Console, results);
-        JsonReport.Write(jsonFile, machine, results);
-        SvgChart.Write(svgFile, machine, results);
-        if (markdownFile is not null)
+        var report = BenchReport.Create(machine, commit, options.Repeats, options.Seconds, results, floors);
+        TableReport.Print(AnsiConsole.Console, report);
+        JsonReport.Write(outputs.Json, report);
+        ChartReport.WriteSvg(outputs.Svg, report);
+        ChartReport.WritePng(outputs.Png, report);
+        if (outputs.Markdown is not null)
         {
-            File.WriteAllText(markdownFile, TableReport.Markdown(results));
+            File.WriteAllText(outputs.Markdown, TableReport.Markdown(report));
         }
-        AnsiConsole.MarkupLine(Markup.Escape($"wrote {jsonFile} and {svgFile}{(markdownFile is null ? "" : $" and {markdownFile}")}"));
+        AnsiConsole.MarkupLine(Markup.Escape($"wrote {outputs.Json}, {outputs.Svg} and {outputs.Png}{(outputs.Markdown is null ? "" : $" and {outputs.Markdown}")}"));
 
         List<BenchResult> failed = results.Where(r => !r.Verified).ToList();
         foreach (BenchResult r in failed)
         {
-            AnsiConsole.MarkupLine($"[red]verification failed:[/] {Markup.Escape($"{r.Workload} {r.Path} t={r.Threads}: {r.Mismatches} mismatch(es); {r.Error}")}");
+            AnsiConsole.MarkupLine($"[red]verification failed:[/] {Markup.Escape($"{r.Workload} {r.Path} t={r.Threads} repeat {r.Repeat + 1}: {r.Mismatches} mismatch(es); {r.Error}")}");
         }
         return failed.Count == 0 ? 0 : 1;
+    }
+
+    // Runs each case once in the given order, advancing the progress bar by one per case.
+    private static void RunAll(ProgressTask progress, IReadOnlyList<BenchCase> order, TimeSpan duration, string stage,
+        Action<BenchResult, int> record)
+    {
+        for (int i = 0; i < order.Count; i++)
+        {
+            BenchCase benchCase = order[i];
+            progress.Description = Markup.Escape($"{stage}: {benchCase.Label}");
+            double start = progress.Value;
+            BenchResult result = BenchRunner.Run(benchCase.Config.Workload, benchCase.Path, benchCase.Config.Shape, duration,
+                f => progress.Value = start + f);
+            record(result, i);
+            progress.Value = start + 1;
+        }
     }
 }

@@ -51,18 +51,18 @@ internal sealed class FaultlineThreadMemory(Cpu cpu) : ThreadMemory
     public Cpu Cpu { get; } = cpu;
 
     /// <inheritdoc />
-    public override void StampPages(ulong address, long pages, long seed)
+    public override void StampPages(ulong address, long pages, long salt)
     {
         Cpu c = Cpu;
         ulong end = address + ((ulong)pages << 12);
         for (ulong page = address; page < end; page += 4096)
         {
-            c.Store(page, Stamp.Of(page, seed));
+            c.Store(page, Stamp.Of(page, salt));
         }
     }
 
     /// <inheritdoc />
-    public override long VerifyPages(ulong address, long pages, long seed, out ulong firstBad)
+    public override long VerifyPages(ulong address, long pages, long salt, out ulong firstBad)
     {
         Cpu c = Cpu;
         long bad = 0;
@@ -70,7 +70,7 @@ internal sealed class FaultlineThreadMemory(Cpu cpu) : ThreadMemory
         ulong end = address + ((ulong)pages << 12);
         for (ulong page = address; page < end; page += 4096)
         {
-            if (c.Load<long>(page) != Stamp.Of(page, seed))
+            if (c.Load<long>(page) != Stamp.Of(page, salt))
             {
                 if (bad++ == 0)
                 {

@@ -67,24 +67,24 @@ internal sealed unsafe class KernelTarget : IMemoryTarget
 internal sealed unsafe class KernelThreadMemory : ThreadMemory
 {
     /// <inheritdoc />
-    public override void StampPages(ulong address, long pages, long seed)
+    public override void StampPages(ulong address, long pages, long salt)
     {
         ulong end = address + ((ulong)pages << 12);
         for (ulong page = address; page < end; page += 4096)
         {
-            *(long*)page = Stamp.Of(page, seed);
+            *(long*)page = Stamp.Of(page, salt);
         }
     }
 
     /// <inheritdoc />
-    public override long VerifyPages(ulong address, long pages, long seed, out ulong firstBad)
+    public override long VerifyPages(ulong address, long pages, long salt, out ulong firstBad)
     {
         long bad = 0;
         firstBad = 0;
         ulong end = address + ((ulong)pages << 12);
         for (ulong page = address; page < end; page += 4096)
         {
-            if (Volatile.Read(ref *(long*)page) != Stamp.Of(page, seed))
+            if (Volatile.Read(ref *(long*)page) != Stamp.Of(page, salt))
             {
                 if (bad++ == 0)
                 {

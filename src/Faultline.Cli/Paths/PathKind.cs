@@ -37,6 +37,13 @@ internal static class PathNames
         _ => throw new ArgumentOutOfRangeException(nameof(path)),
     };
 
+    /// <summary>The report position of a path name (unknown names last).</summary>
+    public static int Order(string name)
+    {
+        int index = Array.FindIndex(Named, p => Name(p) == name);
+        return index < 0 ? Named.Length : index;
+    }
+
     /// <summary>Parses a comma list of names or <c>all</c>.</summary>
     public static IReadOnlyList<PathKind> ParseList(string text)
     {

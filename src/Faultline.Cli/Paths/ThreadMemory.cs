@@ -7,10 +7,10 @@ namespace Faultline.Cli.Paths;
 internal abstract class ThreadMemory : IDisposable
 {
     /// <summary>Writes <see cref="Stamp.Of"/> (8 bytes) at the start of each of <paramref name="pages"/> pages.</summary>
-    public abstract void StampPages(ulong address, long pages, long seed);
+    public abstract void StampPages(ulong address, long pages, long salt);
 
     /// <summary>Reads the stamps back; returns the number of pages whose stamp is wrong and the first such page.</summary>
-    public abstract long VerifyPages(ulong address, long pages, long seed, out ulong firstBad);
+    public abstract long VerifyPages(ulong address, long pages, long salt, out ulong firstBad);
 
     /// <summary>Stores a 64-bit value.</summary>
     public abstract void StoreLong(ulong address, long value);
@@ -24,10 +24,10 @@ internal abstract class ThreadMemory : IDisposable
     }
 }
 
-/// <summary>The value written at a page: a function of its address and a per-iteration seed, never zero.</summary>
+/// <summary>The value written at a page: a function of its address and a per-iteration salt, never zero.</summary>
 internal static class Stamp
 {
     /// <summary>The stamp of the page at <paramref name="address"/>.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static long Of(ulong address, long seed) => (long)((address * 0x9E3779B97F4A7C15UL) ^ (ulong)seed) | 1;
+    public static long Of(ulong address, long salt) => (long)((address * 0x9E3779B97F4A7C15UL) ^ (ulong)salt) | 1;
 }

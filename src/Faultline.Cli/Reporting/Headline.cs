@@ -4,7 +4,7 @@ using Faultline.Cli.Workloads;
 
 namespace Faultline.Cli.Reporting;
 
-/// <summary>The one figure a row is judged by (faults/s for faulting workloads, ops/s otherwise) and its kernel ratio.</summary>
+/// <summary>The one figure a row is judged by (faults/s for faulting workloads, ops/s otherwise), and its short form.</summary>
 internal static class Headline
 {
     /// <summary>The figure and its unit.</summary>
@@ -13,21 +13,6 @@ internal static class Headline
         IWorkload? w = WorkloadCatalog.All.FirstOrDefault(x => x.Name == r.Workload);
         return w is { CountsFaults: true } ? (r.FaultsPerSec, "faults/s") : (r.OpsPerSec, "ops/s");
     }
-
-    /// <summary>The same configuration's kernel row, if the run has one.</summary>
-    public static BenchResult? KernelOf(BenchResult r, IReadOnlyList<BenchResult> all) =>
-        all.FirstOrDefault(k => k.Path == "kernel" && k.Workload == r.Workload && k.Threads == r.Threads && k.Churn == r.Churn);
-
-    /// <summary>This row's figure over the kernel's (higher is better), or null.</summary>
-    public static double? VersusKernel(BenchResult r, IReadOnlyList<BenchResult> all)
-    {
-        BenchResult? k = KernelOf(r, all);
-        double kv = k is null ? 0 : Of(k).Value;
-        return kv > 0 ? Of(r).Value / kv : null;
-    }
-
-    /// <summary>A rate with thousands separators.</summary>
-    public static string Rate(double value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
     /// <summary>A short rate: 1.23M, 456k.</summary>
     public static string Short(double value) => value switch

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Faultline.Host;
 
 namespace Faultline.Cli.Reporting;
 
@@ -13,8 +14,13 @@ internal sealed record MachineInfo
     public required string Os { get; init; }
     /// <summary>Kernel release.</summary>
     public required string Kernel { get; init; }
-    /// <summary>Transparent huge pages setting of the host (the kernel path opts out per mapping).</summary>
+    /// <summary>
+    /// Transparent huge pages mode in force on the host (<c>always</c>, <c>madvise</c>, <c>never</c>); the kernel path
+    /// opts out per mapping, the TLB-miss floor too.
+    /// </summary>
     public required string TransparentHugePages { get; init; }
+    /// <summary>Probed: a read fault on untouched private anonymous memory maps the shared zero page.</summary>
+    public required bool ReadFaultMapsZeroPage { get; init; }
     /// <summary>Memory of the machine in MiB.</summary>
     public required long MemoryMib { get; init; }
     /// <summary>.NET runtime.</summary>
@@ -26,6 +32,10 @@ internal sealed record MachineInfo
     /// <summary>UTC time the run started, ISO 8601.</summary>
     public required string Date { get; init; }
 
+    /// <summary>What every "÷ kernel" figure is measured against: the kernel release and the facts probed on it.</summary>
+    public string KernelLabel =>
+        $"Linux {Kernel} (probed: read faults map the zero page: {(ReadFaultMapsZeroPage ? "yes" : "no")}; THP: {TransparentHugePages})";
+
     /// <summary>Describes this machine now.</summary>
     public static MachineInfo Collect() => new()
     {
@@ -33,7 +43,8 @@ internal sealed record MachineInfo
         Cpu = FirstValue("/proc/cpuinfo", "model name") ?? "unknown",
         Os = RuntimeInformation.OSDescription,
         Kernel = ReadTrimmed("/proc/sys/kernel/osrelease") ?? Environment.OSVersion.VersionString,
-        TransparentHugePages = ReadTrimmed("/sys/kernel/mm/transparent_hugepage/enabled") ?? "unknown",
+        TransparentHugePages = HostFacts.Current.TransparentHugePages,
+        ReadFaultMapsZeroPage = HostFacts.Current.ReadFaultMapsZeroPage,
         MemoryMib = long.TryParse(FirstValue("/proc/meminfo", "MemTotal")?.Split(' ')[0], out long kib) ? kib / 1024 : 0,
         Runtime = RuntimeInformation.FrameworkDescription,
         Architecture = RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant(),

@@ -1,66 +1,118 @@
 using System.Globalization;
 using System.Text;
-using Faultline.Cli.Running;
+using Faultline.Cli.Statistics;
 using Spectre.Console;
 
 namespace Faultline.Cli.Reporting;
 
-/// <summary>The results as a console table (Spectre.Console) or as Markdown.</summary>
+/// <summary>
+/// The report as console tables (Spectre.Console) or as Markdown: the cases, the ratios between paths and with ÷
+/// without churn, the floors, and the lines a reader needs to interpret them (repeats, medians, the kernel measured).
+/// </summary>
 internal static class TableReport
 {
-    private static readonly string[] Headers =
-        ["workload", "path", "thr", "churn", "ops/s", "faults/s", "ns/fault", "churn ops/s", "vs kernel", "verified"];
+    private static readonly string[] CaseHeaders =
+        ["workload", "path", "thr", "churn", "ops/s", "faults/s", "ns/fault", "churn ops/s", "÷ kernel", "verified"];
 
-    /// <summary>Prints the table.</summary>
-    public static void Print(IAnsiConsole console, IReadOnlyList<BenchResult> results)
+    private static readonly string[] RatioHeaders = ["ratio", "workload", "thr", "churn", "median [min–max]"];
+
+    private static readonly string[] FloorHeaders = ["floor", "ns/op median [min–max]"];
+
+    /// <summary>Prints the tables and the reading notes.</summary>
+    public static void Print(IAnsiConsole console, BenchReport report)
+    {
+        console.Write(Table(CaseHeaders, report.Summary.Select(r => CaseCells(r, report)), colorVerified: true));
+        console.Write(Table(RatioHeaders, OtherRatios(report).Select(RatioCells), colorVerified: false));
+        console.Write(Table(FloorHeaders, report.FloorSummary.Select(FloorCells), colorVerified: false));
+        foreach (string line in Notes(report))
+        {
+            console.MarkupLine(Markup.Escape(line));
+        }
+    }
+
+    /// <summary>The same tables and notes as GitHub Markdown.</summary>
+    public static string Markdown(BenchReport report)
+    {
+        var text = new StringBuilder();
+        AppendMarkdown(text, CaseHeaders, report.Summary.Select(r => CaseCells(r, report)));
+        AppendMarkdown(text, RatioHeaders, OtherRatios(report).Select(RatioCells));
+        AppendMarkdown(text, FloorHeaders, report.FloorSummary.Select(FloorCells));
+        foreach (string line in Notes(report))
+        {
+            text.Append("* ").AppendLine(line);
+        }
+        return text.ToString();
+    }
+
+    /// <summary>The lines that say what the figures are.</summary>
+    public static IReadOnlyList<string> Notes(BenchReport report) =>
+    [
+        $"Figures are medians [min–max] of {report.Repeats} repeat(s) of {report.SecondsPerRun.ToString(CultureInfo.InvariantCulture)} s per run, cases shuffled in each repeat; ratios are computed within each repeat, then summarized.",
+        $"÷ kernel: against {report.Machine.KernelLabel}; faults/s (ops/s for mmap1 and ebizzy) over the kernel row of the same repeat.",
+        $"Machine: {report.Machine.Cores} cores, {report.Machine.Cpu}, {report.Machine.Runtime}, load at start {report.Machine.LoadAverage}; commit {report.Commit}.",
+    ];
+
+    private static IEnumerable<RatioSummary> OtherRatios(BenchReport report) =>
+        report.RatioSummary.Where(r => r.Kind != RatioKind.VersusKernel);
+
+    private static Table Table(string[] headers, IEnumerable<string[]> rows, bool colorVerified)
     {
         var table = new Table().Border(TableBorder.Rounded);
-        foreach (string h in Headers)
+        foreach (string h in headers)
         {
-            var column = new TableColumn(h);
-            if (h is not ("workload" or "path" or "verified"))
+            var column = new TableColumn(Markup.Escape(h));
+            if (h is not ("workload" or "path" or "verified" or "ratio" or "floor"))
             {
                 column.RightAligned();
             }
             table.AddColumn(column);
         }
-        foreach (BenchResult r in results)
+        foreach (string[] cells in rows)
         {
-            string[] cells = Cells(r, results);
-            cells[^1] = r.Verified ? "[green]ok[/]" : "[red]FAILED[/]";
-            table.AddRow(cells.Select((c, i) => i == cells.Length - 1 ? c : Markup.Escape(c)).ToArray());
+            string[] markup = cells.Select(Markup.Escape).ToArray();
+            if (colorVerified)
+            {
+                markup[^1] = cells[^1] == "ok" ? "[green]ok[/]" : "[red]FAILED[/]";
+            }
+            table.AddRow(markup);
         }
-        console.Write(table);
+        return table;
     }
 
-    /// <summary>The table as GitHub Markdown.</summary>
-    public static string Markdown(IReadOnlyList<BenchResult> results)
+    private static void AppendMarkdown(StringBuilder text, string[] headers, IEnumerable<string[]> rows)
     {
-        var text = new StringBuilder();
-        text.Append("| ").AppendJoin(" | ", Headers).AppendLine(" |");
-        text.Append('|').AppendJoin("", Headers.Select(h => h is "workload" or "path" or "verified" ? "---|" : "---:|")).AppendLine();
-        foreach (BenchResult r in results)
+        text.Append("| ").AppendJoin(" | ", headers).AppendLine(" |");
+        text.Append('|').AppendJoin("", headers.Select(h => h is "workload" or "path" or "verified" or "ratio" or "floor" ? "---|" : "---:|")).AppendLine();
+        foreach (string[] cells in rows)
         {
-            text.Append("| ").AppendJoin(" | ", Cells(r, results)).AppendLine(" |");
+            text.Append("| ").AppendJoin(" | ", cells).AppendLine(" |");
         }
-        return text.ToString();
+        text.AppendLine();
     }
 
-    private static string[] Cells(BenchResult r, IReadOnlyList<BenchResult> all)
+    private static string[] CaseCells(CaseSummary r, BenchReport report)
     {
-        double? ratio = Headline.VersusKernel(r, all);
+        RatioSummary? versusKernel = report.RatioOf(r, RatioKind.VersusKernel);
+        bool faults = r.FaultsPerSec.Max > 0;
         return
         [
             r.Workload,
             r.Path,
-            r.Threads.ToString(CultureInfo.InvariantCulture),
-            r.Churn.ToString(CultureInfo.InvariantCulture),
-            Headline.Rate(r.OpsPerSec),
-            r.Faults == 0 ? "-" : Headline.Rate(r.FaultsPerSec),
-            r.Faults == 0 ? "-" : r.NsPerFault.ToString("0", CultureInfo.InvariantCulture),
-            r.Churn == 0 ? "-" : Headline.Rate(r.ChurnOpsPerSec),
-            ratio is null ? "-" : ratio.Value.ToString("0.00", CultureInfo.InvariantCulture) + "x",
+            Integer(r.Threads),
+            Integer(r.Churn),
+            SpreadText.Rate(r.OpsPerSec),
+            faults ? SpreadText.Rate(r.FaultsPerSec) : "-",
+            faults ? SpreadText.Nanoseconds(r.NsPerFault) : "-",
+            r.Churn == 0 ? "-" : SpreadText.Rate(r.ChurnOpsPerSec),
+            versusKernel is null ? "-" : SpreadText.Ratio(versusKernel.Value),
             r.Verified ? "ok" : "FAILED",
         ];
     }
+
+    private static string[] RatioCells(RatioSummary r) =>
+        [r.Name, r.Workload, Integer(r.Threads), Integer(r.Churn), SpreadText.Ratio(r.Value)];
+
+    private static string[] FloorCells(FloorSummary f) => [f.Name, SpreadText.Nanoseconds(f.NsPerOp)];
+
+    private static string Integer(int value) => value.ToString(CultureInfo.InvariantCulture);
 }

@@ -6,6 +6,10 @@ namespace Faultline.Cli.Running;
 /// </summary>
 internal sealed record BenchResult
 {
+    /// <summary>The repeat this run belongs to (0-based).</summary>
+    public int Repeat { get; init; }
+    /// <summary>The run's place in its repeat's shuffled order (0-based).</summary>
+    public int Order { get; init; }
     /// <summary>Workload name.</summary>
     public required string Workload { get; init; }
     /// <summary>Path name.</summary>

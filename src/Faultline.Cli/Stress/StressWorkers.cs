@@ -22,7 +22,7 @@ internal static class StressWorkers
         while (!stop())
         {
             iteration++;
-            long seed = ((long)worker << 40) ^ iteration * 0x2545F4914F6CDD1DL;
+            long salt = ((long)worker << 40) ^ iteration * 0x2545F4914F6CDD1DL;
             int pages = random.Next(2, 513);
             ulong length = (ulong)pages * Page;
             ulong a = space.Map(0, length, Protection.ReadWrite, MapFlags.PrivateAnonymous);
@@ -36,7 +36,7 @@ internal static class StressWorkers
                     stats.Check(value == 0, () => $"fresh page 0x{at:x} reads {value:x}, not zero");
                 }
             }
-            StampAndVerify(cpu, a, pages, seed, stats);
+            StampAndVerify(cpu, a, pages, salt, stats);
 
             switch (random.Next(3))
             {
@@ -45,10 +45,10 @@ internal static class StressWorkers
                     ulong target = a + (ulong)random.Next(pages) * Page;
                     AccessOutcome denied = cpu.TryStore(target, 1L);
                     stats.Check(denied == AccessOutcome.SegvAccErr, () => $"store to read-only 0x{target:x}: {denied}, expected SegvAccErr");
-                    Verify(cpu, a, pages, seed, stats);
+                    Verify(cpu, a, pages, salt, stats);
                     space.Protect(a, length, Protection.ReadWrite);
-                    StampAndVerify(cpu, a, pages, seed ^ 0x55, stats);
-                    seed ^= 0x55;
+                    StampAndVerify(cpu, a, pages, salt ^ 0x55, stats);
+                    salt ^= 0x55;
                     break;
                 case 1 when pages >= 3:
                     int hole = random.Next(1, pages - 1);
@@ -56,8 +56,8 @@ internal static class StressWorkers
                     space.Unmap(holeAt, Page);
                     AccessOutcome gone = cpu.TryLoad(holeAt, out long _);
                     stats.Check(gone == AccessOutcome.SegvMapErr, () => $"load from unmapped 0x{holeAt:x}: {gone}, expected SegvMapErr");
-                    Verify(cpu, a, hole, seed, stats);
-                    Verify(cpu, holeAt + Page, pages - hole - 1, seed, stats);
+                    Verify(cpu, a, hole, salt, stats);
+                    Verify(cpu, holeAt + Page, pages - hole - 1, salt, stats);
                     break;
             }
             space.Unmap(a, length);
@@ -70,7 +70,7 @@ internal static class StressWorkers
                 int probe = random.Next(stripePages);
                 long old = cpu.Load<long>(stripe + (ulong)probe * Page);
                 stats.Check(old == 0, () => $"stripe page 0x{stripe + (ulong)probe * Page:x} after MAP_FIXED reads {old:x}, not zero");
-                StampAndVerify(cpu, stripe, stripePages, seed, stats);
+                StampAndVerify(cpu, stripe, stripePages, salt, stats);
             }
             stats.Iterations++;
         }
@@ -106,23 +106,23 @@ internal static class StressWorkers
         }
     }
 
-    private static void StampAndVerify(Cpu cpu, ulong a, int pages, long seed, StressStats stats)
+    private static void StampAndVerify(Cpu cpu, ulong a, int pages, long salt, StressStats stats)
     {
         for (int p = 0; p < pages; p++)
         {
             ulong at = a + (ulong)p * Page;
-            cpu.Store(at, Stamp.Of(at, seed));
+            cpu.Store(at, Stamp.Of(at, salt));
         }
-        Verify(cpu, a, pages, seed, stats);
+        Verify(cpu, a, pages, salt, stats);
     }
 
-    private static void Verify(Cpu cpu, ulong a, int pages, long seed, StressStats stats)
+    private static void Verify(Cpu cpu, ulong a, int pages, long salt, StressStats stats)
     {
         for (int p = 0; p < pages; p++)
         {
             ulong at = a + (ulong)p * Page;
             long value = cpu.Load<long>(at);
-            stats.Check(value == Stamp.Of(at, seed), () => $"page 0x{at:x} reads {value:x}, expected {Stamp.Of(at, seed):x}");
+            stats.Check(value == Stamp.Of(at, salt), () => $"page 0x{at:x} reads {value:x}, expected {Stamp.Of(at, salt):x}");
         }
     }
 }

@@ -28,10 +28,10 @@ internal sealed class PageFault1Workload : IWorkload
     public static void Iteration(IMemoryTarget target, ThreadMemory memory, int worker, long iteration, WorkerStats stats)
     {
         const ulong length = WorkloadSizes.Region;
-        long seed = WorkloadSizes.Seed(worker, iteration);
+        long salt = WorkloadSizes.Salt(worker, iteration);
         ulong a = target.Map(length);
-        memory.StampPages(a, WorkloadSizes.RegionPages, seed);
-        long bad = memory.VerifyPages(a, WorkloadSizes.RegionPages, seed, out ulong firstBad);
+        memory.StampPages(a, WorkloadSizes.RegionPages, salt);
+        long bad = memory.VerifyPages(a, WorkloadSizes.RegionPages, salt, out ulong firstBad);
         if (bad != 0)
         {
             stats.Fail($"page_fault1: {bad} pages with a wrong stamp in [0x{a:x}, +128 MiB), first at 0x{firstBad:x}");

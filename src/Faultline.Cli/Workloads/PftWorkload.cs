@@ -54,11 +54,11 @@ internal sealed class PftWorkload : IWorkload
                     return;
                 }
                 ulong slice = _region + (ulong)worker * WorkloadSizes.Region;
-                long seed = WorkloadSizes.Seed(worker, _roundNumber);
+                long salt = WorkloadSizes.Salt(worker, _roundNumber);
                 try
                 {
-                    memory.StampPages(slice, WorkloadSizes.RegionPages, seed);
-                    long bad = memory.VerifyPages(slice, WorkloadSizes.RegionPages, seed, out ulong firstBad);
+                    memory.StampPages(slice, WorkloadSizes.RegionPages, salt);
+                    long bad = memory.VerifyPages(slice, WorkloadSizes.RegionPages, salt, out ulong firstBad);
                     if (bad != 0)
                     {
                         stats.Fail($"pft: {bad} pages with a wrong stamp in slice 0x{slice:x}, first at 0x{firstBad:x}");

@@ -12,6 +12,6 @@ internal static class WorkloadSizes
     /// <summary>Pages in <see cref="Region"/>.</summary>
     public const long RegionPages = (long)(Region / Page);
 
-    /// <summary>A per-iteration seed that differs by worker and iteration.</summary>
-    public static long Seed(int worker, long iteration) => ((long)worker << 48) ^ (iteration * 0x5DEECE66DL) ^ 0x1234_5678;
+    /// <summary>A per-iteration salt that differs by worker and iteration.</summary>
+    public static long Salt(int worker, long iteration) => ((long)worker << 48) ^ (iteration * 0x5DEECE66DL) ^ 0x1234_5678;
 }
