@@ -45,7 +45,10 @@ internal sealed record BenchResult
     public double? ParentNsPerFault { get; init; }
     /// <summary><c>fork</c>: how many of <see cref="ParentFaults"/> copied the page rather than reused it (null: unknown).</summary>
     public long? ParentCopies { get; init; }
-    /// <summary>Counter deltas over the measured phase.</summary>
+    /// <summary>
+    /// Counter deltas over the measured phase; for Faultline's <c>fork</c> also the children's counters, summed over
+    /// the run, as <c>child.NAME</c>.
+    /// </summary>
     public required IReadOnlyDictionary<string, long> Counters { get; init; }
     /// <summary>CPU seconds of the faulting threads (getrusage RUSAGE_THREAD; for the fork workloads, of their fault loops).</summary>
     public required double CpuSeconds { get; init; }

@@ -149,6 +149,10 @@ internal static class BenchRunner
         {
             counters[name] = value - before.GetValueOrDefault(name);
         }
+        foreach ((string name, long value) in forks.SelectMany(f => f.ChildCounters))
+        {
+            counters["child." + name] = counters.GetValueOrDefault("child." + name) + value;
+        }
         return new BenchResult
         {
             Workload = workload.Name,

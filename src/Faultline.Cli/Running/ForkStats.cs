@@ -22,6 +22,21 @@ internal sealed class ForkStats
     /// <summary>Parent faults that copied the page instead of reusing it; -1 once any loop could not tell.</summary>
     public long ParentCopies;
 
+    /// <summary>
+    /// Faultline's children: the sum of their counters at the end of their lives (a child's counters are its own, so
+    /// the parent's counters do not show its copy-on-write faults). Reported with a <c>child.</c> prefix.
+    /// </summary>
+    public Dictionary<string, long> ChildCounters { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Adds a child's counters to <see cref="ChildCounters"/>.</summary>
+    public void AddChild(IReadOnlyDictionary<string, long> counters)
+    {
+        foreach ((string name, long value) in counters)
+        {
+            ChildCounters[name] = ChildCounters.GetValueOrDefault(name) + value;
+        }
+    }
+
     /// <summary>Adds the parent figures of one iteration (<paramref name="copies"/> -1: unknown).</summary>
     public void AddParent(long faults, double cpuSeconds, long copies)
     {

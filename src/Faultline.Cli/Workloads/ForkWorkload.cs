@@ -70,7 +70,9 @@ internal sealed class ForkWorkload(int regionMib = WorkloadSizes.ForkRegionMib) 
                 {
                     (double cpu, double wall) = ForkPages.Timed(() => child.StampPages(a, pages, childSalt, word: 1));
                     // The child's own count, as the kernel row counts ru_minflt: the space is new, so all of it is this loop's.
-                    stats.Faults += childSpace.GetCounters().GetValueOrDefault("pgfault");
+                    IReadOnlyDictionary<string, long> childCounters = childSpace.GetCounters();
+                    stats.Faults += childCounters.GetValueOrDefault("pgfault");
+                    stats.Fork.AddChild(childCounters);
                     stats.FaultCpuSeconds += cpu;
                     stats.FaultSeconds += wall;
                     Check(stats, "child", a, ForkPages.CountWrong(child, a, pages, populated, childSalt, null));

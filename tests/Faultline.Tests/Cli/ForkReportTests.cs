@@ -44,6 +44,7 @@ public class ForkReportTests(ForkReport measured) : IClassFixture<ForkReport>
         Assert.All(churn, r => Assert.False(r.TryGetProperty("parent_ns_per_fault", out _)));
         JsonElement vmaLock = rows.First(r => r.GetProperty("path").GetString() == "vma-lock");
         Assert.True(vmaLock.GetProperty("counters").GetProperty("cow_reuse").GetInt64() >= 1024);
+        Assert.Equal(vmaLock.GetProperty("faults").GetInt64(), vmaLock.GetProperty("counters").GetProperty("child.cow_fault").GetInt64());
         Assert.Equal(0, vmaLock.GetProperty("parent_copies").GetInt64());
         Assert.All(churn, r => Assert.True(r.GetProperty("counters").GetProperty("cow_fault").GetInt64() >= 1024));
 
