@@ -4,6 +4,7 @@ using Faultline.Cli.Paths;
 using Faultline.Cli.Reporting;
 using Faultline.Cli.Running;
 using Faultline.Cli.Statistics;
+using Faultline.Cli.Workloads;
 using Spectre.Console;
 
 namespace Faultline.Cli.Commands;
@@ -21,7 +22,7 @@ internal static class BenchCommand
     {
         var workload = new Option<string?>("--workload", "-w")
         {
-            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, or all (default: the suite)",
+            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, fork, fork-churn, or all (default: the suite, without the fork workloads)",
         };
         var path = new Option<string?>("--path", "-p")
         {
@@ -33,7 +34,12 @@ internal static class BenchCommand
         };
         var churn = new Option<string?>("--churn")
         {
-            Description = "Churn threads of the mixed workload (map/mprotect/unmap loop), number or comma list (default 1)",
+            Description = "Churn threads of the mixed and fork-churn workloads (map/mprotect/unmap loop), number or comma list (default 1)",
+        };
+        var forkMib = new Option<int>("--fork-mib")
+        {
+            Description = "Region of the fork and fork-churn workloads in MiB (fork always runs one thread)",
+            DefaultValueFactory = _ => WorkloadSizes.ForkRegionMib,
         };
         var seconds = new Option<double>("--seconds", "-s")
         {
@@ -66,11 +72,11 @@ internal static class BenchCommand
         };
         var command = new Command("bench", "Measure page-fault and mmap throughput of Faultline's fault paths against the host kernel")
         {
-            workload, path, threads, churn, seconds, repeat, json, svg, png, markdown,
+            workload, path, threads, churn, forkMib, seconds, repeat, json, svg, png, markdown,
         };
         command.SetAction(parse => Execute(
             new BenchOptions(parse.GetValue(workload), parse.GetValue(path), parse.GetValue(threads), parse.GetValue(churn),
-                parse.GetValue(seconds), parse.GetValue(repeat)),
+                parse.GetValue(seconds), parse.GetValue(repeat), parse.GetValue(forkMib)),
             new BenchOutputs(parse.GetValue(json)!, parse.GetValue(svg)!, parse.GetValue(png)!, parse.GetValue(markdown))));
         return command;
     }
@@ -81,7 +87,7 @@ internal static class BenchCommand
         IReadOnlyList<PathKind> pathList;
         try
         {
-            configs = BenchPlan.Build(options.Workloads, options.Threads, options.Churn);
+            configs = BenchPlan.Build(options.Workloads, options.Threads, options.Churn, options.ForkMib);
             pathList = BenchPlan.Paths(options.Paths);
             if (!(options.Seconds > 0 && options.Seconds <= 3600))
             {
@@ -101,7 +107,11 @@ internal static class BenchCommand
         MachineInfo machine = MachineInfo.Collect();
         // Read before measuring: a checkout that changes during a long run must not relabel its figures.
         string commit = GitCommit.Current();
-        var cases = configs.SelectMany(c => pathList.Select(p => new BenchCase(c, p))).ToList();
+        (IReadOnlyList<BenchCase> cases, IReadOnlyList<string> skipped) = BenchPlan.Cases(configs, pathList);
+        foreach (string line in skipped)
+        {
+            AnsiConsole.MarkupLine(Markup.Escape($"skipped: {line}"));
+        }
         AnsiConsole.MarkupLine(Markup.Escape(
             $"faultline bench: {cases.Count} case(s) x {options.Repeats} repeat(s), {options.Seconds.ToString(CultureInfo.InvariantCulture)} s each, shuffled per repeat after a warm-up pass; " +
             $"{machine.Cores} cores, {machine.Cpu}, {machine.KernelLabel}, {machine.Runtime}, load {machine.LoadAverage}"));
@@ -134,7 +144,7 @@ internal static class BenchCommand
                 progress.Description = "bench done";
             });
 
-        var report = BenchReport.Create(machine, commit, options.Repeats, options.Seconds, results, floors);
+        var report = BenchReport.Create(machine, commit, options.Repeats, options.Seconds, results, floors, skipped);
         TableReport.Print(AnsiConsole.Console, report);
         JsonReport.Write(outputs.Json, report);
         ChartReport.WriteSvg(outputs.Svg, report);

@@ -7,4 +7,5 @@ namespace Faultline.Cli.Commands;
 /// <param name="Churn"><c>--churn</c>.</param>
 /// <param name="Seconds"><c>--seconds</c>: measured seconds per run.</param>
 /// <param name="Repeats"><c>--repeat</c>: runs of every case.</param>
-internal sealed record BenchOptions(string? Workloads, string? Paths, string? Threads, string? Churn, double Seconds, int Repeats);
+/// <param name="ForkMib"><c>--fork-mib</c>: the fork workloads' region.</param>
+internal sealed record BenchOptions(string? Workloads, string? Paths, string? Threads, string? Churn, double Seconds, int Repeats, int ForkMib);

@@ -52,26 +52,28 @@ internal sealed class FaultlineThreadMemory(Cpu cpu) : ThreadMemory
     public Cpu Cpu { get; } = cpu;
 
     /// <inheritdoc />
-    public override void StampPages(ulong address, long pages, long salt)
+    public override void StampPages(ulong address, long pages, long salt, int word = 0)
     {
         Cpu c = Cpu;
+        ulong offset = (ulong)word * sizeof(long);
         ulong end = address + ((ulong)pages << 12);
         for (ulong page = address; page < end; page += 4096)
         {
-            c.Store(page, Stamp.Of(page, salt));
+            c.Store(page + offset, Stamp.Of(page, salt));
         }
     }
 
     /// <inheritdoc />
-    public override long VerifyPages(ulong address, long pages, long salt, out ulong firstBad)
+    public override long VerifyPages(ulong address, long pages, long salt, out ulong firstBad, int word = 0)
     {
         Cpu c = Cpu;
         long bad = 0;
         firstBad = 0;
+        ulong offset = (ulong)word * sizeof(long);
         ulong end = address + ((ulong)pages << 12);
         for (ulong page = address; page < end; page += 4096)
         {
-            if (c.Load<long>(page) != Stamp.Of(page, salt))
+            if (c.Load<long>(page + offset) != Stamp.Of(page, salt))
             {
                 if (bad++ == 0)
                 {

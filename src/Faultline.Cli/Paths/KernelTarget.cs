@@ -67,24 +67,26 @@ internal sealed unsafe class KernelTarget : IMemoryTarget
 internal sealed unsafe class KernelThreadMemory : ThreadMemory
 {
     /// <inheritdoc />
-    public override void StampPages(ulong address, long pages, long salt)
+    public override void StampPages(ulong address, long pages, long salt, int word = 0)
     {
+        ulong offset = (ulong)word * sizeof(long);
         ulong end = address + ((ulong)pages << 12);
         for (ulong page = address; page < end; page += 4096)
         {
-            *(long*)page = Stamp.Of(page, salt);
+            *(long*)(page + offset) = Stamp.Of(page, salt);
         }
     }
 
     /// <inheritdoc />
-    public override long VerifyPages(ulong address, long pages, long salt, out ulong firstBad)
+    public override long VerifyPages(ulong address, long pages, long salt, out ulong firstBad, int word = 0)
     {
         long bad = 0;
         firstBad = 0;
+        ulong offset = (ulong)word * sizeof(long);
         ulong end = address + ((ulong)pages << 12);
         for (ulong page = address; page < end; page += 4096)
         {
-            if (Volatile.Read(ref *(long*)page) != Stamp.Of(page, salt))
+            if (Volatile.Read(ref *(long*)(page + offset)) != Stamp.Of(page, salt))
             {
                 if (bad++ == 0)
                 {

@@ -6,11 +6,14 @@ namespace Faultline.Cli.Paths;
 /// </summary>
 internal abstract class ThreadMemory : IDisposable
 {
-    /// <summary>Writes <see cref="Stamp.Of"/> (8 bytes) at the start of each of <paramref name="pages"/> pages.</summary>
-    public abstract void StampPages(ulong address, long pages, long salt);
+    /// <summary>
+    /// Writes <see cref="Stamp.Of"/> (8 bytes) into 64-bit word <paramref name="word"/> (0 is the start) of each of
+    /// <paramref name="pages"/> pages.
+    /// </summary>
+    public abstract void StampPages(ulong address, long pages, long salt, int word = 0);
 
     /// <summary>Reads the stamps back; returns the number of pages whose stamp is wrong and the first such page.</summary>
-    public abstract long VerifyPages(ulong address, long pages, long salt, out ulong firstBad);
+    public abstract long VerifyPages(ulong address, long pages, long salt, out ulong firstBad, int word = 0);
 
     /// <summary>Stores a 64-bit value.</summary>
     public abstract void StoreLong(ulong address, long value);

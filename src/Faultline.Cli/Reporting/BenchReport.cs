@@ -19,13 +19,15 @@ namespace Faultline.Cli.Reporting;
 /// <param name="Summary">One row per case: each figure's median and range.</param>
 /// <param name="RatioSummary">One row per ratio: median and range of the per-repeat values.</param>
 /// <param name="FloorSummary">One row per floor: median and range.</param>
+/// <param name="Skipped">One line per workload and path that was not run, saying why.</param>
 internal sealed record BenchReport(MachineInfo Machine, string Commit, int Repeats, double SecondsPerRun,
     IReadOnlyList<BenchResult> Results, IReadOnlyList<FloorResult> Floors, IReadOnlyList<RatioResult> Ratios,
-    IReadOnlyList<CaseSummary> Summary, IReadOnlyList<RatioSummary> RatioSummary, IReadOnlyList<FloorSummary> FloorSummary)
+    IReadOnlyList<CaseSummary> Summary, IReadOnlyList<RatioSummary> RatioSummary, IReadOnlyList<FloorSummary> FloorSummary,
+    IReadOnlyList<string> Skipped)
 {
     /// <summary>Computes the ratios and the summaries of the runs and floors.</summary>
     public static BenchReport Create(MachineInfo machine, string commit, int repeats, double secondsPerRun,
-        IReadOnlyList<BenchResult> results, IReadOnlyList<FloorResult> floors)
+        IReadOnlyList<BenchResult> results, IReadOnlyList<FloorResult> floors, IReadOnlyList<string>? skipped = null)
     {
         IReadOnlyList<RatioResult> ratios = RatioCalculator.PerRepeat(results);
         List<CaseSummary> summary = results
@@ -33,14 +35,24 @@ internal sealed record BenchReport(MachineInfo Machine, string Commit, int Repea
             .OrderBy(g => ReportOrder(g.Key.Workload, g.Key.Threads, g.Key.Churn, g.Key.Path))
             .Select(g => new CaseSummary(g.Key.Workload, g.Key.Path, g.Key.Threads, g.Key.Churn, g.Count(),
                 Spread.Of(g.Select(r => r.OpsPerSec)), Spread.Of(g.Select(r => r.FaultsPerSec)),
-                Spread.Of(g.Select(r => r.NsPerFault)), Spread.Of(g.Select(r => r.ChurnOpsPerSec)), g.All(r => r.Verified)))
+                Spread.Of(g.Select(r => r.NsPerFault)), Spread.Of(g.Select(r => r.ChurnOpsPerSec)), g.All(r => r.Verified),
+                SpreadOrNull(g.Select(r => r.ForkMs)), SpreadOrNull(g.Select(r => r.ParentNsPerFault)),
+                SpreadOrNull(g.Select(r => r.ParentCopies is { } copies && r.ParentFaults is > 0 ? copies / (double)r.ParentFaults : (double?)null))))
             .ToList();
         List<FloorSummary> floorSummary = floors.GroupBy(f => f.Name)
             .Select(g => new FloorSummary(g.Key, Spread.Of(g.Select(f => f.NsPerOp))))
             .ToList();
         List<RatioSummary> ratioSummary = RatioCalculator.Summarize(ratios)
             .OrderBy(r => ReportOrder(r.Workload, r.Threads, r.Churn, r.Path)).ThenBy(r => r.Kind).ToList();
-        return new BenchReport(machine, commit, repeats, secondsPerRun, results, floors, ratios, summary, ratioSummary, floorSummary);
+        return new BenchReport(machine, commit, repeats, secondsPerRun, results, floors, ratios, summary, ratioSummary, floorSummary,
+            skipped ?? []);
+    }
+
+    // The spread of the values every run of a case has; null when any run lacks the figure.
+    private static Spread? SpreadOrNull(IEnumerable<double?> values)
+    {
+        List<double?> list = values.ToList();
+        return list.All(v => v.HasValue) ? Spread.Of(list.Select(v => v!.Value)) : null;
     }
 
     // Workloads and paths in catalog order, then by threads and churn: the order of the suite, whatever the shuffle.

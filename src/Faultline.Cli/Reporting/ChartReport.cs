@@ -50,7 +50,7 @@ internal static class ChartReport
         Plot[] panels = multiplot.GetPlots();
         NsPerFaultPanel(panels[0], report);
         RatioPanel(panels[1], report.RatioSummary.Where(r => r.Kind == RatioKind.VersusKernel).ToList());
-        RatioPanel(panels[2], report.RatioSummary.Where(r => r.Kind != RatioKind.VersusKernel).ToList());
+        RatioPanel(panels[2], report.RatioSummary.Where(r => r.Kind is RatioKind.VersusMmapLock or RatioKind.WithVersusWithoutChurn).ToList());
         panels[0].Title($"Faultline bench: medians of {report.Repeats} repeat(s) × {report.SecondsPerRun.ToString(CultureInfo.InvariantCulture)} s, whiskers min–max\n" +
             $"{report.Machine.Cores} cores, {report.Machine.Cpu}, {report.Machine.Date}, commit {report.Commit[..Math.Min(12, report.Commit.Length)]}\n" +
             "CPU ns per fault of the faulting threads (lower is better), floors dashed");

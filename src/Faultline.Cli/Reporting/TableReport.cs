@@ -6,13 +6,18 @@ using Spectre.Console;
 namespace Faultline.Cli.Reporting;
 
 /// <summary>
-/// The report as console tables (Spectre.Console) or as Markdown: the cases, the ratios between paths and with ÷
-/// without churn, the floors, and the lines a reader needs to interpret them (repeats, medians, the kernel measured).
+/// The report as console tables (Spectre.Console) or as Markdown: the cases, the fork figures (when fork workloads
+/// ran), the ratios between paths and with ÷ without churn, the floors, and the lines a reader needs to interpret
+/// them (repeats, medians, the kernel measured, what was skipped and why).
 /// </summary>
 internal static class TableReport
 {
     private static readonly string[] CaseHeaders =
         ["workload", "path", "thr", "churn", "ops/s", "faults/s", "ns/fault", "churn ops/s", "÷ kernel", "verified"];
+
+    private static readonly string[] ForkHeaders =
+        ["workload", "path", "thr", "churn", "fork ms", "ns/fault (copies)", "fork ms ÷ kernel", "ns/fault ÷ kernel",
+            "parent ns/fault", "parent faults that copied"];
 
     private static readonly string[] RatioHeaders = ["ratio", "workload", "thr", "churn", "median [min–max]"];
 
@@ -22,6 +27,10 @@ internal static class TableReport
     public static void Print(IAnsiConsole console, BenchReport report)
     {
         console.Write(Table(CaseHeaders, report.Summary.Select(r => CaseCells(r, report)), colorVerified: true));
+        if (ForkRows(report).Any())
+        {
+            console.Write(Table(ForkHeaders, ForkRows(report).Select(r => ForkCells(r, report)), colorVerified: false));
+        }
         console.Write(Table(RatioHeaders, OtherRatios(report).Select(RatioCells), colorVerified: false));
         console.Write(Table(FloorHeaders, report.FloorSummary.Select(FloorCells), colorVerified: false));
         foreach (string line in Notes(report))
@@ -35,6 +44,10 @@ internal static class TableReport
     {
         var text = new StringBuilder();
         AppendMarkdown(text, CaseHeaders, report.Summary.Select(r => CaseCells(r, report)));
+        if (ForkRows(report).Any())
+        {
+            AppendMarkdown(text, ForkHeaders, ForkRows(report).Select(r => ForkCells(r, report)));
+        }
         AppendMarkdown(text, RatioHeaders, OtherRatios(report).Select(RatioCells));
         AppendMarkdown(text, FloorHeaders, report.FloorSummary.Select(FloorCells));
         foreach (string line in Notes(report))
@@ -45,15 +58,29 @@ internal static class TableReport
     }
 
     /// <summary>The lines that say what the figures are.</summary>
-    public static IReadOnlyList<string> Notes(BenchReport report) =>
-    [
-        $"Figures are medians [min–max] of {report.Repeats} repeat(s) of {report.SecondsPerRun.ToString(CultureInfo.InvariantCulture)} s per run, cases shuffled in each repeat; ratios are computed within each repeat, then summarized.",
-        $"÷ kernel: against {report.Machine.KernelLabel}; faults/s (ops/s for mmap1 and ebizzy) over the kernel row of the same repeat.",
-        $"Machine: {report.Machine.Cores} cores, {report.Machine.Cpu}, {report.Machine.Runtime}, load at start {report.Machine.LoadAverage}; commit {report.Commit}.",
-    ];
+    public static IReadOnlyList<string> Notes(BenchReport report)
+    {
+        var notes = new List<string>
+        {
+            $"Figures are medians [min–max] of {report.Repeats} repeat(s) of {report.SecondsPerRun.ToString(CultureInfo.InvariantCulture)} s per run, cases shuffled in each repeat; ratios are computed within each repeat, then summarized.",
+            $"÷ kernel: against {report.Machine.KernelLabel}; faults/s (ops/s for mmap1 and ebizzy) over the kernel row of the same repeat.",
+        };
+        if (ForkRows(report).Any())
+        {
+            notes.Add("fork, fork-churn: fork ms is one fork call (Faultline: AddressSpace.Fork; kernel: fork() in Native/fork_bench.c); " +
+                "ns/fault and faults/s cover the copy-on-write write loops only, each fault copying 4 KiB (fork: the child's loop; " +
+                "fork-churn: the parent's threads with the child alive); parent ns/fault: fork's parent writing every page after the " +
+                "child went, its faults copying or reusing the page as the last column says.");
+        }
+        notes.AddRange(report.Skipped.Select(s => $"Skipped: {s}."));
+        notes.Add($"Machine: {report.Machine.Cores} cores, {report.Machine.Cpu}, {report.Machine.Runtime}, load at start {report.Machine.LoadAverage}; commit {report.Commit}.");
+        return notes;
+    }
 
     private static IEnumerable<RatioSummary> OtherRatios(BenchReport report) =>
-        report.RatioSummary.Where(r => r.Kind != RatioKind.VersusKernel);
+        report.RatioSummary.Where(r => r.Kind is RatioKind.VersusMmapLock or RatioKind.WithVersusWithoutChurn);
+
+    private static IEnumerable<CaseSummary> ForkRows(BenchReport report) => report.Summary.Where(r => r.ForkMs is not null);
 
     private static Table Table(string[] headers, IEnumerable<string[]> rows, bool colorVerified)
     {
@@ -108,6 +135,29 @@ internal static class TableReport
             r.Verified ? "ok" : "FAILED",
         ];
     }
+
+    private static string[] ForkCells(CaseSummary r, BenchReport report)
+    {
+        RatioSummary? fork = report.RatioOf(r, RatioKind.ForkLatencyVersusKernel);
+        RatioSummary? perFault = report.RatioOf(r, RatioKind.NsPerFaultVersusKernel);
+        return
+        [
+            r.Workload,
+            r.Path,
+            Integer(r.Threads),
+            Integer(r.Churn),
+            r.ForkMs is { } ms ? Milliseconds(ms) : "-",
+            SpreadText.Nanoseconds(r.NsPerFault),
+            fork is null ? "-" : SpreadText.Ratio(fork.Value),
+            perFault is null ? "-" : SpreadText.Ratio(perFault.Value),
+            r.ParentNsPerFault is { } parent ? SpreadText.Nanoseconds(parent) : "-",
+            r.ParentCopiedShare is { } share ? Invariant($"{share.Median:P0} [{share.Min:P0}–{share.Max:P0}]") : r.ParentNsPerFault is null ? "-" : "unknown",
+        ];
+    }
+
+    private static string Milliseconds(Spread s) => Invariant($"{s.Median:0.00} [{s.Min:0.00}–{s.Max:0.00}]");
+
+    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 
     private static string[] RatioCells(RatioSummary r) =>
         [r.Name, r.Workload, Integer(r.Threads), Integer(r.Churn), SpreadText.Ratio(r.Value)];

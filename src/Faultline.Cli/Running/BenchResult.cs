@@ -26,15 +26,31 @@ internal sealed record BenchResult
     public required double OpsPerSec { get; init; }
     /// <summary>First-touch page faults the workload caused.</summary>
     public required long Faults { get; init; }
-    /// <summary><see cref="Faults"/> per second.</summary>
+    /// <summary><see cref="Faults"/> per second (for the fork workloads, per second of their fault loops).</summary>
     public required double FaultsPerSec { get; init; }
-    /// <summary>CPU time of the faulting threads per fault, in ns (0 when there are no faults).</summary>
+    /// <summary>
+    /// CPU time of the faulting threads per fault, in ns (0 when there are no faults). For the fork workloads, the CPU
+    /// time of their copy-on-write write loops only (for <c>fork</c>, the child's), each fault copying 4 KiB.
+    /// </summary>
     public required double NsPerFault { get; init; }
     /// <summary>Map/protect/unmap calls of the churn threads per second.</summary>
     public required double ChurnOpsPerSec { get; init; }
-    /// <summary>Counter deltas over the measured phase.</summary>
+    /// <summary>Fork workloads: mean latency of one fork call in ms (null for other workloads).</summary>
+    public double? ForkMs { get; init; }
+    /// <summary>Fork workloads: forks measured.</summary>
+    public long? Forks { get; init; }
+    /// <summary><c>fork</c>: the parent's write faults after the child went.</summary>
+    public long? ParentFaults { get; init; }
+    /// <summary><c>fork</c>: CPU ns per fault of the parent's write loop.</summary>
+    public double? ParentNsPerFault { get; init; }
+    /// <summary><c>fork</c>: how many of <see cref="ParentFaults"/> copied the page rather than reused it (null: unknown).</summary>
+    public long? ParentCopies { get; init; }
+    /// <summary>
+    /// Counter deltas over the measured phase; for Faultline's <c>fork</c> also the children's counters, summed over
+    /// the run, as <c>child.NAME</c>.
+    /// </summary>
     public required IReadOnlyDictionary<string, long> Counters { get; init; }
-    /// <summary>CPU seconds of the faulting threads (getrusage RUSAGE_THREAD).</summary>
+    /// <summary>CPU seconds of the faulting threads (getrusage RUSAGE_THREAD; for the fork workloads, of their fault loops).</summary>
     public required double CpuSeconds { get; init; }
     /// <summary>Host minor faults of the whole process over the measured phase (getrusage RUSAGE_SELF).</summary>
     public required long HostMinorFaults { get; init; }

@@ -6,7 +6,8 @@ namespace Faultline.Cli.Running;
 
 /// <summary>
 /// Measures the floors the fault figures are read against, on this machine and in the same run: zeroing a 4 KiB page
-/// that is not in any cache and one that is, copying a cached 4 KiB page, a cached 8-byte load, and a load whose page
+/// that is not in any cache and one that is, copying a 4 KiB page to another when neither is in any cache (what a
+/// copy-on-write fault over a large region copies) and when both are, a cached 8-byte load, and a load whose page
 /// misses the hardware TLB (random 4 KiB pages of a 1 GiB host region, read-populated: where the host maps the zero
 /// page every page shares one cached frame and only the translation misses; where it does not, the load also misses
 /// the data caches, and the floor's name says so). Owns its host memory; dispose it.
@@ -46,7 +47,7 @@ internal sealed unsafe class FloorProbe : IDisposable
     {
         _coldRegionBytes = coldRegionBytes;
         _tlbRegionBytes = tlbRegionBytes;
-        Names = ["zero 4 KiB, cold", "zero 4 KiB, cached", "copy 4 KiB, cached", "load, cached",
+        Names = ["zero 4 KiB, cold", "zero 4 KiB, cached", "copy 4 KiB, cold", "copy 4 KiB, cached", "load, cached",
             readFaultMapsZeroPage ? "load, TLB miss (zero page)" : "load, TLB and cache miss (private pages)"];
         _coldRegion = LibC.MapAnonymousSmallPages((ulong)_coldRegionBytes);
         new Span<byte>((void*)_coldRegion, (int)_coldRegionBytes).Fill(1);
@@ -73,9 +74,10 @@ internal sealed unsafe class FloorProbe : IDisposable
     [
         new(Names[0], repeat, NsPerOp(ZeroCold)),
         new(Names[1], repeat, NsPerOp(ZeroCached)),
-        new(Names[2], repeat, NsPerOp(CopyCached)),
-        new(Names[3], repeat, NsPerOp(LoadCached)),
-        new(Names[4], repeat, NsPerOp(LoadTlbMiss)),
+        new(Names[2], repeat, NsPerOp(CopyCold)),
+        new(Names[3], repeat, NsPerOp(CopyCached)),
+        new(Names[4], repeat, NsPerOp(LoadCached)),
+        new(Names[5], repeat, NsPerOp(LoadTlbMiss)),
     ];
 
     /// <inheritdoc/>
@@ -125,6 +127,20 @@ internal sealed unsafe class FloorProbe : IDisposable
         for (int i = 0; i < count; i++)
         {
             page.Clear();
+        }
+        return count;
+    }
+
+    // Page i of the random order onto the page half the order away: both far apart in the order, so both cold.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private long CopyCold()
+    {
+        int count = _coldOrder.Length;
+        for (int i = 0; i < count; i++)
+        {
+            nint from = _coldRegion + ((nint)_coldOrder[i] * PageSize);
+            nint to = _coldRegion + ((nint)_coldOrder[(i + count / 2) % count] * PageSize);
+            Buffer.MemoryCopy((void*)from, (void*)to, PageSize, PageSize);
         }
         return count;
     }

@@ -18,6 +18,18 @@ internal sealed class WorkerStats
     /// <summary>CPU seconds of the thread during the phase (getrusage RUSAGE_THREAD).</summary>
     public double CpuSeconds;
 
+    /// <summary>
+    /// For a workload that times its own fault loops (<see cref="Workloads.IWorkload.TimesItsFaults"/>): CPU seconds
+    /// spent in them. The figure per fault is then this ÷ <see cref="Faults"/>, not the whole phase's CPU time.
+    /// </summary>
+    public double FaultCpuSeconds;
+
+    /// <summary>Wall-clock seconds spent in those fault loops (faults/s is <see cref="Faults"/> ÷ this).</summary>
+    public double FaultSeconds;
+
+    /// <summary>Fork figures (fork workloads only).</summary>
+    public ForkStats Fork { get; } = new();
+
     /// <summary>Host minor faults of the thread during the phase.</summary>
     public long HostMinorFaults;
 

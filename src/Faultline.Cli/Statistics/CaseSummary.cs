@@ -11,5 +11,9 @@ namespace Faultline.Cli.Statistics;
 /// <param name="NsPerFault">CPU ns per fault of the faulting threads.</param>
 /// <param name="ChurnOpsPerSec">Churn operations per second.</param>
 /// <param name="Verified">Every run read back what it wrote.</param>
+/// <param name="ForkMs">Fork workloads: latency of one fork call in ms.</param>
+/// <param name="ParentNsPerFault"><c>fork</c>: CPU ns per fault of the parent's writes after the child went.</param>
+/// <param name="ParentCopiedShare"><c>fork</c>: the share of the parent's faults that copied the page (0 to 1), where known.</param>
 internal sealed record CaseSummary(string Workload, string Path, int Threads, int Churn, int Repeats, Spread OpsPerSec,
-    Spread FaultsPerSec, Spread NsPerFault, Spread ChurnOpsPerSec, bool Verified);
+    Spread FaultsPerSec, Spread NsPerFault, Spread ChurnOpsPerSec, bool Verified, Spread? ForkMs = null,
+    Spread? ParentNsPerFault = null, Spread? ParentCopiedShare = null);

@@ -12,7 +12,10 @@ internal static class RatioCalculator
     private const string Kernel = "kernel";
     private const string MmapLock = "mmap-lock";
 
-    /// <summary>Every ratio the rows allow, per repeat: path ÷ kernel, path ÷ mmap-lock, with ÷ without churn.</summary>
+    /// <summary>
+    /// Every ratio the rows allow, per repeat: path ÷ kernel, path ÷ mmap-lock, with ÷ without churn; for the fork
+    /// workloads also fork latency and CPU per fault ÷ the kernel's.
+    /// </summary>
     public static IReadOnlyList<RatioResult> PerRepeat(IReadOnlyList<BenchResult> results)
     {
         var ratios = new List<RatioResult>();
@@ -23,6 +26,11 @@ internal static class RatioCalculator
             if (row.Path != MmapLock)
             {
                 Add(ratios, RatioKind.VersusMmapLock, row, MmapLock, value, Find(results, row, MmapLock, row.Churn));
+            }
+            if (row.ForkMs is { } forkMs && FindRow(results, row, Kernel, row.Churn) is { ForkMs: { } kernelForkMs } kernel)
+            {
+                Add(ratios, RatioKind.ForkLatencyVersusKernel, row, Kernel, forkMs, kernelForkMs);
+                Add(ratios, RatioKind.NsPerFaultVersusKernel, row, Kernel, row.NsPerFault, kernel.NsPerFault);
             }
         }
         foreach (BenchResult row in results.Where(r => r.Churn > 0))
@@ -41,8 +49,11 @@ internal static class RatioCalculator
 
     // The row of the same repeat and faulting configuration on another path (or with another churn count).
     private static double? Find(IReadOnlyList<BenchResult> results, BenchResult row, string path, int churn) =>
+        FindRow(results, row, path, churn) is { } other ? Headline.Of(other).Value : null;
+
+    private static BenchResult? FindRow(IReadOnlyList<BenchResult> results, BenchResult row, string path, int churn) =>
         results.FirstOrDefault(r => r.Repeat == row.Repeat && r.Workload == row.Workload && r.Threads == row.Threads
-            && r.Churn == churn && r.Path == path) is { } other ? Headline.Of(other).Value : null;
+            && r.Churn == churn && r.Path == path);
 
     private static void Add(List<RatioResult> ratios, RatioKind kind, BenchResult row, string versus, double value, double? denominator)
     {

@@ -9,4 +9,8 @@ internal enum RatioKind
     VersusMmapLock,
     /// <summary>mixed: a path's faults/s with churn threads over the same path's without churn, same faulting threads.</summary>
     WithVersusWithoutChurn,
+    /// <summary>Fork workloads: a Faultline path's fork latency over the host kernel's (below 1: Faultline forks faster).</summary>
+    ForkLatencyVersusKernel,
+    /// <summary>Fork workloads: a Faultline path's CPU ns per fault over the host kernel's (below 1: Faultline is cheaper).</summary>
+    NsPerFaultVersusKernel,
 }

@@ -12,5 +12,11 @@ namespace Faultline.Cli.Statistics;
 internal sealed record RatioResult(RatioKind Kind, string Path, string Versus, string Workload, int Threads, int Churn, int Repeat, double Value)
 {
     /// <summary>How the ratio reads in a report: "vma-lock ÷ mmap-lock", "vma-lock churn 1 ÷ churn 0".</summary>
-    public string Name => Kind == RatioKind.WithVersusWithoutChurn ? $"{Path} churn {Churn} ÷ {Versus}" : $"{Path} ÷ {Versus}";
+    public string Name => Kind switch
+    {
+        RatioKind.WithVersusWithoutChurn => $"{Path} churn {Churn} ÷ {Versus}",
+        RatioKind.ForkLatencyVersusKernel => $"{Path} fork ms ÷ {Versus}",
+        RatioKind.NsPerFaultVersusKernel => $"{Path} ns/fault ÷ {Versus}",
+        _ => $"{Path} ÷ {Versus}",
+    };
 }

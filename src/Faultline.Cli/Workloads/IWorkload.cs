@@ -18,6 +18,21 @@ internal interface IWorkload
     /// <summary>The most guest memory the workload touches at once (sizes Faultline's arena).</summary>
     long TouchedBytes(RunShape shape);
 
+    /// <summary>
+    /// True when the workload times its fault loops itself (<see cref="WorkerStats.FaultCpuSeconds"/>,
+    /// <see cref="WorkerStats.FaultSeconds"/>): its set-up work (populating, forking) stays out of ns/fault and faults/s.
+    /// </summary>
+    bool TimesItsFaults => false;
+
+    /// <summary>True when <see cref="RunShape.Churn"/> applies (the <c>--churn</c> list multiplies its configurations).</summary>
+    bool UsesChurn => false;
+
+    /// <summary>True when the workload runs one thread only (the <c>--threads</c> list does not apply).</summary>
+    bool SingleThreaded => false;
+
+    /// <summary>Null when the workload can run on <paramref name="path"/>; else one line saying why it cannot.</summary>
+    string? Unavailable(PathKind path) => null;
+
     /// <summary>Prepares a run on <paramref name="target"/>; workers then call <see cref="IWorkloadRun.Run"/>.</summary>
     IWorkloadRun Start(IMemoryTarget target, RunShape shape);
 }

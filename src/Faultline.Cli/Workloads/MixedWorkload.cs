@@ -28,6 +28,9 @@ internal sealed class MixedWorkload : IWorkload
     public bool CountsFaults => true;
 
     /// <inheritdoc />
+    public bool UsesChurn => true;
+
+    /// <inheritdoc />
     public long TouchedBytes(RunShape shape) => shape.Threads * (long)WorkloadSizes.Region;
 
     /// <inheritdoc />

@@ -11,6 +11,8 @@ internal static class WorkloadCatalog
         new PftWorkload(),
         new Mmap1Workload(),
         new EbizzyWorkload(),
+        new ForkWorkload(),
+        new ForkChurnWorkload(),
     ];
 
     /// <summary>Parses a comma list of names or <c>all</c>.</summary>

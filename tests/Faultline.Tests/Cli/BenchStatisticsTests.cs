@@ -66,6 +66,29 @@ public class BenchStatisticsTests
     }
 
     [Fact]
+    public void ForkRatiosCompareLatencyAndCpuPerFaultWithTheKernelOfTheSameRepeat()
+    {
+        BenchResult[] rows =
+        [
+            Row("vma-lock", 0, 1000, workload: "fork") with { ForkMs = 2, NsPerFault = 500 },
+            Row("kernel", 0, 100, workload: "fork") with { ForkMs = 8, NsPerFault = 10_000 },
+            Row("vma-lock", 1, 1000, workload: "fork") with { ForkMs = 6, NsPerFault = 1_000 },
+            Row("kernel", 1, 100, workload: "fork") with { ForkMs = 12, NsPerFault = 5_000 },
+        ];
+
+        IReadOnlyList<RatioSummary> summary = RatioCalculator.Summarize(RatioCalculator.PerRepeat(rows));
+
+        RatioSummary fork = summary.Single(r => r.Kind == RatioKind.ForkLatencyVersusKernel);
+        Assert.Equal("vma-lock fork ms ÷ kernel", fork.Name);
+        Assert.Equal(new Spread(0.375, 0.25, 0.5, 2), fork.Value);
+        RatioSummary perFault = summary.Single(r => r.Kind == RatioKind.NsPerFaultVersusKernel);
+        Assert.Equal("vma-lock ns/fault ÷ kernel", perFault.Name);
+        Assert.Equal(new Spread(0.125, 0.05, 0.2, 2), perFault.Value);
+        Assert.DoesNotContain(RatioCalculator.PerRepeat([Row("vma-lock", 0, 1000), Row("kernel", 0, 100)]),
+            r => r.Kind is RatioKind.ForkLatencyVersusKernel or RatioKind.NsPerFaultVersusKernel);
+    }
+
+    [Fact]
     public void ShuffleRunsEveryCaseOncePerRepeatInAReproducibleOrder()
     {
         string[] cases = Enumerable.Range(0, 12).Select(i => $"case {i}").ToArray();
