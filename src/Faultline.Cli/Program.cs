@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using Faultline.Cli.Commands;
 using Spectre.Console;
 
@@ -20,8 +21,11 @@ internal static class Program
             });
             AnsiConsole.Profile.Width = 240;
         }
-        var root = new RootCommand("Faultline: a Linux-compatible virtual memory manager for .NET")
+        // A plain command named for the tool: a RootCommand takes its name from the entry assembly (Faultline.Cli).
+        var root = new Command("faultline", "Faultline: a Linux-compatible virtual memory manager for .NET")
         {
+            new HelpOption(),
+            new VersionOption(),
             BenchCommand.Create(),
             StressCommand.Create(),
         };
