@@ -78,7 +78,7 @@ public sealed class AddressSpace : IDisposable
     /// <summary>Settings.</summary>
     public FaultlineOptions Options { get; }
 
-    /// <summary>A process-unique number (the Metrics tag <c>address_space</c>).</summary>
+    /// <summary>A process-unique number (the Metrics tag <see cref="FaultlineMeter.AddressSpaceTag"/>).</summary>
     public long Id { get; }
 
     /// <summary>The fault path in use.</summary>
@@ -269,7 +269,11 @@ public sealed class AddressSpace : IDisposable
         }
     }
 
-    /// <summary>Every counter by name (kernel names where they exist, e.g. <c>VMA_LOCK_SUCCESS</c>, <c>spf_vma_changed</c>).</summary>
+    /// <summary>
+    /// Every counter by name: the names and meanings of <see cref="VmCounters.All"/> (<c>/proc/vmstat</c> spelling where
+    /// the kernel has the counter, e.g. <c>pgfault</c>, <c>vma_lock_success</c>; use the <see cref="VmCounters"/>
+    /// constants as keys). A snapshot: the counts of Cpus running on other threads may lag by their latest events.
+    /// </summary>
     public IReadOnlyDictionary<string, long> GetCounters()
     {
         long[] totals = Live.SnapshotCounters();

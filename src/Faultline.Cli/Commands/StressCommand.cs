@@ -16,8 +16,8 @@ internal static class StressCommand
 {
     private static readonly string[] Watched =
     [
-        "pgfault", "anon_fault", "wp_fault", "fault_race_lost", "mmap_lock_fault", "VMA_LOCK_SUCCESS", "VMA_LOCK_ABORT",
-        "VMA_LOCK_RETRY", "VMA_LOCK_MISS", "spf_success", "spf_vma_changed", "spf_pte_lock", "spf_pmd_changed",
+        "pgfault", "anon_fault", "wp_fault", "fault_race_lost", "mmap_lock_fault", "vma_lock_success", "vma_lock_abort",
+        "vma_lock_retry", "vma_lock_miss", "speculative_pgfault", "spf_vma_changed", "spf_pte_lock", "spf_pmd_changed",
         "spf_fallback", "tlb_flush", "grace_period",
     ];
 
