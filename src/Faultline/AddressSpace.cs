@@ -126,7 +126,7 @@ public sealed class AddressSpace : IDisposable
     public ulong Map(ulong address, ulong length, Protection protection, MapFlags flags)
     {
         Errno error = TryMap(address, length, protection, flags, out ulong mapped);
-        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error);
+        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error, address, length, protection, flags);
     }
 
     /// <summary><c>mmap</c>, returning the errno (<see cref="Errno.None"/> on success).</summary>
@@ -150,7 +150,7 @@ public sealed class AddressSpace : IDisposable
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         Errno error = _mmap.MapBacking(address, length, protection, flags, backing, pageOffset, out ulong mapped);
-        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error);
+        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error, address, length, protection, flags);
     }
 
     /// <summary><c>munmap</c>.</summary>
@@ -160,7 +160,7 @@ public sealed class AddressSpace : IDisposable
         Errno error = TryUnmap(address, length);
         if (error != Errno.None)
         {
-            throw new MemoryOperationException("munmap", error);
+            throw new MemoryOperationException("munmap", error, address, length);
         }
     }
 
@@ -178,7 +178,7 @@ public sealed class AddressSpace : IDisposable
         Errno error = TryProtect(address, length, protection);
         if (error != Errno.None)
         {
-            throw new MemoryOperationException("mprotect", error);
+            throw new MemoryOperationException("mprotect", error, address, length, protection);
         }
     }
 
