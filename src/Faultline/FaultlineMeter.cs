@@ -18,6 +18,11 @@ namespace Faultline;
 /// With OpenTelemetry: <c>AddMeter(FaultlineMeter.Name)</c>; with <c>dotnet-counters</c>:
 /// <c>dotnet-counters monitor --counters Faultline -p PID</c>. A disposed address space stops being reported.
 /// </para>
+/// <para>
+/// Thread safety: the meter is created once per process and never disposed; instruments are observed on the
+/// collecting thread, which reads each address space's counters as <see cref="AddressSpace.GetCounters"/> does, and
+/// may run concurrently with any use of the address spaces.
+/// </para>
 /// </remarks>
 public static class FaultlineMeter
 {

@@ -16,9 +16,10 @@ internal static class StressCommand
 {
     private static readonly string[] Watched =
     [
-        "pgfault", "anon_fault", "wp_fault", "fault_race_lost", "mmap_lock_fault", "vma_lock_success", "vma_lock_abort",
-        "vma_lock_retry", "vma_lock_miss", "speculative_pgfault", "spf_vma_changed", "spf_pte_lock", "spf_pmd_changed",
-        "spf_fallback", "tlb_flush", "grace_period",
+        VmCounters.PageFault, VmCounters.AnonymousFault, VmCounters.WriteProtectFault, VmCounters.FaultRaceLost,
+        VmCounters.MmapLockFault, VmCounters.VmaLockSuccess, VmCounters.VmaLockAbort, VmCounters.VmaLockRetry,
+        VmCounters.VmaLockMiss, VmCounters.SpeculativePageFault, VmCounters.SpeculativeVmaChanged, VmCounters.SpeculativePteLock,
+        VmCounters.SpeculativePmdChanged, VmCounters.SpeculativeFallback, VmCounters.TlbFlush, VmCounters.GracePeriod,
     ];
 
     /// <summary>Builds the command; every option is checked while parsing, before anything runs.</summary>

@@ -100,7 +100,7 @@ public sealed class PackageTests : IDisposable
     {
         string feed = Path.Combine(_folder, "feed");
         string configuration = typeof(PackageTests).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
-        Run("dotnet", ["pack", Path.Combine(RepositoryRoot(), project), "-c", configuration, "-o", feed, "--nologo"]);
+        Run("dotnet", ["pack", Path.Combine(RepositoryRoot.Path, project), "-c", configuration, "-o", feed, "--nologo"]);
         return feed;
     }
 
@@ -110,7 +110,7 @@ public sealed class PackageTests : IDisposable
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
-            WorkingDirectory = RepositoryRoot(),
+            WorkingDirectory = RepositoryRoot.Path,
         };
         foreach ((string name, string value) in environment)
         {
@@ -160,17 +160,5 @@ public sealed class PackageTests : IDisposable
             }
         }
         throw new InvalidDataException("the PDB has no SourceLink");
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (DirectoryInfo? dir = new(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Faultline.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new DirectoryNotFoundException("Faultline.slnx not found above " + AppContext.BaseDirectory);
     }
 }

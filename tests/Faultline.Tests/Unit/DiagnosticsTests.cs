@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Reflection;
+using Faultline.Tests.Support;
 using Xunit;
 
 namespace Faultline.Tests.Unit;
@@ -117,6 +118,18 @@ public class DiagnosticsTests
             Assert.Equal("faultline.vmstat." + counter.Name, counter.InstrumentName);
         }
         Assert.Equal(VmCounterKind.Level, VmCounters.All.Single(c => c.Name == VmCounters.AnonPages).Kind);
+    }
+
+    [Fact]
+    public void TheGettingStartedGuideDescribesEveryCounter()
+    {
+        string[] guide = File.ReadAllLines(Path.Combine(RepositoryRoot.Path, "docs", "GETTING-STARTED.md"));
+
+        foreach (VmCounterInfo counter in VmCounters.All)
+        {
+            Assert.True(guide.Any(line => line.StartsWith("| `", StringComparison.Ordinal) && line.Contains($"| `{counter.Name}` |")),
+                $"docs/GETTING-STARTED.md has no table row for the counter {counter.Name}");
+        }
     }
 
     private static Dictionary<string, (long Value, Instrument Instrument)> Collect(long spaceId)
