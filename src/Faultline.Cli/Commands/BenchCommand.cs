@@ -74,9 +74,9 @@ internal static class BenchCommand
         {
             Description = "Also write the tables as Markdown (GitHub tables, medians [min–max]) to this file",
         };
-        foreach (Option output in new Option[] { json, svg, png })
+        foreach (Option<string> output in new[] { json, svg, png })
         {
-            OptionChecks.OutputFile((Option<string>)output);
+            OptionChecks.OutputFile(output);
         }
         OptionChecks.OutputFile(markdown);
         var command = new Command("bench", "Measure page-fault and mmap throughput of Faultline's fault paths against the host kernel")

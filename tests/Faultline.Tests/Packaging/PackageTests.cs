@@ -68,6 +68,10 @@ public sealed class PackageTests : IDisposable
             Assert.Contains(metadata.Descendants(), e => e.Name.LocalName == "packageType" && (string?)e.Attribute("name") == "DotnetTool");
             XElement command = XDocument.Parse(ReadText(zip, "tools/net10.0/any/DotnetToolSettings.xml")).Descendants("Command").Single();
             Assert.Equal("faultline", (string?)command.Attribute("Name"));
+            // Native assets only for the platforms the tool runs on (Linux x86-64 and arm64).
+            string[] natives = zip.Entries.Select(e => e.FullName).Where(n => n.Contains("/runtimes/", StringComparison.Ordinal)).ToArray();
+            Assert.Contains("tools/net10.0/any/runtimes/linux-x64/native/libSkiaSharp.so", natives);
+            Assert.All(natives, n => Assert.Matches("/runtimes/linux(-musl)?-(x64|arm64)/", n));
         }
         Assert.True(File.Exists(Path.ChangeExtension(package, ".snupkg")));
 
@@ -83,6 +87,12 @@ public sealed class PackageTests : IDisposable
         Assert.Contains("faultline [command] [options]", help);
         Assert.Contains("bench", help);
         Assert.Contains("stress", help);
+
+        // A short run from the installed tool draws its charts with the native assets the package kept.
+        string png = Path.Combine(_folder, "chart.png");
+        Run(Path.Combine(tools, "faultline"), ["bench", "--workload", "mmap1", "--path", "vma-lock", "--seconds", "0.02", "--repeat", "1",
+            "--json", Path.Combine(_folder, "report.json"), "--svg", Path.Combine(_folder, "chart.svg"), "--png", png]);
+        Assert.True(new FileInfo(png).Length > 1000, "the PNG chart is missing or empty");
     }
 
     [Fact]
