@@ -82,7 +82,7 @@ public sealed class AddressSpace : IDisposable
     /// <summary>Settings.</summary>
     public FaultlineOptions Options { get; }
 
-    /// <summary>A process-unique number (the Metrics tag <c>address_space</c>).</summary>
+    /// <summary>A process-unique number (the Metrics tag <see cref="FaultlineMeter.AddressSpaceTag"/>).</summary>
     public long Id { get; }
 
     /// <summary>The fault path in use.</summary>
@@ -130,7 +130,7 @@ public sealed class AddressSpace : IDisposable
     public ulong Map(ulong address, ulong length, Protection protection, MapFlags flags)
     {
         Errno error = TryMap(address, length, protection, flags, out ulong mapped);
-        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error);
+        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error, address, length, protection, flags);
     }
 
     /// <summary><c>mmap</c>, returning the errno (<see cref="Errno.None"/> on success).</summary>
@@ -154,7 +154,7 @@ public sealed class AddressSpace : IDisposable
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         Errno error = _mmap.MapBacking(address, length, protection, flags, backing, pageOffset, out ulong mapped);
-        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error);
+        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error, address, length, protection, flags);
     }
 
     /// <summary>
@@ -243,7 +243,7 @@ public sealed class AddressSpace : IDisposable
         Errno error = TryUnmap(address, length);
         if (error != Errno.None)
         {
-            throw new MemoryOperationException("munmap", error);
+            throw new MemoryOperationException("munmap", error, address, length);
         }
     }
 
@@ -261,7 +261,7 @@ public sealed class AddressSpace : IDisposable
         Errno error = TryProtect(address, length, protection);
         if (error != Errno.None)
         {
-            throw new MemoryOperationException("mprotect", error);
+            throw new MemoryOperationException("mprotect", error, address, length, protection);
         }
     }
 
@@ -348,7 +348,11 @@ public sealed class AddressSpace : IDisposable
         }
     }
 
-    /// <summary>Every counter by name (kernel names where they exist, e.g. <c>VMA_LOCK_SUCCESS</c>, <c>spf_vma_changed</c>).</summary>
+    /// <summary>
+    /// Every counter by name: the names and meanings of <see cref="VmCounters.All"/> (<c>/proc/vmstat</c> spelling where
+    /// the kernel has the counter, e.g. <c>pgfault</c>, <c>vma_lock_success</c>; use the <see cref="VmCounters"/>
+    /// constants as keys). A snapshot: the counts of Cpus running on other threads may lag by their latest events.
+    /// </summary>
     public IReadOnlyDictionary<string, long> GetCounters()
     {
         long[] totals = Live.SnapshotCounters();

@@ -83,7 +83,7 @@ public sealed unsafe class Cpu : IDisposable
     /// <summary>The address space this Cpu runs in.</summary>
     public AddressSpace AddressSpace { get; }
 
-    /// <summary>Reads a value; throws <see cref="SegmentationFaultException"/> if the access cannot be resolved.</summary>
+    /// <summary>Reads a value; throws <see cref="SegmentationFaultException"/> or <see cref="GuestOutOfMemoryException"/> if the access cannot be resolved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Load<T>(ulong address) where T : unmanaged
     {
@@ -142,7 +142,7 @@ public sealed unsafe class Cpu : IDisposable
         return TryLoadSplit(address, AccessKind.Execute, out value);
     }
 
-    /// <summary>Writes a value; throws <see cref="SegmentationFaultException"/> if the access cannot be resolved.</summary>
+    /// <summary>Writes a value; throws <see cref="SegmentationFaultException"/> or <see cref="GuestOutOfMemoryException"/> if the access cannot be resolved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store<T>(ulong address, T value) where T : unmanaged
     {
@@ -184,7 +184,7 @@ public sealed unsafe class Cpu : IDisposable
         AccessOutcome outcome = TryRead(address, destination, out ulong failedAt);
         if (outcome != AccessOutcome.Ok)
         {
-            throw new SegmentationFaultException(failedAt, AccessKind.Read, outcome);
+            throw GuestAccessException.For(failedAt, AccessKind.Read, outcome);
         }
     }
 
@@ -218,7 +218,7 @@ public sealed unsafe class Cpu : IDisposable
         AccessOutcome outcome = TryWrite(address, source, out ulong failedAt);
         if (outcome != AccessOutcome.Ok)
         {
-            throw new SegmentationFaultException(failedAt, AccessKind.Write, outcome);
+            throw GuestAccessException.For(failedAt, AccessKind.Write, outcome);
         }
     }
 
@@ -672,7 +672,7 @@ public sealed unsafe class Cpu : IDisposable
     // Out of line, so the inlined fast paths carry no exception-building code or address-taken locals.
     [MethodImpl(MethodImplOptions.NoInlining)]
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    private void ThrowFault(ulong address, AccessKind kind) => throw new SegmentationFaultException(address, kind, _lastOutcome);
+    private void ThrowFault(ulong address, AccessKind kind) => throw GuestAccessException.For(address, kind, _lastOutcome);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private T LoadAcrossPages<T>(ulong address, AccessKind kind) where T : unmanaged =>
@@ -684,10 +684,10 @@ public sealed unsafe class Cpu : IDisposable
         AccessOutcome outcome = TryWrite(address, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)), out ulong failedAt);
         if (outcome != AccessOutcome.Ok)
         {
-            throw new SegmentationFaultException(failedAt, AccessKind.Write, outcome);
+            throw GuestAccessException.For(failedAt, AccessKind.Write, outcome);
         }
     }
 
     private static T Check<T>(AccessOutcome outcome, ulong address, AccessKind kind, T value) =>
-        outcome == AccessOutcome.Ok ? value : throw new SegmentationFaultException(address, kind, outcome);
+        outcome == AccessOutcome.Ok ? value : throw GuestAccessException.For(address, kind, outcome);
 }

@@ -1,6 +1,12 @@
 namespace Faultline;
 
 /// <summary>Settings of an <see cref="AddressSpace"/>.</summary>
+/// <remarks>
+/// An immutable record (<c>init</c> properties; derive variants with <c>with</c>): one instance may configure any number
+/// of address spaces on any threads. The values are checked when an <see cref="AddressSpace"/> is created
+/// (<see cref="ArgumentOutOfRangeException"/>); an address space keeps the instance it was given
+/// (<see cref="AddressSpace.Options"/>). Nothing to dispose.
+/// </remarks>
 public sealed record FaultlineOptions
 {
     /// <summary>Guest physical memory in bytes (reserved lazily). Default 1 GiB.</summary>

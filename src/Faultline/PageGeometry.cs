@@ -4,6 +4,7 @@ namespace Faultline;
 /// The page geometry and address-space limits of a guest (x86-64 with 4-level paging), in one place: every layer
 /// takes its page size, table shape and top of user space from here.
 /// </summary>
+/// <remarks>Constants and a pure function: safe from any thread, nothing to dispose.</remarks>
 public static class PageGeometry
 {
     /// <summary>log2 of <see cref="PageSize"/> (<c>PAGE_SHIFT</c>).</summary>

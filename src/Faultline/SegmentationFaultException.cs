@@ -1,25 +1,18 @@
 namespace Faultline;
 
-/// <summary>A guest access that no fault could resolve (SIGSEGV, SIGBUS or out of memory).</summary>
-public sealed class SegmentationFaultException : Exception
+/// <summary>
+/// A guest access that ended in a signal: SIGSEGV (<c>SEGV_MAPERR</c>: nothing mapped; <c>SEGV_ACCERR</c>: the
+/// mapping forbids the access) or SIGBUS (a misaligned atomic). Out of memory is <see cref="GuestOutOfMemoryException"/>.
+/// </summary>
+/// <remarks>Immutable once thrown.</remarks>
+public sealed class SegmentationFaultException : GuestAccessException
 {
     /// <summary>Creates the exception.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="outcome"/> is not a signal.</exception>
     public SegmentationFaultException(ulong address, AccessKind access, AccessOutcome outcome)
-        : base($"{Describe(outcome)} at 0x{address:x} on {access.ToString().ToLowerInvariant()}")
+        : base($"{Describe(outcome)} at 0x{address:x} on {access.ToString().ToLowerInvariant()}", address, access, outcome)
     {
-        Address = address;
-        Access = access;
-        Outcome = outcome;
     }
-
-    /// <summary>The faulting address (<c>si_addr</c>).</summary>
-    public ulong Address { get; }
-
-    /// <summary>What the access was.</summary>
-    public AccessKind Access { get; }
-
-    /// <summary><see cref="AccessOutcome.SegvMapErr"/>, <see cref="AccessOutcome.SegvAccErr"/>, bus error or OOM.</summary>
-    public AccessOutcome Outcome { get; }
 
     /// <summary>The <c>si_code</c>: 1 for <c>SEGV_MAPERR</c>, 2 for <c>SEGV_ACCERR</c>, 0 otherwise.</summary>
     public int SignalCode => Outcome switch
@@ -34,7 +27,6 @@ public sealed class SegmentationFaultException : Exception
         AccessOutcome.SegvMapErr => "SIGSEGV (SEGV_MAPERR)",
         AccessOutcome.SegvAccErr => "SIGSEGV (SEGV_ACCERR)",
         AccessOutcome.BusError => "SIGBUS",
-        AccessOutcome.OutOfMemory => "out of memory",
-        _ => outcome.ToString(),
+        _ => throw new ArgumentOutOfRangeException(nameof(outcome), outcome, "not a signal"),
     };
 }

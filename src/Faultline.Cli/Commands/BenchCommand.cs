@@ -13,43 +13,53 @@ namespace Faultline.Cli.Commands;
 /// <c>faultline bench</c>: runs workloads on Faultline's fault paths and on the host kernel, side by side, every case
 /// <c>--repeat</c> times in a shuffled order per repeat, with the hardware floors measured in the same run; prints
 /// medians [min–max], writes a JSON report and a PNG and SVG chart. Exit code 0, or 1 when any run read back a wrong
-/// value (or failed), or 2 for bad options.
+/// value (or failed), or 2 for an error (bad options, an output that cannot be written; one line on stderr).
 /// </summary>
 internal static class BenchCommand
 {
-    /// <summary>Builds the command.</summary>
+    /// <summary>Builds the command; every option is checked while parsing, before anything runs.</summary>
     public static Command Create()
     {
         var workload = new Option<string?>("--workload", "-w")
         {
             Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, fork, fork-churn, or all (default: the suite, without the fork workloads)",
         };
+        OptionChecks.Parses(workload, text => WorkloadCatalog.ParseList(text));
         var path = new Option<string?>("--path", "-p")
         {
-            Description = "Paths, comma list: mmap-lock, speculative, vma-lock, kernel, or all (default all)",
+            Description = "Paths, comma list: mmap-lock, speculative, vma-lock, kernel, or all (default all); also " +
+                "speculative-no-table-alloc (speculative with speculative page-table allocation off, as the SPF patches were posted; not in all)",
         };
+        OptionChecks.Parses(path, text => BenchPlan.Paths(text));
         var threads = new Option<string?>("--threads", "-t")
         {
-            Description = "Faulting threads, a number or a comma list for scaling runs, e.g. 1,2,4,8,16 (default 1)",
+            Description = "Faulting threads, a number or a comma list for scaling runs, e.g. 1,2,4,8,16 (default: the suite's " +
+                "counts, 1 or 2 per workload; 1 when --workload or --churn is given)",
         };
+        OptionChecks.Parses(threads, text => ListOption.Integers(text, "--threads", 1));
         var churn = new Option<string?>("--churn")
         {
-            Description = "Churn threads of the mixed and fork-churn workloads (map/mprotect/unmap loop), number or comma list (default 1)",
+            Description = "Churn threads of the mixed and fork-churn workloads (map/mprotect/unmap loop), number or comma list (default 1); " +
+                "only those workloads have churn, so --workload must include one of them",
         };
         var forkMib = new Option<int>("--fork-mib")
         {
-            Description = "Region of the fork and fork-churn workloads in MiB (fork always runs one thread)",
+            Description = $"Region of the fork and fork-churn workloads in MiB, in [1, {BenchPlan.MaxForkMib}] (fork always runs one thread)",
             DefaultValueFactory = _ => WorkloadSizes.ForkRegionMib,
+            CustomParser = OptionChecks.Number("--fork-mib", 1, BenchPlan.MaxForkMib, WorkloadSizes.ForkRegionMib),
         };
+        OptionChecks.Parses(churn, text => ListOption.Integers(text, "--churn", 0));
         var seconds = new Option<double>("--seconds", "-s")
         {
-            Description = "Measured seconds per run (after a short warm-up)",
+            Description = "Measured seconds per run (after a short warm-up), in [0.001, 3600]",
             DefaultValueFactory = _ => BenchPlan.DefaultSeconds,
+            CustomParser = OptionChecks.Number("--seconds", 0.001, 3600, BenchPlan.DefaultSeconds),
         };
         var repeat = new Option<int>("--repeat", "-r")
         {
-            Description = "Runs of every case, interleaved in a shuffled order per repeat; figures are medians [min–max]",
+            Description = "Runs of every case, interleaved in a shuffled order per repeat; figures are medians [min–max], in [1, 1000]",
             DefaultValueFactory = _ => BenchPlan.DefaultRepeats,
+            CustomParser = OptionChecks.Number("--repeat", 1, 1000, BenchPlan.DefaultRepeats),
         };
         var json = new Option<string>("--json")
         {
@@ -68,12 +78,25 @@ internal static class BenchCommand
         };
         var markdown = new Option<string?>("--markdown")
         {
-            Description = "Also write the tables as Markdown to this file",
+            Description = "Also write the tables as Markdown (GitHub tables, medians [min–max]) to this file",
         };
+        foreach (Option<string> output in new[] { json, svg, png })
+        {
+            OptionChecks.OutputFile(output);
+        }
+        OptionChecks.OutputFile(markdown);
         var command = new Command("bench", "Measure page-fault and mmap throughput of Faultline's fault paths against the host kernel")
         {
             workload, path, threads, churn, forkMib, seconds, repeat, json, svg, png, markdown,
         };
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(churn) is { Implicit: false } && result.GetResult(workload)?.GetValueOrDefault<string?>() is string chosen
+                && OptionChecks.TryParse(() => WorkloadCatalog.ParseList(chosen)) is { } workloads && !workloads.Any(w => w is MixedWorkload or ForkChurnWorkload))
+            {
+                result.AddError("--churn: only the mixed and fork-churn workloads have churn threads; add one of them to --workload");
+            }
+        });
         command.SetAction(parse => Execute(
             new BenchOptions(parse.GetValue(workload), parse.GetValue(path), parse.GetValue(threads), parse.GetValue(churn),
                 parse.GetValue(seconds), parse.GetValue(repeat), parse.GetValue(forkMib)),
@@ -83,26 +106,9 @@ internal static class BenchCommand
 
     private static int Execute(BenchOptions options, BenchOutputs outputs)
     {
-        IReadOnlyList<BenchConfig> configs;
-        IReadOnlyList<PathKind> pathList;
-        try
-        {
-            configs = BenchPlan.Build(options.Workloads, options.Threads, options.Churn, options.ForkMib);
-            pathList = BenchPlan.Paths(options.Paths);
-            if (!(options.Seconds > 0 && options.Seconds <= 3600))
-            {
-                throw new ArgumentException("--seconds: must be in (0, 3600]");
-            }
-            if (options.Repeats is < 1 or > 1000)
-            {
-                throw new ArgumentException("--repeat: must be in [1, 1000]");
-            }
-        }
-        catch (ArgumentException e)
-        {
-            AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
-            return 2;
-        }
+        // Checked while parsing (Create): these cannot fail here.
+        IReadOnlyList<BenchConfig> configs = BenchPlan.Build(options.Workloads, options.Threads, options.Churn, options.ForkMib);
+        IReadOnlyList<PathKind> pathList = BenchPlan.Paths(options.Paths);
 
         MachineInfo machine = MachineInfo.Collect();
         // Read before measuring: a checkout that changes during a long run must not relabel its figures.

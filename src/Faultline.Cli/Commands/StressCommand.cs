@@ -9,73 +9,71 @@ namespace Faultline.Cli.Commands;
 
 /// <summary>
 /// <c>faultline stress</c>: a bounded soak of Faultline's fault paths (map/unmap/mprotect churn against faulting Cpus
-/// that check every value and every SIGSEGV they expect). Exit code 0, 1 on any mismatch, 2 for bad options,
-/// 3 when workers hang.
+/// that check every value and every SIGSEGV they expect). Exit code 0, 1 on any mismatch, 2 for an error (bad
+/// options; one line on stderr), 3 when workers hang.
 /// </summary>
 internal static class StressCommand
 {
     private static readonly string[] Watched =
     [
-        "pgfault", "anon_fault", "wp_fault", "fault_race_lost", "mmap_lock_fault", "VMA_LOCK_SUCCESS", "VMA_LOCK_ABORT",
-        "VMA_LOCK_RETRY", "VMA_LOCK_MISS", "spf_success", "spf_vma_changed", "spf_pte_lock", "spf_pmd_changed",
-        "spf_fallback", "tlb_flush", "grace_period",
+        VmCounters.PageFault, VmCounters.AnonymousFault, VmCounters.WriteProtectFault, VmCounters.FaultRaceLost,
+        VmCounters.MmapLockFault, VmCounters.VmaLockSuccess, VmCounters.VmaLockAbort, VmCounters.VmaLockRetry,
+        VmCounters.VmaLockMiss, VmCounters.SpeculativePageFault, VmCounters.SpeculativeVmaChanged, VmCounters.SpeculativePteLock,
+        VmCounters.SpeculativePmdChanged, VmCounters.SpeculativeFallback, VmCounters.TlbFlush, VmCounters.GracePeriod,
     ];
 
-    /// <summary>Builds the command.</summary>
+    /// <summary>Builds the command; every option is checked while parsing, before anything runs.</summary>
     public static Command Create()
     {
         var seconds = new Option<double>("--seconds", "-s")
         {
-            Description = "Total seconds, shared among the paths",
+            Description = "Total seconds, shared among the paths, in [0.001, 86400]",
             DefaultValueFactory = _ => 10,
+            CustomParser = OptionChecks.Number("--seconds", 0.001, 86400, 10.0),
         };
         var path = new Option<string?>("--path", "-p")
         {
-            Description = "Faultline paths, comma list: mmap-lock, speculative, vma-lock, or all (default all)",
+            Description = "Faultline paths, comma list: mmap-lock, speculative, vma-lock, speculative-no-table-alloc, or all " +
+                "(default all: the first three; the kernel has no stress run)",
         };
+        OptionChecks.Parses(path, text => Paths(text));
         var threads = new Option<int>("--threads", "-t")
         {
-            Description = "Faulting threads",
+            Description = "Faulting threads, in [1, 256]",
             DefaultValueFactory = _ => 2,
+            CustomParser = OptionChecks.Number("--threads", 1, 256, 2),
         };
         var churn = new Option<int>("--churn")
         {
-            Description = "Churn threads (map/mprotect/unmap)",
+            Description = "Churn threads (map/mprotect/unmap), in [0, 256]",
             DefaultValueFactory = _ => 1,
+            CustomParser = OptionChecks.Number("--churn", 0, 256, 1),
         };
         var command = new Command("stress", "Bounded soak: map/unmap/mprotect churn against faulting Cpus with stamp checks")
         {
             seconds, path, threads, churn,
         };
-        command.SetAction(parse => Execute(parse.GetValue(seconds), parse.GetValue(path), parse.GetValue(threads), parse.GetValue(churn)));
+        command.SetAction(parse => Execute(parse.GetValue(seconds), Paths(parse.GetValue(path)), parse.GetValue(threads), parse.GetValue(churn)));
         return command;
     }
 
-    private static int Execute(double seconds, string? pathText, int threads, int churn)
+    // Faultline's paths from --path; "all" means Faultline's three, and the kernel path is refused.
+    private static IReadOnlyList<PathKind> Paths(string? text)
     {
-        IReadOnlyList<PathKind> paths;
-        try
+        IReadOnlyList<PathKind> paths = PathNames.ParseList(text ?? "mmap-lock,speculative,vma-lock");
+        if (text is not null && text.Split(',').Any(p => p.Trim().Equals("all", StringComparison.OrdinalIgnoreCase)))
         {
-            paths = PathNames.ParseList(pathText ?? "mmap-lock,speculative,vma-lock");
-            if (pathText is not null && pathText.Split(',').Any(p => p.Trim().Equals("all", StringComparison.OrdinalIgnoreCase)))
-            {
-                paths = paths.Where(p => p != PathKind.Kernel).ToList();
-            }
-            if (paths.Contains(PathKind.Kernel))
-            {
-                throw new ArgumentException("--path: stress checks Faultline's paths; the kernel path has no stress run");
-            }
-            if (!(seconds > 0 && seconds <= 86400) || threads < 1 || threads > 256 || churn < 0 || churn > 256)
-            {
-                throw new ArgumentException("--seconds must be in (0, 86400], --threads in [1, 256], --churn in [0, 256]");
-            }
+            paths = paths.Where(p => p != PathKind.Kernel).ToList();
         }
-        catch (ArgumentException e)
+        if (paths.Contains(PathKind.Kernel))
         {
-            AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
-            return 2;
+            throw new ArgumentException("stress checks Faultline's paths; the kernel path has no stress run");
         }
+        return paths;
+    }
 
+    private static int Execute(double seconds, IReadOnlyList<PathKind> paths, int threads, int churn)
+    {
         MachineInfo machine = MachineInfo.Collect();
         TimeSpan each = TimeSpan.FromSeconds(seconds / paths.Count);
         AnsiConsole.MarkupLine(Markup.Escape(

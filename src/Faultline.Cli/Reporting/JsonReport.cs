@@ -10,7 +10,7 @@ namespace Faultline.Cli.Reporting;
 /// <c>ops_per_sec</c>, <c>faults</c>, <c>faults_per_sec</c>, <c>ns_per_fault</c>, <c>churn_ops_per_sec</c>,
 /// <c>counters</c>, ...); <c>floors</c> and <c>ratios</c> per repeat; <c>summary</c>, <c>ratio_summary</c> and
 /// <c>floor_summary</c> with <c>{median, min, max, count}</c> per figure. Counter names keep their kernel spelling
-/// (<c>VMA_LOCK_SUCCESS</c>, <c>spf_success</c>, <c>ru_minflt</c>).
+/// (<c>vma_lock_success</c>, <c>speculative_pgfault</c>, <c>ru_minflt</c>).
 /// </summary>
 internal static class JsonReport
 {

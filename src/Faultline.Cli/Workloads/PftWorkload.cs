@@ -66,7 +66,7 @@ internal sealed class PftWorkload : IWorkload
                     stats.Ops++;
                     stats.Faults += WorkloadSizes.RegionPages;
                 }
-                catch (SegmentationFaultException e)
+                catch (GuestAccessException e)
                 {
                     // Keep the round protocol going: the other workers wait for this one at the barrier.
                     stats.Fail($"pft: {e.Message}");

@@ -5,10 +5,11 @@ using Faultline.Mm;
 namespace Faultline.Diagnostics;
 
 /// <summary>
-/// Publishes address spaces' counters as <see cref="System.Diagnostics.Metrics"/> instruments on the meter
-/// <c>Faultline</c>: one observable counter per event (kernel names, e.g. <c>faultline.VMA_LOCK_SUCCESS</c>) and gauges
-/// for resident pages and VMAs, one measurement per registered address space tagged <c>address_space</c>.
-/// Instruments are observed on demand; nothing is counted twice.
+/// Publishes address spaces' counters as <see cref="System.Diagnostics.Metrics"/> instruments on the one meter
+/// <see cref="FaultlineMeter.Name"/>: one observable instrument per counter of <see cref="VmCounters.All"/> and three
+/// for the address space's shape (VMAs, Cpus, page-table pages), all of <see cref="long"/>, one measurement per
+/// registered address space tagged <see cref="FaultlineMeter.AddressSpaceTag"/>. Instruments are observed on demand;
+/// nothing is counted twice.
 /// </summary>
 /// <remarks>
 /// One meter serves the whole process and reaches each address space through a weak reference: a meter stays in a
@@ -17,9 +18,6 @@ namespace Faultline.Diagnostics;
 /// </remarks>
 internal sealed class FaultlineMetrics : IDisposable
 {
-    /// <summary>The meter name listeners subscribe to.</summary>
-    public const string MeterName = "Faultline";
-
     private static readonly List<FaultlineMetrics> s_registered = [];
     // Created with the first registration (the type's initializer) and never disposed: listeners keep seeing it.
     private static readonly Meter s_meter = CreateMeter();
@@ -31,7 +29,7 @@ internal sealed class FaultlineMetrics : IDisposable
     public FaultlineMetrics(MemoryDescriptor mm, long id)
     {
         _mm = new WeakReference<MemoryDescriptor>(mm);
-        _tag = new KeyValuePair<string, object?>("address_space", id);
+        _tag = new KeyValuePair<string, object?>(FaultlineMeter.AddressSpaceTag, id);
         lock (s_registered)
         {
             s_registered.RemoveAll(registration => !registration._mm.TryGetTarget(out _));
@@ -50,32 +48,40 @@ internal sealed class FaultlineMetrics : IDisposable
 
     private static Meter CreateMeter()
     {
-        var meter = new Meter(MeterName, "1.0");
+        var meter = new Meter(FaultlineMeter.Name, typeof(FaultlineMetrics).Assembly.GetName().Version?.ToString());
         foreach (VmEvent e in Enum.GetValues<VmEvent>())
         {
             VmEvent captured = e;
-            meter.CreateObservableCounter($"faultline.{EventNames.Of(e)}", () => Observe(mm => mm.SnapshotCounters()[(int)captured]),
-                unit: "{event}");
+            VmCounterInfo counter = EventNames.Info(e);
+            Func<IEnumerable<Measurement<long>>> observe = () => Observe(mm => mm.SnapshotCounters()[(int)captured]);
+            _ = counter.Kind == VmCounterKind.Counter
+                ? meter.CreateObservableCounter(counter.InstrumentName, observe, counter.Unit, counter.Description)
+                : (ObservableInstrument<long>)meter.CreateObservableUpDownCounter(counter.InstrumentName, observe, counter.Unit, counter.Description);
         }
-        meter.CreateObservableGauge("faultline.rss_pages", () => Observe(mm => mm.AnonPages), unit: "{page}");
-        meter.CreateObservableGauge("faultline.vmas", () => Observe(mm => mm.Tree.Published?.Count ?? 0), unit: "{vma}");
+        meter.CreateObservableUpDownCounter("faultline.mm.vmas", () => Observe(mm => (long)(mm.Tree.Published?.Count ?? 0)), "{vma}",
+            "VMAs (map_count)");
+        meter.CreateObservableUpDownCounter("faultline.mm.cpus", () => Observe(mm => (long)mm.Users), "{cpu}",
+            "Cpus attached (mm_users)");
+        meter.CreateObservableUpDownCounter("faultline.mm.page_tables", () => Observe(mm => (long)mm.PageTable.TablePages), "{page}",
+            "Page-table pages in use");
         return meter;
     }
 
-    // Reads every live registration outside the registry's lock (a reading takes the descriptor's own locks).
-    private static List<Measurement<T>> Observe<T>(Func<MemoryDescriptor, T> read) where T : struct
+    // Reads every live registration outside the registry's lock (a reading takes the descriptor's own locks). A
+    // descriptor being torn down is skipped: its state is no longer the address space's.
+    private static List<Measurement<long>> Observe(Func<MemoryDescriptor, long> read)
     {
         FaultlineMetrics[] registered;
         lock (s_registered)
         {
             registered = [.. s_registered];
         }
-        var measurements = new List<Measurement<T>>(registered.Length);
+        var measurements = new List<Measurement<long>>(registered.Length);
         foreach (FaultlineMetrics registration in registered)
         {
-            if (registration._mm.TryGetTarget(out MemoryDescriptor? mm))
+            if (registration._mm.TryGetTarget(out MemoryDescriptor? mm) && !mm.IsExiting)
             {
-                measurements.Add(new Measurement<T>(read(mm), registration._tag));
+                measurements.Add(new Measurement<long>(read(mm), registration._tag));
             }
         }
         return measurements;

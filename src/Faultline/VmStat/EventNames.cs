@@ -1,64 +1,77 @@
 namespace Faultline.VmStat;
 
-/// <summary>Printed names of <see cref="VmEvent"/>s (kernel names where they exist).</summary>
+/// <summary>
+/// The table of counted events: each <see cref="VmEvent"/> with its public counter (name, unit, kind, meaning). A new
+/// event is one enum member, one <see cref="VmCounters"/> constant and one row here; an event without a row fails the
+/// type's initialization, so it cannot ship unnamed.
+/// </summary>
 internal static class EventNames
 {
-    private static readonly string[] s_names = Build();
+    private static readonly (VmEvent Event, VmCounterInfo Counter)[] s_table =
+    [
+        (VmEvent.PageFault, new(VmCounters.PageFault, "{fault}", VmCounterKind.Counter, "Page faults raised by Cpus, whatever their end (/proc/vmstat pgfault).")),
+        (VmEvent.FaultHandled, new(VmCounters.FaultHandled, "{fault}", VmCounterKind.Counter, "Faults that ended with the page mapped (handle_mm_fault returned without VM_FAULT_ERROR).")),
+        (VmEvent.AnonymousFault, new(VmCounters.AnonymousFault, "{fault}", VmCounterKind.Counter, "Anonymous pages allocated by a fault (do_anonymous_page).")),
+        (VmEvent.ZeroPageFault, new(VmCounters.ZeroPageFault, "{fault}", VmCounterKind.Counter, "Read faults that mapped the shared zero page (do_anonymous_page's read case).")),
+        (VmEvent.WriteProtectFault, new(VmCounters.WriteProtectFault, "{fault}", VmCounterKind.Counter, "Write faults on a present read-only PTE (do_wp_page), by copy or reuse.")),
+        (VmEvent.FaultRaceLost, new(VmCounters.FaultRaceLost, "{fault}", VmCounterKind.Counter, "Faults that found the PTE already set by another thread (a spurious fault or a lost race).")),
+        (VmEvent.SegvMapErr, new(VmCounters.SegvMapErr, "{fault}", VmCounterKind.Counter, "Faults that ended in SIGSEGV with SEGV_MAPERR: no VMA at the address.")),
+        (VmEvent.SegvAccErr, new(VmCounters.SegvAccErr, "{fault}", VmCounterKind.Counter, "Faults that ended in SIGSEGV with SEGV_ACCERR: the VMA does not permit the access (access_error).")),
+        (VmEvent.OutOfMemory, new(VmCounters.OutOfMemory, "{fault}", VmCounterKind.Counter, "Faults that ended in VM_FAULT_OOM: guest physical memory was exhausted.")),
+        (VmEvent.ClassicFault, new(VmCounters.MmapLockFault, "{fault}", VmCounterKind.Counter, "Faults handled on the classic path, under the mmap lock held for read (lock_mm_and_find_vma).")),
+        (VmEvent.ClassicRetry, new(VmCounters.MmapLockRetry, "{retry}", VmCounterKind.Counter, "Classic-path retries (VM_FAULT_RETRY, then FAULT_FLAG_TRIED).")),
+        (VmEvent.VmaLockSuccess, new(VmCounters.VmaLockSuccess, "{fault}", VmCounterKind.Counter, "Faults handled under the per-VMA lock alone (/proc/vmstat vma_lock_success).")),
+        (VmEvent.VmaLockAbort, new(VmCounters.VmaLockAbort, "{fault}", VmCounterKind.Counter, "Per-VMA-lock attempts that gave up and fell back to the mmap lock (/proc/vmstat vma_lock_abort).")),
+        (VmEvent.VmaLockRetry, new(VmCounters.VmaLockRetry, "{fault}", VmCounterKind.Counter, "Faults under the per-VMA lock that returned VM_FAULT_RETRY (/proc/vmstat vma_lock_retry).")),
+        (VmEvent.VmaLockMiss, new(VmCounters.VmaLockMiss, "{fault}", VmCounterKind.Counter, "lock_vma_under_rcu found the VMA detached or replaced and looked again (/proc/vmstat vma_lock_miss).")),
+        (VmEvent.SpeculativeSuccess, new(VmCounters.SpeculativePageFault, "{fault}", VmCounterKind.Counter, "Faults completed speculatively, without the mmap lock (the SPF series' /proc/vmstat speculative_pgfault).")),
+        (VmEvent.SpeculativeSingleUser, new(VmCounters.SpeculativeSingleUser, "{fault}", VmCounterKind.Counter, "Speculative attempts skipped because one Cpu is attached (mm_users == 1).")),
+        (VmEvent.SpeculativeVmaNotSupported, new(VmCounters.SpeculativeVmaNotSupported, "{fault}", VmCounterKind.Counter, "The VMA cannot be handled speculatively: a backing, no anon_vma, userfault, a policy, grows-down (the SPF series' spf_vma_notsup).")),
+        (VmEvent.SpeculativeVmaChanged, new(VmCounters.SpeculativeVmaChanged, "{fault}", VmCounterKind.Counter, "The VMA's sequence count was odd or moved, or the VMA was detached (spf_vma_changed).")),
+        (VmEvent.SpeculativeNoVma, new(VmCounters.SpeculativeNoVma, "{fault}", VmCounterKind.Counter, "The lockless lookup found no VMA; the classic path decides.")),
+        (VmEvent.SpeculativeVmaAccess, new(VmCounters.SpeculativeVmaAccess, "{fault}", VmCounterKind.Counter, "An access error on the validated VMA snapshot: SIGSEGV from the speculative path (spf_vma_access).")),
+        (VmEvent.SpeculativePmdChanged, new(VmCounters.SpeculativePmdChanged, "{fault}", VmCounterKind.Counter, "An upper page-table level was none, bad, huge or changed (spf_pmd_changed).")),
+        (VmEvent.SpeculativePteLock, new(VmCounters.SpeculativePteLock, "{fault}", VmCounterKind.Counter, "The PTE lock could not be taken with the VMA unchanged (spf_pte_lock).")),
+        (VmEvent.SpeculativeTrylockRetry, new(VmCounters.SpeculativeTrylockRetry, "{retry}", VmCounterKind.Counter, "PTE-lock trylock failures retried inside the speculative path.")),
+        (VmEvent.SpeculativeTableAlloc, new(VmCounters.SpeculativeTableAlloc, "{page}", VmCounterKind.Counter, "Page-table pages allocated speculatively (FaultlineOptions.SpeculativePageTableAllocation).")),
+        (VmEvent.SpeculativeFallback, new(VmCounters.SpeculativeFallback, "{fault}", VmCounterKind.Counter, "Speculative attempts that returned VM_FAULT_RETRY and were handed to the classic path.")),
+        (VmEvent.TlbFill, new(VmCounters.TlbFill, "{fill}", VmCounterKind.Counter, "Software TLB fills after a successful page-table walk.")),
+        (VmEvent.TlbFlush, new(VmCounters.TlbFlush, "{flush}", VmCounterKind.Counter, "Full software TLB flushes after a shootdown (the TLB generation moved).")),
+        (VmEvent.TlbRangeFlush, new(VmCounters.TlbRangeFlush, "{flush}", VmCounterKind.Counter, "Shootdowns handled by invalidating only the pages of the missed generations.")),
+        (VmEvent.MapCall, new(VmCounters.MmapCalls, "{call}", VmCounterKind.Counter, "mmap calls (AddressSpace.Map and TryMap), successful or not.")),
+        (VmEvent.UnmapCall, new(VmCounters.MunmapCalls, "{call}", VmCounterKind.Counter, "munmap calls (AddressSpace.Unmap and TryUnmap), successful or not.")),
+        (VmEvent.ProtectCall, new(VmCounters.MprotectCalls, "{call}", VmCounterKind.Counter, "mprotect calls (AddressSpace.Protect and TryProtect), successful or not.")),
+        (VmEvent.GracePeriod, new(VmCounters.GracePeriod, "{grace_period}", VmCounterKind.Counter, "Grace periods writers waited for (synchronize_rcu, the TLB shootdown's wait).")),
+        (VmEvent.GracePeriodReaderWait, new(VmCounters.GracePeriodReaderWait, "{reader}", VmCounterKind.Counter, "Cpus a grace period found inside an older read section and waited for.")),
+        (VmEvent.AnonPages, new(VmCounters.AnonPages, "{page}", VmCounterKind.Level, "Resident anonymous pages now (MM_ANONPAGES; /proc/vmstat nr_anon_pages): a level, not a count of events.")),
+    ];
+
+    private static readonly VmCounterInfo[] s_byEvent = Index();
 
     /// <summary>Number of events.</summary>
-    public static int Count => s_names.Length;
+    public static int Count => s_byEvent.Length;
 
-    /// <summary>The name of an event.</summary>
-    public static string Of(VmEvent e) => s_names[(int)e];
+    /// <summary>Every counter, in event order.</summary>
+    public static IReadOnlyList<VmCounterInfo> All => s_byEvent;
 
-    private static string[] Build()
+    /// <summary>The counter name of an event.</summary>
+    public static string Of(VmEvent e) => s_byEvent[(int)e].Name;
+
+    /// <summary>The public description of an event.</summary>
+    public static VmCounterInfo Info(VmEvent e) => s_byEvent[(int)e];
+
+    private static VmCounterInfo[] Index()
     {
-        var names = new string[Enum.GetValues<VmEvent>().Length];
-        foreach (VmEvent e in Enum.GetValues<VmEvent>())
+        VmEvent[] events = Enum.GetValues<VmEvent>();
+        var byEvent = new VmCounterInfo?[events.Length];
+        foreach ((VmEvent e, VmCounterInfo counter) in s_table)
         {
-            names[(int)e] = e switch
+            if (byEvent[(int)e] is not null)
             {
-                VmEvent.PageFault => "pgfault",
-                VmEvent.FaultHandled => "fault_handled",
-                VmEvent.AnonymousFault => "anon_fault",
-                VmEvent.ZeroPageFault => "zero_page_fault",
-                VmEvent.WriteProtectFault => "wp_fault",
-                VmEvent.CowFault => "cow_fault",
-                VmEvent.CowReuse => "cow_reuse",
-                VmEvent.Fork => "fork",
-                VmEvent.FaultRaceLost => "fault_race_lost",
-                VmEvent.SegvMapErr => "segv_maperr",
-                VmEvent.SegvAccErr => "segv_accerr",
-                VmEvent.OutOfMemory => "oom",
-                VmEvent.ClassicFault => "mmap_lock_fault",
-                VmEvent.ClassicRetry => "mmap_lock_retry",
-                VmEvent.VmaLockSuccess => "VMA_LOCK_SUCCESS",
-                VmEvent.VmaLockAbort => "VMA_LOCK_ABORT",
-                VmEvent.VmaLockRetry => "VMA_LOCK_RETRY",
-                VmEvent.VmaLockMiss => "VMA_LOCK_MISS",
-                VmEvent.SpeculativeSuccess => "spf_success",
-                VmEvent.SpeculativeSingleUser => "spf_single_user",
-                VmEvent.SpeculativeVmaNotSupported => "spf_vma_notsup",
-                VmEvent.SpeculativeVmaChanged => "spf_vma_changed",
-                VmEvent.SpeculativeNoVma => "spf_vma_novma",
-                VmEvent.SpeculativeVmaAccess => "spf_vma_access",
-                VmEvent.SpeculativePmdChanged => "spf_pmd_changed",
-                VmEvent.SpeculativePteLock => "spf_pte_lock",
-                VmEvent.SpeculativeTrylockRetry => "spf_trylock_retry",
-                VmEvent.SpeculativeTableAlloc => "spf_table_alloc",
-                VmEvent.SpeculativeFallback => "spf_fallback",
-                VmEvent.TlbFill => "tlb_fill",
-                VmEvent.TlbFlush => "tlb_flush",
-                VmEvent.TlbRangeFlush => "tlb_range_flush",
-                VmEvent.MapCall => "mmap",
-                VmEvent.UnmapCall => "munmap",
-                VmEvent.ProtectCall => "mprotect",
-                VmEvent.GracePeriod => "grace_period",
-                VmEvent.GracePeriodReaderWait => "grace_period_reader_wait",
-                VmEvent.AnonPages => "nr_anon_pages",
-                _ => e.ToString(),
-            };
+                throw new InvalidOperationException($"two rows for {e}");
+            }
+            byEvent[(int)e] = counter;
         }
-        return names;
+        return events.Select(e => byEvent[(int)e] ?? throw new InvalidOperationException($"no counter row for {e}")).ToArray();
     }
 }

@@ -1,7 +1,7 @@
 namespace Faultline.VmStat;
 
 /// <summary>
-/// Counted events, named as the kernel names them where it does (vmstat's <c>VMA_LOCK_*</c>, the SPF trace events
+/// Counted events, named as the kernel names them where it does (vmstat's <c>vma_lock_*</c>, the SPF trace events
 /// <c>spf_*</c>, <c>pgfault</c>). <see cref="EventNames"/> gives the printed names.
 /// </summary>
 internal enum VmEvent

@@ -16,7 +16,8 @@ internal static partial class LayerRules
 
     /// <summary>The root namespace's composition types: only the top (the root folder) may name them.</summary>
     public static readonly string[] SurfaceTypes =
-        ["AddressSpace", "Cpu", "FaultlineOptions", "MemoryOperationException", "SegmentationFaultException"];
+        ["AddressSpace", "Cpu", "FaultlineOptions", "MemoryOperationException", "SegmentationFaultException", "GuestAccessException",
+         "GuestOutOfMemoryException"];
 
     /// <summary>The rank of a layer; the root folder ranks above every layer.</summary>
     public static int RankOf(string? layer) => layer is null ? Layers.Length : Array.IndexOf(Layers, layer);

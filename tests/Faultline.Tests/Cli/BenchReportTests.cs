@@ -44,7 +44,7 @@ public class BenchReportTests(TwoRepeatReport measured) : IClassFixture<TwoRepea
         }
         Assert.Equal([0, 0, 0, 1, 1, 1], rows.Select(r => r.GetProperty("repeat").GetInt32()));
         JsonElement vmaLockRow = rows.First(r => r.GetProperty("path").GetString() == "vma-lock");
-        Assert.True(vmaLockRow.GetProperty("counters").GetProperty("VMA_LOCK_SUCCESS").GetInt64() > 0);
+        Assert.True(vmaLockRow.GetProperty("counters").GetProperty("vma_lock_success").GetInt64() > 0);
         JsonElement kernelRow = rows.First(r => r.GetProperty("path").GetString() == "kernel");
         Assert.True(kernelRow.GetProperty("counters").GetProperty("ru_minflt").GetInt64() > 0);
         Assert.True(rows.First(r => r.GetProperty("churn").GetInt32() == 1).GetProperty("churn_ops_per_sec").GetDouble() > 0);

@@ -57,7 +57,7 @@ public sealed class BackingFaultRaceTests
         Assert.Equal(2, space.Descriptor.Memory.Info(pfn).RefCount);
         Assert.Equal(1, space.Descriptor.Memory.Info(pfn).MapCount);
         Assert.Equal(1, Delta(before, space, "fault_race_lost"));
-        Assert.Equal(2, Delta(before, space, "spf_success"));
+        Assert.Equal(2, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(3, backing.Faults);
     }
 }

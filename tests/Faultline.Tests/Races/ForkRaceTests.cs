@@ -95,8 +95,8 @@ public sealed class ForkRaceTests
                 faulter.Store(target, 7L);
                 return true;
             });
-            ThreadRole.WaitUntil(() => Counters(parent)[path == FaultPath.Speculative ? "spf_fallback" : "VMA_LOCK_ABORT"] > 0
-                || Counters(parent)["VMA_LOCK_RETRY"] > 0, "the fault to leave the scalable path");
+            ThreadRole.WaitUntil(() => Counters(parent)[path == FaultPath.Speculative ? "spf_fallback" : VmCounters.VmaLockAbort] > 0
+                || Counters(parent)[VmCounters.VmaLockRetry] > 0, "the fault to leave the scalable path");
             Assert.False(fault.IsDone);
             gate.Release();
         }

@@ -73,7 +73,7 @@ public sealed class SpeculativeRaceTests
         Assert.Equal(AccessOutcome.SegvMapErr, outcome);
         Assert.True(Delta(before, space, "spf_vma_changed") + Delta(before, space, "spf_pte_lock") >= 1, "the speculative attempt must see the VMA change");
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(1, Delta(before, space, "segv_maperr"));
         Assert.Equal(0, Delta(before, space, "anon_fault"));
         for (ulong p = a; p < a + 16 * Page; p += Page)
@@ -114,7 +114,7 @@ public sealed class SpeculativeRaceTests
         Assert.Equal(AccessOutcome.SegvAccErr, outcome);
         Assert.True(Delta(before, space, "spf_vma_changed") + Delta(before, space, "spf_pte_lock") >= 1);
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(0, Delta(before, space, "spf_vma_access"));
         Assert.Equal(1, Delta(before, space, "segv_accerr"));
         Assert.Equal(0, Delta(before, space, "anon_fault"));
@@ -159,7 +159,7 @@ public sealed class SpeculativeRaceTests
         Assert.Equal(3, space.MapCount);
         Assert.True(Delta(before, space, "spf_vma_changed") + Delta(before, space, "spf_pte_lock") >= 1);
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(1, Delta(before, space, "mmap_lock_fault"));
         Assert.Equal(1, Delta(before, space, "anon_fault"));
         Assert.Equal(0x0123_4567_89AB_CDEFL, cpu.Load<long>(a + 2 * Page + 8));
@@ -215,7 +215,7 @@ public sealed class SpeculativeRaceTests
         Assert.True(unmap.Join(JoinMs));
         Assert.Equal(AccessOutcome.Ok, fault.Join(JoinMs));
         Assert.True(Delta(before, space, "spf_trylock_retry") >= 3);
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(0, Delta(before, space, "spf_fallback"));
         Assert.Equal(0x4444L, toucher.Load<long>(other + 10 * Page));
         Assert.False(HasPte(space, victim));
@@ -260,7 +260,7 @@ public sealed class SpeculativeRaceTests
         Assert.Equal(FrameKind.Free, mm.Memory.Info(pteTable).Kind);
         Assert.True(Delta(before, space, "spf_vma_changed") >= 1);
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(0, Delta(before, space, "anon_fault"));
         Assert.Equal(0, space.ResidentPages);
         Assert.Equal(1, space.PageTablePages);
@@ -302,7 +302,7 @@ public sealed class SpeculativeRaceTests
 
         Assert.Equal(1, Delta(before, space, "fault_race_lost"));
         Assert.Equal(1, Delta(before, space, "anon_fault"));
-        Assert.Equal(2, Delta(before, space, "spf_success"));
+        Assert.Equal(2, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(0, Delta(before, space, "spf_fallback"));
         foreach (Cpu cpu in new[] { first, second })
         {

@@ -77,9 +77,9 @@ public sealed class VmaLockRaceTests
         Assert.Equal(Errno.None, writer.Join());
 
         Assert.Equal(0, vma.RefCount);
-        Assert.Equal(1, counters["VMA_LOCK_ABORT"]); // vma_start_read failed on the write-locked VMA
-        Assert.Equal(0, counters["VMA_LOCK_MISS"]);
-        Assert.Equal(0, counters["VMA_LOCK_SUCCESS"]);
+        Assert.Equal(1, counters["vma_lock_abort"]); // vma_start_read failed on the write-locked VMA
+        Assert.Equal(0, counters["vma_lock_miss"]);
+        Assert.Equal(0, counters["vma_lock_success"]);
         Assert.Equal(1, counters["segv_maperr"]); // the fallback found nothing: the mapping is gone
     }
 
@@ -110,9 +110,9 @@ public sealed class VmaLockRaceTests
         Assert.Equal(1, probes[ProbePoint.VmaReadBeforeIncrement]); // the cheap check passed: the section had ended
         Assert.Equal(0, probes[ProbePoint.VmaReadIncremented]);     // the increment refused a zero count
         Assert.Equal(0, vma.RefCount);
-        Assert.Equal(1, counters["VMA_LOCK_MISS"]);  // Detached: the area was replaced (here: removed)
-        Assert.Equal(1, counters["VMA_LOCK_ABORT"]); // the second lookup finds nothing
-        Assert.Equal(0, counters["VMA_LOCK_SUCCESS"]);
+        Assert.Equal(1, counters["vma_lock_miss"]);  // Detached: the area was replaced (here: removed)
+        Assert.Equal(1, counters["vma_lock_abort"]); // the second lookup finds nothing
+        Assert.Equal(0, counters["vma_lock_success"]);
     }
 
     [Fact]
@@ -141,7 +141,7 @@ public sealed class VmaLockRaceTests
         Assert.Equal(0, vma.RefCount); // replaced by a new VMA and detached
 
         afterLookup.Release();
-        ThreadRole.WaitUntil(() => counters["VMA_LOCK_ABORT"] == 1, "the reader aborts");
+        ThreadRole.WaitUntil(() => counters["vma_lock_abort"] == 1, "the reader aborts");
         Assert.Equal(0, probes[ProbePoint.VmaReadBeforeIncrement]); // stopped by the cheap check
         Assert.False(reader.IsDone); // falling back: waits for the mmap lock
 
@@ -150,7 +150,7 @@ public sealed class VmaLockRaceTests
         Assert.Equal(AccessOutcome.Ok, reader.Join()); // the classic path found the read-only replacement
         Assert.Equal(0, probes[ProbePoint.VmaDetachWaiting]);
         Assert.Equal(0, vma.RefCount);
-        Assert.Equal(0, counters["VMA_LOCK_MISS"]);
+        Assert.Equal(0, counters["vma_lock_miss"]);
         Assert.Equal(1, counters["mmap_lock_fault"]);
     }
 
@@ -187,7 +187,7 @@ public sealed class VmaLockRaceTests
 
         // While the writer waits, new readers of the VMA are refused (no writer starvation) and fall back.
         var late = threads.Run("late", () => second.TryLoad(a + 9 * Page, out long _));
-        ThreadRole.WaitUntil(() => counters["VMA_LOCK_ABORT"] == 1, "a late reader is refused");
+        ThreadRole.WaitUntil(() => counters["vma_lock_abort"] == 1, "a late reader is refused");
         Thread.Sleep(50);
         Assert.False(writer.IsDone);
         Assert.False(late.IsDone); // blocked on the mmap lock behind the writer
@@ -198,7 +198,7 @@ public sealed class VmaLockRaceTests
         Assert.Equal(Errno.None, writer.Join());
         AccessOutcome lateOutcome = late.Join();
         Assert.Equal(0, vma.RefCount);
-        Assert.True(counters["VMA_LOCK_SUCCESS"] >= 1); // the stopped fault finished on the VMA lock path
+        Assert.True(counters["vma_lock_success"] >= 1); // the stopped fault finished on the VMA lock path
 
         if (operation == "mprotect")
         {
@@ -310,9 +310,9 @@ public sealed class VmaLockRaceTests
         Assert.Equal(1, tail.RefCount);
         Assert.Equal(0, vma.RefCount);
         Assert.Equal(7L, cpu.Load<long>(a + 10 * Page));
-        Assert.True(counters["VMA_LOCK_MISS"] >= 1);
-        Assert.Equal(1, counters["VMA_LOCK_SUCCESS"]);
-        Assert.Equal(0, counters["VMA_LOCK_ABORT"]);
+        Assert.True(counters["vma_lock_miss"] >= 1);
+        Assert.Equal(1, counters["vma_lock_success"]);
+        Assert.Equal(0, counters["vma_lock_abort"]);
         Assert.Equal(0, counters["mmap_lock_fault"]); // no fallback
     }
 
@@ -340,7 +340,7 @@ public sealed class VmaLockRaceTests
         Assert.True(mm.MmapLock.IsWriteLocked);
 
         locked.Release(); // vmf_anon_prepare: the mmap read trylock fails -> RETRY
-        ThreadRole.WaitUntil(() => counters["VMA_LOCK_RETRY"] == 1, "the VMA-lock fault answers RETRY");
+        ThreadRole.WaitUntil(() => counters["vma_lock_retry"] == 1, "the VMA-lock fault answers RETRY");
         Thread.Sleep(20);
         Assert.False(reader.IsDone); // the classic fallback waits for the mmap lock
         Assert.Equal(1, vma.RefCount); // the VMA read lock was dropped before falling back
@@ -351,9 +351,9 @@ public sealed class VmaLockRaceTests
         Assert.Equal(AccessOutcome.Ok, reader.Join());
         Assert.NotNull(vma.AnonVma);
         Assert.Equal(99L, other.Load<long>(a));
-        Assert.Equal(1, counters["VMA_LOCK_RETRY"]);
+        Assert.Equal(1, counters["vma_lock_retry"]);
         Assert.Equal(1, counters["mmap_lock_fault"]);
-        Assert.Equal(0, counters["VMA_LOCK_SUCCESS"]);
+        Assert.Equal(0, counters["vma_lock_success"]);
         Assert.Equal(1, vma.RefCount);
     }
 
@@ -371,16 +371,16 @@ public sealed class VmaLockRaceTests
         var counters = new CounterDelta(space);
         cpu.Store(a + 3 * Page, 5L);
         Assert.Equal(5L, cpu.Load<long>(a + 3 * Page));
-        Assert.Equal(1, counters["VMA_LOCK_ABORT"]);
-        Assert.Equal(0, counters["VMA_LOCK_SUCCESS"]);
+        Assert.Equal(1, counters["vma_lock_abort"]);
+        Assert.Equal(0, counters["vma_lock_success"]);
         Assert.Equal(1, counters["mmap_lock_fault"]);
         Assert.Equal(Vma.RefLimit, vma.RefCount); // the refused reader left no trace
 
         vma.AdjustRefCountForTest(-(Vma.RefLimit - 1));
         counters = new CounterDelta(space);
         cpu.Store(a + 4 * Page, 6L);
-        Assert.Equal(1, counters["VMA_LOCK_SUCCESS"]);
-        Assert.Equal(0, counters["VMA_LOCK_ABORT"]);
+        Assert.Equal(1, counters["vma_lock_success"]);
+        Assert.Equal(0, counters["vma_lock_abort"]);
         Assert.Equal(1, vma.RefCount);
     }
 }

@@ -107,7 +107,7 @@ public sealed class SpeculativeStressTests
         IReadOnlyDictionary<string, long> counters = space.GetCounters();
         string summary = string.Join(" ", counters.Where(kv => kv.Value != 0).Select(kv => $"{kv.Key}={kv.Value}"));
         Assert.True(violations.IsEmpty, string.Join(Environment.NewLine, violations.Take(10).Append(summary)));
-        Assert.True(counters["spf_success"] > 0, "the stress never exercised the speculative path: " + summary);
+        Assert.True(counters["speculative_pgfault"] > 0, "the stress never exercised the speculative path: " + summary);
 
         foreach (Region region in regions)
         {

@@ -143,13 +143,13 @@ public sealed class VmaLockStressTests(ITestOutputHelper output)
 
         IReadOnlyDictionary<string, long> counters = space.GetCounters();
         output.WriteLine($"writer ops {writerOps}, VMAs seen {seen.Count}, detached {detached}, live {live.Count}");
-        foreach (string name in new[] { "VMA_LOCK_SUCCESS", "VMA_LOCK_ABORT", "VMA_LOCK_RETRY", "VMA_LOCK_MISS", "mmap_lock_fault", "segv_maperr", "segv_accerr" })
+        foreach (string name in new[] { "vma_lock_success", "vma_lock_abort", "vma_lock_retry", "vma_lock_miss", "mmap_lock_fault", "segv_maperr", "segv_accerr" })
         {
             output.WriteLine($"{name} {counters[name]}");
         }
         Assert.True(writerOps > 100, $"only {writerOps} writer operations");
         Assert.True(detached > 100, $"only {detached} VMAs were replaced");
-        Assert.True(counters["VMA_LOCK_SUCCESS"] > 100, "the VMA-lock path was hardly used");
+        Assert.True(counters["vma_lock_success"] > 100, "the VMA-lock path was hardly used");
     }
 
     // What the writer made of the churn and probe regions, page by page: a fault under a VMA lock that the writer

@@ -22,8 +22,8 @@ internal static class SpaceHelpers
     /// <summary>The counter of faults a path completed itself, without falling back to the mmap-lock path.</summary>
     public static string HandledOnPathCounter(FaultPath path) => path switch
     {
-        FaultPath.Speculative => "spf_success",
-        FaultPath.VmaLock => "VMA_LOCK_SUCCESS",
+        FaultPath.Speculative => "speculative_pgfault",
+        FaultPath.VmaLock => "vma_lock_success",
         _ => "mmap_lock_fault",
     };
 

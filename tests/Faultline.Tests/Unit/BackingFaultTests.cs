@@ -50,7 +50,7 @@ public class BackingFaultTests
         Assert.Equal(1, Info(space, pfn).MapCount);
         Assert.Equal(1, space.CountResidentPages(a, a + 4 * Page));
         Assert.Equal(0, space.ResidentPages);
-        Assert.Equal(path == FaultPath.Speculative ? 1 : 0, Delta(before, space, "spf_success"));
+        Assert.Equal(path == FaultPath.Speculative ? 1 : 0, Delta(before, space, "speculative_pgfault"));
     }
 
     [Theory]
@@ -173,7 +173,7 @@ public class BackingFaultTests
         Assert.Equal(2, backing.Faults);
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
         Assert.Equal(1, Delta(before, space, "mmap_lock_fault"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(2, Info(space, backing.FrameOf(FirstOffset)).RefCount);
     }
 

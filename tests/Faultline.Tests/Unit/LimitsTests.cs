@@ -25,7 +25,7 @@ public class LimitsTests
         Assert.Equal(AccessOutcome.OutOfMemory, outcome);
         Assert.InRange(written, 64, 127);
         Assert.Equal(1, space.GetCounters()["oom"]);
-        var ex = Assert.Throws<SegmentationFaultException>(() => cpu.Store(a + (ulong)written * 4096, 1L));
+        var ex = Assert.Throws<GuestOutOfMemoryException>(() => cpu.Store(a + (ulong)written * 4096, 1L));
         Assert.Equal(AccessOutcome.OutOfMemory, ex.Outcome);
         for (int i = 0; i < written; i++)
         {

@@ -68,7 +68,7 @@ public sealed class SpeculativePathTests
         }
 
         Assert.Equal(8, Delta(before, space, "spf_single_user"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(8, Delta(before, space, "mmap_lock_fault"));
         Assert.Equal(0, Delta(before, space, "spf_vma_notsup"));
 
@@ -77,10 +77,10 @@ public sealed class SpeculativePathTests
         {
             cpu.Store(a + 8 * Page, 8);
         }
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
         cpu.Store(a + 9 * Page, 9);
         Assert.Equal(9, Delta(before, space, "spf_single_user"));
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
     }
 
     // The speculative path takes no mmap_lock at all: it completes while a writer holds it.
@@ -108,7 +108,7 @@ public sealed class SpeculativePathTests
         }
 
         Assert.Equal(AccessOutcome.Ok, outcome);
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(0, Delta(before, space, "mmap_lock_fault"));
         Assert.Equal(33L, toucher.Load<long>(a + 3 * Page));
     }
@@ -129,12 +129,12 @@ public sealed class SpeculativePathTests
         Assert.Equal(1, Delta(before, space, "spf_vma_notsup"));
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
         Assert.Equal(1, Delta(before, space, "mmap_lock_fault"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.NotNull(space.Descriptor.Tree.LookupLockless(a)!.AnonVma);
 
         cpu.Store(a + Page, 2L);
         Assert.Equal(1, Delta(before, space, "spf_vma_notsup"));
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(1, Delta(before, space, "mmap_lock_fault"));
     }
 
@@ -189,7 +189,7 @@ public sealed class SpeculativePathTests
         Assert.Equal(expected, cpu.TryStore(a + 2 * Page, 2L));
         Assert.Equal(1, Delta(before, space, "spf_vma_notsup"));
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(1, Delta(before, space, "mmap_lock_fault"));
     }
 
@@ -239,10 +239,10 @@ public sealed class SpeculativePathTests
         Assert.Equal(1, Delta(before, space, "spf_vma_changed"));
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
         Assert.Equal(1, Delta(before, space, "mmap_lock_fault"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
 
         cpu.Store(a + 2 * Page, 6L);
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
     }
 
     // Step 2: no VMA at the address: spf_vma_novma, and the classic path answers SEGV_MAPERR.
@@ -275,7 +275,7 @@ public sealed class SpeculativePathTests
 
         cpu.Store(a + PmdSpan + 7 * Page, 7L);
         Assert.Equal(1, Delta(before, space, "spf_table_alloc"));
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(0, Delta(before, space, "spf_fallback"));
         Assert.Equal(0, Delta(before, space, "spf_pmd_changed"));
         Assert.Equal(0, Delta(before, space, "mmap_lock_fault"));
@@ -297,7 +297,7 @@ public sealed class SpeculativePathTests
 
         cpu.Store(Base + 3 * Page, 3L);
         Assert.Equal(2, Delta(before, space, "spf_table_alloc"));
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(tables + 2, space.PageTablePages);
         Assert.Equal(3L, second.Load<long>(Base + 3 * Page));
     }
@@ -318,13 +318,13 @@ public sealed class SpeculativePathTests
         Assert.Equal(1, Delta(before, space, "spf_pmd_changed"));
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
         Assert.Equal(0, Delta(before, space, "spf_table_alloc"));
-        Assert.Equal(0, Delta(before, space, "spf_success"));
+        Assert.Equal(0, Delta(before, space, "speculative_pgfault"));
         Assert.Equal(1, Delta(before, space, "mmap_lock_fault"));
         Assert.Equal(7L, second.Load<long>(a + PmdSpan + 7 * Page));
 
         // Once the PMD exists, the next fault in it is speculative.
         cpu.Store(a + PmdSpan + 8 * Page, 8L);
-        Assert.Equal(1, Delta(before, space, "spf_success"));
+        Assert.Equal(1, Delta(before, space, "speculative_pgfault"));
     }
 
     // 10. pte_unmap_same (SPF v9, 2018-04): Ok when the PTE is still orig_pte, PtNotSame when it changed, Retry when the
