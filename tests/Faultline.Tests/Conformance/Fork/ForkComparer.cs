@@ -1,0 +1,40 @@
+namespace Faultline.Tests.Conformance.Fork;
+
+/// <summary>
+/// Every difference between the kernel's and Faultline's observations of one script: a value that differs, or an
+/// observation only one side made (a VMA one side has, an smaps field Faultline does not print). Each difference names
+/// the script, the step with its script line, the process and what was observed.
+/// </summary>
+internal static class ForkComparer
+{
+    public static List<string> Compare(ForkScript script, ForkRun kernel, ForkRun faultline)
+    {
+        var ours = new Dictionary<(int, int, string, string), string>();
+        foreach (ForkObservation o in faultline.Observations)
+        {
+            ours[o.Identity] = o.Value;
+        }
+        var differences = new List<string>();
+        var seen = new HashSet<(int, int, string, string)>();
+        foreach (ForkObservation k in kernel.Observations)
+        {
+            seen.Add(k.Identity);
+            string got = ours.TryGetValue(k.Identity, out string? value) ? value : "(absent)";
+            if (got != k.Value)
+            {
+                differences.Add(Describe(script, k.Step, k.Proc, k.Kind, k.Key, k.Value, got));
+            }
+        }
+        foreach (ForkObservation o in faultline.Observations.Where(o => !seen.Contains(o.Identity)))
+        {
+            differences.Add(Describe(script, o.Step, o.Proc, o.Kind, o.Key, "(absent)", o.Value));
+        }
+        return differences;
+    }
+
+    private static string Describe(ForkScript script, int step, int proc, string kind, string key, string kernel, string ours)
+    {
+        string line = step >= 0 && step < script.Steps.Count ? script.Steps[step].ToScriptLine() : "end";
+        return $"{script.Name}, step {step} ({line}), process {proc}, {kind} {key}: kernel {kernel}, Faultline {ours}";
+    }
+}
