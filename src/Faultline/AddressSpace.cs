@@ -48,6 +48,8 @@ public sealed class AddressSpace : IDisposable
     private readonly MmapSyscall _mmap;
     private readonly MunmapSyscall _munmap;
     private readonly MprotectSyscall _mprotect;
+    private readonly ForkSyscall _fork;
+    private readonly VmaEditor _editor;
     private readonly FaultlineMetrics _metrics;
     private readonly object _populateGate = new();
 
@@ -59,18 +61,20 @@ public sealed class AddressSpace : IDisposable
 
     /// <summary>
     /// Creates an empty address space, over guest RAM that another address space uses too when
-    /// <paramref name="sharedMemory"/> is given (what fork will do; <paramref name="options"/>' memory size is then ignored).
+    /// <paramref name="sharedMemory"/> is given (a forked child; <paramref name="options"/>' memory size is then ignored).
     /// </summary>
     internal AddressSpace(FaultlineOptions options, PhysicalMemory? sharedMemory)
     {
         Options = options;
         _mm = sharedMemory is null ? new MemoryDescriptor(SettingsFrom(Options)) : new MemoryDescriptor(SettingsFrom(Options), sharedMemory);
+        _mm.Owner = this;
         // One editor per address space: the system calls use it only under the mmap write lock.
-        var editor = new VmaEditor(_mm);
-        var unmapper = new RegionUnmapper(_mm, editor);
-        _mmap = new MmapSyscall(_mm, editor, unmapper, this);
-        _munmap = new MunmapSyscall(_mm, editor, unmapper, this);
-        _mprotect = new MprotectSyscall(_mm, editor, this);
+        _editor = new VmaEditor(_mm);
+        var unmapper = new RegionUnmapper(_mm, _editor);
+        _mmap = new MmapSyscall(_mm, _editor, unmapper, this);
+        _munmap = new MunmapSyscall(_mm, _editor, unmapper, this);
+        _mprotect = new MprotectSyscall(_mm, _editor, this);
+        _fork = new ForkSyscall(_mm, _editor, this);
         Id = Interlocked.Increment(ref s_nextId);
         _metrics = new FaultlineMetrics(_mm, Id);
     }
@@ -153,6 +157,85 @@ public sealed class AddressSpace : IDisposable
         return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error);
     }
 
+    /// <summary>
+    /// <c>fork</c> for memory: a child address space over the same guest RAM with a copy of every mapping, private
+    /// pages shared copy-on-write (the first write of either side to a shared page copies it; an exclusive page is
+    /// reused). Mappings advised <c>MADV_DONTFORK</c> are left out, <c>MADV_WIPEONFORK</c> ones start zero-filled in the
+    /// child, and locked-memory flags do not pass to it. The child has the same options and no Cpus.
+    /// </summary>
+    /// <remarks>
+    /// Safe while this address space's Cpus run on other threads: their faults wait for the copy, and before this
+    /// returns none of them can still write through a translation the copy made read-only, so every later store of
+    /// the parent stays the parent's. A store racing the call may land before the copy (both sides see it) or after
+    /// (only the parent does), as with a thread racing <c>fork()</c> on Linux. Parent and child are independent
+    /// afterwards: either may be disposed first; guest RAM goes back to the host with the last of them.
+    /// </remarks>
+    /// <exception cref="MemoryOperationException"><see cref="Errno.ENOMEM"/> when guest RAM ran out for the child's page tables.</exception>
+    /// <exception cref="ObjectDisposedException">This address space is disposed.</exception>
+    public AddressSpace Fork()
+    {
+        AddressSpace child;
+        try
+        {
+            child = new AddressSpace(Options, Live.Memory);
+        }
+        catch (OutOfMemoryException)
+        {
+            throw new MemoryOperationException("fork", Errno.ENOMEM);
+        }
+        try
+        {
+            Errno error = _fork.Fork(child._mm, child._editor);
+            if (error != Errno.None)
+            {
+                throw new MemoryOperationException("fork", error);
+            }
+            return child;
+        }
+        catch
+        {
+            child.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The reverse map of the page mapped at <paramref name="address"/> (<c>rmap_walk</c>): every address space, this
+    /// one and its forked relatives, and the address where each maps the same frame. Empty when no refcounted
+    /// anonymous page is mapped there (unmapped, never touched, the zero page).
+    /// </summary>
+    public IReadOnlyList<PageMapping> GetPageMappings(ulong address)
+    {
+        MemoryDescriptor mm = Live;
+        mm.EnterReadUnlessExiting(this);
+        long pfn;
+        try
+        {
+            // The lookup stays inside a VMA of the published tree, whose tables the read lock keeps.
+            pfn = VmaTree.Containing(mm.Tree.Published, address) is null ? -1 : mm.PageTable.GetMappedFrame(address);
+        }
+        finally
+        {
+            mm.MmapLock.ExitRead();
+        }
+        if (pfn < 0)
+        {
+            return [];
+        }
+        try
+        {
+            return ReverseMap.Find(mm.Memory, pfn)
+                .Select(found => new PageMapping((AddressSpace)found.Mm.Owner, found.Address))
+                .OrderBy(m => m.Space.Id).ThenBy(m => m.Address)
+                .ToList();
+        }
+        finally
+        {
+            // The walk's reference maps nothing, so it may be the last one and free the frame (put_page).
+            mm.Memory.Put(pfn);
+        }
+    }
+
     /// <summary><c>munmap</c>.</summary>
     /// <exception cref="MemoryOperationException">With Linux's errno.</exception>
     public void Unmap(ulong address, ulong length)
@@ -213,11 +296,7 @@ public sealed class AddressSpace : IDisposable
         try
         {
             // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
-            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), vma =>
-            {
-                ResidentCounts counts = _mm.PageTable.CountResident(vma.Start, vma.End);
-                return (counts.Rss, counts.Referenced, counts.Dirty);
-            });
+            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), vma => _mm.PageTable.CountResident(vma.Start, vma.End));
         }
         finally
         {

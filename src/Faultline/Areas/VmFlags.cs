@@ -16,9 +16,13 @@ internal enum VmFlags : uint
     GrowsDown = 0x100,
     UserfaultMissing = 0x200,
     Locked = 0x2000,
+    /// <summary><c>VM_DONTCOPY</c> (<c>MADV_DONTFORK</c>): fork leaves the VMA out of the child.</summary>
+    DontCopy = 0x20000,
     Account = 0x100000,
     NoReserve = 0x200000,
     GrowsUp = 0x4000000,
+    /// <summary><c>VM_WIPEONFORK</c> (<c>MADV_WIPEONFORK</c>): the child gets the VMA with fresh zero-filled memory.</summary>
+    WipeOnFork = 0x2000000,
 
     /// <summary>The access bits (<c>VM_ACCESS_FLAGS</c>).</summary>
     AccessFlags = Read | Write | Exec,

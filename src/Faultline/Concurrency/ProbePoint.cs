@@ -38,6 +38,12 @@ internal enum ProbePoint
     VmaReadBeforeIncrement,
     /// <summary><c>vma_start_read</c>: the refcount is raised, before the authoritative <c>vm_lock_seq</c> re-check.</summary>
     VmaReadIncremented,
+    /// <summary>Copy-on-write (<c>wp_page_copy</c>, any path): the new frame holds the copy, before the PTE lock.</summary>
+    CowCopiedBeforePteLock,
+    /// <summary>Fork: a parent VMA is write-locked and its SPF sequence open, before its page tables are copied.</summary>
+    ForkBeforeVmaCopy,
+    /// <summary>Fork: every VMA is copied and the parent's entries write-protected, before the parent's TLB flush.</summary>
+    ForkBeforeFlush,
     /// <summary>Anonymous fault (any path): the frame is allocated and zeroed, before the PTE lock.</summary>
     AnonymousBeforePteLock,
     /// <summary>Classic path: <c>mmap_lock</c> is held for read and the VMA found.</summary>

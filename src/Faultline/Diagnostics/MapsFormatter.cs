@@ -1,5 +1,6 @@
 using System.Text;
 using Faultline.Areas;
+using Faultline.Paging;
 
 namespace Faultline.Diagnostics;
 
@@ -48,23 +49,25 @@ internal static class MapsFormatter
     }
 
     /// <summary>The smaps text: each maps line followed by its memory counts.</summary>
-    public static string Smaps(IEnumerable<Vma> vmas, Func<Vma, (long Rss, long Referenced, long Dirty)> count)
+    public static string Smaps(IEnumerable<Vma> vmas, Func<Vma, ResidentCounts> count)
     {
         var text = new StringBuilder();
         foreach (Vma vma in vmas)
         {
-            (long rss, long referenced, long dirty) = count(vma);
+            ResidentCounts counts = count(vma);
+            long rss = counts.Rss;
             text.Append(Line(Describe(vma))).Append('\n');
             Field(text, "Size:", (long)(vma.Length >> 10));
             Field(text, "KernelPageSize:", PageGeometry.PageSize / 1024);
             Field(text, "MMUPageSize:", PageGeometry.PageSize / 1024);
             Field(text, "Rss:", rss * 4);
-            Field(text, "Pss:", rss * 4);
-            Field(text, "Pss_Dirty:", dirty * 4);
-            Field(text, "Shared_Clean:", 0);
-            Field(text, "Shared_Dirty:", 0);
-            Field(text, "Private_Clean:", (rss - dirty) * 4);
-            Field(text, "Private_Dirty:", dirty * 4);
+            Field(text, "Pss:", (counts.ScaledPss >> ResidentCounts.PssShift) >> 10);
+            Field(text, "Pss_Dirty:", (counts.ScaledPssDirty >> ResidentCounts.PssShift) >> 10);
+            Field(text, "Shared_Clean:", counts.SharedClean * 4);
+            Field(text, "Shared_Dirty:", counts.SharedDirty * 4);
+            Field(text, "Private_Clean:", counts.PrivateClean * 4);
+            Field(text, "Private_Dirty:", counts.PrivateDirty * 4);
+            long referenced = counts.Referenced;
             Field(text, "Referenced:", referenced * 4);
             Field(text, "Anonymous:", vma.Backing.IsAnonymous ? rss * 4 : 0);
             Field(text, "LazyFree:", 0);
@@ -88,8 +91,8 @@ internal static class MapsFormatter
         [
             (VmFlags.Read, "rd"), (VmFlags.Write, "wr"), (VmFlags.Exec, "ex"), (VmFlags.Shared, "sh"),
             (VmFlags.MayRead, "mr"), (VmFlags.MayWrite, "mw"), (VmFlags.MayExec, "me"), (VmFlags.MayShare, "ms"),
-            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"),
-            (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"),
+            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"), (VmFlags.DontCopy, "dc"),
+            (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"), (VmFlags.WipeOnFork, "wf"),
         ];
         var text = new StringBuilder();
         foreach ((VmFlags flag, string name) in names)

@@ -218,10 +218,7 @@ internal static class MemoryFaultHandler
             fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
             return FaultResult.Ok;
         }
-        ref FrameInfo info = ref mm.Memory.Info(pfn);
-        info.Kind = FrameKind.Anonymous;
-        info.MapCount = 1;
-        mm.Memory.SetFlags(pfn, FrameFlags.AnonExclusive);
+        SetNewAnonymous(ref fault, pfn);
         // Release store: the zeroed contents and metadata are visible before the PTE (set_pte_at).
         table.WritePte(fault.Location, entry);
         SpinWord.Exit(ref ptl);
@@ -248,6 +245,7 @@ internal static class MemoryFaultHandler
             // wp_page_reuse: an exclusive anonymous page just becomes writable.
             table.WritePte(fault.Location, pte | Pte.Writable | Pte.Dirty | Pte.Accessed);
             SpinWord.Exit(ref ptl);
+            fault.Cpu.Counters.Add(VmEvent.CowReuse);
             return FaultResult.Ok;
         }
         if (!special && (fault.VmaFlags & VmFlags.Shared) != 0)
@@ -301,6 +299,7 @@ internal static class MemoryFaultHandler
         {
             mm.Memory.Copy(oldPfn, pfn);
         }
+        mm.Probes.Hit(ProbePoint.CowCopiedBeforePteLock);
         if (!PteMapLock(ref fault))
         {
             ReleaseAllocated(ref fault, pfn, fromZeroFrame);
@@ -317,6 +316,8 @@ internal static class MemoryFaultHandler
         SetNewAnonymous(ref fault, pfn);
         table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.Dirty);
         var gather = new MmuGather(mm.Memory, mm.Rcu);
+        // MM_ANONPAGES grows unless the page replaced was anonymous already (a frame shared by fork).
+        bool replacedAnonymous = !fromZeroFrame && mm.Memory.Info(oldPfn).Kind == FrameKind.Anonymous;
         if (!fromZeroFrame)
         {
             // page_remove_rmap under the lock, put_page after the flush (the gather's rule).
@@ -324,7 +325,11 @@ internal static class MemoryFaultHandler
             gather.NoteTranslationChange(fault.Address);
         }
         SpinWord.Exit(ref ptl);
-        fault.Cpu.Counters.Add(VmEvent.AnonPages);
+        fault.Cpu.Counters.Add(VmEvent.CowFault);
+        if (!replacedAnonymous)
+        {
+            fault.Cpu.Counters.Add(VmEvent.AnonPages);
+        }
         if (fromZeroFrame)
         {
             // ptep_clear_flush: other Cpus may cache the read-only zero-frame translation; the zero frame is never
@@ -520,9 +525,18 @@ internal static class MemoryFaultHandler
         try
         {
             AnonVma anonVma = FindMergeableAnonVma(mm.Tree, vma) ?? new AnonVma();
+            // The family lock, then page_table_lock (anon_vma_prepare's order): the VMA is linked for the reverse map
+            // in the same step that gives it the anon_vma, so no page of it is ever unreachable from its frame.
+            anonVma.EnterFamilyLock();
             mm.PageTable.EnterPageTableLock();
-            vma.AnonVma ??= anonVma;
+            bool assigned = vma.AnonVma is null;
+            if (assigned)
+            {
+                vma.AnonVma = anonVma;
+                anonVma.LinkUnderLock(vma, mm);
+            }
             mm.PageTable.ExitPageTableLock();
+            anonVma.ExitFamilyLock();
         }
         finally
         {

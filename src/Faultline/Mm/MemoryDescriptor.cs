@@ -15,6 +15,7 @@ namespace Faultline.Mm;
 /// <list type="number">
 /// <item><c>MmapLock</c> (read or write);</item>
 /// <item>a VMA's lock: readers via <c>Vma.TryStartRead</c> (never wait); writers via <c>Vma.StartWrite</c> with the mmap write lock held;</item>
+/// <item>an anon_vma family's lock (<c>AnonVma.EnterFamilyLock</c>: reverse-map links and walks);</item>
 /// <item>a PTE table's split lock (<c>PageTable.PteLock</c>);</item>
 /// <item><c>PageTable.EnterPageTableLock</c> (upper levels, anon_vma assignment);</item>
 /// <item>the frame allocator's lock (leaf).</item>
@@ -55,8 +56,24 @@ internal sealed class MemoryDescriptor : IDisposable
         Settings = settings;
         Memory = memory;
         Rcu = new RcuDomain(Tlb);
-        PageTable = new PageTable(Memory);
+        try
+        {
+            PageTable = new PageTable(Memory);
+        }
+        catch (OutOfMemoryException)
+        {
+            // No frame for the root: this user of the arena never existed.
+            memory.Dispose();
+            throw;
+        }
+        Owner = this;
     }
+
+    /// <summary>
+    /// The public object this address space serves (set once by it, before anything can fork or walk it); the reverse
+    /// map reports owners by it. The descriptor itself until set.
+    /// </summary>
+    public object Owner { get; set; }
 
     /// <summary>The limits and policies this address space was created with.</summary>
     public MmSettings Settings { get; }
@@ -249,6 +266,12 @@ internal sealed class MemoryDescriptor : IDisposable
         try
         {
             Rcu.Synchronize();
+            // unlink_anon_vmas of exit_mmap: reverse-map walks from other address spaces stop finding these VMAs
+            // before their tables go.
+            foreach (Vma vma in Tree.All())
+            {
+                vma.AnonVma?.Unlink(vma);
+            }
             if (Memory.Users > 1)
             {
                 ReleaseMappings();

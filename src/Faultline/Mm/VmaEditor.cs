@@ -60,6 +60,8 @@ internal sealed class VmaEditor
         vma.StartWrite();
         vma.MarkAttached();
         _mm.Tree.Insert(vma);
+        // anon_vma_chain_link: the reverse map finds the VMA from then on (a copy or merge inherits the anon_vma).
+        vma.AnonVma?.Link(vma, _mm);
         // Every VMA that enters the tree opens its backing (vm_ops->open) and every one that leaves closes it
         // (vm_ops->close), so a backing sees as many opens as closes over the life of its mappings.
         vma.Backing.Opened(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
@@ -69,6 +71,9 @@ internal sealed class VmaEditor
     public void Detach(Vma vma)
     {
         _mm.Tree.Remove(vma.Start);
+        // unlink_anon_vmas, before the tables under the VMA can be freed: a reverse-map walk holding the family's
+        // lock only visits VMAs whose tables are still there.
+        vma.AnonVma?.Unlink(vma);
         vma.MarkDetached();
         vma.Backing.Closed(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
     }

@@ -167,6 +167,30 @@ internal sealed unsafe class PageTable
     }
 
     /// <summary>
+    /// The locked walk down to the PMD level only (for a huge PMD), allocating missing upper levels as
+    /// <see cref="WalkAllocate"/> does. False when no frame is left for a table.
+    /// </summary>
+    public bool WalkAllocatePmd(ulong address, FrameCache frames, out long pmdTable, out int pmdIndex)
+    {
+        pmdIndex = IndexOf(address, PmdShift);
+        long pudTable = EnsureTable(_root, IndexOf(address, PgdShift), frames);
+        pmdTable = pudTable < 0 ? -1 : EnsureTable(pudTable, IndexOf(address, PudShift), frames);
+        return pmdTable >= 0;
+    }
+
+    /// <summary>
+    /// <c>copy_page_range</c> of [start, end) from <paramref name="parent"/> into this (a forked child's) table; see
+    /// <see cref="CopyPageRangeVisitor"/>. The caller holds the parent's mmap lock for write with the range's VMA
+    /// write-locked, and flushes the parent's TLBs before anyone uses the child. Returns the visitor's results.
+    /// </summary>
+    public CopyPageRangeVisitor CopyFrom(PageTable parent, ulong start, ulong end, bool copyOnWrite, FrameCache frames)
+    {
+        var copy = new CopyPageRangeVisitor(parent, this, frames, copyOnWrite);
+        parent.Walker.Walk(start, end, ref copy);
+        return copy;
+    }
+
+    /// <summary>
     /// Speculative page-table allocation (Peter Zijlstra's sketch in the v2 thread): the missing levels are
     /// allocated outside any lock, then installed under <c>page_table_lock</c> only if <paramref name="check"/>
     /// says the VMA is unchanged and the slot is still empty. This is safe because <see cref="FreeTables"/> unhooks
@@ -307,6 +331,47 @@ internal sealed unsafe class PageTable
         }
         probes.Hit(ProbePoint.DiagnosticLookupAfterPmd);
         return ReadPte(at);
+    }
+
+    /// <summary>
+    /// <c>page_vma_mapped_walk</c> for one page: true when the entry at <paramref name="address"/> maps
+    /// <paramref name="pfn"/>, read under its PTE lock. The caller keeps the tables there alive (see <see cref="Lookup"/>,
+    /// or the reverse map's family lock).
+    /// </summary>
+    public bool MapsFrameLocked(ulong address, long pfn)
+    {
+        if (WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
+        {
+            return false;
+        }
+        ref int ptl = ref PteLock(at.PteTable);
+        SpinWord.Enter(ref ptl);
+        ulong pte = ReadPte(at);
+        SpinWord.Exit(ref ptl);
+        return Pte.MapsFrame(pte) && (pte & Pte.Special) == 0 && Pte.Frame(pte) == pfn;
+    }
+
+    /// <summary>
+    /// The refcounted frame mapped at <paramref name="address"/>, with a reference taken under its PTE lock (the
+    /// caller drops it with <see cref="PhysicalMemory.Put"/>), or -1. Tables: as for <see cref="Lookup"/>.
+    /// </summary>
+    public long GetMappedFrame(ulong address)
+    {
+        if (WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
+        {
+            return -1;
+        }
+        ref int ptl = ref PteLock(at.PteTable);
+        SpinWord.Enter(ref ptl);
+        ulong pte = ReadPte(at);
+        long pfn = -1;
+        if (Pte.MapsFrame(pte) && (pte & Pte.Special) == 0)
+        {
+            pfn = Pte.Frame(pte);
+            _memory.Get(pfn);
+        }
+        SpinWord.Exit(ref ptl);
+        return pfn;
     }
 
     /// <summary>A walker over this table (<c>walk_page_range</c>); see <see cref="PageRangeWalker"/> for its locking.</summary>

@@ -1,19 +1,31 @@
+using Faultline.Physical;
+
 namespace Faultline.Paging;
 
 /// <summary>
-/// <c>smaps_pte_range</c> and <c>smaps_pmd_entry</c> as a walk: counts present, resident, referenced and dirty
-/// pages, reading each entry once without its lock (a diagnostic snapshot).
+/// <c>smaps_pte_range</c> and <c>smaps_pmd_entry</c> as a walk: counts present, resident, referenced and dirty pages
+/// and splits them into shared and private with their proportional share (<c>smaps_account</c>), reading each entry
+/// once without its lock (a diagnostic snapshot).
 /// </summary>
 internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
 {
     private readonly PageTable _table;
     private long _rss, _present, _referenced, _dirty;
+    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty;
 
     /// <summary>A count over <paramref name="table"/>.</summary>
     public ResidencyCountVisitor(PageTable table) => _table = table;
 
     /// <summary>The counts so far.</summary>
-    public readonly ResidentCounts Counts => new(_rss, _present, _referenced, _dirty);
+    public readonly ResidentCounts Counts => new(_rss, _present, _referenced, _dirty)
+    {
+        SharedClean = _sharedClean,
+        SharedDirty = _sharedDirty,
+        PrivateClean = _privateClean,
+        PrivateDirty = _privateDirty,
+        ScaledPss = _pss,
+        ScaledPssDirty = _pssDirty,
+    };
 
     /// <summary>Counts the entries of one table.</summary>
     public void VisitPteTable(long pteTable, int firstIndex, int endIndex, ulong tableBase)
@@ -47,9 +59,36 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
         {
             _referenced += pages;
         }
-        if ((entry & Pte.Dirty) != 0)
+        long pfn = Pte.Frame(entry);
+        PhysicalMemory memory = _table.Memory;
+        bool dirty = (entry & Pte.Dirty) != 0 || memory.HasFlags(pfn, FrameFlags.Dirty);
+        ref FrameInfo info = ref memory.Info(pfn);
+        // smaps_account: a frame with one reference is mapped once; otherwise its map count says how many share it.
+        // Acquire reads, pairing with the Interlocked updates of fork, faults and the gather (a snapshot).
+        int mapCount = Volatile.Read(ref info.RefCount) == 1 ? 1 : Math.Max(1, Volatile.Read(ref info.MapCount));
+        bool shared = mapCount >= 2;
+        long pss = ((long)pages * PageGeometry.PageSize << ResidentCounts.PssShift) / mapCount;
+        _pss += pss;
+        if (dirty)
         {
             _dirty += pages;
+            _pssDirty += pss;
+            if (shared)
+            {
+                _sharedDirty += pages;
+            }
+            else
+            {
+                _privateDirty += pages;
+            }
+        }
+        else if (shared)
+        {
+            _sharedClean += pages;
+        }
+        else
+        {
+            _privateClean += pages;
         }
     }
 }

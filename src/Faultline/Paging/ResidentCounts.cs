@@ -4,5 +4,22 @@ namespace Faultline.Paging;
 /// <param name="Rss">Entries mapping a refcounted frame (smaps <c>Rss</c>).</param>
 /// <param name="Present">Entries mapping any frame, the zero frame included (pagemap's present bit).</param>
 /// <param name="Referenced">Refcounted entries with the accessed bit (smaps <c>Referenced</c>).</param>
-/// <param name="Dirty">Refcounted entries with the dirty bit (smaps <c>Private_Dirty</c>).</param>
-internal readonly record struct ResidentCounts(long Rss, long Present, long Referenced, long Dirty);
+/// <param name="Dirty">Refcounted entries that are dirty: the entry's dirty bit or the frame's (smaps <c>Pss_Dirty</c>'s pages).</param>
+internal readonly record struct ResidentCounts(long Rss, long Present, long Referenced, long Dirty)
+{
+    /// <summary>Pages mapped by more than one entry and clean (smaps <c>Shared_Clean</c>).</summary>
+    public long SharedClean { get; init; }
+    /// <summary>Pages mapped by more than one entry and dirty (smaps <c>Shared_Dirty</c>).</summary>
+    public long SharedDirty { get; init; }
+    /// <summary>Pages this entry alone maps, clean (smaps <c>Private_Clean</c>).</summary>
+    public long PrivateClean { get; init; }
+    /// <summary>Pages this entry alone maps, dirty (smaps <c>Private_Dirty</c>).</summary>
+    public long PrivateDirty { get; init; }
+    /// <summary>Proportional set size in bytes scaled by 2^<see cref="PssShift"/> (each page's size ÷ its map count).</summary>
+    public long ScaledPss { get; init; }
+    /// <summary>The dirty part of <see cref="ScaledPss"/> (smaps <c>Pss_Dirty</c>).</summary>
+    public long ScaledPssDirty { get; init; }
+
+    /// <summary>The kernel's <c>PSS_SHIFT</c>: fixed-point bits that keep a page's share exact enough to sum.</summary>
+    public const int PssShift = 12;
+}

@@ -16,6 +16,12 @@ internal enum VmEvent
     ZeroPageFault,
     /// <summary>Write faults on a read-only PTE (<c>do_wp_page</c>), copy or reuse.</summary>
     WriteProtectFault,
+    /// <summary><c>wp_page_copy</c>: a write to a shared (forked) or zero frame gave the mapping its own copy.</summary>
+    CowFault,
+    /// <summary><c>wp_page_reuse</c> of an anonymous frame: the writer was its only user, so it became writable in place.</summary>
+    CowReuse,
+    /// <summary>Address spaces forked (<c>dup_mmap</c>).</summary>
+    Fork,
     /// <summary>Faults that found the PTE already done by another thread (spurious or lost race).</summary>
     FaultRaceLost,
     /// <summary>Faults that ended in SIGSEGV (no VMA).</summary>

@@ -176,6 +176,8 @@ public sealed class LifetimeTests
             [nameof(AddressSpace.IsResident)] = () => space.IsResident(a),
             [nameof(AddressSpace.CountResidentPages)] = () => space.CountResidentPages(a, a + Page),
             [nameof(AddressSpace.GetCounters)] = () => space.GetCounters(),
+            [nameof(AddressSpace.Fork)] = () => space.Fork(),
+            [nameof(AddressSpace.GetPageMappings)] = () => space.GetPageMappings(a),
             [nameof(AddressSpace.CpuCount)] = () => _ = space.CpuCount,
             [nameof(AddressSpace.MapCount)] = () => _ = space.MapCount,
             [nameof(AddressSpace.ResidentPages)] = () => _ = space.ResidentPages,

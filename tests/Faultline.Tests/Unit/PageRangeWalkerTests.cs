@@ -61,7 +61,10 @@ public class PageRangeWalkerTests
         Assert.Equal(
             [new Visit(false, first, 10, PageGeometry.EntriesPerTable, Base), new Visit(false, second, 0, 3, Base + PmdSpan)],
             visits);
-        Assert.Equal(new ResidentCounts(7, 7, 7, 7), space.Descriptor.PageTable.CountResident(Base + 10 * Page, Base + PmdSpan + 3 * Page));
+        ResidentCounts counts = space.Descriptor.PageTable.CountResident(Base + 10 * Page, Base + PmdSpan + 3 * Page);
+        Assert.Equal((7L, 7L, 7L, 7L), (counts.Rss, counts.Present, counts.Referenced, counts.Dirty));
+        Assert.Equal((0L, 7L), (counts.SharedDirty, counts.PrivateDirty));
+        Assert.Equal((long)(7 * Page) << ResidentCounts.PssShift, counts.ScaledPss);
     }
 
     [Fact]
@@ -135,7 +138,8 @@ public class PageRangeWalkerTests
         Assert.Single(visits);
         Assert.True(visits[0].Huge);
         Assert.Equal(huge, visits[0].Address);
-        Assert.Equal(new ResidentCounts(PageGeometry.EntriesPerTable, PageGeometry.EntriesPerTable, 0, 0), table.CountResident(huge, huge + PmdSpan));
+        ResidentCounts counts = table.CountResident(huge, huge + PmdSpan);
+        Assert.Equal((PageGeometry.EntriesPerTable, PageGeometry.EntriesPerTable, 0L, 0L), ((int)counts.Rss, (int)counts.Present, counts.Referenced, counts.Dirty));
 
         var protectGather = new MmuGather(mm.Memory, mm.Rcu);
         table.ChangeProtection(huge, huge + PmdSpan, new PageProtection(true, false, false), vmaMayWrite: false, protectGather);

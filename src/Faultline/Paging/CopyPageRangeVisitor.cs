@@ -1,0 +1,128 @@
+using Faultline.Concurrency;
+using Faultline.Physical;
+
+namespace Faultline.Paging;
+
+/// <summary>
+/// <c>copy_page_range</c> as a walk of the parent's table (<c>copy_pte_range</c>, <c>copy_present_pte</c>,
+/// <c>copy_huge_pmd</c>): every entry is copied into the child's table, the frame it maps gains a reference and a map
+/// count and stops being exclusive, and in a copy-on-write mapping a writable entry becomes read-only on both sides,
+/// so the first write of either faults and copies (<c>do_wp_page</c>). The child's entries are marked old.
+/// </summary>
+/// <remarks>
+/// Each parent PTE table is copied with its PTE lock held, then the child's: a fault of the parent installs or
+/// changes an entry under that lock, so it lands either before the copy of its table (and is shared, write-protected)
+/// or after (and the child, forked before it, does not see it). The child's table is private to the fork until it
+/// returns, so taking its lock second cannot deadlock.
+/// </remarks>
+internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
+{
+    private readonly PageTable _parent;
+    private readonly PageTable _child;
+    private readonly FrameCache _frames;
+    private readonly bool _copyOnWrite;
+
+    /// <summary>
+    /// A copy from <paramref name="parent"/> into <paramref name="child"/>, allocating the child's tables from
+    /// <paramref name="frames"/>. <paramref name="copyOnWrite"/>: the VMA is private and may be written
+    /// (<c>is_cow_mapping</c>), so writable entries are write-protected.
+    /// </summary>
+    public CopyPageRangeVisitor(PageTable parent, PageTable child, FrameCache frames, bool copyOnWrite)
+    {
+        _parent = parent;
+        _child = child;
+        _frames = frames;
+        _copyOnWrite = copyOnWrite;
+    }
+
+    /// <summary>Anonymous pages now mapped by the child too (its <c>MM_ANONPAGES</c>).</summary>
+    public long AnonymousPages { get; private set; }
+
+    /// <summary>Entries that became read-only in the parent (each needs its TLB entry flushed).</summary>
+    public long WriteProtected { get; private set; }
+
+    /// <summary>True when a table for the child could not be allocated; the copy stopped there (fork fails, ENOMEM).</summary>
+    public bool OutOfMemory { get; private set; }
+
+    /// <summary>Copies the entries of one parent table under both tables' PTE locks.</summary>
+    public void VisitPteTable(long pteTable, int firstIndex, int endIndex, ulong tableBase)
+    {
+        if (OutOfMemory)
+        {
+            return;
+        }
+        if (!_child.WalkAllocate(tableBase + ((ulong)firstIndex << PageGeometry.PageShift), _frames, out PteLocation at))
+        {
+            OutOfMemory = true;
+            return;
+        }
+        ref int parentLock = ref _parent.PteLock(pteTable);
+        ref int childLock = ref _child.PteLock(at.PteTable);
+        SpinWord.Enter(ref parentLock);
+        SpinWord.Enter(ref childLock);
+        ulong* source = _parent.Entries(pteTable);
+        ulong* destination = _child.Entries(at.PteTable);
+        for (int i = firstIndex; i < endIndex; i++)
+        {
+            ulong entry = source[i];
+            if (entry == 0)
+            {
+                continue;
+            }
+            Debug.Assert(Pte.MapsFrame(entry), "no swap entries exist");
+            // Release store: the frame's new counts are visible before the child's entry (set_pte_at).
+            Volatile.Write(ref destination[i], Share(ref source[i], entry));
+        }
+        SpinWord.Exit(ref childLock);
+        SpinWord.Exit(ref parentLock);
+    }
+
+    /// <summary>Shares a huge PMD under both tables' <c>page_table_lock</c> (<c>copy_huge_pmd</c>).</summary>
+    public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address)
+    {
+        if (OutOfMemory)
+        {
+            return;
+        }
+        if (!_child.WalkAllocatePmd(address, _frames, out long childPmdTable, out int childPmdIndex))
+        {
+            OutOfMemory = true;
+            return;
+        }
+        _parent.EnterPageTableLock();
+        _child.EnterPageTableLock();
+        ref ulong slot = ref _parent.Entries(pmdTable)[pmdIndex];
+        ulong entry = slot;
+        if (entry != 0)
+        {
+            // Release store, as for a PTE; the head frame carries the counts of the whole huge page.
+            Volatile.Write(ref _child.Entries(childPmdTable)[childPmdIndex], Share(ref slot, entry));
+        }
+        _child.ExitPageTableLock();
+        _parent.ExitPageTableLock();
+    }
+
+    // copy_present_pte: the frame's reference and map count for the child's entry, the parent's entry write-protected
+    // in a copy-on-write mapping; returns the child's entry. The zero frame is shared as it is.
+    private ulong Share(ref ulong parentSlot, ulong entry)
+    {
+        if ((entry & Pte.Special) == 0)
+        {
+            long pfn = Pte.Frame(entry);
+            PhysicalMemory memory = _parent.Memory;
+            memory.DuplicateMapping(pfn);
+            if (memory.Info(pfn).Kind == FrameKind.Anonymous)
+            {
+                AnonymousPages += (entry & Pte.Huge) != 0 ? PageGeometry.EntriesPerTable : 1;
+            }
+        }
+        if (_copyOnWrite && (entry & Pte.Writable) != 0)
+        {
+            entry &= ~Pte.Writable;
+            // ptep_set_wrprotect; the parent's Cpus lose the writable translation with the fork's flush.
+            Volatile.Write(ref parentSlot, entry);
+            WriteProtected++;
+        }
+        return entry & ~Pte.Accessed;
+    }
+}
