@@ -19,6 +19,21 @@ internal sealed class ForkScript
         Name = name;
     }
 
+    /// <summary>A script over the same region with these steps (processes numbered as the forks among them say).</summary>
+    public static ForkScript From(ForkScript region, IEnumerable<ForkStep> steps, string name)
+    {
+        var script = new ForkScript(region.RegionStart, region.RegionBytes, name);
+        foreach (ForkStep step in steps)
+        {
+            script.Add(step);
+            if (step.Kind == ForkStepKind.Fork)
+            {
+                script._processes = Math.Max(script._processes, step.Child + 1);
+            }
+        }
+        return script;
+    }
+
     public ulong RegionStart { get; }
     public ulong RegionBytes { get; }
     public ulong RegionEnd => RegionStart + RegionBytes;
