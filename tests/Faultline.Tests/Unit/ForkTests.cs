@@ -1,3 +1,5 @@
+using Faultline.Mm;
+using Faultline.Paging;
 using Faultline.Physical;
 using Xunit;
 using static Faultline.Tests.Support.SpaceHelpers;
@@ -267,6 +269,51 @@ public sealed class ForkTests
         {
             cpu.Store(gib << 30, 0L);
         }
+    }
+
+    [Fact]
+    public void AHugePmdIsSharedReadOnlyWithTheChildAndItsFrameCountedTwice()
+    {
+        const ulong PmdSpan = PageGeometry.PmdSize;
+        using var parent = NewSpace(FaultPath.MmapLock);
+        ulong a = MapFixed(parent, Base, 2 * PmdSpan);
+        using Cpu cpu = parent.AttachCpu();
+        cpu.Store(a, 1L);
+        MemoryDescriptor mm = parent.Descriptor;
+        int pfn = mm.Memory.Allocate();
+        ref FrameInfo info = ref mm.Memory.Info(pfn);
+        info.Kind = FrameKind.Anonymous;
+        info.MapCount = 1;
+        var frames = new FrameCache(mm.Memory);
+        mm.PageTable.InstallHugePmdForTest(a + PmdSpan, pfn, new PageProtection(true, true, false), writable: true, frames);
+        frames.DrainAll();
+
+        using AddressSpace child = parent.Fork();
+
+        Assert.Equal(2, mm.Memory.Info(pfn).RefCount);
+        Assert.Equal(2, mm.Memory.Info(pfn).MapCount);
+        Assert.False(mm.Memory.HasFlags(pfn, FrameFlags.AnonExclusive));
+        foreach (AddressSpace side in new[] { parent, child })
+        {
+            var visitor = new HugeEntryProbe(side.Descriptor.PageTable);
+            side.Descriptor.PageTable.Walker.Walk(a + PmdSpan, a + 2 * PmdSpan, ref visitor);
+            Assert.Equal(pfn, Pte.Frame(visitor.Entry));
+            Assert.Equal(0UL, visitor.Entry & Pte.Writable);
+            Assert.Equal(PageGeometry.EntriesPerTable + 1, side.CountResidentPages(a, a + 2 * PmdSpan));
+            Assert.Equal((long)(PageGeometry.EntriesPerTable + 1) * 4, SmapsOf(side)["Rss"]);
+        }
+    }
+
+    // Reads the one huge PMD a walk visits.
+    private unsafe struct HugeEntryProbe(PageTable table) : IPageRangeVisitor
+    {
+        public ulong Entry;
+
+        public void VisitPteTable(long pteTable, int firstIndex, int endIndex, ulong tableBase)
+        {
+        }
+
+        public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address) => Entry = table.Entries(pmdTable)[pmdIndex];
     }
 
     private static Dictionary<string, long> SmapsOf(AddressSpace space)
