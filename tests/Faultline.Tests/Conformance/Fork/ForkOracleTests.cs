@@ -39,7 +39,7 @@ public sealed class ForkOracleTests
         var differences = new List<string>();
         var failingSeeds = new List<int>();
         int sequences = 0, steps = 0;
-        long handled = 0, cowFaults = 0;
+        long handled = 0, cowFaults = 0, cowReuses = 0;
         // The reference program mostly waits for its processes to wake each other: several run at once while this
         // thread runs Faultline's side in seed order.
         var kernelRuns = seeds.AsParallel().AsOrdered().WithDegreeOfParallelism(KernelRunsInFlight)
@@ -58,9 +58,10 @@ public sealed class ForkOracleTests
             steps += script.Steps.Count;
             handled += long.Parse(ours.Facts[FaultlineForkRunner.HandledOnPath]);
             cowFaults += long.Parse(ours.Facts[FaultlineForkRunner.CowFault]);
+            cowReuses += long.Parse(ours.Facts[FaultlineForkRunner.CowReuse]);
         }
         _output.WriteLine($"{path}: {sequences} sequences, {steps} steps, {differences.Count} differences in {failingSeeds.Count} seeds; " +
-            $"faults handled on the path {handled}, cow_fault {cowFaults}");
+            $"faults handled on the path {handled}, cow_fault {cowFaults}, cow_reuse {cowReuses}");
         foreach (string difference in differences)
         {
             _output.WriteLine(difference);
@@ -205,6 +206,23 @@ public sealed class ForkOracleTests
         Assert.Equal(separate, kernel.Single(5, 1, "maps", "-").Value);
         Assert.Equal(separate, kernel.Single(9, 1, "maps", "-").Value);
         CompareOnEveryPath(script);
+    }
+
+    [Fact]
+    public void TheComparisonSeesTheWrongReadFaultMode()
+    {
+        // Faultline set to the other read-fault mode than the host's: read pages count in Rss on one side only.
+        var script = new ForkScript(A, 16 * Page, "wrong read-fault mode")
+            .Map(0, A, 4 * Page, ReadWrite)
+            .Read(0, A + Page)
+            .Fork(0)
+            .Report(A + (2 * Page));
+
+        List<string> differences = ForkComparer.Compare(script, KernelForkRunner.Run(script),
+            FaultlineForkRunner.Run(script, FaultPath.MmapLock, !HostFacts.Current.ReadFaultMapsZeroPage));
+
+        _output.WriteLine(string.Join("\n", differences));
+        Assert.Contains(differences, d => d.Contains($"process 1, smaps {A:x}-{A + (4 * Page):x}:Rss", StringComparison.Ordinal));
     }
 
     // The first failing seed's script shrunk to the steps the failure needs, with its differences.

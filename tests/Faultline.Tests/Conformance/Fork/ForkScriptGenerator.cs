@@ -5,8 +5,8 @@ namespace Faultline.Tests.Conformance.Fork;
 /// <summary>
 /// Random fork scripts from a seed: process 0 maps, protects and writes; it forks; parent and child write, read,
 /// protect, map and unmap on their own sides; one of them forks again (a grandchild when the child still lives); and
-/// reports come every few steps and at the end. Addresses favour the pages the first mappings covered, so most
-/// accesses meet shared copy-on-write pages. An mprotect is only generated over a range its process has mapped (see
+/// reports come every few steps and at the end. Addresses favour pages already touched, then pages mappings covered,
+/// so most accesses after a fork meet shared copy-on-write pages. An mprotect is only generated over a range its process has mapped (see
 /// <see cref="RandomSequenceConformanceTests"/> on Linux's partial change before a hole).
 /// </summary>
 internal static class ForkScriptGenerator
@@ -31,10 +31,15 @@ internal static class ForkScriptGenerator
         var script = new ForkScript(KernelForkRunner.RegionBase, Pages * Page, $"seed {seed}");
         var state = new State(script, random);
 
-        // Process 0 alone: mappings over the reservation, then writes into them.
-        for (int i = 0, maps = random.Next(2, 5); i < maps; i++)
+        // Process 0 alone: mappings over the reservation (the first one writable), then writes into them.
+        state.MapRandom(0, Linux.PROT_READ | Linux.PROT_WRITE);
+        for (int i = 0, maps = random.Next(1, 4); i < maps; i++)
         {
             state.MapRandom(0);
+        }
+        for (int i = 0, writes = random.Next(3, 9); i < writes; i++)
+        {
+            state.Write(0);
         }
         for (int i = 0, steps = random.Next(4, 10); i < steps; i++)
         {
@@ -57,6 +62,7 @@ internal static class ForkScriptGenerator
         private readonly Random _random;
         private readonly Dictionary<int, bool[]> _mapped = new() { [0] = Enumerable.Repeat(true, Pages).ToArray() };
         private readonly List<int> _hot = [];
+        private readonly List<int> _touched = [];
 
         public State(ForkScript script, Random random)
         {
@@ -85,11 +91,11 @@ internal static class ForkScriptGenerator
             int roll = _random.Next(100);
             if (roll < 40)
             {
-                _script.Write(proc, RandomAddress(), (byte)_random.Next(1, 256));
+                Write(proc);
             }
             else if (roll < 55)
             {
-                _script.Read(proc, RandomAddress());
+                Read(proc);
             }
             else if (roll < 68)
             {
@@ -116,14 +122,18 @@ internal static class ForkScriptGenerator
             }
             else
             {
-                _script.Read(proc, RandomAddress());
+                Read(proc);
             }
         }
 
-        public void MapRandom(int proc)
+        public void Write(int proc) => _script.Write(proc, Touch(RandomAddress()), (byte)_random.Next(1, 256));
+
+        private void Read(int proc) => _script.Read(proc, Touch(RandomAddress()));
+
+        public void MapRandom(int proc, int? prot = null)
         {
             (int first, int count) = RandomRange();
-            _script.Map(proc, Address(first), (ulong)count * Page, Prots[_random.Next(Prots.Length)]);
+            _script.Map(proc, Address(first), (ulong)count * Page, prot ?? Prots[_random.Next(Prots.Length)]);
             Array.Fill(_mapped[proc], true, first, count);
             _hot.AddRange(Enumerable.Range(first, count));
         }
@@ -166,7 +176,7 @@ internal static class ForkScriptGenerator
             }
             if (run == 0)
             {
-                _script.Read(proc, RandomAddress());
+                Read(proc);
                 return;
             }
             _script.Protect(proc, Address(first), (ulong)run * Page, Prots[_random.Next(Prots.Length)]);
@@ -178,10 +188,20 @@ internal static class ForkScriptGenerator
             return (first, 1 + _random.Next(Math.Min(8, Pages - first)));
         }
 
+        // Half from touched pages, most of the rest from mapped ones.
         private ulong RandomAddress()
         {
-            int page = _hot.Count > 0 && _random.Next(5) != 0 ? _hot[_random.Next(_hot.Count)] : _random.Next(Pages);
+            int roll = _random.Next(10);
+            int page = roll < 5 && _touched.Count > 0 ? _touched[_random.Next(_touched.Count)]
+                : roll < 9 && _hot.Count > 0 ? _hot[_random.Next(_hot.Count)]
+                : _random.Next(Pages);
             return Address(page) + (ulong)_random.Next((int)Page);
+        }
+
+        private ulong Touch(ulong address)
+        {
+            _touched.Add((int)((address - _script.RegionStart) / Page));
+            return address;
         }
 
         private ulong Address(int page) => _script.RegionStart + ((ulong)page * Page);
