@@ -209,6 +209,28 @@ public sealed class ForkOracleTests
     }
 
     [Fact]
+    public void AVmaFaultingNextToAnInheritedVmaGetsAnAnonVmaOfItsOwn()
+    {
+        // find_mergeable_anon_vma reuses a neighbour's anon_vma only when the neighbour's chain is singular
+        // (reusable_anon_vma): next to an inherited VMA the new one gets its own, so making the flags equal again later
+        // still leaves two VMAs.
+        var script = new ForkScript(A, 16 * Page, "anon_vma reuse next to an inherited VMA")
+            .Map(0, A, 4 * Page, ReadWrite)
+            .Read(0, A)
+            .Fork(0)
+            .Map(1, A + (4 * Page), 2 * Page, ReadWrite)
+            .Read(1, A + (4 * Page))
+            .Protect(1, A + (4 * Page), 2 * Page, Linux.PROT_READ)
+            .Protect(1, A + (4 * Page), 2 * Page, ReadWrite)
+            .Report();
+
+        ForkRun kernel = KernelForkRunner.Run(script);
+        Assert.Equal($"{A:x}-{A + (4 * Page):x}:rw-p,{A + (4 * Page):x}-{A + (6 * Page):x}:rw-p,{A + (6 * Page):x}-{A + (16 * Page):x}:---p",
+            kernel.Single(7, 1, "maps", "-").Value);
+        CompareOnEveryPath(script);
+    }
+
+    [Fact]
     public void TheComparisonSeesTheWrongReadFaultMode()
     {
         // Faultline set to the other read-fault mode than the host's: read pages count in Rss on one side only.
