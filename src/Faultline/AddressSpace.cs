@@ -384,7 +384,7 @@ public sealed class AddressSpace : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
         }
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
-            options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead);
+            options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.BackgroundZeroing);
     }
 
     // MAP_POPULATE (populate_vma_page_range): fault every page in, writing for private writable memory, from a

@@ -41,6 +41,9 @@ public sealed unsafe class Cpu : IDisposable
     // A TLB generation the address space never reaches (it starts at 0 and only grows): a disposed Cpu takes it, so
     // every access misses the hit path and reaches the disposed check at no cost to the hit path itself.
     private const long DisposedGeneration = -1;
+    // The scope generation when no scope is open: never equal to the address space's generation, so a scoped access
+    // through an ended scope misses its hit path and is refused on the slow path.
+    private const long NoScope = -2;
 
     private readonly MemoryDescriptor _mm;
     private readonly FaultCpu _faultCpu;
@@ -51,6 +54,10 @@ public sealed unsafe class Cpu : IDisposable
     private readonly TlbEntry* _tlbEntries;
     private readonly ulong _tlbMask;
     private long _tlbGeneration;         // the generation the TLB's contents are valid for
+    private long _scopeGeneration = NoScope; // _tlbGeneration while a scope is open, else NoScope (never matches)
+    private long _exitWord;              // what leaving an access publishes: "outside", or "inside" while a scope is open
+    private bool _scopeOpen;
+    private long _scopeId;               // the open (or last) scope's number, so a copy of an ended scope is refused
     private AccessOutcome _lastOutcome;
     private bool _disposed;
 
@@ -62,6 +69,7 @@ public sealed unsafe class Cpu : IDisposable
         _reader = _faultCpu.Reader;
         _tlb = new SoftwareTlb(addressSpace.Options.TlbEntries);
         _tlbGeneration = mm.Tlb.Current;
+        _exitWord = _tlbGeneration << 1;
         _tlbEntries = _tlb.Entries;
         _tlbMask = _tlb.Mask;
         _section = _reader.State;
@@ -283,6 +291,138 @@ public sealed unsafe class Cpu : IDisposable
     }
 
     /// <summary>
+    /// Opens a read scope: this Cpu's read section stays entered until the scope is disposed, so the TLB-hit accesses
+    /// of <see cref="CpuScope"/> store nothing (the model QEMU uses for its vCPUs). Plain accesses of this Cpu stay
+    /// allowed inside it. See <see cref="CpuScope"/> for what a scope obliges its thread to do.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A scope of this Cpu is already open.</exception>
+    /// <exception cref="ObjectDisposedException">The Cpu or its address space is disposed.</exception>
+    public CpuScope EnterScope()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_scopeOpen)
+        {
+            throw new InvalidOperationException("a scope of this Cpu is already open");
+        }
+        UseClaim claim = _faultCpu.Claim;
+        if (!claim.TryEnter(Environment.CurrentManagedThreadId))
+        {
+            ThrowUsedByAnotherThread();
+        }
+        try
+        {
+            if (_mm.IsExiting)
+            {
+                ThrowAddressSpaceDisposed();
+            }
+            _reader.Enter();
+            // The TLB is valid for _tlbGeneration only; the scope's hit path compares against it, and the section just
+            // published a generation no newer than the one the TLB catches up to on its first miss.
+            _scopeOpen = true;
+            _scopeGeneration = _tlbGeneration;
+            _exitWord = (_tlbGeneration << 1) | 1;
+            _reader.ScopeThread = Environment.CurrentManagedThreadId;
+            return new CpuScope(this, ++_scopeId);
+        }
+        finally
+        {
+            claim.Exit();
+        }
+    }
+
+    // The scope's hit path: a generation compare and a tag compare, no store (the section is held by the scope).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal byte* TranslateInScope(ulong address, AccessKind kind, long scopeId)
+    {
+        CheckNotInUseElsewhere();
+        ulong page = address >> PageGeometry.PageShift;
+        // Acquire read; pairs with the writer's Interlocked bump. While it matches, the writer that bumps next waits
+        // for this section (odd since the scope opened) before it frees anything this TLB still maps.
+        if (Volatile.Read(ref *_generation) == _scopeGeneration)
+        {
+            TlbEntry* slot = _tlbEntries + (page & _tlbMask);
+            ulong tag = kind switch
+            {
+                AccessKind.Read => slot->ReadTag,
+                AccessKind.Write => slot->WriteTag,
+                _ => slot->ExecuteTag,
+            };
+            if (tag == page + 1)
+            {
+                return (byte*)slot->HostPage + (address & PageOffsetMask);
+            }
+        }
+        return TranslateInScopeSlow(address, kind, scopeId);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private byte* TranslateInScopeSlow(ulong address, AccessKind kind, long scopeId)
+    {
+        if (!_scopeOpen || scopeId != _scopeId)
+        {
+            ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
+        }
+        // Entered with the section held (by the scope), as the plain slow path is; it returns with it held.
+        return EnterTranslatedSlow(address, kind);
+    }
+
+    /// <summary>
+    /// <c>rcu_quiescent_state</c> for an open scope: lets writers waiting for this Cpu's section go on. The scope stays
+    /// open; the TLB catches up on the next access.
+    /// </summary>
+    internal void QuiescentPoint(long scopeId)
+    {
+        if (!_scopeOpen || scopeId != _scopeId)
+        {
+            ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
+        }
+        LeaveSection();
+        if (!_mm.IsExiting)
+        {
+            _reader.Enter();
+        }
+    }
+
+    /// <summary>Ends the scope <paramref name="scopeId"/> if it is the open one.</summary>
+    internal void ExitScope(long scopeId)
+    {
+        if (_scopeOpen && scopeId == _scopeId)
+        {
+            CloseScope();
+        }
+    }
+
+    private void CloseScope()
+    {
+        if (!_scopeOpen)
+        {
+            return;
+        }
+        _scopeOpen = false;
+        _scopeGeneration = NoScope;
+        _exitWord = _tlbGeneration << 1;
+        _reader.ScopeThread = 0;
+        LeaveSection();
+    }
+
+    // The scope's out-of-line cases: the plain paths handle accesses across pages and throwing.
+    internal T LoadAcrossPagesInScope<T>(ulong address) where T : unmanaged => LoadAcrossPages<T>(address, AccessKind.Read);
+
+    internal void StoreAcrossPagesInScope<T>(ulong address, T value) where T : unmanaged => StoreAcrossPages(address, value);
+
+    internal AccessOutcome TryLoadAcrossPagesInScope<T>(ulong address, out T value) where T : unmanaged =>
+        TryLoadSplit(address, AccessKind.Read, out value);
+
+    internal AccessOutcome LastOutcome => _lastOutcome;
+
+    /// <summary>This Cpu's read section (tests: whether it is held).</summary>
+    internal bool IsInReadSection => _reader.IsInside;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    internal void ThrowFaultInScope(ulong address, AccessKind kind) => ThrowFault(address, kind);
+
+    /// <summary>
     /// Detaches from the address space (<c>mm_users</c> drops); cached frames go back. Later accesses throw
     /// <see cref="ObjectDisposedException"/>. Harmless after the address space was disposed, and when called twice.
     /// </summary>
@@ -301,7 +441,9 @@ public sealed unsafe class Cpu : IDisposable
         try
         {
             _disposed = true;
+            CloseScope();
             _tlbGeneration = DisposedGeneration;
+            _exitWord = DisposedGeneration << 1;
             _tlb.Flush();
             // Read after the claim store (UseClaim's pairing with MemoryDescriptor.Dispose): an address space being
             // torn down either waits for this detach or is seen here, and then its arena must not be touched.
@@ -317,9 +459,14 @@ public sealed unsafe class Cpu : IDisposable
         }
     }
 
-    // rcu_read_unlock inlined: any even word means "outside"; derived from a field the loop does not change.
+    // rcu_read_unlock inlined: "outside" (even), or "inside" again while a scope is open, so a plain access inside a
+    // scope leaves the scope's section as it found it; a field the access loop does not change.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void ExitSection() => Volatile.Write(ref *_section, _tlbGeneration << 1);
+    private void ExitSection() => Volatile.Write(ref *_section, _exitWord);
+
+    // Really leaves the section, scope or not: before a fault (which may wait for a writer that waits for this
+    // section) and when the Cpu or its address space is gone (a teardown must not wait for it).
+    private void LeaveSection() => Volatile.Write(ref *_section, _tlbGeneration << 1);
 
     // Returns the host address for the access with the read section entered, or null (section left, outcome in
     // _lastOutcome). The hit path is a generation compare, a tag compare and no shared-memory write.
@@ -356,7 +503,7 @@ public sealed unsafe class Cpu : IDisposable
     {
         if (_disposed)
         {
-            ExitSection();
+            LeaveSection();
             ObjectDisposedException.ThrowIf(true, this);
         }
         UseClaim claim = _faultCpu.Claim;
@@ -372,13 +519,19 @@ public sealed unsafe class Cpu : IDisposable
             // Read after the claim store (UseClaim's pairing with MemoryDescriptor.Dispose).
             if (_mm.IsExiting)
             {
-                ExitSection();
+                LeaveSection();
                 ThrowAddressSpaceDisposed();
             }
             return WalkOrFault(address, kind);
         }
         finally
         {
+            // A scope stays inside its section whatever the access did (a fault that failed or threw left it), unless
+            // the address space is going: its teardown must not wait for this Cpu.
+            if (_scopeOpen && !_reader.IsInside && !_mm.IsExiting)
+            {
+                _reader.Enter();
+            }
             claim.Exit();
         }
     }
@@ -400,7 +553,7 @@ public sealed unsafe class Cpu : IDisposable
             if (address >= PageGeometry.UserAddressEnd)
             {
                 // Non-canonical or kernel half: nothing can be mapped there (and the table indices would alias).
-                ExitSection();
+                LeaveSection();
                 _faultCpu.Counters.Add(VmEvent.PageFault);
                 _faultCpu.Counters.Add(VmEvent.SegvMapErr);
                 _lastOutcome = AccessOutcome.SegvMapErr;
@@ -419,7 +572,7 @@ public sealed unsafe class Cpu : IDisposable
                 _faultCpu.Counters.Add(VmEvent.TlbFill);
                 return (byte*)host + (address & PageOffsetMask);
             }
-            ExitSection();
+            LeaveSection();
             AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
             if (outcome != AccessOutcome.Ok)
             {
@@ -465,6 +618,11 @@ public sealed unsafe class Cpu : IDisposable
             _faultCpu.Counters.Add(VmEvent.TlbRangeFlush);
         }
         _tlbGeneration = generation;
+        if (_scopeOpen)
+        {
+            _scopeGeneration = generation;
+        }
+        _exitWord = _scopeOpen ? (generation << 1) | 1 : generation << 1;
         _reader.Observe(generation);
     }
 

@@ -14,6 +14,7 @@ internal sealed class FaultlineTarget : IMemoryTarget
             FaultPath = PathNames.ToFaultPath(path),
             PhysicalMemoryBytes = physicalBytes,
             SpeculativePageTableAllocation = path != PathKind.SpeculativeNoTableAllocation,
+            BackgroundZeroing = path == PathKind.SpeculativeBackgroundZeroing,
         });
     }
 

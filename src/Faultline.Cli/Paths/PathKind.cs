@@ -16,6 +16,11 @@ internal enum PathKind
     /// goes the classic way (the SPF patches as posted). Not in <c>all</c>; name it to compare.
     /// </summary>
     SpeculativeNoTableAllocation,
+    /// <summary>
+    /// Faultline, speculative page faults with freed frames cleared by a background worker
+    /// (<see cref="FaultlineOptions.BackgroundZeroing"/>). Not in <c>all</c>; name it to compare.
+    /// </summary>
+    SpeculativeBackgroundZeroing,
 }
 
 /// <summary>Names on the command line and in reports.</summary>
@@ -24,7 +29,7 @@ internal static class PathNames
     /// <summary>Every path <c>all</c> selects, in report order.</summary>
     public static readonly PathKind[] All = [PathKind.MmapLock, PathKind.Speculative, PathKind.VmaLock, PathKind.Kernel];
 
-    private static readonly PathKind[] Named = [.. All, PathKind.SpeculativeNoTableAllocation];
+    private static readonly PathKind[] Named = [.. All, PathKind.SpeculativeNoTableAllocation, PathKind.SpeculativeBackgroundZeroing];
 
     /// <summary>The command-line and report name.</summary>
     public static string Name(PathKind path) => path switch
@@ -34,6 +39,7 @@ internal static class PathNames
         PathKind.VmaLock => "vma-lock",
         PathKind.Kernel => "kernel",
         PathKind.SpeculativeNoTableAllocation => "speculative-no-table-alloc",
+        PathKind.SpeculativeBackgroundZeroing => "speculative-bg-zero",
         _ => throw new ArgumentOutOfRangeException(nameof(path)),
     };
 
@@ -65,7 +71,7 @@ internal static class PathNames
     public static FaultPath ToFaultPath(PathKind path) => path switch
     {
         PathKind.MmapLock => FaultPath.MmapLock,
-        PathKind.Speculative or PathKind.SpeculativeNoTableAllocation => FaultPath.Speculative,
+        PathKind.Speculative or PathKind.SpeculativeNoTableAllocation or PathKind.SpeculativeBackgroundZeroing => FaultPath.Speculative,
         PathKind.VmaLock => FaultPath.VmaLock,
         _ => throw new ArgumentOutOfRangeException(nameof(path), "the kernel path has no Faultline fault path"),
     };

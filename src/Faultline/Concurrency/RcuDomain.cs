@@ -75,10 +75,11 @@ internal sealed class RcuDomain
         }
         Interlocked.MemoryBarrierProcessWide();
         RcuReader[] readers = Volatile.Read(ref _readers);
+        int self = Environment.CurrentManagedThreadId;
         foreach (RcuReader reader in readers)
         {
             long seen = reader.ReadState();
-            if ((seen & 1) == 0 || (seen >> 1) >= target)
+            if ((seen & 1) == 0 || (seen >> 1) >= target || reader.ScopeThread == self)
             {
                 continue;
             }

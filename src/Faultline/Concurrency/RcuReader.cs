@@ -71,6 +71,21 @@ internal sealed unsafe class RcuReader
         Volatile.Write(ref *_state, _seen << 1);
     }
 
+    /// <summary>
+    /// The managed thread holding this reader's section open across accesses (a Cpu scope), or 0. A writer running on
+    /// that very thread need not wait for the section: the thread is in the writer, not between the scope's accesses,
+    /// and its next access sees the new generation (the kernel's "the CPU calling synchronize_rcu is quiescent").
+    /// </summary>
+    /// <remarks>Written only by the owning thread; a writer compares it with its own id, so only its own write can
+    /// match (program order), and a stale value read by another thread never equals that thread's id.</remarks>
+    public int ScopeThread
+    {
+        get => Volatile.Read(ref _scopeThread);
+        set => Volatile.Write(ref _scopeThread, value);
+    }
+
+    private int _scopeThread;
+
     /// <summary>True while inside a section.</summary>
     public bool IsInside => (*_state & 1) == 1;
 

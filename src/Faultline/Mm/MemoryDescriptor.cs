@@ -34,7 +34,7 @@ internal sealed class MemoryDescriptor : IDisposable
 
     /// <summary>Creates the state of an empty address space with its own guest RAM.</summary>
     public MemoryDescriptor(MmSettings settings)
-        : this(settings, new PhysicalMemory(settings.FrameCount, settings.PoisonFreedFrames), ownsMemory: true)
+        : this(settings, new PhysicalMemory(settings.FrameCount, settings.PoisonFreedFrames, settings.BackgroundZeroing), ownsMemory: true)
     {
     }
 

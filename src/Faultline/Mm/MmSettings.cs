@@ -15,6 +15,7 @@ namespace Faultline.Mm;
 /// <param name="MapZeroPageOnRead">
 /// A read fault on empty anonymous memory maps the shared zero frame; false is <c>mm_forbids_zeropage</c>.
 /// </param>
+/// <param name="BackgroundZeroing">Freed frames are cleared by a background worker rather than by the freeing writer.</param>
 internal readonly record struct MmSettings(
     int FrameCount,
     bool PoisonFreedFrames,
@@ -23,4 +24,5 @@ internal readonly record struct MmSettings(
     int MaxMapCount,
     ulong MmapMinAddress,
     ulong MmapBase,
-    bool MapZeroPageOnRead);
+    bool MapZeroPageOnRead,
+    bool BackgroundZeroing = false);

@@ -24,15 +24,27 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     private readonly ArenaHandle _arena;
     private readonly byte* _base;
     private readonly FrameInfo[] _frames;
-    private readonly int[] _freeStack;
+    private readonly int[] _freeStack;    // free frames ready for use: zeroed, or poisoned in poisoning runs
     private int _freeCount;
+    private readonly int[]? _dirtyStack;  // free frames the background zeroer has not cleared yet (null: zeroing on free)
+    private int _dirtyCount;
+    private int _inZeroer;                // frames the zeroer holds between the stacks (guarded by _lock)
+    private int _zeroerQueued;            // 1 while a zeroer run is queued or running
+    private int _zeroerActive;            // zeroer runs inside their loop (the arena must outlive them)
+    private int _releasing;               // set once the last user is going: no new zeroer run touches the arena
+    private long _zeroedInBackground;
+    private long _zeroedOnDemand;
     private int _nextUntouched; // frames at or above it were never handed out (bump allocation keeps them untouched)
     private int _lock;
     private int _framesInUse;
     private int _users = 1;
 
-    /// <summary>Creates an arena of <paramref name="frameCount"/> frames.</summary>
-    public PhysicalMemory(int frameCount, bool poisonFreedFrames)
+    /// <summary>
+    /// Creates an arena of <paramref name="frameCount"/> frames. With <paramref name="backgroundZeroing"/> (ignored when
+    /// poisoning), freed frames are cleared by a thread-pool worker instead of by the freeing writer, ahead of demand;
+    /// a fault that finds none cleared clears its frame itself.
+    /// </summary>
+    public PhysicalMemory(int frameCount, bool poisonFreedFrames, bool backgroundZeroing = false)
     {
         if (frameCount < 16)
         {
@@ -44,6 +56,7 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         _base = _arena.Base;
         _frames = new FrameInfo[frameCount];
         _freeStack = new int[frameCount];
+        _dirtyStack = backgroundZeroing && !poisonFreedFrames ? new int[frameCount] : null;
         _frames[ZeroFrame].Kind = FrameKind.Zero;
         _frames[ZeroFrame].RefCount = 1;
         HostPages.MakeReadOnly(_base, FrameSize);
@@ -85,16 +98,32 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     public int AllocateBatch(Span<int> into)
     {
         int n = 0;
-        Concurrency.SpinWord.Enter(ref _lock);
-        while (n < into.Length && _freeCount > 0)
+        var spinner = new SpinWait();
+        while (true)
         {
-            into[n++] = _freeStack[--_freeCount];
+            Concurrency.SpinWord.Enter(ref _lock);
+            while (n < into.Length && _freeCount > 0)
+            {
+                into[n++] = _freeStack[--_freeCount];
+            }
+            while (n < into.Length && _nextUntouched < FrameCount)
+            {
+                into[n++] = _nextUntouched++;
+            }
+            // Frames not cleared yet come last: the caller clears them (PrepareZeroed) when it needs zeroes.
+            while (n < into.Length && _dirtyCount > 0)
+            {
+                into[n++] = _dirtyStack![--_dirtyCount];
+            }
+            bool zeroerHoldsFrames = n == 0 && _inZeroer > 0;
+            Concurrency.SpinWord.Exit(ref _lock);
+            if (!zeroerHoldsFrames)
+            {
+                break;
+            }
+            // The only free frames are being cleared right now: they are back within a few microseconds.
+            spinner.SpinOnce(sleep1Threshold: -1);
         }
-        while (n < into.Length && _nextUntouched < FrameCount)
-        {
-            into[n++] = _nextUntouched++;
-        }
-        Concurrency.SpinWord.Exit(ref _lock);
         for (int i = 0; i < n; i++)
         {
             ref FrameInfo info = ref _frames[into[i]];
@@ -134,20 +163,103 @@ internal sealed unsafe class PhysicalMemory : IDisposable
                 new Span<byte>(FrameAddress(pfn), FrameSize).Fill(PoisonByte);
                 info.Zeroed = false;
             }
-            else if (!info.Zeroed)
+            else if (!info.Zeroed && _dirtyStack is null)
             {
                 // Zero on free, in the writer's batch, so the next first-touch fault skips the clear.
                 Clear(pfn);
                 info.Zeroed = true;
             }
         }
+        bool queueZeroer = false;
         Concurrency.SpinWord.Enter(ref _lock);
         foreach (int pfn in frames)
         {
-            _freeStack[_freeCount++] = pfn;
+            if (_dirtyStack is not null && !_frames[pfn].Zeroed)
+            {
+                _dirtyStack[_dirtyCount++] = pfn;
+                queueZeroer = true;
+            }
+            else
+            {
+                _freeStack[_freeCount++] = pfn;
+            }
         }
         Concurrency.SpinWord.Exit(ref _lock);
         Interlocked.Add(ref _framesInUse, -frames.Length);
+        if (queueZeroer)
+        {
+            QueueZeroer();
+        }
+    }
+
+    /// <summary>Frames the background zeroer cleared (statistics).</summary>
+    public long FramesZeroedInBackground => Interlocked.Read(ref _zeroedInBackground);
+
+    /// <summary>Frames a fault had to clear itself because none was cleared ahead of it (statistics).</summary>
+    public long FramesZeroedOnDemand => Interlocked.Read(ref _zeroedOnDemand);
+
+    /// <summary>True when freed frames are cleared in the background rather than by the freeing writer.</summary>
+    public bool ZeroesInBackground => _dirtyStack is not null;
+
+    // One run at a time, on the thread pool: nothing references the arena between runs, so an abandoned address
+    // space's arena can still be collected.
+    private void QueueZeroer()
+    {
+        // Full fence; pairs with the reset at the end of a run, which re-checks for frames freed meanwhile.
+        if (Interlocked.CompareExchange(ref _zeroerQueued, 1, 0) == 0)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static memory => memory.RunZeroer(), this, preferLocal: false);
+        }
+    }
+
+    private void RunZeroer()
+    {
+        // Increment, then read the release mark: Dispose sets the mark, then waits for this count to be zero, so
+        // either it waits for this run or this run sees the mark (both sides are full fences).
+        Interlocked.Increment(ref _zeroerActive);
+        try
+        {
+            Span<int> batch = stackalloc int[16];
+            while (Volatile.Read(ref _releasing) == 0)
+            {
+                int n = 0;
+                Concurrency.SpinWord.Enter(ref _lock);
+                while (n < batch.Length && _dirtyCount > 0)
+                {
+                    batch[n++] = _dirtyStack![--_dirtyCount];
+                }
+                _inZeroer = n;
+                Concurrency.SpinWord.Exit(ref _lock);
+                if (n == 0)
+                {
+                    break;
+                }
+                foreach (int pfn in batch[..n])
+                {
+                    Clear(pfn);
+                    // Published by the push under the lock below, as a freeing writer's flag is.
+                    _frames[pfn].Zeroed = true;
+                }
+                Concurrency.SpinWord.Enter(ref _lock);
+                foreach (int pfn in batch[..n])
+                {
+                    _freeStack[_freeCount++] = pfn;
+                }
+                _inZeroer = 0;
+                Concurrency.SpinWord.Exit(ref _lock);
+                Interlocked.Add(ref _zeroedInBackground, n);
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _zeroerActive);
+            Interlocked.Exchange(ref _zeroerQueued, 0);
+        }
+        // A free that found the run still queued did not queue another: look once more after the reset.
+        if (Volatile.Read(ref _dirtyCount) > 0 && Volatile.Read(ref _releasing) == 0)
+        {
+            QueueZeroer();
+        }
     }
 
     /// <summary>Returns one frame to the free list.</summary>
@@ -287,6 +399,10 @@ internal sealed unsafe class PhysicalMemory : IDisposable
             {
                 CheckPoison(pfn);
             }
+            else if (_dirtyStack is not null)
+            {
+                Interlocked.Increment(ref _zeroedOnDemand);
+            }
             Clear(pfn);
         }
         info.Zeroed = false;
@@ -319,6 +435,13 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         // Full fence; pairs with AddUser's increment.
         if (Interlocked.Decrement(ref _users) == 0)
         {
+            // No zeroer run may touch the arena once it is gone: mark, then wait for the runs already inside.
+            Interlocked.Exchange(ref _releasing, 1);
+            var spinner = new SpinWait();
+            while (Volatile.Read(ref _zeroerActive) != 0)
+            {
+                spinner.SpinOnce();
+            }
             _arena.Dispose();
         }
     }

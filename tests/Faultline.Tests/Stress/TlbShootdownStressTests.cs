@@ -22,7 +22,12 @@ public class TlbShootdownStressTests
 
     public TlbShootdownStressTests(ITestOutputHelper output) => _output = output;
 
-    public static TheoryData<FaultPath> Paths => new() { FaultPath.MmapLock, FaultPath.Speculative, FaultPath.VmaLock };
+    public static TheoryData<FaultPath, bool> Paths => new()
+    {
+        { FaultPath.MmapLock, false }, { FaultPath.Speculative, false }, { FaultPath.VmaLock, false },
+        // Workers inside read scopes: the section stays held across accesses and writers wait for their catch-up.
+        { FaultPath.Speculative, true },
+    };
 
     private static ulong SlotAddress(int slot) => Base + (ulong)slot * SlotBytes * 2;
 
@@ -30,7 +35,7 @@ public class TlbShootdownStressTests
 
     [Theory]
     [MemberData(nameof(Paths))]
-    public void NoStaleTranslationSurvivesAShootdown(FaultPath path)
+    public void NoStaleTranslationSurvivesAShootdown(FaultPath path, bool scoped)
     {
         using var space = new AddressSpace(new FaultlineOptions { FaultPath = path, PhysicalMemoryBytes = 64 << 20, PoisonFreedFrames = true, TlbEntries = 64 });
         var state = new long[Slots]; // (generation << 2) | kind, published after the operation returned
@@ -80,14 +85,17 @@ public class TlbShootdownStressTests
         var workers = Enumerable.Range(0, 2).Select(id => new Thread(() =>
         {
             using Cpu cpu = space.AttachCpu();
+            using CpuScope scope = scoped ? cpu.EnterScope() : default;
             var random = new Random(id);
             while (DateTime.UtcNow < deadline)
             {
                 int slot = random.Next(Slots), page = random.Next(PagesPerSlot);
                 ulong at = SlotAddress(slot) + (ulong)page * 4096;
                 long before = Volatile.Read(ref state[slot]);
-                AccessOutcome loaded = cpu.TryLoad(at, out ulong value);
-                AccessOutcome stored = cpu.TryStore(at + 2048 + (ulong)id * 8, (ulong)random.Next());
+                ulong value;
+                AccessOutcome loaded = scoped ? scope.TryLoad(at, out value) : cpu.TryLoad(at, out value);
+                ulong storeAt = at + 2048 + (ulong)id * 8;
+                AccessOutcome stored = scoped ? scope.TryStore(storeAt, (ulong)random.Next()) : cpu.TryStore(storeAt, (ulong)random.Next());
                 long after = Volatile.Read(ref state[slot]);
                 Interlocked.Increment(ref loads);
                 Interlocked.Increment(ref stores);
