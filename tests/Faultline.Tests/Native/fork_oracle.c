@@ -17,7 +17,8 @@
  *   read P ADDR                a one-byte load
  *   fork P CHILD
  *   exit P
- *   report ADDR...             every live process, in process order: maps, smaps, then the byte at each ADDR
+ *   report ADDR...             every live process, in process order: maps, smaps, then for each ADDR whether a
+ *                              page-table entry maps it (the pagemap present bit) and its byte
  *
  * Output, one observation a line, "STEP PROC KIND KEY VALUE" (no token holds a space):
  *   S P map|protect|munmap ADDR+LEN ERRNO
@@ -26,6 +27,7 @@
  *   S P fork CHILD ok       S P exit - ok
  *   S P maps - START-END:PERMS,...   (or "none")
  *   S P smaps START-END:FIELD KB     for Rss Anonymous Shared_Clean Shared_Dirty Private_Clean Private_Dirty Pss
+ *   S P present ADDR 0|1
  *   S P value ADDR VALUE|SEGV_MAPERR|SEGV_ACCERR
  *   -1 -1 fact zero_page_on_read 0|1   (probed once in the coordinator, before the script)
  * Addresses and ranges are lower-case hex without 0x, values and sizes decimal. A line "fatal ..." and exit
@@ -36,6 +38,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -182,6 +185,23 @@ static void print_smaps(long step)
     fclose(smaps);
 }
 
+/* The pagemap present bit (63) of the page at addr: a page-table entry maps a frame there (the zero page included).
+ * Opened afresh each time: an open pagemap stays bound to the mm of the process that opened it, across fork. */
+static int present(long step, uintptr_t addr)
+{
+    int pagemap = open("/proc/self/pagemap", O_RDONLY);
+    uint64_t entry;
+    ssize_t got = pagemap < 0 ? -1 : pread(pagemap, &entry, sizeof entry, (off_t)(addr / 4096 * sizeof entry));
+    if (pagemap >= 0) {
+        close(pagemap);
+    }
+    if (got != sizeof entry) {
+        fatal("read /proc/self/pagemap", step);
+        exit(2);
+    }
+    return (int)(entry >> 63);
+}
+
 static void ack(int64_t value)
 {
     fflush(stdout);
@@ -296,6 +316,7 @@ static void worker(void)
             for (int i = 2; i < argc; i++) {
                 uintptr_t addr = number(args[i]);
                 unsigned char value = 0;
+                printf("%ld %d present %" PRIxPTR " %d\n", step, self_id, addr, present(step, addr));
                 int code = access_byte(addr, 0, &value);
                 print_access(step, "value", addr, code, 1, value);
             }

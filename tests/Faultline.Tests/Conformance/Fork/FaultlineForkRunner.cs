@@ -110,7 +110,8 @@ internal static class FaultlineForkRunner
         }
     }
 
-    // Maps, then smaps, then the sampled bytes: the order of the reference program (the loads fault pages in).
+    // Maps, then smaps, then each sample's residency and byte: the order of the reference program (the loads fault
+    // pages in).
     private static void Report(ForkScript script, ForkedProcess process, IReadOnlyList<ulong> samples, Action<string, string, string> observe)
     {
         string maps = string.Join(',', process.Space.GetMappings()
@@ -136,6 +137,7 @@ internal static class FaultlineForkRunner
         }
         foreach (ulong address in samples)
         {
+            observe("present", $"{address:x}", process.Space.IsResident(address) ? "1" : "0");
             AccessOutcome outcome = process.Cpu.TryLoad(address, out byte value);
             observe("value", $"{address:x}", Outcome(outcome, value));
         }

@@ -8,9 +8,10 @@ namespace Faultline.Tests.Conformance.Fork;
 /// </summary>
 /// <param name="Step">The script step (-1 for facts probed before the script).</param>
 /// <param name="Proc">The process (-1 for facts).</param>
-/// <param name="Kind">map, protect, munmap, write, read, fork, exit, maps, smaps, value or fact.</param>
+/// <param name="Kind">map, protect, munmap, write, read, fork, exit, maps, smaps, present, value or fact.</param>
 /// <param name="Key">What was observed: an address, <c>ADDR+LEN</c>, <c>START-END:FIELD</c>, or <c>-</c>.</param>
-/// <param name="Value">The errno, byte, outcome (<c>ok</c>, <c>SEGV_MAPERR</c>, <c>SEGV_ACCERR</c>), maps or kB.</param>
+/// <param name="Value">The errno, byte, outcome (<c>ok</c>, <c>SEGV_MAPERR</c>, <c>SEGV_ACCERR</c>), maps, kB or the
+/// pagemap present bit.</param>
 internal sealed record ForkObservation(int Step, int Proc, string Kind, string Key, string Value)
 {
     /// <summary>Parses one output line.</summary>

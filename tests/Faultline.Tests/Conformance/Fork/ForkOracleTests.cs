@@ -7,8 +7,8 @@ namespace Faultline.Tests.Conformance.Fork;
 /// <summary>
 /// The host kernel is the oracle for fork(): the same script runs with real fork() (<see cref="KernelForkRunner"/>)
 /// and with <see cref="AddressSpace.Fork"/> (<see cref="FaultlineForkRunner"/>), and every process's maps, access
-/// outcomes, bytes and smaps fields (Rss, Anonymous, Shared_Clean, Shared_Dirty, Private_Clean, Private_Dirty, Pss)
-/// must agree at every step. Faultline maps the zero page on a read fault exactly when the probed host does. A
+/// outcomes, bytes, smaps fields (Rss, Anonymous, Shared_Clean, Shared_Dirty, Private_Clean, Private_Dirty, Pss) and
+/// the residency of sampled pages must agree at every step. Faultline maps the zero page on a read fault exactly when the probed host does. A
 /// failure names the seed and step; set FAULTLINE_FORK_SEED to replay one seed on every path.
 /// </summary>
 public sealed class ForkOracleTests
