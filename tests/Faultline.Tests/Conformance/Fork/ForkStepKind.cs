@@ -1,0 +1,29 @@
+namespace Faultline.Tests.Conformance.Fork;
+
+/// <summary>What one step of a fork script does (the verbs of <c>Native/fork_oracle.c</c>).</summary>
+internal enum ForkStepKind
+{
+    /// <summary><c>mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)</c> in one process.</summary>
+    Map,
+
+    /// <summary><c>mprotect</c> in one process.</summary>
+    Protect,
+
+    /// <summary><c>munmap</c> in one process.</summary>
+    Munmap,
+
+    /// <summary>A one-byte store in one process.</summary>
+    Write,
+
+    /// <summary>A one-byte load in one process.</summary>
+    Read,
+
+    /// <summary><c>fork()</c>: the process's child gets the next process number.</summary>
+    Fork,
+
+    /// <summary>The process exits (its memory goes).</summary>
+    Exit,
+
+    /// <summary>Every live process reports its maps, smaps and the bytes at the sample addresses.</summary>
+    Report,
+}
