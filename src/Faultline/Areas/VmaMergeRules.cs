@@ -19,10 +19,15 @@ internal static class VmaMergeRules
         && AnonVmasCompatible(left.AnonVma, right.AnonVma);
 
     /// <summary>
-    /// <c>is_mergeable_anon_vma</c> for a process that never forked (every anon_vma chain is singular): either is
-    /// unset, or both are the same.
+    /// <c>is_mergeable_anon_vma</c>: both the same, or one unset while the other VMA's anon_vma chain is singular. A
+    /// chain is singular unless the anon_vma was forked from another (<see cref="AnonVma.Parent"/>): a VMA inherited
+    /// through fork may map its ancestors' pages, which a merged VMA without those links could not reach
+    /// (<c>vma_had_uncowed_parents</c>).
     /// </summary>
-    public static bool AnonVmasCompatible(AnonVma? a, AnonVma? b) => a is null || b is null || ReferenceEquals(a, b);
+    public static bool AnonVmasCompatible(AnonVma? a, AnonVma? b) =>
+        a is null ? b is null || b.Parent is null
+        : b is null ? a.Parent is null
+        : ReferenceEquals(a, b);
 
     /// <summary>
     /// <c>anon_vma_compatible</c>: <paramref name="b"/> may reuse <paramref name="a"/>'s anon_vma (or the reverse)

@@ -549,16 +549,17 @@ internal static class MemoryFaultHandler
     }
 
     // find_mergeable_anon_vma: the next VMA first, then the previous, if compatible (adjacent, same backing and
-    // policy, flags differing only in access bits, page offsets continuous).
+    // policy, flags differing only in access bits, page offsets continuous) and its anon_vma chain is singular
+    // (reusable_anon_vma): one forked from another would give this VMA links it must not have.
     private static AnonVma? FindMergeableAnonVma(VmaTree tree, Vma vma)
     {
         Vma? next = tree.FindFirstEndingAbove(vma.End);
-        if (next is not null && VmaMergeRules.AnonVmaCompatible(vma, next) && next.AnonVma is { } fromNext)
+        if (next is not null && VmaMergeRules.AnonVmaCompatible(vma, next) && next.AnonVma is { Parent: null } fromNext)
         {
             return fromNext;
         }
         Vma? prev = tree.FindLastStartingBelow(vma.Start);
-        if (prev is not null && VmaMergeRules.AnonVmaCompatible(prev, vma) && prev.AnonVma is { } fromPrev)
+        if (prev is not null && VmaMergeRules.AnonVmaCompatible(prev, vma) && prev.AnonVma is { Parent: null } fromPrev)
         {
             return fromPrev;
         }

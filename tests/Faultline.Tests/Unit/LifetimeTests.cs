@@ -223,7 +223,7 @@ public sealed class LifetimeTests
 
         using var threads = new ThreadScope();
         using var gate = new ProbeGate(space, point, ThreadRole.Is("faulter"));
-        ThreadRunner<Exception?> fault = threads.Run("faulter", () => Record.Exception(() => cpu.Store(a + 5 * Page, 7L)));
+        ThreadRunner<Exception?> fault = threads.Run<Exception?>("faulter", () => Record.Exception(() => cpu.Store(a + 5 * Page, 7L)));
         gate.WaitArrived();
         Assert.Equal(1, Delta(before, space, "pgfault"));
         ThreadRunner<bool> disposer = threads.Run("disposer", () =>
