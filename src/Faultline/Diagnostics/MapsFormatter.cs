@@ -48,12 +48,12 @@ internal static class MapsFormatter
     }
 
     /// <summary>The smaps text: each maps line followed by its memory counts.</summary>
-    public static string Smaps(IEnumerable<Vma> vmas, Func<Vma, (long Rss, long Referenced, long Dirty)> count)
+    public static string Smaps(IEnumerable<Vma> vmas, Func<Vma, (long Rss, long Referenced, long Dirty, long LazyFree)> count)
     {
         var text = new StringBuilder();
         foreach (Vma vma in vmas)
         {
-            (long rss, long referenced, long dirty) = count(vma);
+            (long rss, long referenced, long dirty, long lazyFree) = count(vma);
             text.Append(Line(Describe(vma))).Append('\n');
             Field(text, "Size:", (long)(vma.Length >> 10));
             Field(text, "KernelPageSize:", PageGeometry.PageSize / 1024);
@@ -67,7 +67,7 @@ internal static class MapsFormatter
             Field(text, "Private_Dirty:", dirty * 4);
             Field(text, "Referenced:", referenced * 4);
             Field(text, "Anonymous:", vma.Backing.IsAnonymous ? rss * 4 : 0);
-            Field(text, "LazyFree:", 0);
+            Field(text, "LazyFree:", lazyFree * 4);
             Field(text, "AnonHugePages:", 0);
             Field(text, "Swap:", 0);
             Field(text, "SwapPss:", 0);
@@ -84,12 +84,16 @@ internal static class MapsFormatter
 
     private static string VmFlagsText(VmFlags flags)
     {
+        // show_smap_vma_flags: the mnemonics in bit order.
         (VmFlags Flag, string Name)[] names =
         [
             (VmFlags.Read, "rd"), (VmFlags.Write, "wr"), (VmFlags.Exec, "ex"), (VmFlags.Shared, "sh"),
             (VmFlags.MayRead, "mr"), (VmFlags.MayWrite, "mw"), (VmFlags.MayExec, "me"), (VmFlags.MayShare, "ms"),
-            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"),
-            (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"),
+            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"), (VmFlags.Io, "io"),
+            (VmFlags.SequentialRead, "sr"), (VmFlags.RandomRead, "rr"), (VmFlags.DontCopy, "dc"),
+            (VmFlags.LockOnFault, "lf"), (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"), (VmFlags.Sync, "sf"),
+            (VmFlags.WipeOnFork, "wf"), (VmFlags.DontDump, "dd"), (VmFlags.HugePage, "hg"), (VmFlags.NoHugePage, "nh"),
+            (VmFlags.Sealed, "sl"),
         ];
         var text = new StringBuilder();
         foreach ((VmFlags flag, string name) in names)

@@ -44,6 +44,14 @@ internal sealed class RegionUnmapper
     /// </summary>
     public void Unmap(ulong start, ulong end, bool downgrade)
     {
+        // vms_complete_munmap_vmas: the locked pages leave mm->locked_vm with their VMAs.
+        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        {
+            if ((vma.Flags & VmFlags.Locked) != 0)
+            {
+                _mm.LockedPages -= (long)((Math.Min(end, vma.End) - Math.Max(start, vma.Start)) >> PageGeometry.PageShift);
+            }
+        }
         _editor.DetachRange(start, end);
         _mm.Tree.Publish();
         ulong floor = _mm.Tree.FindLastStartingBelow(start)?.End ?? 0;

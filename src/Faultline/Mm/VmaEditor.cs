@@ -89,6 +89,19 @@ internal sealed class VmaEditor
         return true;
     }
 
+    /// <summary>True when a VMA intersecting [start, end) is sealed (<c>mseal</c>): it may not be unmapped or replaced.</summary>
+    public bool AnySealed(ulong start, ulong end)
+    {
+        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        {
+            if ((vma.Flags & VmFlags.Sealed) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary><c>vm_ops->may_split</c>: whether the backing lets <paramref name="vma"/> be split at <paramref name="address"/>.</summary>
     public static bool MaySplitAt(Vma vma, ulong address) =>
         vma.Backing.MaySplit(vma.PageOffset, vma.Length >> PageGeometry.PageShift, vma.PageOffset + ((address - vma.Start) >> PageGeometry.PageShift));
@@ -128,6 +141,17 @@ internal sealed class VmaEditor
         Detach(vma);
         SplitOutside(vma, start, end);
         Attach(CopyOf(vma, Math.Max(start, vma.Start), Math.Min(end, vma.End), flags));
+    }
+
+    /// <summary>
+    /// <c>vma_merge_new_range</c> in <c>just_expand</c> mode (brk): replaces <paramref name="vma"/> by a copy ending at
+    /// <paramref name="newEnd"/>, with the same flags, page offset and anon_vma.
+    /// </summary>
+    public void Expand(Vma vma, ulong newEnd)
+    {
+        BeginWrite(vma);
+        Detach(vma);
+        Attach(CopyOf(vma, vma.Start, newEnd, vma.Flags));
     }
 
     /// <summary>

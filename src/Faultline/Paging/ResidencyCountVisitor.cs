@@ -1,3 +1,5 @@
+using Faultline.Physical;
+
 namespace Faultline.Paging;
 
 /// <summary>
@@ -7,13 +9,13 @@ namespace Faultline.Paging;
 internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
 {
     private readonly PageTable _table;
-    private long _rss, _present, _referenced, _dirty;
+    private long _rss, _present, _referenced, _dirty, _lazyFree;
 
     /// <summary>A count over <paramref name="table"/>.</summary>
     public ResidencyCountVisitor(PageTable table) => _table = table;
 
     /// <summary>The counts so far.</summary>
-    public readonly ResidentCounts Counts => new(_rss, _present, _referenced, _dirty);
+    public readonly ResidentCounts Counts => new(_rss, _present, _referenced, _dirty, _lazyFree);
 
     /// <summary>Counts the entries of one table.</summary>
     public void VisitPteTable(long pteTable, int firstIndex, int endIndex, ulong tableBase)
@@ -50,6 +52,11 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
         if ((entry & Pte.Dirty) != 0)
         {
             _dirty += pages;
+        }
+        // smaps_account: a lazily freeable frame counts while neither its PTE nor the frame is dirty.
+        else if (_table.Memory.HasFlags(Pte.Frame(entry), FrameFlags.LazyFree) && !_table.Memory.HasFlags(Pte.Frame(entry), FrameFlags.Dirty))
+        {
+            _lazyFree += pages;
         }
     }
 }

@@ -50,6 +50,11 @@ internal sealed class MunmapSyscall
             {
                 return Errno.ENOMEM;
             }
+            if (_editor.AnySealed(address, end))
+            {
+                // vms_gather_munmap_vmas: a sealed VMA cannot be unmapped; nothing changes.
+                return Errno.EPERM;
+            }
             if (!_editor.EdgesMaySplit(address, end))
             {
                 return Errno.EINVAL;

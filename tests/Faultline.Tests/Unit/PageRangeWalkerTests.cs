@@ -61,7 +61,7 @@ public class PageRangeWalkerTests
         Assert.Equal(
             [new Visit(false, first, 10, PageGeometry.EntriesPerTable, Base), new Visit(false, second, 0, 3, Base + PmdSpan)],
             visits);
-        Assert.Equal(new ResidentCounts(7, 7, 7, 7), space.Descriptor.PageTable.CountResident(Base + 10 * Page, Base + PmdSpan + 3 * Page));
+        Assert.Equal(new ResidentCounts(7, 7, 7, 7, 0), space.Descriptor.PageTable.CountResident(Base + 10 * Page, Base + PmdSpan + 3 * Page));
     }
 
     [Fact]
@@ -135,7 +135,7 @@ public class PageRangeWalkerTests
         Assert.Single(visits);
         Assert.True(visits[0].Huge);
         Assert.Equal(huge, visits[0].Address);
-        Assert.Equal(new ResidentCounts(PageGeometry.EntriesPerTable, PageGeometry.EntriesPerTable, 0, 0), table.CountResident(huge, huge + PmdSpan));
+        Assert.Equal(new ResidentCounts(PageGeometry.EntriesPerTable, PageGeometry.EntriesPerTable, 0, 0, 0), table.CountResident(huge, huge + PmdSpan));
 
         var protectGather = new MmuGather(mm.Memory, mm.Rcu);
         table.ChangeProtection(huge, huge + PmdSpan, new PageProtection(true, false, false), vmaMayWrite: false, protectGather);
