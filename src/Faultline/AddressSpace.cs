@@ -76,7 +76,7 @@ public sealed class AddressSpace : IDisposable
         var populator = new PagePopulator(_mm, this);
         _mmap = new MmapSyscall(_mm, editor, unmapper, populator, this);
         _munmap = new MunmapSyscall(_mm, editor, unmapper, this);
-        _mprotect = new MprotectSyscall(_mm, editor, this);
+        _mprotect = new MprotectSyscall(_mm, editor, populator, this);
         _madvise = new MadviseSyscall(_mm, editor, populator, this);
         _brk = new BrkSyscall(_mm, editor, unmapper, populator, this);
         _mincore = new MincoreSyscall(_mm, this);

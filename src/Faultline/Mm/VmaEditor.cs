@@ -89,19 +89,6 @@ internal sealed class VmaEditor
         return true;
     }
 
-    /// <summary>True when a VMA intersecting [start, end) is sealed (<c>mseal</c>): it may not be unmapped or replaced.</summary>
-    public bool AnySealed(ulong start, ulong end)
-    {
-        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
-        {
-            if ((vma.Flags & VmFlags.Sealed) != 0)
-            {
-                return true;
-            }
-        }
-        return false;
-    }
-
     /// <summary><c>vm_ops->may_split</c>: whether the backing lets <paramref name="vma"/> be split at <paramref name="address"/>.</summary>
     public static bool MaySplitAt(Vma vma, ulong address) =>
         vma.Backing.MaySplit(vma.PageOffset, vma.Length >> PageGeometry.PageShift, vma.PageOffset + ((address - vma.Start) >> PageGeometry.PageShift));

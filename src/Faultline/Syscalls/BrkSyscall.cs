@@ -53,7 +53,7 @@ internal sealed class BrkSyscall
             {
                 // Shrinking is always allowed, but only over something mapped, and not over a sealed VMA.
                 if (_mm.Tree.FindFirstEndingAbove(newBreak) is not { } first || first.Start >= oldBreak
-                    || _editor.AnySealed(newBreak, oldBreak)
+                    || _unmapper.RefuseSealed(newBreak, oldBreak)
                     || _unmapper.CountAfterUnmap(newBreak, oldBreak) > _mm.Settings.MaxMapCount
                     || !_editor.EdgesMaySplit(newBreak, oldBreak))
                 {

@@ -104,9 +104,9 @@ internal sealed class MmapSyscall
             {
                 return Errno.ENOMEM;
             }
-            if (_editor.AnySealed(start, end))
+            if (_unmapper.RefuseSealed(start, end))
             {
-                // vms_gather_munmap_vmas: a sealed VMA cannot be replaced.
+                // A sealed VMA cannot be replaced (only a split before it stays, as on Linux).
                 return Errno.EPERM;
             }
             if (!_editor.EdgesMaySplit(start, end))

@@ -16,15 +16,23 @@ internal sealed class MprotectSyscall
 
     private readonly MemoryDescriptor _mm;
     private readonly VmaEditor _editor;
+    private readonly PagePopulator _populator;
     private readonly object _owner;
+    // The ranges a call must populate once it has dropped the mmap lock; per thread, since concurrent calls only
+    // exclude each other while they hold that lock.
+    [ThreadStatic]
+    private static List<(ulong From, ulong To)>? tPopulateRanges;
 
     /// <summary><c>mprotect</c> over <paramref name="mm"/>; <paramref name="owner"/> as for <see cref="MmapSyscall"/>.</summary>
-    public MprotectSyscall(MemoryDescriptor mm, VmaEditor editor, object owner)
+    public MprotectSyscall(MemoryDescriptor mm, VmaEditor editor, PagePopulator populator, object owner)
     {
         _mm = mm;
         _editor = editor;
+        _populator = populator;
         _owner = owner;
     }
+
+    private static List<(ulong From, ulong To)> PopulateRanges => tPopulateRanges ??= [];
 
     /// <summary>
     /// Changes the protection of [address, address + length). As on Linux, the VMAs are changed one by one from the
@@ -55,38 +63,53 @@ internal sealed class MprotectSyscall
             return Errno.EINVAL;
         }
         VmFlags access = VmFlagBits.CalcVmProtBits(protection);
+        PopulateRanges.Clear();
+        Errno result;
         _mm.EnterWriteUnlessExiting(_owner);
         try
         {
-            List<Vma> affected = _mm.Tree.Intersecting(address, end);
-            if (affected.Count == 0)
-            {
-                return Errno.ENOMEM;
-            }
-            if ((protection & Protection.GrowsDown) != 0)
-            {
-                // The walk starts at the first VMA in the range, even past a hole at the start.
-                if ((affected[0].Flags & VmFlags.GrowsDown) == 0)
-                {
-                    return Errno.EINVAL;
-                }
-                address = affected[0].Start;
-            }
-            else if (affected[0].Start > address)
-            {
-                return Errno.ENOMEM;
-            }
-            else if ((protection & Protection.GrowsUp) != 0)
-            {
-                // VM_GROWSUP does not exist on x86-64.
-                return Errno.EINVAL;
-            }
-            return ChangeProtection(affected, address, end, access);
+            result = ProtectLocked(address, end, protection, access);
         }
         finally
         {
             _mm.MmapLock.ExitWrite();
         }
+        // mprotect_fixup: a locked VMA becoming writable is faulted in for writing, so COW is broken now rather than at
+        // a later fault (the kernel does it under the mmap lock; here the faults take it themselves).
+        foreach ((ulong from, ulong to) in PopulateRanges)
+        {
+            _populator.Populate(from, to, ignoreErrors: true);
+        }
+        return result;
+    }
+
+    // The part of do_mprotect_pkey under the mmap write lock.
+    private Errno ProtectLocked(ulong address, ulong end, Protection protection, VmFlags access)
+    {
+        List<Vma> affected = _mm.Tree.Intersecting(address, end);
+        if (affected.Count == 0)
+        {
+            return Errno.ENOMEM;
+        }
+        if ((protection & Protection.GrowsDown) != 0)
+        {
+            // The walk starts at the first VMA in the range, even past a hole at the start.
+            if ((affected[0].Flags & VmFlags.GrowsDown) == 0)
+            {
+                return Errno.EINVAL;
+            }
+            address = affected[0].Start;
+        }
+        else if (affected[0].Start > address)
+        {
+            return Errno.ENOMEM;
+        }
+        else if ((protection & Protection.GrowsUp) != 0)
+        {
+            // VM_GROWSUP does not exist on x86-64.
+            return Errno.EINVAL;
+        }
+        return ChangeProtection(affected, address, end, access);
     }
 
     // The loop of do_mprotect_pkey with mprotect_fixup for each VMA: unchanged VMAs stay; changed ones are split at
@@ -130,6 +153,10 @@ internal sealed class MprotectSyscall
                 break;
             }
             changed = true;
+            if ((vma.Flags & (VmFlags.Write | VmFlags.Shared | VmFlags.Locked)) == VmFlags.Locked && (newFlags & VmFlags.Write) != 0)
+            {
+                PopulateRanges.Add((Math.Max(start, vma.Start), Math.Min(end, vma.End)));
+            }
             _editor.ReplaceFlags(vma, start, end, newFlags);
             bool vmaMayWrite = (newFlags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
             _mm.PageTable.ChangeProtection(Math.Max(start, vma.Start), Math.Min(end, vma.End), Vma.ProtectionOf(newFlags), vmaMayWrite, gather);

@@ -50,9 +50,9 @@ internal sealed class MunmapSyscall
             {
                 return Errno.ENOMEM;
             }
-            if (_editor.AnySealed(address, end))
+            if (_unmapper.RefuseSealed(address, end))
             {
-                // vms_gather_munmap_vmas: a sealed VMA cannot be unmapped; nothing changes.
+                // A sealed VMA cannot be unmapped (only a split before it stays, as on Linux).
                 return Errno.EPERM;
             }
             if (!_editor.EdgesMaySplit(address, end))
