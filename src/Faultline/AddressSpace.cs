@@ -307,10 +307,10 @@ public sealed class AddressSpace : IDisposable
 
     /// <summary>The mappings, in address order.</summary>
     public IReadOnlyList<MappingInfo> GetMappings() =>
-        VmaTree.InOrder(Live.Tree.Published).Select(MapsFormatter.Describe).ToList();
+        VmaTree.InOrder(Live.Tree.Published).Select(vma => MapsFormatter.Describe(vma, _mm.StartBrk, _mm.Brk)).ToList();
 
     /// <summary>The text of <c>/proc/pid/maps</c>.</summary>
-    public string GetMaps() => MapsFormatter.Maps(VmaTree.InOrder(Live.Tree.Published));
+    public string GetMaps() => MapsFormatter.Maps(VmaTree.InOrder(Live.Tree.Published), _mm.StartBrk, _mm.Brk);
 
     /// <summary>
     /// The text of <c>/proc/pid/smaps</c> (Size, Rss, Anonymous, Referenced and the other fields). Like the kernel's
@@ -322,7 +322,7 @@ public sealed class AddressSpace : IDisposable
         try
         {
             // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
-            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), vma =>
+            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), _mm.StartBrk, _mm.Brk, vma =>
             {
                 ResidentCounts counts = _mm.PageTable.CountResident(vma.Start, vma.End);
                 return (counts.Rss, counts.Referenced, counts.Dirty, counts.LazyFree);

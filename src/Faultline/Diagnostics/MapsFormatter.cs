@@ -9,8 +9,11 @@ internal static class MapsFormatter
     // show_vma_header_prefix pads the header to this width before the name.
     private const int NameColumn = 73;
 
-    /// <summary>The mapping's description.</summary>
-    public static MappingInfo Describe(Vma vma)
+    /// <summary>
+    /// The mapping's description; an anonymous VMA overlapping [<paramref name="startBrk"/>, <paramref name="brk"/>) is
+    /// named <c>[heap]</c> (<c>vma_is_initial_heap</c>).
+    /// </summary>
+    public static MappingInfo Describe(Vma vma, ulong startBrk, ulong brk)
     {
         var protection = Protection.None;
         if ((vma.Flags & VmFlags.Read) != 0)
@@ -26,7 +29,8 @@ internal static class MapsFormatter
             protection |= Protection.Execute;
         }
         ulong offset = vma.Backing.IsAnonymous ? 0 : vma.PageOffset << PageGeometry.PageShift;
-        return new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, vma.Backing.MapsName);
+        string name = vma.Backing.IsAnonymous && vma.Start < brk && vma.End > startBrk ? "[heap]" : vma.Backing.MapsName;
+        return new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, name);
     }
 
     /// <summary>One maps line, without the newline; anonymous lines end in a space as the kernel's do.</summary>
@@ -37,24 +41,24 @@ internal static class MapsFormatter
     }
 
     /// <summary>The whole maps text.</summary>
-    public static string Maps(IEnumerable<Vma> vmas)
+    public static string Maps(IEnumerable<Vma> vmas, ulong startBrk, ulong brk)
     {
         var text = new StringBuilder();
         foreach (Vma vma in vmas)
         {
-            text.Append(Line(Describe(vma))).Append('\n');
+            text.Append(Line(Describe(vma, startBrk, brk))).Append('\n');
         }
         return text.ToString();
     }
 
     /// <summary>The smaps text: each maps line followed by its memory counts.</summary>
-    public static string Smaps(IEnumerable<Vma> vmas, Func<Vma, (long Rss, long Referenced, long Dirty, long LazyFree)> count)
+    public static string Smaps(IEnumerable<Vma> vmas, ulong startBrk, ulong brk, Func<Vma, (long Rss, long Referenced, long Dirty, long LazyFree)> count)
     {
         var text = new StringBuilder();
         foreach (Vma vma in vmas)
         {
             (long rss, long referenced, long dirty, long lazyFree) = count(vma);
-            text.Append(Line(Describe(vma))).Append('\n');
+            text.Append(Line(Describe(vma, startBrk, brk))).Append('\n');
             Field(text, "Size:", (long)(vma.Length >> 10));
             Field(text, "KernelPageSize:", PageGeometry.PageSize / 1024);
             Field(text, "MMUPageSize:", PageGeometry.PageSize / 1024);

@@ -30,6 +30,7 @@ internal sealed class MemoryDescriptor : IDisposable
     private readonly long[] _retired = new long[EventNames.Count];
     private int _users;
     private int _exiting;
+    private ulong _brk;
 
     /// <summary>Creates the state of an empty address space with its own guest RAM.</summary>
     public MemoryDescriptor(MmSettings settings)
@@ -84,11 +85,19 @@ internal sealed class MemoryDescriptor : IDisposable
     /// <summary>Frames an unmap gathers before a forced flush under the PTE lock (tests lower it to stage that flush).</summary>
     public int GatherBatchLimit { get; set; } = MmuGather.DefaultBatchLimit;
 
-    /// <summary><c>mm->start_brk</c>: where the heap begins. Changed only under the mmap write lock.</summary>
-    public ulong StartBrk { get; set; }
+    /// <summary><c>mm->start_brk</c>: where the heap begins. Set once, at creation.</summary>
+    public ulong StartBrk { get; }
 
-    /// <summary><c>mm->brk</c>: the program break, unaligned as the caller gave it. Changed under the mmap write lock.</summary>
-    public ulong Brk { get; set; }
+    /// <summary>
+    /// <c>mm->brk</c>: the program break, unaligned as the caller gave it. Written under the mmap write lock with a
+    /// release store; the maps text reads it with an acquire load and no lock (it may name the heap by the break
+    /// before or after a brk in flight, as <c>/proc/pid/maps</c> may).
+    /// </summary>
+    public ulong Brk
+    {
+        get => Volatile.Read(ref _brk);
+        set => Volatile.Write(ref _brk, value);
+    }
 
     /// <summary><c>mm->locked_vm</c>: pages in <c>VM_LOCKED</c> VMAs. Changed under the mmap write lock.</summary>
     public long LockedPages { get; set; }

@@ -26,6 +26,9 @@ public class BrkTests
         Assert.Equal(Start + 3 * Page + 5, space.Brk(Start + 3 * Page + 5));
         Assert.Equal([(Start, Start + 4 * Page)], space.GetMappings().Select(m => (m.Start, m.End)));
         Assert.Equal("rw-p", space.GetMappings()[0].Permissions);
+        // vma_is_initial_heap: the maps line is named [heap], and smaps shows the brk VMA's flags.
+        Assert.Equal($"{Start:x8}-{Start + 4 * Page:x8} rw-p 00000000 00:00 0 ".PadRight(73) + "[heap]\n", space.GetMaps());
+        Assert.Contains("VmFlags: rd wr mr mw me ac \n", space.GetSmaps());
 
         using Cpu cpu = space.AttachCpu();
         cpu.Store(Start + 3 * Page, 9L);
