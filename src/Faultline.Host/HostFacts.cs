@@ -19,8 +19,9 @@ public sealed class HostFacts
     private static readonly Lazy<HostFacts> s_current = new(Probe, LazyThreadSafetyMode.ExecutionAndPublication);
 
     private HostFacts(bool readFaultMapsZeroPage, bool? pagemapShowsZeroPage, ulong mmapMinAddress, ulong effectiveCapabilities,
-        int fixedMapOfPageZeroErrno, string transparentHugePages)
+        int fixedMapOfPageZeroErrno, string transparentHugePages, ulong memoryLockLimit)
     {
+        MemoryLockLimit = memoryLockLimit;
         ReadFaultMapsZeroPage = readFaultMapsZeroPage;
         PagemapShowsZeroPage = pagemapShowsZeroPage;
         MmapMinAddress = mmapMinAddress;
@@ -61,7 +62,7 @@ public sealed class HostFacts
     /// The soft <c>RLIMIT_MEMLOCK</c> in bytes ("Max locked memory" of <c>/proc/self/limits</c>; <see cref="ulong.MaxValue"/>
     /// for unlimited).
     /// </summary>
-    public ulong MemoryLockLimit => ReadMemoryLockLimit();
+    public ulong MemoryLockLimit { get; }
 
     /// <summary>The process has <c>CAP_SYS_RAWIO</c> in its effective set.</summary>
     public bool HasCapSysRawio => (EffectiveCapabilities & (1UL << CapSysRawio)) != 0;
@@ -172,7 +173,7 @@ public sealed class HostFacts
     {
         bool zeroPage = ProbeReadFaultZeroPage(out bool? pagemapShowsZeroPage);
         return new HostFacts(zeroPage, pagemapShowsZeroPage, ReadMmapMinAddress(), ReadEffectiveCapabilities(),
-            ProbeFixedMapOfPageZero(), ReadTransparentHugePages());
+            ProbeFixedMapOfPageZero(), ReadTransparentHugePages(), ReadMemoryLockLimit());
     }
 
     // smaps Rss of the one VMA [start, start + length): 0 → zero page, every page counted → private pages.
