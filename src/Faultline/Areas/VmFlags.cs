@@ -26,7 +26,7 @@ internal enum VmFlags : ulong
     SequentialRead = 0x8000,
     /// <summary><c>VM_RAND_READ</c>: <c>MADV_RANDOM</c>.</summary>
     RandomRead = 0x10000,
-    /// <summary><c>VM_DONTCOPY</c>: <c>MADV_DONTFORK</c>, a fork's child does not inherit the VMA.</summary>
+    /// <summary><c>VM_DONTCOPY</c> (<c>MADV_DONTFORK</c>): fork leaves the VMA out of the child.</summary>
     DontCopy = 0x20000,
     /// <summary><c>VM_LOCKONFAULT</c>: <c>MLOCK_ONFAULT</c>, locked pages are faulted in on access, not at once.</summary>
     LockOnFault = 0x80000,
@@ -34,7 +34,7 @@ internal enum VmFlags : ulong
     NoReserve = 0x200000,
     /// <summary><c>VM_SYNC</c>: <c>MAP_SYNC</c> (DAX only; never set on anonymous memory).</summary>
     Sync = 0x800000,
-    /// <summary><c>VM_WIPEONFORK</c>: <c>MADV_WIPEONFORK</c>, a fork's child sees the range zero-filled.</summary>
+    /// <summary><c>VM_WIPEONFORK</c> (<c>MADV_WIPEONFORK</c>): the child gets the VMA with fresh zero-filled memory.</summary>
     WipeOnFork = 0x2000000,
     /// <summary><c>VM_DONTDUMP</c>: <c>MADV_DONTDUMP</c>, left out of core dumps.</summary>
     DontDump = 0x4000000,

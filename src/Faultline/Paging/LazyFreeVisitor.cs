@@ -46,9 +46,18 @@ internal unsafe struct LazyFreeVisitor : IPageRangeVisitor
             _memory.SetFlags(pfn, FrameFlags.LazyFree);
             if ((entry & (Pte.Accessed | Pte.Dirty)) != 0)
             {
-                // Release store under the PTE lock; the lockless walk's acquire read of the entry pairs with it, and the
-                // flush below makes every Cpu drop a translation that let it write without setting Dirty.
-                Volatile.Write(ref entries[i], entry & ~(Pte.Accessed | Pte.Dirty));
+                // A Cpu's TLB fill sets Accessed and Dirty with a CAS and no lock, so the clean is a CAS too (full fence;
+                // pairs with that CAS and with the fill's acquire read of the entry); the gather's flush then makes
+                // every Cpu drop a translation that let it write without setting Dirty.
+                while (true)
+                {
+                    ulong seen = Interlocked.CompareExchange(ref entries[i], entry & ~(Pte.Accessed | Pte.Dirty), entry);
+                    if (seen == entry)
+                    {
+                        break;
+                    }
+                    entry = seen;
+                }
                 _gather.NoteTranslationChange(tableBase + ((ulong)i << PageGeometry.PageShift));
             }
         }
