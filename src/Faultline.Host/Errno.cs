@@ -26,6 +26,9 @@ public static class Errno
     public const int EFAULT = 14;
     /// <summary>Device or resource busy.</summary>
     public const int EBUSY = 16;
+
+    /// <summary>Function not implemented (a system call the kernel lacks, e.g. mseal before 6.10).</summary>
+    public const int ENOSYS = 38;
     /// <summary>File exists (MAP_FIXED_NOREPLACE over an existing mapping).</summary>
     public const int EEXIST = 17;
     /// <summary>No such device.</summary>
@@ -54,6 +57,7 @@ public static class Errno
         EACCES => "EACCES",
         EFAULT => "EFAULT",
         EBUSY => "EBUSY",
+        ENOSYS => "ENOSYS",
         EEXIST => "EEXIST",
         ENODEV => "ENODEV",
         EINVAL => "EINVAL",

@@ -19,8 +19,9 @@ public sealed class HostFacts
     private static readonly Lazy<HostFacts> s_current = new(Probe, LazyThreadSafetyMode.ExecutionAndPublication);
 
     private HostFacts(bool readFaultMapsZeroPage, bool? pagemapShowsZeroPage, ulong mmapMinAddress, ulong effectiveCapabilities,
-        int fixedMapOfPageZeroErrno, string transparentHugePages)
+        int fixedMapOfPageZeroErrno, string transparentHugePages, ulong memoryLockLimit)
     {
+        MemoryLockLimit = memoryLockLimit;
         ReadFaultMapsZeroPage = readFaultMapsZeroPage;
         PagemapShowsZeroPage = pagemapShowsZeroPage;
         MmapMinAddress = mmapMinAddress;
@@ -50,6 +51,18 @@ public sealed class HostFacts
 
     /// <summary><c>CapEff</c> of <c>/proc/self/status</c>: the effective capability set.</summary>
     public ulong EffectiveCapabilities { get; }
+
+    /// <summary><c>CAP_IPC_LOCK</c>: lets <c>mlock</c> ignore <c>RLIMIT_MEMLOCK</c>.</summary>
+    public const int CapIpcLock = 14;
+
+    /// <summary>The process has <c>CAP_IPC_LOCK</c> in its effective set.</summary>
+    public bool HasCapIpcLock => (EffectiveCapabilities & (1UL << CapIpcLock)) != 0;
+
+    /// <summary>
+    /// The soft <c>RLIMIT_MEMLOCK</c> in bytes ("Max locked memory" of <c>/proc/self/limits</c>; <see cref="ulong.MaxValue"/>
+    /// for unlimited).
+    /// </summary>
+    public ulong MemoryLockLimit { get; }
 
     /// <summary>The process has <c>CAP_SYS_RAWIO</c> in its effective set.</summary>
     public bool HasCapSysRawio => (EffectiveCapabilities & (1UL << CapSysRawio)) != 0;
@@ -82,7 +95,9 @@ public sealed class HostFacts
         text.Append("vm.mmap_min_addr: ").Append(MmapMinAddress).Append(", CapEff: ")
             .Append(EffectiveCapabilities.ToString("x16", CultureInfo.InvariantCulture))
             .Append(HasCapSysRawio ? " (CAP_SYS_RAWIO)" : " (no CAP_SYS_RAWIO)")
-            .Append(", MAP_FIXED_NOREPLACE of page 0: ").Append(Errno.Name(FixedMapOfPageZeroErrno)).Append('\n');
+            .Append(", MAP_FIXED_NOREPLACE of page 0: ").Append(Errno.Name(FixedMapOfPageZeroErrno))
+            .Append(", CAP_IPC_LOCK: ").Append(HasCapIpcLock ? "yes" : "no")
+            .Append(", RLIMIT_MEMLOCK: ").Append(MemoryLockLimit == ulong.MaxValue ? "unlimited" : MemoryLockLimit.ToString(CultureInfo.InvariantCulture)).Append('\n');
         text.Append("transparent_hugepage/enabled: ").Append(TransparentHugePages);
         return text.ToString();
     }
@@ -158,7 +173,7 @@ public sealed class HostFacts
     {
         bool zeroPage = ProbeReadFaultZeroPage(out bool? pagemapShowsZeroPage);
         return new HostFacts(zeroPage, pagemapShowsZeroPage, ReadMmapMinAddress(), ReadEffectiveCapabilities(),
-            ProbeFixedMapOfPageZero(), ReadTransparentHugePages());
+            ProbeFixedMapOfPageZero(), ReadTransparentHugePages(), ReadMemoryLockLimit());
     }
 
     // smaps Rss of the one VMA [start, start + length): 0 → zero page, every page counted → private pages.
@@ -213,6 +228,20 @@ public sealed class HostFacts
         }
 
         throw new InvalidOperationException("/proc/self/status has no CapEff line");
+    }
+
+    private static ulong ReadMemoryLockLimit()
+    {
+        foreach (string line in File.ReadLines("/proc/self/limits"))
+        {
+            if (line.StartsWith("Max locked memory", StringComparison.Ordinal))
+            {
+                string soft = line["Max locked memory".Length..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];
+                return soft == "unlimited" ? ulong.MaxValue : ulong.Parse(soft, CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidOperationException("/proc/self/limits has no Max locked memory line");
     }
 
     // "always [madvise] never": the bracketed word is the one in force.

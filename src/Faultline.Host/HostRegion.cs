@@ -180,6 +180,70 @@ public sealed class HostRegion : IDisposable
         return LibC.MadviseErrno(addr, len, advice);
     }
 
+    /// <summary>mlock (mlock2 with flags); ranges reaching mapped memory outside the region throw.</summary>
+    /// <param name="addr">Start address (rounded down to its page, as mlock does).</param>
+    /// <param name="len">Length in bytes.</param>
+    /// <param name="flags">MLOCK_* bits.</param>
+    /// <returns>0 or the errno.</returns>
+    public int Lock(ulong addr, ulong len, uint flags = 0)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        EnsureWidenedInside(addr, len, "mlock");
+        return LibC.MlockErrno(addr, len, flags);
+    }
+
+    /// <summary>munlock; ranges reaching mapped memory outside the region throw.</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="len">Length in bytes.</param>
+    /// <returns>0 or the errno.</returns>
+    public int Unlock(ulong addr, ulong len)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        EnsureWidenedInside(addr, len, "munlock");
+        return LibC.MunlockErrno(addr, len);
+    }
+
+    /// <summary>mincore (it changes nothing, so any range may be asked about).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="len">Length in bytes.</param>
+    /// <param name="vec">One byte per page.</param>
+    /// <returns>0 or the errno.</returns>
+    public int Mincore(ulong addr, ulong len, Span<byte> vec)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return LibC.MincoreErrno(addr, len, vec);
+    }
+
+    /// <summary>msync (of anonymous memory it changes nothing).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="len">Length in bytes.</param>
+    /// <param name="flags">MS_* bits.</param>
+    /// <returns>0 or the errno.</returns>
+    public int Msync(ulong addr, ulong len, int flags)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return LibC.MsyncErrno(addr, len, flags);
+    }
+
+    /// <summary>
+    /// mseal; the range must lie in the region (a sealed VMA cannot be unmapped again, so the region's own
+    /// <see cref="Dispose"/> leaves sealed parts mapped until the process exits).
+    /// </summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="len">Length in bytes.</param>
+    /// <param name="flags">Must be 0.</param>
+    /// <returns>0 or the errno.</returns>
+    public int Seal(ulong addr, ulong len, ulong flags = 0)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!RangeRejectedUpFront(addr, len) && !Contains(addr, PageAlign(len)))
+        {
+            throw new InvalidOperationException($"mseal(0x{addr:x}, 0x{len:x}) reaches outside region [0x{Start:x}, 0x{End:x}).");
+        }
+
+        return LibC.MsealErrno(addr, len, flags);
+    }
+
     /// <summary>
     /// mremap; the old range and (with MREMAP_FIXED) the new range must lie in the region. A
     /// mapping the kernel moves outside the region is unmapped at once, its address still reported.
@@ -258,6 +322,17 @@ public sealed class HostRegion : IDisposable
         ulong aligned = PageAlign(len);
         return len == 0 || aligned == 0 || aligned > Linux.TASK_SIZE
             || (addr & (Linux.PAGE_SIZE - 1)) != 0 || addr > Linux.TASK_SIZE - aligned;
+    }
+
+    // mlock and munlock widen the range to whole pages instead of refusing an unaligned start.
+    private void EnsureWidenedInside(ulong addr, ulong len, string op)
+    {
+        ulong start = addr & ~(Linux.PAGE_SIZE - 1);
+        ulong widened = PageAlign(len + (addr - start));
+        if (widened != 0 && start + widened > start)
+        {
+            EnsureOutsideUnmapped(start, widened, op);
+        }
     }
 
     /// <summary>Throws unless every part of [addr, addr+len) outside the region is unmapped.</summary>

@@ -28,7 +28,7 @@ public static class HostSmaps
     {
         List<SmapsEntry> result = [];
         bool inRange = false;
-        ulong vs = 0, ve = 0, size = 0, rss = 0, privateDirty = 0, anon = 0, referenced = 0, thp = 0, swap = 0;
+        ulong vs = 0, ve = 0, size = 0, rss = 0, privateDirty = 0, anon = 0, referenced = 0, thp = 0, swap = 0, lazyFree = 0, locked = 0;
         string perms = string.Empty;
         while (!text.IsEmpty)
         {
@@ -55,7 +55,7 @@ public static class HostSmaps
                 if (inRange)
                 {
                     perms = Encoding.ASCII.GetString(ProcFile.Token(ref s));
-                    size = rss = privateDirty = anon = referenced = thp = swap = 0;
+                    size = rss = privateDirty = anon = referenced = thp = swap = lazyFree = locked = 0;
                 }
 
                 continue;
@@ -78,7 +78,7 @@ public static class HostSmaps
             {
                 // VmFlags is the last field of each VMA block.
                 result.Add(new SmapsEntry(vs, ve, perms, size, rss, privateDirty, anon, referenced, thp, swap,
-                    Encoding.ASCII.GetString(rest).TrimEnd()));
+                    Encoding.ASCII.GetString(rest).TrimEnd(), lazyFree, locked));
                 inRange = false;
                 continue;
             }
@@ -110,6 +110,14 @@ public static class HostSmaps
             else if (key.SequenceEqual("Swap"u8))
             {
                 swap = ProcFile.ParseDec(ref rest);
+            }
+            else if (key.SequenceEqual("LazyFree"u8))
+            {
+                lazyFree = ProcFile.ParseDec(ref rest);
+            }
+            else if (key.SequenceEqual("Locked"u8))
+            {
+                locked = ProcFile.ParseDec(ref rest);
             }
         }
 

@@ -102,6 +102,100 @@ public static partial class LibC
     [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
     public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 
+    /// <summary>mlock(2).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <returns>0, or -1 with errno set.</returns>
+    [LibraryImport("libc", EntryPoint = "mlock", SetLastError = true)]
+    public static partial int Mlock(nint addr, nuint length);
+
+    /// <summary>mlock2(2) (glibc 2.27).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <param name="flags">MLOCK_* bits.</param>
+    /// <returns>0, or -1 with errno set.</returns>
+    [LibraryImport("libc", EntryPoint = "mlock2", SetLastError = true)]
+    public static partial int Mlock2(nint addr, nuint length, uint flags);
+
+    /// <summary>munlock(2).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <returns>0, or -1 with errno set.</returns>
+    [LibraryImport("libc", EntryPoint = "munlock", SetLastError = true)]
+    public static partial int Munlock(nint addr, nuint length);
+
+    /// <summary>mincore(2).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <param name="vec">One byte per page.</param>
+    /// <returns>0, or -1 with errno set.</returns>
+    [LibraryImport("libc", EntryPoint = "mincore", SetLastError = true)]
+    public static unsafe partial int Mincore(nint addr, nuint length, byte* vec);
+
+    /// <summary>msync(2).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <param name="flags">MS_* bits.</param>
+    /// <returns>0, or -1 with errno set.</returns>
+    [LibraryImport("libc", EntryPoint = "msync", SetLastError = true)]
+    public static partial int Msync(nint addr, nuint length, int flags);
+
+    /// <summary>syscall(2) with three arguments (mseal has no glibc wrapper before 2.41).</summary>
+    /// <param name="number">System call number.</param>
+    /// <param name="arg1">First argument.</param>
+    /// <param name="arg2">Second argument.</param>
+    /// <param name="arg3">Third argument.</param>
+    /// <returns>The result, -1 with errno set on error.</returns>
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    public static partial long Syscall3(long number, nuint arg1, nuint arg2, nuint arg3);
+
+    /// <summary>x86-64 system call number of mseal (Linux 6.10).</summary>
+    public const long SYS_mseal = 462;
+
+    /// <summary><c>mlock</c> (or <c>mlock2</c> with flags) returning errno (0 on success).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <param name="flags">MLOCK_* bits; 0 calls plain mlock.</param>
+    /// <returns>0 or the errno.</returns>
+    public static int MlockErrno(ulong addr, ulong length, uint flags = 0)
+        => (flags == 0 ? Mlock((nint)addr, (nuint)length) : Mlock2((nint)addr, (nuint)length, flags)) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary><c>munlock</c> returning errno (0 on success).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <returns>0 or the errno.</returns>
+    public static int MunlockErrno(ulong addr, ulong length)
+        => Munlock((nint)addr, (nuint)length) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary><c>mincore</c> returning errno (0 on success).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <param name="vec">Receives one byte per page; must be large enough.</param>
+    /// <returns>0 or the errno.</returns>
+    public static unsafe int MincoreErrno(ulong addr, ulong length, Span<byte> vec)
+    {
+        fixed (byte* p = vec)
+        {
+            return Mincore((nint)addr, (nuint)length, p) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+    }
+
+    /// <summary><c>msync</c> returning errno (0 on success).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <param name="flags">MS_* bits.</param>
+    /// <returns>0 or the errno.</returns>
+    public static int MsyncErrno(ulong addr, ulong length, int flags)
+        => Msync((nint)addr, (nuint)length, flags) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary><c>mseal</c> returning errno (0 on success; ENOSYS on a kernel before 6.10).</summary>
+    /// <param name="addr">Start address.</param>
+    /// <param name="length">Length in bytes.</param>
+    /// <param name="flags">Must be 0.</param>
+    /// <returns>0 or the errno.</returns>
+    public static int MsealErrno(ulong addr, ulong length, ulong flags = 0)
+        => Syscall3(SYS_mseal, (nuint)addr, (nuint)length, (nuint)flags) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
     /// <summary>Cached pid of this process (it never changes for a managed process; fork is unsupported).</summary>
     public static int Pid { get; } = GetPid();
 

@@ -15,6 +15,8 @@ namespace Faultline.Host;
 /// <param name="AnonHugePagesKb">"AnonHugePages:" in KiB (THP-backed part).</param>
 /// <param name="SwapKb">"Swap:" in KiB.</param>
 /// <param name="VmFlags">The "VmFlags:" mnemonics, e.g. "rd wr mr mw me ac" ("ac" = VM_ACCOUNT).</param>
+/// <param name="LazyFreeKb">"LazyFree:" in KiB (clean pages MADV_FREE marked).</param>
+/// <param name="LockedKb">"Locked:" in KiB (resident pages of a VM_LOCKED VMA).</param>
 public sealed record SmapsEntry(
     ulong Start,
     ulong End,
@@ -26,4 +28,6 @@ public sealed record SmapsEntry(
     ulong ReferencedKb,
     ulong AnonHugePagesKb,
     ulong SwapKb,
-    string VmFlags);
+    string VmFlags,
+    ulong LazyFreeKb = 0,
+    ulong LockedKb = 0);

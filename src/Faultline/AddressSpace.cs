@@ -50,8 +50,13 @@ public sealed class AddressSpace : IDisposable
     private readonly MprotectSyscall _mprotect;
     private readonly ForkSyscall _fork;
     private readonly VmaEditor _editor;
+    private readonly MadviseSyscall _madvise;
+    private readonly BrkSyscall _brk;
+    private readonly MincoreSyscall _mincore;
+    private readonly MsyncSyscall _msync;
+    private readonly MsealSyscall _mseal;
+    private readonly MlockSyscall _mlock;
     private readonly FaultlineMetrics _metrics;
-    private readonly object _populateGate = new();
 
     /// <summary>Creates an empty address space.</summary>
     public AddressSpace(FaultlineOptions? options = null)
@@ -71,9 +76,16 @@ public sealed class AddressSpace : IDisposable
         // One editor per address space: the system calls use it only under the mmap write lock.
         _editor = new VmaEditor(_mm);
         var unmapper = new RegionUnmapper(_mm, _editor);
-        _mmap = new MmapSyscall(_mm, _editor, unmapper, this);
+        var populator = new PagePopulator(_mm, this);
+        _mmap = new MmapSyscall(_mm, _editor, unmapper, populator, this);
         _munmap = new MunmapSyscall(_mm, _editor, unmapper, this);
-        _mprotect = new MprotectSyscall(_mm, _editor, this);
+        _mprotect = new MprotectSyscall(_mm, _editor, populator, this);
+        _madvise = new MadviseSyscall(_mm, _editor, populator, this);
+        _brk = new BrkSyscall(_mm, _editor, unmapper, populator, this);
+        _mincore = new MincoreSyscall(_mm, this);
+        _msync = new MsyncSyscall(_mm, this);
+        _mseal = new MsealSyscall(_mm, _editor, this);
+        _mlock = new MlockSyscall(_mm, _editor, populator, this);
         _fork = new ForkSyscall(_mm, _editor, this);
         Id = Interlocked.Increment(ref s_nextId);
         _metrics = new FaultlineMetrics(_mm, Id);
@@ -137,12 +149,7 @@ public sealed class AddressSpace : IDisposable
     public Errno TryMap(ulong address, ulong length, Protection protection, MapFlags flags, out ulong mapped)
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
-        Errno error = _mmap.Map(address, length, protection, flags, out mapped);
-        if (error == Errno.None && (flags & MapFlags.Populate) != 0)
-        {
-            Populate(mapped, PageGeometry.PageAlign(length), (protection & Protection.Write) != 0);
-        }
-        return error;
+        return _mmap.Map(address, length, protection, flags, out mapped);
     }
 
     /// <summary>
@@ -265,12 +272,114 @@ public sealed class AddressSpace : IDisposable
         }
     }
 
-    /// <summary><c>mprotect</c>, returning the errno. Unlike Linux, a range with a hole changes nothing.</summary>
+    /// <summary>
+    /// <c>mprotect</c>, returning the errno. As on Linux, a range with a hole (or a sealed VMA) fails with ENOMEM (EPERM)
+    /// after changing the VMAs before it.
+    /// </summary>
     public Errno TryProtect(ulong address, ulong length, Protection protection)
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         return _mprotect.Protect(address, length, protection);
     }
+
+    /// <summary><c>madvise</c>.</summary>
+    /// <exception cref="MemoryOperationException">With Linux's errno.</exception>
+    public void Advise(ulong address, ulong length, Advice advice)
+    {
+        Errno error = TryAdvise(address, length, advice);
+        if (error != Errno.None)
+        {
+            throw new MemoryOperationException("madvise", error);
+        }
+    }
+
+    /// <summary>
+    /// <c>madvise</c>, returning the errno. As on Linux, holes in the range are skipped and reported as ENOMEM at the
+    /// end, and an error at one VMA leaves the advice applied to the VMAs before it.
+    /// </summary>
+    public Errno TryAdvise(ulong address, ulong length, Advice advice)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _madvise.Advise(address, length, advice);
+    }
+
+    /// <summary>
+    /// <c>brk</c>: moves the program break to <paramref name="newBreak"/> and returns it; on failure (below the heap's
+    /// start, over another mapping or within a page of it, over the lock limit) returns the old break, as the system
+    /// call does. <c>Brk(0)</c> returns the current break. The heap starts at <see cref="FaultlineOptions.BrkStart"/>.
+    /// </summary>
+    public ulong Brk(ulong newBreak)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _brk.Brk(newBreak);
+    }
+
+    /// <summary>
+    /// <c>mincore</c>: one byte per page of [address, address + length) into <paramref name="residency"/>, 1 where a
+    /// page table entry maps a frame. EINVAL unaligned, ENOMEM over a hole or past the user address space, EFAULT when
+    /// <paramref name="residency"/> is shorter than the pages asked for.
+    /// </summary>
+    public Errno Mincore(ulong address, ulong length, Span<byte> residency)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _mincore.Mincore(address, length, residency);
+    }
+
+    /// <summary>
+    /// <c>msync</c> of anonymous memory: nothing to write back, only Linux's checks (EINVAL for bad flags or
+    /// alignment, ENOMEM over a hole, EBUSY for <see cref="SyncFlags.Invalidate"/> of locked memory).
+    /// </summary>
+    public Errno Msync(ulong address, ulong length, SyncFlags flags)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _msync.Msync(address, length, flags);
+    }
+
+    /// <summary>
+    /// <c>mseal</c> (Linux 6.10): seals the VMAs of a fully mapped range; afterwards munmap, mprotect, a MAP_FIXED
+    /// mmap over them and discarding madvise of read-only anonymous memory fail with EPERM. <paramref name="flags"/>
+    /// must be 0.
+    /// </summary>
+    public Errno Seal(ulong address, ulong length, ulong flags = 0)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _mseal.Seal(address, length, flags);
+    }
+
+    /// <summary>
+    /// <c>mlock</c> / <c>mlock2</c>: locks the pages of [address, address + length) (the range is widened to whole
+    /// pages) and faults them in, or with <see cref="MemoryLockFlags.OnFault"/> leaves them to be locked as they are
+    /// touched. As on Linux, a hole fails with ENOMEM after locking the VMAs before it.
+    /// </summary>
+    public Errno Lock(ulong address, ulong length, MemoryLockFlags flags = MemoryLockFlags.None)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _mlock.Lock(address, length, flags);
+    }
+
+    /// <summary><c>munlock</c>: unlocks the pages of [address, address + length).</summary>
+    public Errno Unlock(ulong address, ulong length)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _mlock.Unlock(address, length);
+    }
+
+    /// <summary><c>mlockall</c>: locks every mapping (<see cref="LockAllFlags.Current"/>) and/or every future one.</summary>
+    public Errno LockAll(LockAllFlags flags)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _mlock.LockAll(flags);
+    }
+
+    /// <summary><c>munlockall</c>: unlocks every mapping and ends <see cref="LockAllFlags.Future"/>.</summary>
+    public Errno UnlockAll()
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _mlock.UnlockAll();
+    }
+
+    /// <summary><c>mm->locked_vm</c>: pages in locked mappings (<c>VmLck</c> of <c>/proc/pid/status</c>).</summary>
+    public long LockedPages => Live.LockedPages;
 
     /// <summary>Attaches a new Cpu (<c>mm_users</c> rises).</summary>
     public Cpu AttachCpu()
@@ -281,10 +390,10 @@ public sealed class AddressSpace : IDisposable
 
     /// <summary>The mappings, in address order.</summary>
     public IReadOnlyList<MappingInfo> GetMappings() =>
-        VmaTree.InOrder(Live.Tree.Published).Select(MapsFormatter.Describe).ToList();
+        VmaTree.InOrder(Live.Tree.Published).Select(vma => MapsFormatter.Describe(vma, _mm.StartBrk, _mm.Brk)).ToList();
 
     /// <summary>The text of <c>/proc/pid/maps</c>.</summary>
-    public string GetMaps() => MapsFormatter.Maps(VmaTree.InOrder(Live.Tree.Published));
+    public string GetMaps() => MapsFormatter.Maps(VmaTree.InOrder(Live.Tree.Published), _mm.StartBrk, _mm.Brk);
 
     /// <summary>
     /// The text of <c>/proc/pid/smaps</c> (Size, Rss, Anonymous, Referenced and the other fields). Like the kernel's
@@ -296,7 +405,7 @@ public sealed class AddressSpace : IDisposable
         try
         {
             // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
-            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), vma => _mm.PageTable.CountResident(vma.Start, vma.End));
+            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), _mm.StartBrk, _mm.Brk, vma => _mm.PageTable.CountResident(vma.Start, vma.End));
         }
         finally
         {
@@ -387,45 +496,12 @@ public sealed class AddressSpace : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
         }
-        return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
-            options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.BackgroundZeroing);
-    }
-
-    // MAP_POPULATE (populate_vma_page_range): fault every page in, writing for private writable memory, from a
-    // context of the address space's own that is not a user (it does not count in mm_users). The context is claimed
-    // like a Cpu's slow path, so a concurrent Dispose waits for it.
-    private void Populate(ulong start, ulong length, bool write)
-    {
-        lock (_populateGate)
+        if ((options.BrkStart & PageGeometry.PageOffsetMask) != 0 || options.BrkStart >= PageGeometry.TaskSize)
         {
-            var context = new FaultCpu(_mm.Memory, _mm.Rcu);
-            UseClaim claim = context.Claim;
-            bool claimed = claim.TryEnter(Environment.CurrentManagedThreadId);
-            Debug.Assert(claimed, "a new context is claimed by nobody");
-            // Claimed before registering: if Dispose snapshots the claims after this registration it sees the claim
-            // and waits; if before, the registration sees the exit mark (both under the descriptor's registry lock).
-            if (!_mm.TryAttachContext(context.Reader, claim))
-            {
-                claim.Exit();
-                ObjectDisposedException.ThrowIf(true, this);
-            }
-            try
-            {
-                for (ulong page = start; page < start + length; page += PageGeometry.PageSize)
-                {
-                    if (FaultRouter.Fault(_mm, context, page, write ? AccessKind.Write : AccessKind.Read) != AccessOutcome.Ok)
-                    {
-                        break;
-                    }
-                }
-            }
-            finally
-            {
-                context.Frames.DrainAll();
-                _mm.DetachContext(context.Reader, claim);
-                claim.Exit();
-                context.Counters.AddTo(_mm.SharedCounters);
-            }
+            throw new ArgumentOutOfRangeException(nameof(options), "BrkStart must be page-aligned and below TASK_SIZE");
         }
+        return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
+            options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.MemoryLockLimit,
+            options.CapIpcLock, options.BrkStart, options.BackgroundZeroing);
     }
 }

@@ -9,10 +9,16 @@ public enum Errno
     EPERM = 1,
     /// <summary><c>EBADF</c>: a file mapping without a file.</summary>
     EBADF = 9,
+    /// <summary><c>EAGAIN</c>: over the lock limit (mmap with MAP_LOCKED, mlock's populate), or no memory to split a VMA in madvise.</summary>
+    EAGAIN = 11,
     /// <summary><c>ENOMEM</c>: no room, outside the address space, too many mappings, range not mapped.</summary>
     ENOMEM = 12,
     /// <summary><c>EACCES</c>: protection not allowed by the mapping.</summary>
     EACCES = 13,
+    /// <summary><c>EFAULT</c>: a populate that faulted (SIGSEGV or SIGBUS), or a result buffer too small (mincore).</summary>
+    EFAULT = 14,
+    /// <summary><c>EBUSY</c>: <c>msync(MS_INVALIDATE)</c> of locked memory.</summary>
+    EBUSY = 16,
     /// <summary><c>EEXIST</c>: <c>MAP_FIXED_NOREPLACE</c> over an existing mapping.</summary>
     EEXIST = 17,
     /// <summary><c>EINVAL</c>: misaligned, zero length, bad flags.</summary>

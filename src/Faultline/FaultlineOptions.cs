@@ -45,6 +45,21 @@ public sealed record FaultlineOptions
     /// </summary>
     public bool BackgroundZeroing { get; init; }
 
+    /// <summary>
+    /// <c>RLIMIT_MEMLOCK</c> in bytes: what <c>mlock</c>, <c>mlockall</c>, <c>MAP_LOCKED</c> and a locked <c>brk</c> may
+    /// lock without <see cref="CapIpcLock"/>. Default 8 MiB (Linux's default since 5.16). 0 makes locking EPERM.
+    /// </summary>
+    public ulong MemoryLockLimit { get; init; } = 8 << 20;
+
+    /// <summary>The guest holds <c>CAP_IPC_LOCK</c>: locking is not limited by <see cref="MemoryLockLimit"/>. Default false.</summary>
+    public bool CapIpcLock { get; init; }
+
+    /// <summary>
+    /// <c>mm->start_brk</c>: where <see cref="AddressSpace.Brk"/>'s heap begins (page-aligned, at or above
+    /// <see cref="MmapMinAddress"/>). Default <c>0x555555556000</c>, below <see cref="MmapBase"/>.
+    /// </summary>
+    public ulong BrkStart { get; init; } = 0x5555_5555_6000;
+
     /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
     public bool PoisonFreedFrames { get; init; }
 }

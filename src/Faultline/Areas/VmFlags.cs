@@ -1,8 +1,11 @@
 namespace Faultline.Areas;
 
-/// <summary>VMA flags with the kernel's <c>VM_*</c> values.</summary>
+/// <summary>VMA flags with the kernel's x86-64 <c>VM_*</c> values (<c>include/linux/mm.h</c>).</summary>
+/// <remarks>
+/// <c>VM_GROWSUP</c> is 0 on x86-64 (only ia64 and parisc define it), so it has no member: a grows-up VMA cannot exist.
+/// </remarks>
 [Flags]
-internal enum VmFlags : uint
+internal enum VmFlags : ulong
 {
     None = 0,
     Read = 0x1,
@@ -15,15 +18,36 @@ internal enum VmFlags : uint
     MayShare = 0x80,
     GrowsDown = 0x100,
     UserfaultMissing = 0x200,
+    /// <summary><c>VM_LOCKED</c>: <c>mlock</c>ed; faulted in and never reclaimed.</summary>
     Locked = 0x2000,
+    /// <summary><c>VM_IO</c>: memory-mapped I/O.</summary>
+    Io = 0x4000,
+    /// <summary><c>VM_SEQ_READ</c>: <c>MADV_SEQUENTIAL</c>.</summary>
+    SequentialRead = 0x8000,
+    /// <summary><c>VM_RAND_READ</c>: <c>MADV_RANDOM</c>.</summary>
+    RandomRead = 0x10000,
     /// <summary><c>VM_DONTCOPY</c> (<c>MADV_DONTFORK</c>): fork leaves the VMA out of the child.</summary>
     DontCopy = 0x20000,
+    /// <summary><c>VM_LOCKONFAULT</c>: <c>MLOCK_ONFAULT</c>, locked pages are faulted in on access, not at once.</summary>
+    LockOnFault = 0x80000,
     Account = 0x100000,
     NoReserve = 0x200000,
-    GrowsUp = 0x4000000,
+    /// <summary><c>VM_SYNC</c>: <c>MAP_SYNC</c> (DAX only; never set on anonymous memory).</summary>
+    Sync = 0x800000,
     /// <summary><c>VM_WIPEONFORK</c> (<c>MADV_WIPEONFORK</c>): the child gets the VMA with fresh zero-filled memory.</summary>
     WipeOnFork = 0x2000000,
+    /// <summary><c>VM_DONTDUMP</c>: <c>MADV_DONTDUMP</c>, left out of core dumps.</summary>
+    DontDump = 0x4000000,
+    /// <summary><c>VM_HUGEPAGE</c>: <c>MADV_HUGEPAGE</c>.</summary>
+    HugePage = 0x20000000,
+    /// <summary><c>VM_NOHUGEPAGE</c>: <c>MADV_NOHUGEPAGE</c> or <c>MAP_STACK</c>.</summary>
+    NoHugePage = 0x40000000,
+    /// <summary><c>VM_SEALED</c> (Linux 6.10, 64-bit): <c>mseal</c>ed.</summary>
+    Sealed = 0x8000_0000_0000_0000,
 
     /// <summary>The access bits (<c>VM_ACCESS_FLAGS</c>).</summary>
     AccessFlags = Read | Write | Exec,
+
+    /// <summary><c>VM_LOCKED_MASK</c>: the bits <c>munlock</c> clears.</summary>
+    LockedMask = Locked | LockOnFault,
 }

@@ -10,8 +10,11 @@ internal static class MapsFormatter
     // show_vma_header_prefix pads the header to this width before the name.
     private const int NameColumn = 73;
 
-    /// <summary>The mapping's description.</summary>
-    public static MappingInfo Describe(Vma vma)
+    /// <summary>
+    /// The mapping's description; an anonymous VMA overlapping [<paramref name="startBrk"/>, <paramref name="brk"/>) is
+    /// named <c>[heap]</c> (<c>vma_is_initial_heap</c>).
+    /// </summary>
+    public static MappingInfo Describe(Vma vma, ulong startBrk, ulong brk)
     {
         var protection = Protection.None;
         if ((vma.Flags & VmFlags.Read) != 0)
@@ -27,7 +30,8 @@ internal static class MapsFormatter
             protection |= Protection.Execute;
         }
         ulong offset = vma.Backing.IsAnonymous ? 0 : vma.PageOffset << PageGeometry.PageShift;
-        return new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, vma.Backing.MapsName);
+        string name = vma.Backing.IsAnonymous && vma.Start < brk && vma.End > startBrk ? "[heap]" : vma.Backing.MapsName;
+        return new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, name);
     }
 
     /// <summary>One maps line, without the newline; anonymous lines end in a space as the kernel's do.</summary>
@@ -38,25 +42,25 @@ internal static class MapsFormatter
     }
 
     /// <summary>The whole maps text.</summary>
-    public static string Maps(IEnumerable<Vma> vmas)
+    public static string Maps(IEnumerable<Vma> vmas, ulong startBrk, ulong brk)
     {
         var text = new StringBuilder();
         foreach (Vma vma in vmas)
         {
-            text.Append(Line(Describe(vma))).Append('\n');
+            text.Append(Line(Describe(vma, startBrk, brk))).Append('\n');
         }
         return text.ToString();
     }
 
     /// <summary>The smaps text: each maps line followed by its memory counts.</summary>
-    public static string Smaps(IEnumerable<Vma> vmas, Func<Vma, ResidentCounts> count)
+    public static string Smaps(IEnumerable<Vma> vmas, ulong startBrk, ulong brk, Func<Vma, ResidentCounts> count)
     {
         var text = new StringBuilder();
         foreach (Vma vma in vmas)
         {
             ResidentCounts counts = count(vma);
             long rss = counts.Rss;
-            text.Append(Line(Describe(vma))).Append('\n');
+            text.Append(Line(Describe(vma, startBrk, brk))).Append('\n');
             Field(text, "Size:", (long)(vma.Length >> 10));
             Field(text, "KernelPageSize:", PageGeometry.PageSize / 1024);
             Field(text, "MMUPageSize:", PageGeometry.PageSize / 1024);
@@ -70,7 +74,7 @@ internal static class MapsFormatter
             long referenced = counts.Referenced;
             Field(text, "Referenced:", referenced * 4);
             Field(text, "Anonymous:", vma.Backing.IsAnonymous ? rss * 4 : 0);
-            Field(text, "LazyFree:", 0);
+            Field(text, "LazyFree:", counts.LazyFree * 4);
             Field(text, "AnonHugePages:", 0);
             Field(text, "Swap:", 0);
             Field(text, "SwapPss:", 0);
@@ -87,12 +91,16 @@ internal static class MapsFormatter
 
     private static string VmFlagsText(VmFlags flags)
     {
+        // show_smap_vma_flags: the mnemonics in bit order.
         (VmFlags Flag, string Name)[] names =
         [
             (VmFlags.Read, "rd"), (VmFlags.Write, "wr"), (VmFlags.Exec, "ex"), (VmFlags.Shared, "sh"),
             (VmFlags.MayRead, "mr"), (VmFlags.MayWrite, "mw"), (VmFlags.MayExec, "me"), (VmFlags.MayShare, "ms"),
-            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"), (VmFlags.DontCopy, "dc"),
-            (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"), (VmFlags.WipeOnFork, "wf"),
+            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"), (VmFlags.Io, "io"),
+            (VmFlags.SequentialRead, "sr"), (VmFlags.RandomRead, "rr"), (VmFlags.DontCopy, "dc"),
+            (VmFlags.LockOnFault, "lf"), (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"), (VmFlags.Sync, "sf"),
+            (VmFlags.WipeOnFork, "wf"), (VmFlags.DontDump, "dd"), (VmFlags.HugePage, "hg"), (VmFlags.NoHugePage, "nh"),
+            (VmFlags.Sealed, "sl"),
         ];
         var text = new StringBuilder();
         foreach ((VmFlags flag, string name) in names)

@@ -63,7 +63,7 @@ internal static class SpeculativeFaultPath
         Backing.IBacking backing = vma.Backing;
         if (!backing.IsSpeculativeSafe
             || (backing.IsAnonymous && vma.AnonVma is null)
-            || (flags & (VmFlags.UserfaultMissing | VmFlags.GrowsDown | VmFlags.GrowsUp)) != 0
+            || (flags & (VmFlags.UserfaultMissing | VmFlags.GrowsDown)) != 0
             || vma.Policy == MemoryPolicy.Interleave)
         {
             counters.Add(VmEvent.SpeculativeVmaNotSupported);

@@ -31,6 +31,7 @@ internal sealed class MemoryDescriptor : IDisposable
     private readonly long[] _retired = new long[EventNames.Count];
     private int _users;
     private int _exiting;
+    private ulong _brk;
 
     /// <summary>Creates the state of an empty address space with its own guest RAM.</summary>
     public MemoryDescriptor(MmSettings settings)
@@ -54,6 +55,8 @@ internal sealed class MemoryDescriptor : IDisposable
             memory.AddUser();
         }
         Settings = settings;
+        StartBrk = settings.BrkStart;
+        Brk = settings.BrkStart;
         Memory = memory;
         Rcu = new RcuDomain(Tlb);
         try
@@ -98,6 +101,40 @@ internal sealed class MemoryDescriptor : IDisposable
 
     /// <summary>Frames an unmap gathers before a forced flush under the PTE lock (tests lower it to stage that flush).</summary>
     public int GatherBatchLimit { get; set; } = MmuGather.DefaultBatchLimit;
+
+    /// <summary><c>mm->start_brk</c>: where the heap begins. Set once, at creation.</summary>
+    public ulong StartBrk { get; }
+
+    /// <summary>
+    /// <c>mm->brk</c>: the program break, unaligned as the caller gave it. Written under the mmap write lock with a
+    /// release store; the maps text reads it with an acquire load and no lock (it may name the heap by the break
+    /// before or after a brk in flight, as <c>/proc/pid/maps</c> may).
+    /// </summary>
+    public ulong Brk
+    {
+        get => Volatile.Read(ref _brk);
+        set => Volatile.Write(ref _brk, value);
+    }
+
+    /// <summary><c>mm->locked_vm</c>: pages in <c>VM_LOCKED</c> VMAs. Changed under the mmap write lock.</summary>
+    public long LockedPages { get; set; }
+
+    /// <summary>
+    /// <c>mm->def_flags</c>: flags every new VMA gets (<c>VM_LOCKED</c>, with <c>VM_LOCKONFAULT</c>, after
+    /// <c>mlockall(MCL_FUTURE)</c>). Changed under the mmap write lock.
+    /// </summary>
+    public VmFlags DefaultFlags { get; set; }
+
+    /// <summary>
+    /// <c>mlock_future_ok</c>: whether <paramref name="bytes"/> more locked memory fit under the lock limit, for a new
+    /// VMA with <paramref name="flags"/> (always, unless it is locked and the space lacks <c>CAP_IPC_LOCK</c>).
+    /// </summary>
+    public bool MayLockMore(VmFlags flags, ulong bytes) =>
+        (flags & VmFlags.Locked) == 0 || Settings.CapIpcLock
+        || (ulong)LockedPages + (bytes >> PageGeometry.PageShift) <= Settings.MemoryLockLimit >> PageGeometry.PageShift;
+
+    /// <summary><c>can_do_mlock</c>: a lock limit above zero, or <c>CAP_IPC_LOCK</c>.</summary>
+    public bool CanLock => Settings.MemoryLockLimit != 0 || Settings.CapIpcLock;
 
     /// <summary><c>mm_users</c>: attached Cpus.</summary>
     public int Users => Volatile.Read(ref _users);

@@ -68,6 +68,10 @@ internal static class MmDuplicator
                     return Errno.ENOMEM;
                 }
             }
+            // The rest of the mm_struct the kernel copies or resets (dup_mm, mm_init): the break is the parent's; no
+            // page is locked, and of the default flags only VM_NOHUGEPAGE passes (VM_INIT_DEF_MASK).
+            child.Brk = parent.Brk;
+            child.DefaultFlags = parent.DefaultFlags & VmFlags.NoHugePage;
             parent.SharedCounters.AddShared(VmEvent.Fork);
             return Errno.None;
         }
@@ -77,11 +81,11 @@ internal static class MmDuplicator
         }
     }
 
-    // vm_area_dup with fork's adjustments: locked-memory and userfault flags do not pass to the child; a wiped VMA
+    // vm_area_dup with fork's adjustments: locked-memory (VM_LOCKED_MASK) and userfault flags do not pass to the child; a wiped VMA
     // gets no anon_vma (fresh zero memory); any other one with an anon_vma gets a child of it (anon_vma_fork).
     private static Vma DuplicateVma(Vma vma, MemoryDescriptor child)
     {
-        VmFlags flags = vma.Flags & ~(VmFlags.Locked | VmFlags.UserfaultMissing);
+        VmFlags flags = vma.Flags & ~(VmFlags.Locked | VmFlags.LockOnFault | VmFlags.UserfaultMissing);
         Vma copy = child.CreateVma(vma.Start, vma.End, vma.PageOffset, flags, vma.Backing, vma.Policy);
         if ((vma.Flags & VmFlags.WipeOnFork) == 0 && vma.AnonVma is { } anonVma)
         {

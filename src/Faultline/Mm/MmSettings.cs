@@ -2,7 +2,7 @@ namespace Faultline.Mm;
 
 /// <summary>
 /// The plain values an address space's inner layers need from its options (the sysctls and boot parameters of the
-/// kernel: <c>vm.max_map_count</c>, <c>vm.mmap_min_addr</c>, <c>mmap_base</c>), so no layer below the public
+/// kernel: <c>vm.max_map_count</c>, <c>vm.mmap_min_addr</c>, <c>mmap_base</c>, rlimits, capabilities), so no layer below the public
 /// surface reads the public options record.
 /// </summary>
 /// <param name="FrameCount">Frames of guest RAM, the zero frame included.</param>
@@ -15,6 +15,9 @@ namespace Faultline.Mm;
 /// <param name="MapZeroPageOnRead">
 /// A read fault on empty anonymous memory maps the shared zero frame; false is <c>mm_forbids_zeropage</c>.
 /// </param>
+/// <param name="MemoryLockLimit"><c>RLIMIT_MEMLOCK</c> in bytes.</param>
+/// <param name="CapIpcLock">The process holds <c>CAP_IPC_LOCK</c>: locking ignores <paramref name="MemoryLockLimit"/>.</param>
+/// <param name="BrkStart"><c>mm->start_brk</c>, page-aligned.</param>
 /// <param name="BackgroundZeroing">Freed frames are cleared by a background worker rather than by the freeing writer.</param>
 internal readonly record struct MmSettings(
     int FrameCount,
@@ -25,4 +28,7 @@ internal readonly record struct MmSettings(
     ulong MmapMinAddress,
     ulong MmapBase,
     bool MapZeroPageOnRead,
+    ulong MemoryLockLimit = 8 << 20,
+    bool CapIpcLock = false,
+    ulong BrkStart = 0x5555_5555_6000,
     bool BackgroundZeroing = false);

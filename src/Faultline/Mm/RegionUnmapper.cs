@@ -38,12 +38,44 @@ internal sealed class RegionUnmapper
     }
 
     /// <summary>
+    /// <c>vms_gather_munmap_vmas</c> meeting a sealed VMA in [start, end): true, after doing what Linux has done by then
+    /// and does not undo: the first VMA, when it is not the sealed one and starts before <paramref name="start"/>, is
+    /// split there (the parts are not merged back). False, changing nothing, when no VMA there is sealed. Caller holds
+    /// the mmap lock for write.
+    /// </summary>
+    public bool RefuseSealed(ulong start, ulong end)
+    {
+        List<Vma> affected = _mm.Tree.Intersecting(start, end);
+        int sealedAt = affected.FindIndex(v => (v.Flags & VmFlags.Sealed) != 0);
+        if (sealedAt < 0)
+        {
+            return false;
+        }
+        Vma first = affected[0];
+        if (sealedAt > 0 && first.Start < start && _mm.Tree.Count < _mm.Settings.MaxMapCount && VmaEditor.MaySplitAt(first, start))
+        {
+            _editor.ReplaceFlags(first, start, end, first.Flags);
+            _mm.Tree.Publish();
+            _editor.EndWriteSections();
+        }
+        return true;
+    }
+
+    /// <summary>
     /// Detaches the VMAs over [start, end), re-attaches the parts outside it, publishes, then tears down PTEs and
     /// tables (<see cref="UnmapRegion"/>). Caller holds the mmap lock for write; with <paramref name="downgrade"/> it
     /// holds it for read on return (munmap's <c>mmap_write_downgrade</c>, which also ends the VMA write locks).
     /// </summary>
     public void Unmap(ulong start, ulong end, bool downgrade)
     {
+        // vms_complete_munmap_vmas: the locked pages leave mm->locked_vm with their VMAs.
+        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        {
+            if ((vma.Flags & VmFlags.Locked) != 0)
+            {
+                _mm.LockedPages -= (long)((Math.Min(end, vma.End) - Math.Max(start, vma.Start)) >> PageGeometry.PageShift);
+            }
+        }
         _editor.DetachRange(start, end);
         _mm.Tree.Publish();
         ulong floor = _mm.Tree.FindLastStartingBelow(start)?.End ?? 0;

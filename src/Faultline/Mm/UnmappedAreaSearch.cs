@@ -38,6 +38,30 @@ internal sealed class UnmappedAreaSearch
             ?? BottomUp(length, low, PageGeometry.TaskSize);
     }
 
+    /// <summary>
+    /// The <c>MAP_32BIT</c> placement of x86-64's <c>arch_get_unmapped_area</c>: bottom-up between 1 GiB and 2 GiB
+    /// (<c>find_start_end</c>, without the randomisation), a free hint only when it ends below 2 GiB; null (ENOMEM)
+    /// when no gap there is big enough.
+    /// </summary>
+    public ulong? FindBelow2GiB(ulong hint, ulong length)
+    {
+        const ulong begin = 0x4000_0000, end = 0x8000_0000;
+        if (length > end)
+        {
+            return null;
+        }
+        hint &= ~PageGeometry.PageOffsetMask;
+        if (hint != 0 && hint < _mm.Settings.MmapMinAddress)
+        {
+            hint = PageGeometry.PageAlign(_mm.Settings.MmapMinAddress);
+        }
+        if (hint != 0 && end - length >= hint && IsFreeWithGuardGap(hint, length))
+        {
+            return hint;
+        }
+        return BottomUp(length, Math.Max(begin, PageGeometry.PageAlign(_mm.Settings.MmapMinAddress)), end);
+    }
+
     /// <summary><c>vm_start_gap</c>: where a VMA's claim on the address space begins, its guard gap included.</summary>
     public static ulong StartGap(Vma vma) =>
         (vma.Flags & VmFlags.GrowsDown) == 0 ? vma.Start : vma.Start > StackGuardGap ? vma.Start - StackGuardGap : 0;

@@ -136,6 +136,17 @@ internal sealed class VmaEditor
     }
 
     /// <summary>
+    /// <c>vma_merge_new_range</c> in <c>just_expand</c> mode (brk): replaces <paramref name="vma"/> by a copy ending at
+    /// <paramref name="newEnd"/>, with the same flags, page offset and anon_vma.
+    /// </summary>
+    public void Expand(Vma vma, ulong newEnd)
+    {
+        BeginWrite(vma);
+        Detach(vma);
+        Attach(CopyOf(vma, vma.Start, newEnd, vma.Flags));
+    }
+
+    /// <summary>
     /// <c>vma_merge_new_range</c>: write-locks and inserts a new VMA, then merges it with compatible neighbours.
     /// </summary>
     public void InsertAndMerge(Vma created)

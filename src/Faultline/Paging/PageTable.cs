@@ -406,7 +406,8 @@ internal sealed unsafe class PageTable
     /// <c>page_table_lock</c>) and hands the frames to <paramref name="gather"/> (<see cref="ZapVisitor"/>). When the
     /// batch fills, the TLB flush and grace period happen with the PTE lock held, as the kernel's forced flush does.
     /// Returns the number of refcounted (anonymous) pages unmapped. Caller holds mmap_lock (for write, or for read
-    /// after a downgrade) and has taken the range's VMAs out of the tree; only it frees tables there.
+    /// after a downgrade) and has taken the range's VMAs out of the tree, so only it frees tables there; or, for
+    /// <c>MADV_DONTNEED</c>, holds it for read with the range inside VMAs of the published tree and frees no table.
     /// </summary>
     public long Zap(ulong start, ulong end, MmuGather gather, ProbeSet probes)
     {
@@ -542,6 +543,17 @@ internal sealed unsafe class PageTable
     {
         var change = new ChangeProtectionVisitor(this, protection, vmaMayWrite, gather);
         Walker.Walk(start, end, ref change);
+    }
+
+    /// <summary>
+    /// <c>madvise_free_pte_range</c> over [start, end): marks the anonymous frames mapped there once lazily freeable
+    /// and cleans their PTEs (<see cref="LazyFreeVisitor"/>), noting each cleaned translation in
+    /// <paramref name="gather"/>. Caller holds mmap_lock, for read with the range inside VMAs of the published tree.
+    /// </summary>
+    public void MarkLazyFree(ulong start, ulong end, MmuGather gather)
+    {
+        var free = new LazyFreeVisitor(this, gather);
+        Walker.Walk(start, end, ref free);
     }
 
     /// <summary>

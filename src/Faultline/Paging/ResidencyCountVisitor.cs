@@ -11,7 +11,7 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
 {
     private readonly PageTable _table;
     private long _rss, _present, _referenced, _dirty;
-    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty;
+    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty, _lazyFree;
 
     /// <summary>A count over <paramref name="table"/>.</summary>
     public ResidencyCountVisitor(PageTable table) => _table = table;
@@ -25,6 +25,7 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
         PrivateDirty = _privateDirty,
         ScaledPss = _pss,
         ScaledPssDirty = _pssDirty,
+        LazyFree = _lazyFree,
     };
 
     /// <summary>Counts the entries of one table.</summary>
@@ -89,6 +90,11 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
         else
         {
             _privateClean += pages;
+        }
+        // smaps_account: a lazily freeable frame counts while neither its PTE nor the frame is dirty.
+        if (!dirty && memory.HasFlags(pfn, FrameFlags.LazyFree))
+        {
+            _lazyFree += pages;
         }
     }
 }

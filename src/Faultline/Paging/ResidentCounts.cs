@@ -19,6 +19,8 @@ internal readonly record struct ResidentCounts(long Rss, long Present, long Refe
     public long ScaledPss { get; init; }
     /// <summary>The dirty part of <see cref="ScaledPss"/> (smaps <c>Pss_Dirty</c>).</summary>
     public long ScaledPssDirty { get; init; }
+    /// <summary>Clean entries of lazily freeable frames (smaps <c>LazyFree</c>, after <c>MADV_FREE</c>).</summary>
+    public long LazyFree { get; init; }
 
     /// <summary>The kernel's <c>PSS_SHIFT</c>: fixed-point bits that keep a page's share exact enough to sum.</summary>
     public const int PssShift = 12;

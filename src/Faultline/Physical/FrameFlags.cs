@@ -20,4 +20,9 @@ internal enum FrameFlags
     /// write fault may reuse it; cleared when it gets shared.
     /// </summary>
     AnonExclusive = 1 << 3,
+    /// <summary>
+    /// A lazily freeable anonymous frame (<c>MADV_FREE</c>'s cleared <c>PG_swapbacked</c>): reclaim may drop it while its
+    /// PTE stays clean; a write dirties the PTE and keeps it.
+    /// </summary>
+    LazyFree = 1 << 4,
 }

@@ -15,22 +15,27 @@ internal sealed class MmapSyscall
     private readonly VmaEditor _editor;
     private readonly RegionUnmapper _unmapper;
     private readonly UnmappedAreaSearch _search;
+    private readonly PagePopulator _populator;
     private readonly object _owner;
 
     /// <summary>
     /// <c>mmap</c> over <paramref name="mm"/>; <paramref name="owner"/> is the object a call on a disposed address
     /// space names in its <see cref="ObjectDisposedException"/>.
     /// </summary>
-    public MmapSyscall(MemoryDescriptor mm, VmaEditor editor, RegionUnmapper unmapper, object owner)
+    public MmapSyscall(MemoryDescriptor mm, VmaEditor editor, RegionUnmapper unmapper, PagePopulator populator, object owner)
     {
         _mm = mm;
         _editor = editor;
         _unmapper = unmapper;
         _search = new UnmappedAreaSearch(mm);
+        _populator = populator;
         _owner = owner;
     }
 
-    /// <summary>Maps anonymous memory; <paramref name="mapped"/> is the start on success.</summary>
+    /// <summary>
+    /// Maps anonymous memory; <paramref name="mapped"/> is the start on success. A locked mapping, or one asked for
+    /// with MAP_POPULATE without MAP_NONBLOCK, is then populated (<c>mm_populate</c>, errors ignored).
+    /// </summary>
     public Errno Map(ulong address, ulong length, Protection protection, MapFlags flags, out ulong mapped)
     {
         mapped = 0;
@@ -78,6 +83,16 @@ internal sealed class MmapSyscall
         _mm.EnterWriteUnlessExiting(_owner);
         try
         {
+            vmFlags |= _mm.DefaultFlags;
+            // do_mmap: MAP_LOCKED needs can_do_mlock, and any locked mapping must fit under the lock limit.
+            if ((flags & MapFlags.Locked) != 0 && !_mm.CanLock)
+            {
+                return Errno.EPERM;
+            }
+            if (!_mm.MayLockMore(vmFlags, length))
+            {
+                return Errno.EAGAIN;
+            }
             Errno placed = Place(address, length, flags, out ulong start);
             if (placed != Errno.None)
             {
@@ -88,6 +103,11 @@ internal sealed class MmapSyscall
             if (_mm.Tree.Count > _mm.Settings.MaxMapCount || _unmapper.CountAfterUnmap(start, end) > _mm.Settings.MaxMapCount)
             {
                 return Errno.ENOMEM;
+            }
+            if (_unmapper.RefuseSealed(start, end))
+            {
+                // A sealed VMA cannot be replaced (only a split before it stays, as on Linux).
+                return Errno.EPERM;
             }
             if (!_editor.EdgesMaySplit(start, end))
             {
@@ -101,11 +121,20 @@ internal sealed class MmapSyscall
             _editor.InsertAndMerge(created);
             _mm.Tree.Publish();
             _editor.EndWriteSections();
+            if ((vmFlags & VmFlags.Locked) != 0)
+            {
+                _mm.LockedPages += (long)(length >> PageGeometry.PageShift);
+            }
             mapped = start;
         }
         finally
         {
             _mm.MmapLock.ExitWrite();
+        }
+        // do_mmap's populate: a locked VMA, or MAP_POPULATE unless MAP_NONBLOCK.
+        if ((vmFlags & VmFlags.Locked) != 0 || (flags & (MapFlags.Populate | MapFlags.NonBlock)) == MapFlags.Populate)
+        {
+            _populator.Populate(mapped, mapped + length, ignoreErrors: true);
         }
         return Errno.None;
     }
@@ -133,16 +162,20 @@ internal sealed class MmapSyscall
         return ValidateRange(ref address, ref length, flags);
     }
 
-    // The checks every mmap makes of its range: length, and a fixed address's alignment and bounds.
+    // The checks every mmap makes of its range, in the order of ksys_mmap_pgoff, do_mmap and __get_unmapped_area:
+    // huge pages, length, then a fixed address's bounds before its alignment, then mmap_min_addr.
     private Errno ValidateRange(ref ulong address, ref ulong length, MapFlags flags)
     {
-        if ((flags & MapFlags.HugeTlb) != 0)
-        {
-            return Errno.ENOMEM;
-        }
         if (length == 0)
         {
             return Errno.EINVAL;
+        }
+        if ((flags & MapFlags.HugeTlb) != 0)
+        {
+            // Faultline has no huge pages, like a host with none reserved: a fixed address not aligned to the huge page
+            // is EINVAL (hugetlb_get_unmapped_area), anything else fails the reservation with ENOMEM.
+            bool isFixed = (flags & (MapFlags.Fixed | MapFlags.FixedNoReplace)) != 0;
+            return isFixed && (address & (PageGeometry.PmdSize - 1)) != 0 ? Errno.EINVAL : Errno.ENOMEM;
         }
         length = PageGeometry.PageAlign(length);
         if (length == 0 || length > PageGeometry.TaskSize)
@@ -151,13 +184,13 @@ internal sealed class MmapSyscall
         }
         if ((flags & (MapFlags.Fixed | MapFlags.FixedNoReplace)) != 0)
         {
-            if ((address & PageGeometry.PageOffsetMask) != 0)
-            {
-                return Errno.EINVAL;
-            }
             if (address > PageGeometry.TaskSize - length)
             {
                 return Errno.ENOMEM;
+            }
+            if ((address & PageGeometry.PageOffsetMask) != 0)
+            {
+                return Errno.EINVAL;
             }
             if (address < _mm.Settings.MmapMinAddress)
             {
@@ -180,7 +213,7 @@ internal sealed class MmapSyscall
         {
             return Errno.None;
         }
-        ulong? found = _search.Find(address, length);
+        ulong? found = (flags & MapFlags.Map32Bit) != 0 ? _search.FindBelow2GiB(address, length) : _search.Find(address, length);
         if (found is null)
         {
             return Errno.ENOMEM;

@@ -7,8 +7,7 @@ namespace Faultline.Syscalls;
 
 /// <summary>
 /// <c>mprotect</c> (<c>do_mprotect_pkey</c>, <c>mprotect_fixup</c>, <c>change_protection</c>) with Linux's checks and
-/// errno values. One intended difference: a range with a hole fails with ENOMEM and changes nothing (Linux changes
-/// the VMAs before the hole).
+/// errno values. Like Linux, a range with a hole (or a sealed VMA) fails after changing the VMAs before it.
 /// </summary>
 internal sealed class MprotectSyscall
 {
@@ -17,26 +16,35 @@ internal sealed class MprotectSyscall
 
     private readonly MemoryDescriptor _mm;
     private readonly VmaEditor _editor;
+    private readonly PagePopulator _populator;
     private readonly object _owner;
+    // The ranges a call must populate once it has dropped the mmap lock; per thread, since concurrent calls only
+    // exclude each other while they hold that lock.
+    [ThreadStatic]
+    private static List<(ulong From, ulong To)>? tPopulateRanges;
 
     /// <summary><c>mprotect</c> over <paramref name="mm"/>; <paramref name="owner"/> as for <see cref="MmapSyscall"/>.</summary>
-    public MprotectSyscall(MemoryDescriptor mm, VmaEditor editor, object owner)
+    public MprotectSyscall(MemoryDescriptor mm, VmaEditor editor, PagePopulator populator, object owner)
     {
         _mm = mm;
         _editor = editor;
+        _populator = populator;
         _owner = owner;
     }
 
-    /// <summary>Changes the protection of [address, address + length).</summary>
+    private static List<(ulong From, ulong To)> PopulateRanges => tPopulateRanges ??= [];
+
+    /// <summary>
+    /// Changes the protection of [address, address + length). As on Linux, the VMAs are changed one by one from the
+    /// start: a hole, a sealed VMA or a refused split stops the walk with its errno, and the VMAs before it keep their
+    /// new protection.
+    /// </summary>
     public Errno Protect(ulong address, ulong length, Protection protection)
     {
         _mm.SharedCounters.AddShared(VmEvent.ProtectCall);
-        if ((address & PageGeometry.PageOffsetMask) != 0)
-        {
-            return Errno.EINVAL;
-        }
-        if ((protection & ~KnownProtection) != 0
-            || (protection & (Protection.GrowsDown | Protection.GrowsUp)) == (Protection.GrowsDown | Protection.GrowsUp))
+        // do_mprotect_pkey's order: both grows bits, alignment, zero length, overflow, then the protection bits.
+        if ((protection & (Protection.GrowsDown | Protection.GrowsUp)) == (Protection.GrowsDown | Protection.GrowsUp)
+            || (address & PageGeometry.PageOffsetMask) != 0)
         {
             return Errno.EINVAL;
         }
@@ -50,88 +58,123 @@ internal sealed class MprotectSyscall
         {
             return Errno.ENOMEM;
         }
+        if ((protection & ~KnownProtection) != 0)
+        {
+            return Errno.EINVAL;
+        }
         VmFlags access = VmFlagBits.CalcVmProtBits(protection);
+        PopulateRanges.Clear();
+        Errno result;
         _mm.EnterWriteUnlessExiting(_owner);
         try
         {
-            List<Vma> affected = _mm.Tree.Intersecting(address, end);
-            if (affected.Count == 0 || affected[0].Start > address)
-            {
-                return Errno.ENOMEM;
-            }
-            if ((protection & Protection.GrowsDown) != 0)
-            {
-                if ((affected[0].Flags & VmFlags.GrowsDown) == 0)
-                {
-                    return Errno.EINVAL;
-                }
-                address = affected[0].Start;
-            }
-            else if ((protection & Protection.GrowsUp) != 0)
-            {
-                return Errno.EINVAL;
-            }
-            for (int i = 1; i < affected.Count; i++)
-            {
-                if (affected[i].Start != affected[i - 1].End)
-                {
-                    // Linux changes the VMAs before the hole and then fails; Faultline changes nothing (a failed call
-                    // leaves the address space as it was). The conformance suite documents this difference.
-                    return Errno.ENOMEM;
-                }
-            }
-            if (affected[^1].End < end)
-            {
-                return Errno.ENOMEM;
-            }
-            int splits = (affected[0].Start < address && NewFlags(affected[0], access) != affected[0].Flags ? 1 : 0)
-                + (affected[^1].End > end && NewFlags(affected[^1], access) != affected[^1].Flags ? 1 : 0);
-            if (splits > 0 && _mm.Tree.Count + splits > _mm.Settings.MaxMapCount)
-            {
-                return Errno.ENOMEM;
-            }
-            if ((affected[0].Start < address && NewFlags(affected[0], access) != affected[0].Flags && !VmaEditor.MaySplitAt(affected[0], address))
-                || (affected[^1].End > end && NewFlags(affected[^1], access) != affected[^1].Flags && !VmaEditor.MaySplitAt(affected[^1], end)))
-            {
-                return Errno.EINVAL;
-            }
-            ChangeProtection(affected, address, end, access);
+            result = ProtectLocked(address, end, protection, access);
         }
         finally
         {
             _mm.MmapLock.ExitWrite();
         }
-        return Errno.None;
+        // mprotect_fixup: a locked VMA becoming writable is faulted in for writing, so COW is broken now rather than at
+        // a later fault (the kernel does it under the mmap lock; here the faults take it themselves).
+        foreach ((ulong from, ulong to) in PopulateRanges)
+        {
+            _populator.Populate(from, to, ignoreErrors: true);
+        }
+        return result;
     }
 
-    // mprotect_fixup over each VMA: unchanged VMAs stay; changed ones are split at the range edges and replaced and
-    // their PTEs rewritten; then neighbours are merged as vma_modify_flags would.
-    private void ChangeProtection(List<Vma> affected, ulong start, ulong end, VmFlags access)
+    // The part of do_mprotect_pkey under the mmap write lock.
+    private Errno ProtectLocked(ulong address, ulong end, Protection protection, VmFlags access)
+    {
+        List<Vma> affected = _mm.Tree.Intersecting(address, end);
+        if (affected.Count == 0)
+        {
+            return Errno.ENOMEM;
+        }
+        if ((protection & Protection.GrowsDown) != 0)
+        {
+            // The walk starts at the first VMA in the range, even past a hole at the start.
+            if ((affected[0].Flags & VmFlags.GrowsDown) == 0)
+            {
+                return Errno.EINVAL;
+            }
+            address = affected[0].Start;
+        }
+        else if (affected[0].Start > address)
+        {
+            return Errno.ENOMEM;
+        }
+        else if ((protection & Protection.GrowsUp) != 0)
+        {
+            // VM_GROWSUP does not exist on x86-64.
+            return Errno.EINVAL;
+        }
+        return ChangeProtection(affected, address, end, access);
+    }
+
+    // The loop of do_mprotect_pkey with mprotect_fixup for each VMA: unchanged VMAs stay; changed ones are split at
+    // the range edges and replaced and their PTEs rewritten; then neighbours are merged as vma_modify_flags would.
+    // The first failure ends the walk; what was changed before it stays changed.
+    private Errno ChangeProtection(List<Vma> affected, ulong start, ulong end, VmFlags access)
     {
         var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
+        Errno error = Errno.None;
+        ulong reached = affected[0].Start;
         bool changed = false;
         foreach (Vma vma in affected)
         {
+            if (vma.Start != reached)
+            {
+                error = Errno.ENOMEM;
+                break;
+            }
+            // mprotect_fixup: a sealed VMA refuses even a change to what it already has.
+            if ((vma.Flags & VmFlags.Sealed) != 0)
+            {
+                error = Errno.EPERM;
+                break;
+            }
             VmFlags newFlags = NewFlags(vma, access);
+            reached = Math.Min(end, vma.End);
             if (newFlags == vma.Flags)
             {
                 continue;
             }
+            // Each split must fit under the map count and be allowed by the backing.
+            int splits = (vma.Start < start ? 1 : 0) + (vma.End > end ? 1 : 0);
+            if (splits > 0 && _mm.Tree.Count + splits > _mm.Settings.MaxMapCount)
+            {
+                error = Errno.ENOMEM;
+                break;
+            }
+            if ((vma.Start < start && !VmaEditor.MaySplitAt(vma, start)) || (vma.End > end && !VmaEditor.MaySplitAt(vma, end)))
+            {
+                error = Errno.EINVAL;
+                break;
+            }
             changed = true;
+            if ((vma.Flags & (VmFlags.Write | VmFlags.Shared | VmFlags.Locked)) == VmFlags.Locked && (newFlags & VmFlags.Write) != 0)
+            {
+                PopulateRanges.Add((Math.Max(start, vma.Start), Math.Min(end, vma.End)));
+            }
             _editor.ReplaceFlags(vma, start, end, newFlags);
             bool vmaMayWrite = (newFlags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
             _mm.PageTable.ChangeProtection(Math.Max(start, vma.Start), Math.Min(end, vma.End), Vma.ProtectionOf(newFlags), vmaMayWrite, gather);
         }
-        if (!changed)
+        if (error == Errno.None && reached < end)
         {
-            return;
+            error = Errno.ENOMEM;
         }
-        _editor.MergeWindow(start, end);
-        _mm.Tree.Publish();
-        // No stale write (or any narrowed) permission survives the return: every Cpu flushes, and accesses that
-        // began under the old translation finish before we return.
-        gather.Finish(_mm.Probes);
-        _editor.EndWriteSections();
+        if (changed)
+        {
+            _editor.MergeWindow(start, Math.Min(end, reached));
+            _mm.Tree.Publish();
+            // No stale write (or any narrowed) permission survives the return: every Cpu flushes, and accesses that
+            // began under the old translation finish before we return.
+            gather.Finish(_mm.Probes);
+            _editor.EndWriteSections();
+        }
+        return error;
     }
 
     private static VmFlags NewFlags(Vma vma, VmFlags access)

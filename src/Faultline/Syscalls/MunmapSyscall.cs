@@ -50,6 +50,11 @@ internal sealed class MunmapSyscall
             {
                 return Errno.ENOMEM;
             }
+            if (_unmapper.RefuseSealed(address, end))
+            {
+                // A sealed VMA cannot be unmapped (only a split before it stays, as on Linux).
+                return Errno.EPERM;
+            }
             if (!_editor.EdgesMaySplit(address, end))
             {
                 return Errno.EINVAL;

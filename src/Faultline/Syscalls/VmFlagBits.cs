@@ -40,6 +40,16 @@ internal static class VmFlagBits
         {
             vm |= VmFlags.NoReserve;
         }
+        // calc_vm_flag_bits: MAP_SYNC sets VM_SYNC even on a private mapping (only MAP_SHARED_VALIDATE checks it), and
+        // MAP_STACK sets VM_NOHUGEPAGE (Linux 6.7); both show in smaps and keep a VMA from merging with others.
+        if ((flags & MapFlags.Sync) != 0)
+        {
+            vm |= VmFlags.Sync;
+        }
+        if ((flags & MapFlags.Stack) != 0)
+        {
+            vm |= VmFlags.NoHugePage;
+        }
         if (((int)flags & 0x0f) is 1 or 3)
         {
             // Only a backed mapping gets here shared: anonymous MAP_SHARED is refused by mmap's validation.

@@ -16,18 +16,29 @@ internal sealed class MirroredSpace : IDisposable
     private readonly HostRegion _host;
     private readonly StringBuilder _log = new();
     private readonly Cpu? _idleUser;
+    private ulong _hostBrk;
 
     /// <param name="host">The region, reset to one PROT_NONE reservation on both sides.</param>
     /// <param name="path">Faultline's fault path.</param>
     /// <param name="mapZeroPageOnRead">Overrides the probed host setting (to show a mismatch is detected).</param>
-    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock, bool? mapZeroPageOnRead = null)
+    /// <param name="brkStart">
+    /// Where Faultline's heap starts (page-aligned, inside the region; default: the region's end, no heap). The
+    /// region from there to its end is left unmapped on both sides for the break to grow into.
+    /// </param>
+    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock, bool? mapZeroPageOnRead = null, ulong? brkStart = null)
     {
         _host = host;
+        BrkStart = brkStart ?? host.End;
+        _hostBrk = BrkStart;
         Space = new AddressSpace(new FaultlineOptions
         {
             FaultPath = path,
             PhysicalMemoryBytes = 32 << 20,
             MapZeroPageOnRead = mapZeroPageOnRead ?? HostFacts.Current.ReadFaultMapsZeroPage,
+            // Locking is compared as the host allows it: its capability and limit.
+            CapIpcLock = HostFacts.Current.HasCapIpcLock,
+            MemoryLockLimit = HostFacts.Current.MemoryLockLimit,
+            BrkStart = BrkStart,
         });
         Cpu = Space.AttachCpu();
         // The speculative path runs only with more than one user (mm_users > 1); a second, idle Cpu makes it run.
@@ -38,8 +49,15 @@ internal sealed class MirroredSpace : IDisposable
         {
             throw new InvalidOperationException($"reset failed: host {hostReset}, faultline {ours}");
         }
-        Log("reset: PROT_NONE MAP_NORESERVE reservation");
+        if (BrkStart < _host.End && (_host.Unmap(BrkStart, _host.End - BrkStart) != 0 || Space.TryUnmap(BrkStart, _host.End - BrkStart) != Errno.None))
+        {
+            throw new InvalidOperationException("reset failed: the heap's room");
+        }
+        Log($"reset: PROT_NONE MAP_NORESERVE reservation, heap from 0x{BrkStart:x}");
     }
+
+    /// <summary>Faultline's <c>start_brk</c>.</summary>
+    public ulong BrkStart { get; }
 
     /// <summary>The line a conformance test logs: which read-fault mode the host is in and that Faultline matches it.</summary>
     public static string HostMode =>
@@ -76,6 +94,101 @@ internal sealed class MirroredSpace : IDisposable
         Log($"mprotect(0x{address:x}, 0x{length:x}, prot {prot:x}) = host {host}, ours {ours}");
         return (host, ours);
     }
+
+    public (int Host, int Ours) Advise(ulong address, ulong length, int advice)
+    {
+        int host = _host.Advise(address, length, advice);
+        int ours = (int)Space.TryAdvise(address, length, (Advice)advice);
+        Log($"madvise(0x{address:x}, 0x{length:x}, {advice}) = host {host}, ours {ours}");
+        return (host, ours);
+    }
+
+    public (int Host, int Ours) Lock(ulong address, ulong length, uint flags)
+    {
+        int host = _host.Lock(address, length, flags);
+        int ours = (int)Space.Lock(address, length, (MemoryLockFlags)flags);
+        Log($"mlock2(0x{address:x}, 0x{length:x}, {flags}) = host {host}, ours {ours}");
+        return (host, ours);
+    }
+
+    public (int Host, int Ours) Unlock(ulong address, ulong length)
+    {
+        int host = _host.Unlock(address, length);
+        int ours = (int)Space.Unlock(address, length);
+        Log($"munlock(0x{address:x}, 0x{length:x}) = host {host}, ours {ours}");
+        return (host, ours);
+    }
+
+    public (int Host, int Ours) Seal(ulong address, ulong length)
+    {
+        int host = _host.Seal(address, length);
+        int ours = (int)Space.Seal(address, length);
+        Log($"mseal(0x{address:x}, 0x{length:x}) = host {host}, ours {ours}");
+        return (host, ours);
+    }
+
+    public (int Host, int Ours) Msync(ulong address, ulong length, int flags)
+    {
+        int host = _host.Msync(address, length, flags);
+        int ours = (int)Space.Msync(address, length, (SyncFlags)flags);
+        Log($"msync(0x{address:x}, 0x{length:x}, {flags}) = host {host}, ours {ours}");
+        return (host, ours);
+    }
+
+    /// <summary>mincore on both sides; a difference in errno or in any byte of the result, or null.</summary>
+    public string? Mincore(ulong address, ulong length)
+    {
+        int pages = (int)((length + Page - 1) / Page);
+        var host = new byte[pages];
+        var ours = new byte[pages];
+        int hostErrno = _host.Mincore(address, length, host);
+        int ourErrno = (int)Space.Mincore(address, length, ours);
+        Log($"mincore(0x{address:x}, 0x{length:x}) = host {hostErrno} [{string.Concat(host)}], ours {ourErrno} [{string.Concat(ours)}]");
+        if (hostErrno != ourErrno)
+        {
+            return $"mincore errno differs: host {hostErrno}, ours {ourErrno}";
+        }
+        // mincore fills the bytes of the VMAs before a hole before failing; only a success promises every byte.
+        return hostErrno == 0 && !host.AsSpan().SequenceEqual(ours) ? $"mincore differs: host [{string.Concat(host)}], ours [{string.Concat(ours)}]" : null;
+    }
+
+    /// <summary>
+    /// <c>brk</c>: Faultline's against the host kernel's mappings. The host's own break is this process's heap
+    /// (glibc's malloc), so the host side applies the kernel's brk rules (SYSCALL_DEFINE1(brk): shrink only over
+    /// something mapped, grow only with a free page above and nothing in the way) to its maps of the region and makes
+    /// the change with munmap or a MAP_FIXED_NOREPLACE mmap; the kernel then merges (or not) the new range as it does
+    /// a brk's, since the page below the heap's start is never mapped. Returns a difference in the resulting break,
+    /// or null.
+    /// </summary>
+    public string? Brk(ulong requested)
+    {
+        ulong original = _hostBrk;
+        ulong oldBreak = PageAlign(original), newBreak = PageAlign(requested);
+        if (requested >= BrkStart)
+        {
+            if (oldBreak == newBreak)
+            {
+                _hostBrk = requested;
+            }
+            else if (requested <= original)
+            {
+                if (_host.ReadMaps().Any(l => l.End > newBreak && l.Start < oldBreak) && _host.Unmap(newBreak, oldBreak - newBreak) == 0)
+                {
+                    _hostBrk = requested;
+                }
+            }
+            else if (!_host.ReadMaps().Any(l => l.End > oldBreak && l.Start < newBreak + Page)
+                && _host.Map(oldBreak, newBreak - oldBreak, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS | Linux.MAP_FIXED_NOREPLACE) == 0)
+            {
+                _hostBrk = requested;
+            }
+        }
+        ulong ours = Space.Brk(requested);
+        Log($"brk(0x{requested:x}) = host 0x{_hostBrk:x}, ours 0x{ours:x}");
+        return ours == _hostBrk ? null : $"brk differs: host 0x{_hostBrk:x}, ours 0x{ours:x}";
+    }
+
+    private static ulong PageAlign(ulong value) => (value + Page - 1) & ~(Page - 1);
 
     /// <summary>Reads a byte on both sides (process_vm_readv on the host); returns a difference or null.</summary>
     public string? Touch(ulong address, bool write, byte value)
@@ -138,8 +251,10 @@ internal sealed class MirroredSpace : IDisposable
     }
 
     /// <summary>
-    /// smaps Rss, Anonymous and Private_Dirty of each VMA of the region, the host's against ours (one parser reads
-    /// both texts); null when equal.
+    /// smaps Rss, Anonymous, Private_Dirty, Locked and VmFlags of each VMA of the region, the host's against ours (one
+    /// parser reads both texts); null when equal. LazyFree is not compared: the kernel marks a folio lazily freeable
+    /// when its CPU's LRU batch drains (<c>folio_mark_lazyfree</c>), which smaps does not force, so the host's figure
+    /// depends on batching.
     /// </summary>
     public string? CompareSmaps()
     {
@@ -167,6 +282,14 @@ internal sealed class MirroredSpace : IDisposable
             if (h.PrivateDirtyKb != o.PrivateDirtyKb)
             {
                 return $"Private_Dirty of {range}: host {h.PrivateDirtyKb} kB, ours {o.PrivateDirtyKb} kB";
+            }
+            if (h.LockedKb != o.LockedKb)
+            {
+                return $"Locked of {range}: host {h.LockedKb} kB, ours {o.LockedKb} kB";
+            }
+            if (h.VmFlags != o.VmFlags)
+            {
+                return $"VmFlags of {range}: host {h.VmFlags}, ours {o.VmFlags}";
             }
         }
         return null;

@@ -316,6 +316,56 @@ public sealed class ForkTests
         public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address) => Entry = table.Entries(pmdTable)[pmdIndex];
     }
 
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void DontForkLeavesAMappingOutAndWipeOnForkGivesTheChildZeroes(FaultPath path)
+    {
+        using var parent = NewSpace(path);
+        ulong kept = MapFixed(parent, Base, 4 * Page);
+        ulong left = MapFixed(parent, Base + 8 * Page, 4 * Page);
+        ulong wiped = MapFixed(parent, Base + 16 * Page, 4 * Page);
+        using Cpu cpu = parent.AttachCpu();
+        Fill(cpu, kept, 4, 1);
+        Fill(cpu, left, 4, 10);
+        Fill(cpu, wiped, 4, 20);
+        parent.Advise(left, 4 * Page, Advice.DontFork);
+        parent.Advise(wiped, 4 * Page, Advice.WipeOnFork);
+
+        using AddressSpace child = parent.Fork();
+        using Cpu childCpu = child.AttachCpu();
+
+        Assert.Equal([kept, wiped], child.GetMappings().Select(m => m.Start));
+        AssertFilled(childCpu, kept, 4, 1);
+        Assert.Equal(AccessOutcome.SegvMapErr, childCpu.TryLoad(left, out long _));
+        Assert.Equal(0, child.CountResidentPages(wiped, wiped + 4 * Page));
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.Equal(0L, childCpu.Load<long>(wiped + (ulong)i * Page));
+        }
+        AssertFilled(cpu, left, 4, 10);
+        AssertFilled(cpu, wiped, 4, 20);
+        // The wiped VMA keeps its advice in the child, as Linux's does (smaps "wf").
+        Assert.Contains(" wf ", child.GetSmaps());
+    }
+
+    [Fact]
+    public void TheChildKeepsTheBreakButNoLockedMemory()
+    {
+        using var parent = new AddressSpace(new FaultlineOptions { PhysicalMemoryBytes = 32 << 20, CapIpcLock = true });
+        ulong start = parent.Brk(0);
+        ulong grown = parent.Brk(start + 8 * Page);
+        Assert.Equal(start + 8 * Page, grown);
+        ulong a = MapFixed(parent, Base, 4 * Page);
+        Assert.Equal(Errno.None, parent.Lock(a, 4 * Page));
+
+        using AddressSpace child = parent.Fork();
+
+        Assert.Equal(grown, child.Brk(0));
+        Assert.Contains("[heap]", child.GetMaps());
+        Assert.DoesNotContain(" lo ", child.GetSmaps());
+        Assert.Contains(" lo ", parent.GetSmaps());
+    }
+
     private static Dictionary<string, long> SmapsOf(AddressSpace space)
     {
         var fields = new Dictionary<string, long>();

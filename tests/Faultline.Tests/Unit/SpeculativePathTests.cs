@@ -163,7 +163,6 @@ public sealed class SpeculativePathTests
     // handed to the classic path, which gives the final answer.
     [Theory]
     [InlineData("GrowsDown", AccessOutcome.Ok)]
-    [InlineData("GrowsUp", AccessOutcome.Ok)]
     [InlineData("UserfaultMissing", AccessOutcome.BusError)] // no user-fault handler: an unhandled uffd is SIGBUS
     [InlineData("Interleave", AccessOutcome.Ok)]
     [InlineData("NotSpeculativeSafeBacking", AccessOutcome.Ok)]
@@ -178,7 +177,6 @@ public sealed class SpeculativePathTests
         ReplaceVma(space, a, (mm, vma) => staging switch
         {
             "GrowsDown" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags | VmFlags.GrowsDown, vma.Backing),
-            "GrowsUp" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags | VmFlags.GrowsUp, vma.Backing),
             "UserfaultMissing" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags | VmFlags.UserfaultMissing, vma.Backing),
             "Interleave" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags, vma.Backing, MemoryPolicy.Interleave),
             "NotSpeculativeSafeBacking" => mm.CreateVma(vma.Start, vma.End, vma.PageOffset, vma.Flags, new NotSpeculativeSafeBacking()),

@@ -1,0 +1,53 @@
+namespace Faultline;
+
+/// <summary>
+/// <c>madvise</c> advice (<c>MADV_*</c>, Linux values). Values Faultline does not implement (KSM's
+/// <c>MADV_MERGEABLE</c>, <c>MADV_COLLAPSE</c>, guard regions, memory-failure injection) are refused with EINVAL, as a
+/// kernel built without them refuses them.
+/// </summary>
+public enum Advice
+{
+    /// <summary><c>MADV_NORMAL</c>: clears <see cref="Random"/> and <see cref="Sequential"/>.</summary>
+    Normal = 0,
+    /// <summary><c>MADV_RANDOM</c>: <c>VM_RAND_READ</c> (no readahead).</summary>
+    Random = 1,
+    /// <summary><c>MADV_SEQUENTIAL</c>: <c>VM_SEQ_READ</c>.</summary>
+    Sequential = 2,
+    /// <summary><c>MADV_WILLNEED</c>: accepted; anonymous memory has nothing to read ahead until swap exists.</summary>
+    WillNeed = 3,
+    /// <summary><c>MADV_DONTNEED</c>: drops the pages; the next touch reads zeros. EINVAL on locked memory.</summary>
+    DontNeed = 4,
+    /// <summary>
+    /// <c>MADV_FREE</c>: private anonymous pages become lazily freeable (clean, smaps <c>LazyFree</c>); they would be
+    /// dropped under memory pressure, which Faultline does not apply yet, and a write before that keeps them.
+    /// </summary>
+    Free = 8,
+    /// <summary><c>MADV_REMOVE</c>: punches a hole in shared memory; EINVAL on private anonymous memory.</summary>
+    Remove = 9,
+    /// <summary><c>MADV_DONTFORK</c>: <c>VM_DONTCOPY</c>, not inherited by a fork's child.</summary>
+    DontFork = 10,
+    /// <summary><c>MADV_DOFORK</c>: clears <see cref="DontFork"/>.</summary>
+    DoFork = 11,
+    /// <summary><c>MADV_HUGEPAGE</c>: <c>VM_HUGEPAGE</c>, clearing <c>VM_NOHUGEPAGE</c>.</summary>
+    HugePage = 14,
+    /// <summary><c>MADV_NOHUGEPAGE</c>: <c>VM_NOHUGEPAGE</c>, clearing <c>VM_HUGEPAGE</c>.</summary>
+    NoHugePage = 15,
+    /// <summary><c>MADV_DONTDUMP</c>: <c>VM_DONTDUMP</c>.</summary>
+    DontDump = 16,
+    /// <summary><c>MADV_DODUMP</c>: clears <see cref="DontDump"/>.</summary>
+    DoDump = 17,
+    /// <summary><c>MADV_WIPEONFORK</c>: <c>VM_WIPEONFORK</c>, private anonymous memory only (EINVAL otherwise).</summary>
+    WipeOnFork = 18,
+    /// <summary><c>MADV_KEEPONFORK</c>: clears <see cref="WipeOnFork"/>.</summary>
+    KeepOnFork = 19,
+    /// <summary><c>MADV_COLD</c>: accepted (EINVAL on locked memory); deactivation waits for reclaim.</summary>
+    Cold = 20,
+    /// <summary><c>MADV_PAGEOUT</c>: accepted (EINVAL on locked memory); page-out waits for swap.</summary>
+    PageOut = 21,
+    /// <summary><c>MADV_POPULATE_READ</c>: read-faults the range in; EINVAL where not readable, ENOMEM over a hole, EFAULT if a fault fails.</summary>
+    PopulateRead = 22,
+    /// <summary><c>MADV_POPULATE_WRITE</c>: write-faults the range in; EINVAL where not writable, ENOMEM over a hole, EFAULT if a fault fails.</summary>
+    PopulateWrite = 23,
+    /// <summary><c>MADV_DONTNEED_LOCKED</c>: <see cref="DontNeed"/> that locked memory allows too.</summary>
+    DontNeedLocked = 24,
+}
