@@ -3,7 +3,9 @@ namespace Faultline.Concurrency;
 /// <summary>
 /// The address space's reader/writer semaphore (the kernel's <c>mmap_lock</c>) together with its write-section
 /// sequence (<c>mm_lock_seq</c>). Writers are preferred: once a writer waits, new readers queue behind it, so a
-/// stream of faults cannot starve map/unmap/protect. The sequence is odd while the lock is held for write; the
+/// stream of faults cannot starve map/unmap/protect; and a writer that had to sleep is handed the lock before any
+/// writer that arrives later (the kernel's <c>RWSEM_FLAG_HANDOFF</c>), so a thread that releases and retakes the lock
+/// in a loop cannot starve another writer either. The sequence is odd while the lock is held for write; the
 /// per-VMA lock stamps that odd value into a VMA to write-lock it, and ending the write section (unlock or
 /// downgrade) makes it even again, releasing every VMA write lock at once (<c>vma_end_write_all</c>).
 /// </summary>
@@ -22,6 +24,7 @@ internal sealed class MmapLock
     private int _state;           // reader count, or WriterHeld
     private int _writersWaiting;  // writers that announced themselves: new readers back off
     private int _sleepers;        // threads blocked (or about to block) on _gate
+    private int _handoffWriter;   // managed id of the sleeping writer the lock goes to next, or 0
     private long _lockSequence;   // mm_lock_seq: odd while write-held; 64-bit, so it never wraps in practice
 
     /// <summary><c>mmap_read_trylock</c>: fails at once if a writer holds or waits for the lock.</summary>
@@ -76,10 +79,10 @@ internal sealed class MmapLock
         }
     }
 
-    /// <summary><c>mmap_write_trylock</c>.</summary>
+    /// <summary><c>mmap_write_trylock</c>: fails at once if the lock is held or promised to a sleeping writer.</summary>
     public bool TryEnterWrite()
     {
-        if (Interlocked.CompareExchange(ref _state, WriterHeld, 0) != 0)
+        if (!TryTakeWrite(Environment.CurrentManagedThreadId))
         {
             return false;
         }
@@ -87,15 +90,37 @@ internal sealed class MmapLock
         return true;
     }
 
+    // The write CAS, refused while the lock is handed off to another writer. The hand-off mark is read before the
+    // CAS (acquire, pairing with the Interlocked claim of the mark): a writer that set it before this read is seen.
+    private bool TryTakeWrite(int self)
+    {
+        int handoff = Volatile.Read(ref _handoffWriter);
+        if (handoff != 0 && handoff != self)
+        {
+            return false;
+        }
+        if (Interlocked.CompareExchange(ref _state, WriterHeld, 0) != 0)
+        {
+            return false;
+        }
+        if (handoff == self)
+        {
+            // The promised writer took it: the next sleeper may claim the mark.
+            Volatile.Write(ref _handoffWriter, 0);
+        }
+        return true;
+    }
+
     /// <summary><c>mmap_write_lock</c>: announces itself so new readers queue behind it, then waits for readers to drain.</summary>
     public void EnterWrite()
     {
         Interlocked.Increment(ref _writersWaiting);
+        int self = Environment.CurrentManagedThreadId;
         var spinner = new SpinWait();
         bool acquired = false;
         for (int i = 0; i < SpinTries && !acquired; i++)
         {
-            acquired = Interlocked.CompareExchange(ref _state, WriterHeld, 0) == 0;
+            acquired = TryTakeWrite(self);
             if (!acquired)
             {
                 spinner.SpinOnce(sleep1Threshold: -1);
@@ -106,8 +131,15 @@ internal sealed class MmapLock
             Interlocked.Increment(ref _sleepers);
             lock (_gate)
             {
-                while (Interlocked.CompareExchange(ref _state, WriterHeld, 0) != 0)
+                while (true)
                 {
+                    // RWSEM_FLAG_HANDOFF: a writer about to sleep claims the lock's next hand-off if no other did,
+                    // so a writer that spins in later cannot take it first. Full fence; pairs with TryTakeWrite's read.
+                    Interlocked.CompareExchange(ref _handoffWriter, self, 0);
+                    if (TryTakeWrite(self))
+                    {
+                        break;
+                    }
                     Monitor.Wait(_gate);
                 }
             }
@@ -140,6 +172,9 @@ internal sealed class MmapLock
             WakeAll();
         }
     }
+
+    /// <summary>The managed thread id of the sleeping writer the lock is handed to next, or 0 (tests).</summary>
+    internal int HandoffWriter => Volatile.Read(ref _handoffWriter);
 
     /// <summary>True while held for write (<c>mmap_assert_write_locked</c>).</summary>
     public bool IsWriteLocked => (Volatile.Read(ref _state) & WriterHeld) != 0;

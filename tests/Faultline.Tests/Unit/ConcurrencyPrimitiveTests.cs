@@ -44,6 +44,32 @@ public class ConcurrencyPrimitiveTests
     }
 
     [Fact]
+    public void AWriterThatSleptIsHandedTheLockBeforeAWriterThatRetakesIt()
+    {
+        var mmapLock = new MmapLock();
+        mmapLock.EnterWrite();
+        int sleeperId = 0;
+        var sleeper = new Thread(() =>
+        {
+            sleeperId = Environment.CurrentManagedThreadId;
+            mmapLock.EnterWrite();
+            mmapLock.ExitWrite();
+        });
+        sleeper.Start();
+        // The waiting writer spun, went to sleep and claimed the hand-off.
+        Assert.True(SpinWait.SpinUntil(() => mmapLock.HandoffWriter != 0, 5000));
+        Assert.Equal(sleeperId, mmapLock.HandoffWriter);
+
+        // RWSEM_FLAG_HANDOFF: releasing and retaking at once (a churn loop) must not overtake the sleeper.
+        mmapLock.ExitWrite();
+        Assert.False(mmapLock.TryEnterWrite());
+        Assert.True(sleeper.Join(5000));
+        Assert.Equal(0, mmapLock.HandoffWriter);
+        Assert.True(mmapLock.TryEnterWrite());
+        mmapLock.ExitWrite();
+    }
+
+    [Fact]
     public void SynchronizeWaitsForAReaderInsideItsSection()
     {
         var generation = new TlbGeneration();
