@@ -47,12 +47,14 @@ public class ConcurrencyPrimitiveTests
     public void AWriterThatSleptIsHandedTheLockBeforeAWriterThatRetakesIt()
     {
         var mmapLock = new MmapLock();
+        var order = new System.Collections.Concurrent.ConcurrentQueue<string>();
         mmapLock.EnterWrite();
         int sleeperId = 0;
         var sleeper = new Thread(() =>
         {
             sleeperId = Environment.CurrentManagedThreadId;
             mmapLock.EnterWrite();
+            order.Enqueue("sleeper");
             mmapLock.ExitWrite();
         });
         sleeper.Start();
@@ -60,13 +62,17 @@ public class ConcurrencyPrimitiveTests
         Assert.True(SpinWait.SpinUntil(() => mmapLock.HandoffWriter != 0, 5000));
         Assert.Equal(sleeperId, mmapLock.HandoffWriter);
 
-        // RWSEM_FLAG_HANDOFF: releasing and retaking at once (a churn loop) must not overtake the sleeper.
+        // RWSEM_FLAG_HANDOFF: releasing and retaking at once (a churn loop) must not overtake the sleeper; the retake
+        // succeeds only if the sleeper already had its turn.
         mmapLock.ExitWrite();
-        Assert.False(mmapLock.TryEnterWrite());
+        if (mmapLock.TryEnterWrite())
+        {
+            order.Enqueue("retake");
+            mmapLock.ExitWrite();
+        }
         Assert.True(sleeper.Join(5000));
+        Assert.Equal("sleeper", order.First());
         Assert.Equal(0, mmapLock.HandoffWriter);
-        Assert.True(mmapLock.TryEnterWrite());
-        mmapLock.ExitWrite();
     }
 
     [Fact]
