@@ -29,6 +29,10 @@ internal sealed class RcuDomain
             // Copy-on-write publication: writers scanning the old array missed a reader that was not yet inside.
             Volatile.Write(ref _readers, [.. _readers, reader]);
         }
+        // Full fence after the publication, pairing with the writer's Interlocked bump before it reads the array (a
+        // store-buffering pair): a writer that skips the process-wide barrier because it found no other reader either
+        // sees this reader, or this reader's first walk sees everything the writer changed before its bump.
+        Interlocked.MemoryBarrier();
     }
 
     /// <summary>Removes a reader (a Cpu detaching); it must be outside any section.</summary>
@@ -61,9 +65,15 @@ internal sealed class RcuDomain
     /// </remarks>
     public void Synchronize() => Synchronize(0, ulong.MaxValue);
 
-    /// <summary><see cref="Synchronize()"/> for changes confined to pages [<paramref name="startPage"/>, <paramref name="endPage"/>).</summary>
-    public void Synchronize(ulong startPage, ulong endPage)
+    /// <summary>
+    /// <see cref="Synchronize()"/> for changes confined to pages [<paramref name="startPage"/>, <paramref name="endPage"/>).
+    /// <paramref name="caller"/>: the calling Cpu's reader, outside its section (a fault); when it is the only reader,
+    /// nobody else can hold a translation, so the process-wide barrier and the wait are skipped (a single-threaded
+    /// guest's copy-on-write faults then cost no IPI-like barrier, as the kernel flushes only CPUs in the mm's cpumask).
+    /// </summary>
+    public void Synchronize(ulong startPage, ulong endPage, RcuReader? caller = null)
     {
+        Debug.Assert(caller is null || !caller.IsInside, "the caller's own section is open");
         long target;
         List<Action> due;
         lock (_deferredGate)
@@ -73,8 +83,14 @@ internal sealed class RcuDomain
             due = _deferred;
             _deferred = [];
         }
-        Interlocked.MemoryBarrierProcessWide();
         RcuReader[] readers = Volatile.Read(ref _readers);
+        // The bump above is a full fence, and Register fences after publishing: a reader missing from this snapshot
+        // walks after the bump. The caller's own reader is outside its section and is this thread.
+        bool alone = caller is not null && Array.TrueForAll(readers, r => ReferenceEquals(r, caller));
+        if (!alone)
+        {
+            Interlocked.MemoryBarrierProcessWide();
+        }
         int self = Environment.CurrentManagedThreadId;
         foreach (RcuReader reader in readers)
         {

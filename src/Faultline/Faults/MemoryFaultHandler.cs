@@ -315,7 +315,7 @@ internal static class MemoryFaultHandler
         }
         SetNewAnonymous(ref fault, pfn);
         table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.Dirty);
-        var gather = new MmuGather(mm.Memory, mm.Rcu);
+        var gather = new MmuGather(mm.Memory, mm.Rcu, caller: fault.Cpu.Reader);
         // MM_ANONPAGES grows unless the page replaced was anonymous already (a frame shared by fork).
         bool replacedAnonymous = !fromZeroFrame && mm.Memory.Info(oldPfn).Kind == FrameKind.Anonymous;
         if (!fromZeroFrame)

@@ -28,18 +28,23 @@ internal sealed class MmuGather
 
     private readonly PhysicalMemory _memory;
     private readonly RcuDomain _rcu;
+    private readonly RcuReader? _caller;
     private readonly List<int> _frames = [];
     private readonly List<int> _tables = [];
     private bool _needsFlush;
     private ulong _firstPage = ulong.MaxValue;
     private ulong _endPage;
 
-    /// <summary>Starts a gather (<c>tlb_gather_mmu</c>).</summary>
-    public MmuGather(PhysicalMemory memory, RcuDomain rcu, int batchLimit = DefaultBatchLimit)
+    /// <summary>
+    /// Starts a gather (<c>tlb_gather_mmu</c>). <paramref name="caller"/>: the read section of the Cpu running this
+    /// gather, outside its section for the whole gather (a fault), which the flush need not wait for.
+    /// </summary>
+    public MmuGather(PhysicalMemory memory, RcuDomain rcu, int batchLimit = DefaultBatchLimit, RcuReader? caller = null)
     {
         _memory = memory;
         _rcu = rcu;
         _batchLimit = batchLimit;
+        _caller = caller;
     }
 
     /// <summary>Frame references waiting to be dropped.</summary>
@@ -95,11 +100,11 @@ internal sealed class MmuGather
         probes.Hit(ProbePoint.GatherBeforeGracePeriod);
         if (_firstPage < _endPage)
         {
-            _rcu.Synchronize(_firstPage, _endPage);
+            _rcu.Synchronize(_firstPage, _endPage, _caller);
         }
         else
         {
-            _rcu.Synchronize();
+            _rcu.Synchronize(0, ulong.MaxValue, _caller);
         }
         _needsFlush = false;
         _firstPage = ulong.MaxValue;

@@ -76,6 +76,35 @@ public class ConcurrencyPrimitiveTests
     }
 
     [Fact]
+    public void AFaultingCpusGracePeriodSkipsNothingWhenAnotherReaderIsInside()
+    {
+        var generation = new TlbGeneration();
+        var domain = new RcuDomain(generation);
+        var caller = new RcuReader(generation);
+        var other = new RcuReader(generation);
+        domain.Register(caller);
+
+        // Alone: nothing to wait for.
+        domain.Synchronize(0, ulong.MaxValue, caller);
+        Assert.Equal(1, domain.GracePeriods);
+
+        domain.Register(other);
+        other.Enter();
+        var done = new ManualResetEventSlim();
+        var writer = new Thread(() =>
+        {
+            domain.Synchronize(0, ulong.MaxValue, caller);
+            done.Set();
+        });
+        writer.Start();
+        Assert.True(SpinWait.SpinUntil(() => domain.ReaderWaits > 0, 5000));
+        Assert.False(done.IsSet);
+        other.Exit();
+        Assert.True(writer.Join(5000));
+        Assert.Equal(2, domain.GracePeriods);
+    }
+
+    [Fact]
     public void SynchronizeWaitsForAReaderInsideItsSection()
     {
         var generation = new TlbGeneration();
