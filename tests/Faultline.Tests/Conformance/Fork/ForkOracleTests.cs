@@ -298,6 +298,27 @@ public sealed class ForkOracleTests
     }
 
     [Fact]
+    public void MprotectLeavesTheChargeOfAWipedVmaWhoseProtectionItKeeps()
+    {
+        // The child's wiped VMAs have no anon_vma. mprotect_fixup returns at newflags == oldflags before it looks at
+        // VM_ACCOUNT, so the read-only one keeps its charge, while the one turning read-only gives it back (no
+        // anon_vma): their flags differ and the two stay apart.
+        var script = new ForkScript(A, 16 * Page, "mprotect over wiped VMAs in the child")
+            .Map(0, A, 2 * Page, ReadWrite)
+            .Write(0, A, 7)
+            .Protect(0, A, Page, Linux.PROT_READ)
+            .Advise(0, A, 2 * Page, Advice.WipeOnFork)
+            .Fork(0)
+            .Protect(1, A, 2 * Page, Linux.PROT_READ)
+            .Report(A);
+
+        ForkRun kernel = KernelForkRunner.Run(script);
+        Assert.Equal($"{A:x}-{A + Page:x}:r--p,{A + Page:x}-{A + (2 * Page):x}:r--p,{A + (2 * Page):x}-{A + (16 * Page):x}:---p",
+            kernel.Single(6, 1, "maps", "-").Value);
+        CompareOnEveryPath(script);
+    }
+
+    [Fact]
     public void TheComparisonSeesTheWrongReadFaultMode()
     {
         // Faultline set to the other read-fault mode than the host's: read pages count in Rss on one side only.
