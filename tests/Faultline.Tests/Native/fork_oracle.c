@@ -13,20 +13,24 @@
  *   map P ADDR LEN PROT        mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)
  *   protect P ADDR LEN PROT    mprotect
  *   munmap P ADDR LEN
+ *   advise P ADDR LEN ADVICE   madvise (ADVICE is the MADV_* number)
  *   write P ADDR VALUE         a one-byte store
  *   read P ADDR                a one-byte load
  *   fork P CHILD
  *   exit P
- *   report ADDR...             every live process, in process order: maps, smaps, then for each ADDR whether a
- *                              page-table entry maps it (the pagemap present bit) and its byte
+ *   report ADDR...             every live process, in process order: maps, smaps (with the fork flags of each
+ *                              VMA), then for each ADDR whether a page-table entry maps it (the pagemap present
+ *                              bit) and its byte
  *
  * Output, one observation a line, "STEP PROC KIND KEY VALUE" (no token holds a space):
- *   S P map|protect|munmap ADDR+LEN ERRNO
+ *   S P map|protect|munmap|advise ADDR+LEN ERRNO
  *   S P write ADDR ok|SEGV_MAPERR|SEGV_ACCERR
  *   S P read ADDR VALUE|SEGV_MAPERR|SEGV_ACCERR
  *   S P fork CHILD ok       S P exit - ok
  *   S P maps - START-END:PERMS,...   (or "none")
  *   S P smaps START-END:FIELD KB     for Rss Anonymous Shared_Clean Shared_Dirty Private_Clean Private_Dirty Pss
+ *   S P vmflags START-END FLAGS      the VmFlags that fork reads, "dc" (VM_DONTCOPY) and "wf" (VM_WIPEONFORK),
+ *                                    joined by commas, or "-"
  *   S P present ADDR 0|1
  *   S P value ADDR VALUE|SEGV_MAPERR|SEGV_ACCERR
  *   -1 -1 fact zero_page_on_read 0|1   (probed once in the coordinator, before the script)
@@ -153,7 +157,23 @@ static void print_maps(long step)
     fclose(maps);
 }
 
-/* The compared smaps fields of each VMA of the region, in the order the kernel lists them. */
+/* The VmFlags mnemonics fork acts on, from a "VmFlags:" line, as one token. */
+static void print_fork_flags(long step, uintptr_t vma_start, uintptr_t vma_end, const char *line)
+{
+    static const char *const fork_flags[] = { " dc", " wf" };
+    int any = 0;
+    printf("%ld %d vmflags %" PRIxPTR "-%" PRIxPTR " ", step, self_id, vma_start, vma_end);
+    for (size_t i = 0; i < sizeof fork_flags / sizeof fork_flags[0]; i++) {
+        const char *found = strstr(line, fork_flags[i]);
+        if (found != NULL && (found[3] == ' ' || found[3] == '\n' || found[3] == '\0')) {
+            printf("%s%s", any ? "," : "", fork_flags[i] + 1);
+            any = 1;
+        }
+    }
+    printf("%s\n", any ? "" : "-");
+}
+
+/* The compared smaps fields and fork flags of each VMA of the region, in the order the kernel lists them. */
 static void print_smaps(long step)
 {
     FILE *smaps = fopen("/proc/self/smaps", "r");
@@ -171,6 +191,10 @@ static void print_smaps(long step)
             in_region = end > region_start && start < region_end;
             vma_start = start < region_start ? region_start : start;
             vma_end = end > region_end ? region_end : end;
+            continue;
+        }
+        if (in_region && strncmp(line, "VmFlags:", 8) == 0) {
+            print_fork_flags(step, vma_start, vma_end, line + 8);
             continue;
         }
         if (!in_region || sscanf(line, "%63[^:]: %lu kB", name, &kb) != 2) {
@@ -245,7 +269,7 @@ static int arguments(const char *verb)
     static const struct {
         const char *verb;
         int count;
-    } table[] = { { "map", 6 }, { "protect", 6 }, { "munmap", 5 }, { "write", 5 }, { "read", 4 }, { "fork", 4 },
+    } table[] = { { "map", 6 }, { "protect", 6 }, { "munmap", 5 }, { "advise", 6 }, { "write", 5 }, { "read", 4 }, { "fork", 4 },
                   { "exit", 3 }, { "report", 2 }, { "quit", 2 } };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (strcmp(verb, table[i].verb) == 0) {
@@ -284,6 +308,11 @@ static void worker(void)
             } else {
                 result = munmap((void *)addr, len) != 0 ? errno : 0;
             }
+            printf("%ld %d %s %" PRIxPTR "+%zx %d\n", step, self_id, verb, addr, len, result);
+        } else if (strcmp(verb, "advise") == 0) {
+            uintptr_t addr = number(args[3]);
+            size_t len = number(args[4]);
+            result = madvise((void *)addr, len, (int)number(args[5])) != 0 ? errno : 0;
             printf("%ld %d %s %" PRIxPTR "+%zx %d\n", step, self_id, verb, addr, len, result);
         } else if (strcmp(verb, "write") == 0 || strcmp(verb, "read") == 0) {
             uintptr_t addr = number(args[3]);

@@ -24,6 +24,9 @@ internal static class FaultlineForkRunner
     private static readonly string[] SmapsFields =
         ["Rss", "Anonymous", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty", "Pss"];
 
+    /// <summary>The VmFlags mnemonics fork acts on (VM_DONTCOPY, VM_WIPEONFORK), in the reference program's order.</summary>
+    private static readonly string[] ForkFlagNames = ["dc", "wf"];
+
     /// <param name="script">The script.</param>
     /// <param name="path">Faultline's fault path, the same in every process.</param>
     /// <param name="mapZeroPageOnRead">What the host does on a read fault (<see cref="Host.HostFacts"/>).</param>
@@ -88,6 +91,9 @@ internal static class FaultlineForkRunner
             case ForkStepKind.Munmap:
                 Observe(s.Proc, "munmap", range, Number((int)processes[s.Proc].Space.TryUnmap(s.Address, s.Length)));
                 return;
+            case ForkStepKind.Advise:
+                Observe(s.Proc, "advise", range, Number((int)processes[s.Proc].Space.TryAdvise(s.Address, s.Length, s.Advice)));
+                return;
             case ForkStepKind.Write:
                 Observe(s.Proc, "write", $"{s.Address:x}", Outcome(processes[s.Proc].Cpu.TryStore(s.Address, s.Value), null));
                 return;
@@ -134,6 +140,10 @@ internal static class FaultlineForkRunner
                 string kb = line[(colon + 1)..].Trim();
                 observe("smaps", $"{vma}:{line[..colon]}", kb.EndsWith(" kB", StringComparison.Ordinal) ? kb[..^3] : kb);
             }
+            else if (vma is not null && line.StartsWith("VmFlags:", StringComparison.Ordinal))
+            {
+                observe("vmflags", vma, ForkFlags(line["VmFlags:".Length..]));
+            }
         }
         foreach (ulong address in samples)
         {
@@ -141,6 +151,13 @@ internal static class FaultlineForkRunner
             AccessOutcome outcome = process.Cpu.TryLoad(address, out byte value);
             observe("value", $"{address:x}", Outcome(outcome, value));
         }
+    }
+
+    // The mnemonics fork acts on, as the reference program prints them: "dc" and "wf" joined by commas, or "-".
+    private static string ForkFlags(string flags)
+    {
+        string[] present = flags.Split(' ', StringSplitOptions.RemoveEmptyEntries).Intersect(ForkFlagNames).ToArray();
+        return present.Length == 0 ? "-" : string.Join(',', ForkFlagNames.Where(present.Contains));
     }
 
     private static bool TryParseRange(string text, out ulong start, out ulong end)

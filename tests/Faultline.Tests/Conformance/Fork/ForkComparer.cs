@@ -4,7 +4,7 @@ namespace Faultline.Tests.Conformance.Fork;
 /// Every difference between the kernel's and Faultline's observations of one script: a value that differs, or an
 /// observation only one side made (a VMA one side has, an smaps field Faultline does not print). Each difference names
 /// the script, the step with its script line, the process and what was observed. Where a process's maps differ, the
-/// smaps of a VMA only one side has are left out (the maps difference already says it) and each field's total over the
+/// smaps and fork flags of a VMA only one side has are left out (the maps difference already says it) and each field's total over the
 /// region is compared instead, Pss excepted (each VMA's Pss is rounded down on its own, so its total depends on the
 /// boundaries).
 /// </summary>
@@ -51,7 +51,7 @@ internal static class ForkComparer
     private static Dictionary<(int, int, string), long> RegionTotals(ForkRun run, HashSet<(int, int)> mapsDiffer)
     {
         var totals = new Dictionary<(int, int, string), long>();
-        foreach (ForkObservation o in run.Observations.Where(o => IsVmaOfDifferingMaps(o, mapsDiffer)))
+        foreach (ForkObservation o in run.Observations.Where(o => o.Kind == "smaps" && IsVmaOfDifferingMaps(o, mapsDiffer)))
         {
             string field = o.Key[(o.Key.IndexOf(':') + 1)..];
             if (field != "Pss")
@@ -63,7 +63,7 @@ internal static class ForkComparer
     }
 
     private static bool IsVmaOfDifferingMaps(ForkObservation o, HashSet<(int, int)> mapsDiffer) =>
-        o.Kind == "smaps" && mapsDiffer.Contains((o.Step, o.Proc));
+        o.Kind is "smaps" or "vmflags" && mapsDiffer.Contains((o.Step, o.Proc));
 
     private static string Describe(ForkScript script, int step, int proc, string kind, string key, string kernel, string ours)
     {

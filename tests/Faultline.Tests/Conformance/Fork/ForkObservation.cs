@@ -4,14 +4,17 @@ namespace Faultline.Tests.Conformance.Fork;
 
 /// <summary>
 /// One thing a process saw at one step, in the reference program's output format <c>STEP PROC KIND KEY VALUE</c>:
-/// a system call's errno, an access's outcome or byte, the maps of the region, one smaps field of one VMA.
+/// a system call's errno, an access's outcome or byte, the maps of the region, one smaps field of one VMA, the fork
+/// flags of one VMA.
 /// </summary>
 /// <param name="Step">The script step (-1 for facts probed before the script).</param>
 /// <param name="Proc">The process (-1 for facts).</param>
-/// <param name="Kind">map, protect, munmap, write, read, fork, exit, maps, smaps, present, value or fact.</param>
-/// <param name="Key">What was observed: an address, <c>ADDR+LEN</c>, <c>START-END:FIELD</c>, or <c>-</c>.</param>
-/// <param name="Value">The errno, byte, outcome (<c>ok</c>, <c>SEGV_MAPERR</c>, <c>SEGV_ACCERR</c>), maps, kB or the
-/// pagemap present bit.</param>
+/// <param name="Kind">map, protect, munmap, advise, write, read, fork, exit, maps, smaps, vmflags, present, value or
+/// fact.</param>
+/// <param name="Key">What was observed: an address, <c>ADDR+LEN</c>, <c>START-END:FIELD</c>, <c>START-END</c>, or
+/// <c>-</c>.</param>
+/// <param name="Value">The errno, byte, outcome (<c>ok</c>, <c>SEGV_MAPERR</c>, <c>SEGV_ACCERR</c>), maps, kB, fork
+/// flags (<c>dc</c>, <c>wf</c>, comma-joined, or <c>-</c>) or the pagemap present bit.</param>
 internal sealed record ForkObservation(int Step, int Proc, string Kind, string Key, string Value)
 {
     /// <summary>Parses one output line.</summary>

@@ -40,6 +40,8 @@ public sealed class ForkOracleTests
         var failingSeeds = new List<int>();
         int sequences = 0, steps = 0;
         long handled = 0, cowFaults = 0, cowReuses = 0;
+        var adviseErrnos = new SortedDictionary<string, int>();
+        var forkFlagsSeen = new SortedDictionary<string, int>();
         // The reference program mostly waits for its processes to wake each other: several run at once while this
         // thread runs Faultline's side in seed order.
         var kernelRuns = seeds.AsParallel().AsOrdered().WithDegreeOfParallelism(KernelRunsInFlight)
@@ -59,9 +61,16 @@ public sealed class ForkOracleTests
             handled += long.Parse(ours.Facts[FaultlineForkRunner.HandledOnPath]);
             cowFaults += long.Parse(ours.Facts[FaultlineForkRunner.CowFault]);
             cowReuses += long.Parse(ours.Facts[FaultlineForkRunner.CowReuse]);
+            foreach (ForkObservation o in kernel.Observations.Where(o => o.Kind is "advise" || (o.Kind is "vmflags" && o.Value != "-")))
+            {
+                SortedDictionary<string, int> tally = o.Kind == "advise" ? adviseErrnos : forkFlagsSeen;
+                tally[o.Value] = tally.GetValueOrDefault(o.Value) + 1;
+            }
         }
         _output.WriteLine($"{path}: {sequences} sequences, {steps} steps, {differences.Count} differences in {failingSeeds.Count} seeds; " +
-            $"faults handled on the path {handled}, cow_fault {cowFaults}, cow_reuse {cowReuses}");
+            $"faults handled on the path {handled}, cow_fault {cowFaults}, cow_reuse {cowReuses}; madvise errnos " +
+            string.Join(", ", adviseErrnos.Select(e => $"{e.Key}: {e.Value}")) + "; VMAs reported with fork flags " +
+            string.Join(", ", forkFlagsSeen.Select(e => $"{e.Key}: {e.Value}")));
         foreach (string difference in differences)
         {
             _output.WriteLine(difference);
@@ -74,6 +83,10 @@ public sealed class ForkOracleTests
         {
             Assert.True(handled > 0, $"no fault was handled on the {path} path");
             Assert.True(cowFaults > 0, "no copy-on-write fault copied a page");
+            // The advice must reach both outcomes and leave both flags on VMAs that reports (forks' children too) show.
+            Assert.True(adviseErrnos.ContainsKey("0") && adviseErrnos.ContainsKey("12"), "madvise never succeeded or never met a hole");
+            Assert.True(forkFlagsSeen.Keys.Any(f => f.Contains("dc")) && forkFlagsSeen.Keys.Any(f => f.Contains("wf")),
+                "no report showed a VM_DONTCOPY or VM_WIPEONFORK VMA");
         }
     }
 
@@ -227,6 +240,81 @@ public sealed class ForkOracleTests
         ForkRun kernel = KernelForkRunner.Run(script);
         Assert.Equal($"{A:x}-{A + (4 * Page):x}:rw-p,{A + (4 * Page):x}-{A + (6 * Page):x}:rw-p,{A + (6 * Page):x}-{A + (16 * Page):x}:---p",
             kernel.Single(7, 1, "maps", "-").Value);
+        CompareOnEveryPath(script);
+    }
+
+    [Fact]
+    public void AMadvDontForkRangeIsMissingFromTheChild()
+    {
+        // VM_DONTCOPY: dup_mmap skips the VMA split off for the range, so the child faults SEGV_MAPERR there while the
+        // parent keeps its bytes and the flag.
+        var script = new ForkScript(A, 16 * Page, "MADV_DONTFORK, then fork")
+            .Map(0, A, 4 * Page, ReadWrite)
+            .Write(0, A, 7)
+            .Write(0, A + (2 * Page), 8)
+            .Advise(0, A + Page, 2 * Page, Advice.DontFork)
+            .Fork(0)
+            .Read(1, A + (2 * Page))
+            .Write(1, A, 9)
+            .Report(A, A + (2 * Page));
+
+        ForkRun kernel = CompareOnEveryPath(script);
+
+        Assert.Equal("0", kernel.Single(3, 0, "advise", $"{A + Page:x}+{2 * Page:x}").Value);
+        Assert.Equal("SEGV_MAPERR", kernel.Single(5, 1, "read", $"{A + (2 * Page):x}").Value);
+        string rest = $"{A + (4 * Page):x}-{A + (16 * Page):x}:---p";
+        Assert.Equal($"{A:x}-{A + Page:x}:rw-p,{A + (3 * Page):x}-{A + (4 * Page):x}:rw-p,{rest}", kernel.Single(7, 1, "maps", "-").Value);
+        Assert.Equal("dc", kernel.Single(7, 0, "vmflags", $"{A + Page:x}-{A + (3 * Page):x}").Value);
+        Assert.Equal("8", kernel.Single(7, 0, "value", $"{A + (2 * Page):x}").Value);
+        Assert.Equal("7", kernel.Single(7, 0, "value", $"{A:x}").Value);
+        Assert.Equal("9", kernel.Single(7, 1, "value", $"{A:x}").Value);
+    }
+
+    [Fact]
+    public void AMadvWipeOnForkRangeIsZeroInEveryGenerationOfChildren()
+    {
+        // VM_WIPEONFORK: the child's copy of the VMA starts empty (no anon_vma, no pages) and keeps the flag, so the
+        // child's own child finds it wiped again; the pages outside the range are copied as usual.
+        var script = new ForkScript(A, 16 * Page, "MADV_WIPEONFORK, fork, fork from the child")
+            .Map(0, A, 4 * Page, ReadWrite)
+            .Write(0, A, 7)
+            .Write(0, A + Page, 8)
+            .Advise(0, A, Page, Advice.WipeOnFork)
+            .Fork(0)
+            .Report(A, A + Page)
+            .Write(1, A, 9)
+            .Fork(1)
+            .Report(A, A + Page);
+
+        ForkRun kernel = CompareOnEveryPath(script);
+
+        string wiped = $"{A:x}-{A + Page:x}";
+        Assert.Equal(new[] { "7", "0" }, new[] { 0, 1 }.Select(p => kernel.Single(5, p, "value", $"{A:x}").Value));
+        Assert.Equal("8", kernel.Single(5, 1, "value", $"{A + Page:x}").Value);
+        Assert.Equal("wf", kernel.Single(5, 1, "vmflags", wiped).Value);
+        Assert.Equal(new[] { "7", "9", "0" }, new[] { 0, 1, 2 }.Select(p => kernel.Single(8, p, "value", $"{A:x}").Value));
+        Assert.Equal("8", kernel.Single(8, 2, "value", $"{A + Page:x}").Value);
+        Assert.Equal("wf", kernel.Single(8, 2, "vmflags", wiped).Value);
+    }
+
+    [Fact]
+    public void MprotectLeavesTheChargeOfAWipedVmaWhoseProtectionItKeeps()
+    {
+        // The child's wiped VMAs have no anon_vma. mprotect_fixup returns at newflags == oldflags before it looks at
+        // VM_ACCOUNT, so the read-only one keeps its charge, while the one turning read-only gives it back (no
+        // anon_vma): their flags differ and the two stay apart.
+        var script = new ForkScript(A, 16 * Page, "mprotect over wiped VMAs in the child")
+            .Map(0, A, 2 * Page, ReadWrite)
+            .Write(0, A, 7)
+            .Protect(0, A, Page, Linux.PROT_READ)
+            .Advise(0, A, 2 * Page, Advice.WipeOnFork)
+            .Fork(0)
+            .Protect(1, A, 2 * Page, Linux.PROT_READ)
+            .Report(A);
+
+        ForkRun kernel = KernelForkRunner.Run(script);
+        Assert.Equal($"{A:x}-{A + Page:x}:r--p,{A + Page:x}-{A + (2 * Page):x}:r--p,{A + (2 * Page):x}-{A + (16 * Page):x}:---p",
+            kernel.Single(6, 1, "maps", "-").Value);
         CompareOnEveryPath(script);
     }
 

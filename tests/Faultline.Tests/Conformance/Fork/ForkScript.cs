@@ -55,6 +55,9 @@ internal sealed class ForkScript
     public ForkScript Munmap(int proc, ulong address, ulong length) =>
         Add(new ForkStep(ForkStepKind.Munmap, proc, address, length));
 
+    public ForkScript Advise(int proc, ulong address, ulong length, Advice advice) =>
+        Add(new ForkStep(ForkStepKind.Advise, proc, address, length, Advice: advice));
+
     public ForkScript Write(int proc, ulong address, byte value) =>
         Add(new ForkStep(ForkStepKind.Write, proc, address, Value: value));
 

@@ -3,9 +3,12 @@ using Faultline.Host;
 namespace Faultline.Tests.Conformance.Fork;
 
 /// <summary>
-/// Random fork scripts from a seed: process 0 maps, protects and writes; it forks; parent and child write, read,
-/// protect, map and unmap on their own sides; one of them forks again (a grandchild when the child still lives); and
-/// reports come every few steps and at the end. Addresses favour pages already touched, then pages mappings covered,
+/// Random fork scripts from a seed: process 0 maps, protects, writes and gives fork advice; it forks; parent and child
+/// write, read, protect, map, unmap and madvise on their own sides; one of them forks again (a grandchild when the
+/// child still lives); and reports come every few steps and at the end. The advice is MADV_DONTFORK, MADV_DOFORK,
+/// MADV_WIPEONFORK, MADV_KEEPONFORK and MADV_DONTNEED, given before either fork too, so that a child really lacks a
+/// VMA or finds it wiped; some of its ranges are wide and cross several VMAs or a hole (ENOMEM, the VMAs around the
+/// hole advised all the same). Addresses favour pages already touched, then pages mappings covered,
 /// so most accesses after a fork meet shared copy-on-write pages. An mprotect is only generated over a range its process has mapped (see
 /// <see cref="RandomSequenceConformanceTests"/> on Linux's partial change before a hole).
 /// </summary>
@@ -18,6 +21,12 @@ internal static class ForkScriptGenerator
     public const int MaxProcesses = 5;
 
     private const ulong Page = Linux.PAGE_SIZE;
+
+    private static readonly Advice[] Advices =
+    [
+        Advice.DontFork, Advice.DontFork, Advice.DontFork, Advice.WipeOnFork, Advice.WipeOnFork, Advice.WipeOnFork,
+        Advice.DoFork, Advice.KeepOnFork, Advice.DontNeed, Advice.DontNeed,
+    ];
 
     private static readonly int[] Prots =
     [
@@ -45,6 +54,10 @@ internal static class ForkScriptGenerator
         {
             state.RandomStep(0, allowForkAndExit: false);
         }
+        for (int i = 0, advice = random.Next(3); i < advice; i++)
+        {
+            state.AdviseRandom(0);
+        }
         state.Report();
         state.Fork(0);
         state.RandomSteps(random.Next(6, 14));
@@ -55,12 +68,16 @@ internal static class ForkScriptGenerator
         return script;
     }
 
-    /// <summary>The generator's model: live processes and which pages each has mapped (for mprotect).</summary>
+    /// <summary>
+    /// The generator's model: live processes, which pages each has mapped (for mprotect) and which of those are
+    /// MADV_DONTFORK (a fork's child lacks them).
+    /// </summary>
     private sealed class State
     {
         private readonly ForkScript _script;
         private readonly Random _random;
         private readonly Dictionary<int, bool[]> _mapped = new() { [0] = Enumerable.Repeat(true, Pages).ToArray() };
+        private readonly Dictionary<int, bool[]> _dontFork = new() { [0] = new bool[Pages] };
         private readonly List<int> _hot = [];
         private readonly List<int> _touched = [];
 
@@ -89,27 +106,32 @@ internal static class ForkScriptGenerator
         public void RandomStep(int proc, bool allowForkAndExit)
         {
             int roll = _random.Next(100);
-            if (roll < 40)
+            if (roll < 36)
             {
                 Write(proc);
             }
-            else if (roll < 55)
+            else if (roll < 50)
             {
                 Read(proc);
             }
-            else if (roll < 68)
+            else if (roll < 61)
             {
                 ProtectRandom(proc);
             }
-            else if (roll < 78)
+            else if (roll < 70)
             {
                 MapRandom(proc);
             }
-            else if (roll < 88)
+            else if (roll < 79)
             {
                 (int first, int count) = RandomRange();
                 _script.Munmap(proc, Address(first), (ulong)count * Page);
                 Array.Fill(_mapped[proc], false, first, count);
+                Array.Fill(_dontFork[proc], false, first, count);
+            }
+            else if (roll < 88)
+            {
+                AdviseRandom(proc);
             }
             else if (allowForkAndExit && roll < 94 && _script.Processes < MaxProcesses)
             {
@@ -119,6 +141,7 @@ internal static class ForkScriptGenerator
             {
                 _script.Exit(proc);
                 _mapped.Remove(proc);
+                _dontFork.Remove(proc);
             }
             else
             {
@@ -135,7 +158,29 @@ internal static class ForkScriptGenerator
             (int first, int count) = RandomRange();
             _script.Map(proc, Address(first), (ulong)count * Page, prot ?? Prots[_random.Next(Prots.Length)]);
             Array.Fill(_mapped[proc], true, first, count);
+            Array.Fill(_dontFork[proc], false, first, count);
             _hot.AddRange(Enumerable.Range(first, count));
+        }
+
+        // Usually a range near touched pages; one time in four a wide one, over several VMAs and often a hole.
+        public void AdviseRandom(int proc)
+        {
+            (int first, int count) = RandomRange();
+            if (_random.Next(4) == 0)
+            {
+                first = _random.Next(Pages - 1);
+                count = 2 + _random.Next(Math.Min(24, Pages - first) - 1);
+            }
+            Advice advice = Advices[_random.Next(Advices.Length)];
+            _script.Advise(proc, Address(first), (ulong)count * Page, advice);
+            if (advice is Advice.DontFork or Advice.DoFork)
+            {
+                // The walk skips holes and advises every VMA in the range (then answers ENOMEM).
+                for (int page = first; page < first + count; page++)
+                {
+                    _dontFork[proc][page] = advice == Advice.DontFork && _mapped[proc][page];
+                }
+            }
         }
 
         public void Fork(int proc)
@@ -146,7 +191,8 @@ internal static class ForkScriptGenerator
             }
             int child = _script.Processes;
             _script.Fork(proc);
-            _mapped[child] = (bool[])_mapped[proc].Clone();
+            _mapped[child] = _mapped[proc].Zip(_dontFork[proc], (mapped, dontFork) => mapped && !dontFork).ToArray();
+            _dontFork[child] = new bool[Pages];
         }
 
         public void Report()

@@ -12,6 +12,9 @@ internal enum ForkStepKind
     /// <summary><c>munmap</c> in one process.</summary>
     Munmap,
 
+    /// <summary><c>madvise</c> in one process.</summary>
+    Advise,
+
     /// <summary>A one-byte store in one process.</summary>
     Write,
 
