@@ -181,6 +181,11 @@ internal sealed class MprotectSyscall
     {
         VmFlags old = vma.Flags;
         VmFlags flags = (old & ~VmFlags.AccessFlags) | access;
+        if (flags == old)
+        {
+            // mprotect_fixup returns before any accounting when the protection does not change.
+            return old;
+        }
         // mprotect_fixup: a private mapping becoming writable is charged (VM_ACCOUNT) and stays charged, except that
         // an anonymous mapping with no anon_vma yet (never written) gives the charge back when it turns unwritable.
         if ((access & VmFlags.Write) != 0)
