@@ -387,14 +387,12 @@ internal sealed unsafe class PageTable
     internal void InstallHugePmdForTest(ulong address, long pfn, PageProtection protection, bool writable, FrameCache frames)
     {
         Debug.Assert((address & (PmdSpan - 1)) == 0, "a huge PMD is PMD-aligned");
-        long pudTable = EnsureTable(_root, IndexOf(address, PgdShift), frames);
-        long pmdTable = pudTable < 0 ? -1 : EnsureTable(pudTable, IndexOf(address, PudShift), frames);
-        if (pmdTable < 0)
+        if (!WalkAllocatePmd(address, frames, out long pmdTable, out int pmdIndex))
         {
             throw new OutOfMemoryException("no frame for a page table");
         }
         EnterPageTableLock();
-        ref ulong slot = ref Slot(pmdTable, IndexOf(address, PmdShift));
+        ref ulong slot = ref Slot(pmdTable, pmdIndex);
         Debug.Assert(slot == 0, "the PMD slot is empty");
         // Release store: the frame's metadata is visible before the entry (pairs with the walkers' acquire loads).
         Volatile.Write(ref slot, Pte.MakeLeaf(pfn, protection, writable, special: false) | Pte.Huge);
