@@ -10,7 +10,7 @@ using static Faultline.Tests.Support.SpaceHelpers;
 namespace Faultline.Tests.Races;
 
 /// <summary>
-/// Deterministic races of the speculative fault path (issue 4): a faulting thread is stopped at a named probe point,
+/// Deterministic races of the speculative fault path: a faulting thread is stopped at a named probe point,
 /// a writer runs, the fault is released, and the test asserts the outcome together with the counters that prove which
 /// path produced it. Every wait is bounded so a deadlock fails the test instead of hanging it.
 /// </summary>

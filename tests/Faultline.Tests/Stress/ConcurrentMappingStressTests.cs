@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 namespace Faultline.Tests.Stress;
 
 /// <summary>
-/// Issue 2's concurrent test: Cpus fault and write stamped data into their own regions while another thread maps,
+/// The concurrent mapping test: Cpus fault and write stamped data into their own regions while another thread maps,
 /// unmaps and protects other regions; every stamp reads back, and no access to an unmapped page succeeds.
 /// </summary>
 public class ConcurrentMappingStressTests

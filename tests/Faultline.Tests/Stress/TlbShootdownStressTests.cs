@@ -5,7 +5,7 @@ using Xunit.Abstractions;
 namespace Faultline.Tests.Stress;
 
 /// <summary>
-/// Issue 6's correctness stress: Cpus load stamped data and store into pages while a mutator re-maps, protects and
+/// The shootdown correctness stress: Cpus load stamped data and store into pages while a mutator re-maps, protects and
 /// unmaps them. No load ever returns another mapping's data or a freed frame's poison; no store lands in a freed
 /// frame (poisoned frames are checked when reused); no store succeeds after a protect to read-only has returned;
 /// no load succeeds after an unmap has returned.
