@@ -33,9 +33,23 @@ public sealed class ForkRaceTests
         return (space, faulter, other, a);
     }
 
-    // Frames the parent should hold once its Cpus are gone: its pages and its tables (no leak, no stray reference).
-    private static void AssertNoLeak(AddressSpace space, long pages) =>
-        Assert.Equal(pages + space.PageTablePages, space.FramesInUse);
+    // A thread that stores a value through the given Cpu, for a probe gate to stop.
+    private static ThreadRunner<bool> StoreOn(string role, Cpu cpu, ulong address, long value) =>
+        ThreadRole.Run(role, () =>
+        {
+            cpu.Store(address, value);
+            return true;
+        });
+
+    // Detaches the parent's Cpus, checks that it holds just its pages and its tables (no leak, no stray reference
+    // from the race), and disposes it.
+    private static void TearDown(AddressSpace parent, Cpu faulter, Cpu other, long pages)
+    {
+        faulter.Dispose();
+        other.Dispose();
+        Assert.Equal(pages + parent.PageTablePages, parent.FramesInUse);
+        parent.Dispose();
+    }
 
     [Fact]
     public void SpeculativeFaultValidatedBeforeForkInstallsAfterItOnlyInTheParent()
@@ -47,11 +61,7 @@ public sealed class ForkRaceTests
         ThreadRunner<bool> fault;
         using (var gate = new ProbeGate(parent, ProbePoint.AnonymousBeforePteLock, ThreadRole.Is("faulter")))
         {
-            fault = ThreadRole.Run("faulter", () =>
-            {
-                faulter.Store(target, 42L);
-                return true;
-            });
+            fault = StoreOn("faulter", faulter, target, 42L);
             gate.WaitArrived();
             // The fault holds a zeroed frame and has validated the VMA; the fork copies and flushes meanwhile.
             child = parent.Fork();
@@ -70,10 +80,7 @@ public sealed class ForkRaceTests
         Assert.True(Delta(before, parent, "spf_vma_changed") + Delta(before, parent, "spf_pte_lock") >= 1);
         Assert.True(Delta(before, parent, "spf_fallback") >= 1);
         child.Dispose();
-        faulter.Dispose();
-        other.Dispose();
-        AssertNoLeak(parent, 2);
-        parent.Dispose();
+        TearDown(parent, faulter, other, pages: 2);
     }
 
     [Theory]
@@ -90,11 +97,7 @@ public sealed class ForkRaceTests
             fork = ThreadRole.Run("fork", parent.Fork);
             gate.WaitArrived();
             // The parent's VMA is write-locked with its sequence open: neither scalable path may handle the fault.
-            fault = ThreadRole.Run("faulter", () =>
-            {
-                faulter.Store(target, 7L);
-                return true;
-            });
+            fault = StoreOn("faulter", faulter, target, 7L);
             ThreadRole.WaitUntil(() => Counters(parent)[path == FaultPath.Speculative ? "spf_fallback" : VmCounters.VmaLockAbort] > 0
                 || Counters(parent)[VmCounters.VmaLockRetry] > 0, "the fault to leave the scalable path");
             Assert.False(fault.IsDone);
@@ -106,10 +109,7 @@ public sealed class ForkRaceTests
         Assert.Equal(7L, other.Load<long>(target));
         Assert.False(child.IsResident(target));
         child.Dispose();
-        faulter.Dispose();
-        other.Dispose();
-        AssertNoLeak(parent, 2);
-        parent.Dispose();
+        TearDown(parent, faulter, other, pages: 2);
     }
 
     [Fact]
@@ -123,11 +123,7 @@ public sealed class ForkRaceTests
         using (var install = new ProbeGate(parent, ProbePoint.SpeculativeTableInstallLocked, ThreadRole.Is("faulter")))
         using (var flush = new ProbeGate(parent, ProbePoint.ForkBeforeFlush, ThreadRole.Is("fork")))
         {
-            fault = ThreadRole.Run("faulter", () =>
-            {
-                faulter.Store(target, 9L);
-                return true;
-            });
+            fault = StoreOn("faulter", faulter, target, 9L);
             // The fault validated the VMA under page_table_lock and is about to hook a new PTE table.
             install.WaitArrived();
             fork = ThreadRole.Run("fork", parent.Fork);
@@ -147,10 +143,7 @@ public sealed class ForkRaceTests
         child.Dispose();
         parent.Unmap(a + PmdSpan, PmdSpan);
         Assert.Equal(tablesBefore, parent.PageTablePages);
-        faulter.Dispose();
-        other.Dispose();
-        AssertNoLeak(parent, 1);
-        parent.Dispose();
+        TearDown(parent, faulter, other, pages: 1);
     }
 
     [Fact]
@@ -162,11 +155,7 @@ public sealed class ForkRaceTests
         ThreadRunner<bool> fault;
         using (var gate = new ProbeGate(parent, ProbePoint.AnonymousBeforePteLock, ThreadRole.Is("faulter")))
         {
-            fault = ThreadRole.Run("faulter", () =>
-            {
-                faulter.Store(target, 11L);
-                return true;
-            });
+            fault = StoreOn("faulter", faulter, target, 11L);
             // The new table is hooked (empty) and the frame zeroed; the PTE is not there yet.
             gate.WaitArrived();
             child = parent.Fork();
@@ -181,10 +170,7 @@ public sealed class ForkRaceTests
         child.Unmap(a + PmdSpan, PmdSpan);
         Assert.Equal(4, child.PageTablePages);
         child.Dispose();
-        faulter.Dispose();
-        other.Dispose();
-        AssertNoLeak(parent, 2);
-        parent.Dispose();
+        TearDown(parent, faulter, other, pages: 2);
     }
 
     [Fact]
@@ -197,11 +183,7 @@ public sealed class ForkRaceTests
         ThreadRunner<bool> fault;
         using (var gate = new ProbeGate(parent, ProbePoint.SpeculativeBeforeTableInstall, ThreadRole.Is("faulter")))
         {
-            fault = ThreadRole.Run("faulter", () =>
-            {
-                faulter.Store(target, 13L);
-                return true;
-            });
+            fault = StoreOn("faulter", faulter, target, 13L);
             gate.WaitArrived();
             child = parent.Fork();
             gate.Release();
@@ -214,10 +196,7 @@ public sealed class ForkRaceTests
         Assert.Equal(tablesBefore + 1, parent.PageTablePages);
         Assert.False(child.IsResident(target));
         child.Dispose();
-        faulter.Dispose();
-        other.Dispose();
-        AssertNoLeak(parent, 2);
-        parent.Dispose();
+        TearDown(parent, faulter, other, pages: 2);
     }
 
     [Theory]
@@ -233,11 +212,7 @@ public sealed class ForkRaceTests
         ThreadRunner<bool> fault;
         using (var gate = new ProbeGate(parent, ProbePoint.CowCopiedBeforePteLock, ThreadRole.Is("faulter")))
         {
-            fault = ThreadRole.Run("faulter", () =>
-            {
-                faulter.Store(a, 2L);
-                return true;
-            });
+            fault = StoreOn("faulter", faulter, a, 2L);
             // The parent's copy is made (the old frame pinned by its reference); the child now copies the same frame.
             gate.WaitArrived();
             childCpu.Store(a, 3L);
@@ -253,11 +228,8 @@ public sealed class ForkRaceTests
         childCpu.Dispose();
         childIdle.Dispose();
         child.Dispose();
-        faulter.Dispose();
-        other.Dispose();
         // The shared frame had three references (two mappings, the parent's copy); all went, so it was freed.
-        AssertNoLeak(parent, 1);
-        parent.Dispose();
+        TearDown(parent, faulter, other, pages: 1);
     }
 
     [Theory]
