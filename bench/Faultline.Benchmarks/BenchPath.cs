@@ -36,4 +36,23 @@ internal static class Spaces
         });
         return (space, space.AttachCpu(), space.AttachCpu());
     }
+
+    /// <summary>
+    /// mmap (placed by the unmapped-area search) and munmap of <paramref name="length"/> untouched bytes: on
+    /// <paramref name="space"/>, or through libc on the host when it is null (the kernel rows).
+    /// </summary>
+    public static void MapUnmapUntouched(AddressSpace? space, ulong length)
+    {
+        if (space is not null)
+        {
+            ulong a = space.Map(0, length, Protection.ReadWrite, MapFlags.PrivateAnonymous);
+            space.Unmap(a, length);
+        }
+        else
+        {
+            nint a = Faultline.Host.LibC.Mmap(0, (nuint)length, Faultline.Host.Linux.PROT_READ | Faultline.Host.Linux.PROT_WRITE,
+                Faultline.Host.Linux.MAP_PRIVATE | Faultline.Host.Linux.MAP_ANONYMOUS, -1, 0);
+            Faultline.Host.LibC.Munmap(a, (nuint)length);
+        }
+    }
 }

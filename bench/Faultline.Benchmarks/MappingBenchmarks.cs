@@ -46,19 +46,7 @@ public class MappingBenchmarks
 
     /// <summary>mmap + munmap of 64 KiB, untouched.</summary>
     [Benchmark]
-    public void MapUnmap()
-    {
-        if (_space is { } space)
-        {
-            ulong a = space.Map(0, Small, Protection.ReadWrite, MapFlags.PrivateAnonymous);
-            space.Unmap(a, Small);
-        }
-        else
-        {
-            nint a = LibC.Mmap(0, (nuint)Small, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS, -1, 0);
-            LibC.Munmap(a, (nuint)Small);
-        }
-    }
+    public void MapUnmap() => Spaces.MapUnmapUntouched(_space, Small);
 
     /// <summary>mprotect of one resident page in a 64 MiB VMA to read-only and back (split, then merge).</summary>
     [Benchmark]
