@@ -52,6 +52,8 @@ internal enum ProbePoint
     GatherBeforeGracePeriod,
     /// <summary>Writer: munmap published the tree without the range and downgraded to the read lock, before the zap.</summary>
     UnmapDowngraded,
+    /// <summary>Writer: munmap flushed the TLBs and dropped the mmap lock, before it frees the frames and tables it gathered.</summary>
+    UnmapUnlockedBeforeRelease,
     /// <summary>Diagnostic lookup (pagemap, smaps): the PMD entry is read and the PTE table known, before the PTE is read.</summary>
     DiagnosticLookupAfterPmd,
     /// <summary>Writer: <c>vma_start_write</c> is about to wait for readers to drain.</summary>

@@ -63,10 +63,20 @@ internal sealed class RegionUnmapper
 
     /// <summary>
     /// Detaches the VMAs over [start, end), re-attaches the parts outside it, publishes, then tears down PTEs and
-    /// tables (<see cref="UnmapRegion"/>). Caller holds the mmap lock for write; with <paramref name="downgrade"/> it
-    /// holds it for read on return (munmap's <c>mmap_write_downgrade</c>, which also ends the VMA write locks).
+    /// tables (<see cref="UnmapRegion"/>) and frees what they held. Caller holds the mmap lock for write; with
+    /// <paramref name="downgrade"/> it holds it for read on return (munmap's <c>mmap_write_downgrade</c>, which also
+    /// ends the VMA write locks).
     /// </summary>
-    public void Unmap(ulong start, ulong end, bool downgrade)
+    public void Unmap(ulong start, ulong end, bool downgrade) => UnmapGathered(start, end, downgrade).FreeGathered();
+
+    /// <summary>
+    /// <see cref="Unmap"/> without the freeing: returns the gather after its TLB flush, still holding the frame
+    /// references and the unhooked tables. The caller drops the mmap lock, then calls
+    /// <see cref="MmuGather.FreeGathered"/>, so that dropping the references (and clearing the freed frames) runs
+    /// outside the lock instead of holding every other map and unmap back. The caller keeps the arena alive until then
+    /// (<see cref="Physical.PhysicalMemory.AddUser"/> under the lock).
+    /// </summary>
+    public MmuGather UnmapGathered(ulong start, ulong end, bool downgrade)
     {
         // vms_complete_munmap_vmas: the locked pages leave mm->locked_vm with their VMAs.
         foreach (Vma vma in _mm.Tree.Intersecting(start, end))
@@ -86,17 +96,18 @@ internal sealed class RegionUnmapper
             _mm.MmapLock.DowngradeWrite();
             _mm.Probes.Hit(ProbePoint.UnmapDowngraded);
         }
-        UnmapRegion(start, end, floor, ceiling);
+        return UnmapRegion(start, end, floor, ceiling);
     }
 
     // unmap_region: zap the PTEs, free the tables no VMA covers any more (between the neighbours' floor and
-    // ceiling), and free the gathered frames and tables after a grace period.
-    private void UnmapRegion(ulong start, ulong end, ulong floor, ulong ceiling)
+    // ceiling), and flush the TLBs; the gathered frames and tables are safe to free once it returns.
+    private MmuGather UnmapRegion(ulong start, ulong end, ulong floor, ulong ceiling)
     {
         var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
         long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
         unmapped += _mm.PageTable.FreeTables(start, end, floor, ceiling, gather);
         _mm.SharedCounters.AddShared(VmEvent.AnonPages, -unmapped);
-        gather.Finish(_mm.Probes);
+        gather.FlushTlb(_mm.Probes);
+        return gather;
     }
 }

@@ -1,11 +1,14 @@
+using Faultline.Concurrency;
 using Faultline.Mm;
+using Faultline.Paging;
 using Faultline.VmStat;
 
 namespace Faultline.Syscalls;
 
 /// <summary>
 /// <c>munmap</c> (<c>__vm_munmap</c>, <c>do_vmi_munmap</c>) with Linux's checks and errno values. The VMAs leave the
-/// tree under the mmap write lock; the page tables are torn down after a downgrade to the read lock.
+/// tree under the mmap write lock; the page tables are torn down after a downgrade to the read lock, and the freed
+/// frames go back to the arena (cleared there) once the lock is dropped.
 /// </summary>
 internal sealed class MunmapSyscall
 {
@@ -39,6 +42,8 @@ internal sealed class MunmapSyscall
         ulong end = address + aligned;
         _mm.EnterWriteUnlessExiting(_owner);
         bool writeHeld = true;
+        MmuGather? released = null;
+        bool keepsArena = false;
         try
         {
             if (_mm.Tree.FindFirstEndingAbove(address) is not { } first || first.Start >= end)
@@ -59,7 +64,10 @@ internal sealed class MunmapSyscall
             {
                 return Errno.EINVAL;
             }
-            _unmapper.Unmap(address, end, downgrade: true);
+            // The arena outlives a Dispose that runs once the lock is dropped, until the frees below are done.
+            _mm.Memory.AddUser();
+            keepsArena = true;
+            released = _unmapper.UnmapGathered(address, end, downgrade: true);
             writeHeld = false;
         }
         finally
@@ -72,6 +80,12 @@ internal sealed class MunmapSyscall
             {
                 _mm.MmapLock.ExitRead();
             }
+        }
+        if (keepsArena)
+        {
+            _mm.Probes.Hit(ProbePoint.UnmapUnlockedBeforeRelease);
+            released?.FreeGathered();
+            _mm.Memory.Dispose();
         }
         return Errno.None;
     }

@@ -75,6 +75,28 @@ public class ConcurrencyPrimitiveTests
         Assert.Equal(0, mmapLock.HandoffWriter);
     }
 
+    // Before RWSEM_WAIT_TIMEOUT a running writer may take the lock ahead of a sleeping one: handing it over at every
+    // release would leave it idle until the sleeper runs (a convoy). The sleeper gets it once the retaker lets go.
+    [Fact]
+    public void ARunningWriterTakesTheLockAheadOfAWriterThatSleptLessThanTheHandoffDelay()
+    {
+        var mmapLock = new MmapLock(TimeSpan.FromHours(1));
+        mmapLock.EnterWrite();
+        var sleeper = new Thread(() =>
+        {
+            mmapLock.EnterWrite();
+            mmapLock.ExitWrite();
+        });
+        sleeper.Start();
+        Assert.True(SpinWait.SpinUntil(() => mmapLock.SleepingThreads != 0, 5000), "staging: the writer went to sleep");
+
+        mmapLock.ExitWrite();
+        Assert.True(mmapLock.TryEnterWrite(), "no hand-off is claimed before the delay");
+        Assert.Equal(0, mmapLock.HandoffWriter);
+        mmapLock.ExitWrite();
+        Assert.True(sleeper.Join(5000));
+    }
+
     [Fact]
     public void AFaultingCpusGracePeriodSkipsNothingWhenAnotherReaderIsInside()
     {
