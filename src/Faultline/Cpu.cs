@@ -193,6 +193,19 @@ public sealed unsafe class Cpu : IDisposable
 
     private AccessOutcome TryRead(ulong address, Span<byte> destination, out ulong failedAt)
     {
+        GuestTransfer transfer = ReadPartial(address, destination);
+        failedAt = transfer.FaultAddress;
+        return transfer.Outcome;
+    }
+
+    /// <summary>
+    /// Copies guest memory out, one translation per page, as <c>process_vm_readv</c> with one segment: on an
+    /// unresolvable fault it stops and reports the bytes copied before the failing page and the failing address.
+    /// Access checks are this Cpu's (a write-only page is readable, as on x86), not <c>process_vm_readv</c>'s
+    /// <c>VM_READ</c> check.
+    /// </summary>
+    public GuestTransfer ReadPartial(ulong address, Span<byte> destination)
+    {
         int done = 0;
         while (done < destination.Length)
         {
@@ -201,15 +214,40 @@ public sealed unsafe class Cpu : IDisposable
             byte* p = EnterTranslated(at, AccessKind.Read);
             if (p == null)
             {
-                failedAt = at;
-                return _lastOutcome;
+                return new GuestTransfer(done, _lastOutcome, at);
             }
             new ReadOnlySpan<byte>(p, chunk).CopyTo(destination.Slice(done, chunk));
             ExitSection();
             done += chunk;
         }
-        failedAt = 0;
-        return AccessOutcome.Ok;
+        return new GuestTransfer(done, AccessOutcome.Ok, 0);
+    }
+
+    /// <summary>
+    /// <c>process_vm_readv</c> on this address space: fills <paramref name="destination"/> from the guest
+    /// <paramref name="segments"/> in order until either runs out or an access fails; a failure ends the copy (no later
+    /// segment is tried). Throws <see cref="ArgumentOutOfRangeException"/> for a segment with a negative length or one
+    /// that wraps past the top of the address space, before copying anything (the system call's <c>EINVAL</c>).
+    /// </summary>
+    public GuestTransfer ReadVectored(ReadOnlySpan<GuestSegment> segments, Span<byte> destination)
+    {
+        ValidateSegments(segments);
+        int done = 0;
+        foreach (GuestSegment segment in segments)
+        {
+            int length = Math.Min(segment.Length, destination.Length - done);
+            if (length == 0)
+            {
+                continue;
+            }
+            GuestTransfer part = ReadPartial(segment.Address, destination.Slice(done, length));
+            done += part.BytesTransferred;
+            if (!part.IsComplete)
+            {
+                return part with { BytesTransferred = done };
+            }
+        }
+        return new GuestTransfer(done, AccessOutcome.Ok, 0);
     }
 
     /// <summary>Copies <paramref name="source"/> into guest memory, across pages; throws on an unresolvable fault.</summary>
@@ -227,6 +265,18 @@ public sealed unsafe class Cpu : IDisposable
 
     private AccessOutcome TryWrite(ulong address, ReadOnlySpan<byte> source, out ulong failedAt)
     {
+        GuestTransfer transfer = WritePartial(address, source);
+        failedAt = transfer.FaultAddress;
+        return transfer.Outcome;
+    }
+
+    /// <summary>
+    /// Copies into guest memory, one translation per page, as <c>process_vm_writev</c> with one segment: on an
+    /// unresolvable fault it stops and reports the bytes written before the failing page and the failing address; the
+    /// pages before it keep what was written.
+    /// </summary>
+    public GuestTransfer WritePartial(ulong address, ReadOnlySpan<byte> source)
+    {
         int done = 0;
         while (done < source.Length)
         {
@@ -235,15 +285,52 @@ public sealed unsafe class Cpu : IDisposable
             byte* p = EnterTranslated(at, AccessKind.Write);
             if (p == null)
             {
-                failedAt = at;
-                return _lastOutcome;
+                return new GuestTransfer(done, _lastOutcome, at);
             }
             source.Slice(done, chunk).CopyTo(new Span<byte>(p, chunk));
             ExitSection();
             done += chunk;
         }
-        failedAt = 0;
-        return AccessOutcome.Ok;
+        return new GuestTransfer(done, AccessOutcome.Ok, 0);
+    }
+
+    /// <summary>
+    /// <c>process_vm_writev</c> on this address space: writes <paramref name="source"/> to the guest
+    /// <paramref name="segments"/> in order until either runs out or an access fails; a failure ends the copy. Segment
+    /// validation as in <see cref="ReadVectored"/>.
+    /// </summary>
+    public GuestTransfer WriteVectored(ReadOnlySpan<GuestSegment> segments, ReadOnlySpan<byte> source)
+    {
+        ValidateSegments(segments);
+        int done = 0;
+        foreach (GuestSegment segment in segments)
+        {
+            int length = Math.Min(segment.Length, source.Length - done);
+            if (length == 0)
+            {
+                continue;
+            }
+            GuestTransfer part = WritePartial(segment.Address, source.Slice(done, length));
+            done += part.BytesTransferred;
+            if (!part.IsComplete)
+            {
+                return part with { BytesTransferred = done };
+            }
+        }
+        return new GuestTransfer(done, AccessOutcome.Ok, 0);
+    }
+
+    // The system call rejects a bad vector before it copies anything.
+    private static void ValidateSegments(ReadOnlySpan<GuestSegment> segments)
+    {
+        foreach (GuestSegment segment in segments)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(segment.Length, nameof(segments));
+            if (segment.Address > ulong.MaxValue - (ulong)segment.Length)
+            {
+                throw new ArgumentOutOfRangeException(nameof(segments), $"segment at 0x{segment.Address:x} wraps past the top of the address space");
+            }
+        }
     }
 
     /// <summary>Atomic compare-and-exchange of an aligned 32-bit value (needs write permission, like x86 <c>cmpxchg</c>).</summary>
