@@ -45,6 +45,7 @@ internal static class ChartReport
 
     private static Multiplot Build(BenchReport report)
     {
+        BundledFontResolver.Install();
         var multiplot = new Multiplot();
         multiplot.AddPlots(3);
         Plot[] panels = multiplot.GetPlots();

@@ -89,4 +89,17 @@ public class BenchReportTests(TwoRepeatReport measured) : IClassFixture<TwoRepea
         Assert.Equal("svg", svg.Root!.Name.LocalName);
         Assert.Contains(svg.Descendants(), e => e.Name.LocalName is "path" or "rect");
     }
+
+    // A machine without fonts (a headless server) drew charts without a single label: the tool carries its typeface.
+    [Fact]
+    public void ChartsDrawTheirLabelsWithTheTypefaceTheToolCarries()
+    {
+        XDocument svg = XDocument.Parse(ChartReport.RenderSvg(measured.Report));
+        Assert.Equal(BundledFontResolver.Family, ScottPlot.Fonts.Default);
+        SKTypeface typeface = ScottPlot.Fonts.GetTypeface(ScottPlot.Fonts.Default, bold: true, italic: false);
+        Assert.Same(BundledFontResolver.Typeface(bold: true), typeface);
+        const string label = "CPU ns per fault ÷ kernel, whiskers min–max";
+        Assert.DoesNotContain((ushort)0, typeface.GetGlyphs(label));
+        Assert.Contains(svg.Descendants(), e => e.Name.LocalName == "text" && e.Value.Contains("kernel"));
+    }
 }
