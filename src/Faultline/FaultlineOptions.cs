@@ -60,6 +60,13 @@ public sealed record FaultlineOptions
     /// </summary>
     public ulong BrkStart { get; init; } = 0x5555_5555_6000;
 
+    /// <summary>
+    /// <c>RLIMIT_STACK</c> in bytes: a fault below a <see cref="MapFlags.GrowsDown"/> mapping extends it down to the
+    /// faulting page only while the mapping then spans at most this many bytes (<c>acct_stack_growth</c>); beyond it the
+    /// access is a SIGSEGV. Default 8 MiB (Linux's default soft limit); <see cref="ulong.MaxValue"/> is unlimited.
+    /// </summary>
+    public ulong StackLimit { get; init; } = 8 << 20;
+
     /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
     public bool PoisonFreedFrames { get; init; }
 }
