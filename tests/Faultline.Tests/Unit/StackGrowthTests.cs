@@ -261,6 +261,39 @@ public class StackGrowthTests
     }
 
     [Fact]
+    public void TheReverseMapFindsPagesOnBothSidesOfTheOldStartAfterGrowthAndFork()
+    {
+        using var space = NewSpace();
+        space.Map(Stack, 2 * Page, Protection.ReadWrite, StackFlags);
+        using Cpu cpu = space.AttachCpu();
+        cpu.Store(Stack + Page, 1L);
+        cpu.Store(Stack - 3 * Page, 2L); // vm_pgoff falls by three pages, so the old page keeps its offset
+
+        Assert.Equal([new PageMapping(space, Stack + Page)], space.GetPageMappings(Stack + Page));
+        Assert.Equal([new PageMapping(space, Stack - 3 * Page)], space.GetPageMappings(Stack - 3 * Page));
+        using AddressSpace child = space.Fork();
+        Assert.Equal([new PageMapping(space, Stack - 3 * Page), new PageMapping(child, Stack - 3 * Page)],
+            space.GetPageMappings(Stack - 3 * Page));
+    }
+
+    [Fact]
+    public void TheAnonVmaIsPreparedBeforeTheLimitsAreCheckedButNotBeforeTheGuardGap()
+    {
+        using var space = NewSpace(stackLimit: 4 * Page);
+        space.Map(Stack - 10 * Page, Page, Protection.Read, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+        space.Map(Stack, 2 * Page, Protection.ReadWrite, StackFlags);
+        space.Map(Stack + 0x100_0000, 2 * Page, Protection.ReadWrite, StackFlags);
+        using Cpu cpu = space.AttachCpu();
+
+        // Within the guard gap of the read-only mapping below: refused before anon_vma_prepare.
+        Assert.Equal(AccessOutcome.SegvMapErr, cpu.TryStore(Stack - Page, 1L));
+        Assert.Null(space.Descriptor.Tree.LookupLockless(Stack)!.AnonVma);
+        // Over the stack limit: refused by acct_stack_growth, after it (expand_downwards' order).
+        Assert.Equal(AccessOutcome.SegvMapErr, cpu.TryStore(Stack + 0x100_0000 - 3 * Page, 1L));
+        Assert.NotNull(space.Descriptor.Tree.LookupLockless(Stack + 0x100_0000)!.AnonVma);
+    }
+
+    [Fact]
     public void AnAccessBelowAnOrdinaryMappingStaysASegfault()
     {
         using var space = NewSpace();
