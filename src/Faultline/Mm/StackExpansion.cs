@@ -51,7 +51,21 @@ internal static class StackExpansion
             return null; // ENOMEM
         }
         var editor = new VmaEditor(mm);
-        Vma grown = editor.ExpandDown(vma, address);
+        // vma_start_write first (it waits for VMA-lock readers of the stack, who may take the family lock), then
+        // anon_vma_lock_write across the replacement: a reverse-map walk of a relative, which holds no mmap lock of
+        // this space, finds the old VMA or the grown one, never neither.
+        editor.BeginWrite(vma);
+        AnonVma? anonVma = vma.AnonVma;
+        anonVma?.EnterFamilyLock();
+        Vma grown;
+        try
+        {
+            grown = editor.ExpandDown(vma, address);
+        }
+        finally
+        {
+            anonVma?.ExitFamilyLock();
+        }
         mm.Tree.Publish();
         editor.EndWriteSections();
         if ((vma.Flags & VmFlags.Locked) != 0)

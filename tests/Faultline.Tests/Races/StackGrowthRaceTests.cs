@@ -227,4 +227,38 @@ public sealed class StackGrowthRaceTests
         Assert.Equal(7L, grower.Load<long>(Stack - 300 * Page));
         TearDown(space, faulter, grower);
     }
+
+    [Fact]
+    public void AReverseMapWalkFromARelativeWaitsForTheReplacementAndFindsTheGrownStack()
+    {
+        // The parent's walk of a frame it shares with a forked child holds no mmap lock of the child. The child's
+        // expansion takes the family lock before it unlinks the old VMA (anon_vma_lock_write), so the walk waits and
+        // then finds the child's grown VMA, instead of running between the unlink and the link and missing the child.
+        (AddressSpace parent, Cpu faulter, Cpu grower) = Prepared(FaultPath.MmapLock);
+        AddressSpace child = parent.Fork();
+        Cpu childCpu = child.AttachCpu();
+        ulong shared = Stack + 7 * Page;
+        Assert.Equal([new PageMapping(parent, shared), new PageMapping(child, shared)], parent.GetPageMappings(shared));
+
+        using var threads = new ThreadScope();
+        IReadOnlyList<PageMapping>? walked = null;
+        Thread walker;
+        using (var detaching = new ProbeGate(child, ProbePoint.VmaBeforeDetach, ThreadRole.Is(Grower)))
+        {
+            var grow = StoreOn(Grower, childCpu, Stack - Page, 3L);
+            detaching.WaitArrived(); // the child's old stack is out of the tree and unlinked, the grown one not yet in
+            walker = threads.Start(() => walked = parent.GetPageMappings(shared));
+            ThreadRole.WaitUntil(() => (walker.ThreadState & ThreadState.WaitSleepJoin) != 0, "the walk waits for the family lock");
+            Assert.Null(walked);
+            detaching.Release();
+            Assert.Equal(AccessOutcome.Ok, grow.Join());
+        }
+
+        Assert.True(walker.Join(30_000));
+        Assert.Equal([new PageMapping(parent, shared), new PageMapping(child, shared)], walked);
+        Assert.Equal([(Stack - Page, Stack + 8 * Page)], Ranges(child));
+        childCpu.Dispose();
+        child.Dispose();
+        TearDown(parent, faulter, grower);
+    }
 }
