@@ -24,7 +24,7 @@ public sealed record FaultlineOptions
     /// <summary><c>vm.max_map_count</c>. Default 65530.</summary>
     public int MaxMapCount { get; init; } = 65530;
 
-    /// <summary><c>vm.mmap_min_addr</c>: fixed mappings below it fail with EPERM. Default 64 KiB.</summary>
+    /// <summary><c>vm.mmap_min_addr</c>: fixed mappings below it fail with EPERM, and no stack grows below it. Default 64 KiB.</summary>
     public ulong MmapMinAddress { get; init; } = 0x10000;
 
     /// <summary>Top-down placement starts below this address (<c>mm->mmap_base</c>).</summary>
