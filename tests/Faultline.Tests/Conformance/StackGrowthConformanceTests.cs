@@ -9,7 +9,8 @@ namespace Faultline.Tests.Conformance;
 /// <summary>
 /// Stack expansion against the host kernel: the same script runs in the reference program <c>stack_oracle.c</c>
 /// (real loads and stores, which grow a MAP_GROWSDOWN mapping on the host) and on a Faultline address space; every
-/// step's result, and after each report the maps, the present bit of every page and VmLck, must agree.
+/// step's result, and after each report the maps, smaps Rss, Locked and VmFlags, the present bit of every page and
+/// VmLck, must agree.
 /// </summary>
 public class StackGrowthConformanceTests(ITestOutputHelper output)
 {

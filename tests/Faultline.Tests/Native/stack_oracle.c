@@ -16,13 +16,15 @@
  *   protect ADDR LEN PROT      mprotect (PROT_GROWSDOWN allowed)
  *   write ADDR VALUE           a one-byte store
  *   read ADDR                  a one-byte load
- *   report                     the maps of the region, the pagemap present bit of each of its pages, VmLck
+ *   report                     the maps of the region, smaps Rss, Locked and VmFlags of its VMAs, the pagemap
+ *                              present bit of each of its pages, VmLck
  *
  * Output, one line a step:
  *   S map|munmap|protect ERRNO
  *   S write ok|SEGV_MAPERR|SEGV_ACCERR
  *   S read VALUE|SEGV_MAPERR|SEGV_ACCERR
  *   S maps START-END:PERMS,...|none      (hex without 0x, the VMAs meeting the region, unclipped)
+ *   S smaps START-END:RSS_KB:LOCKED_KB:FLAGS ...|none   (FLAGS: the VmFlags mnemonics joined by '+')
  *   S present BITS                        (one 0 or 1 a page of the region)
  *   S locked KB
  * A line "fatal ..." and exit status 2 mean the script or the host failed.
@@ -116,6 +118,42 @@ static void report_maps(int step)
 	}
 	printf("%s\n", any ? "" : "none");
 	fclose(maps);
+}
+
+static void report_smaps(int step)
+{
+	FILE *smaps = fopen("/proc/self/smaps", "r");
+	if (!smaps)
+		fatal("smaps");
+	char line[512];
+	int any = 0, in_region = 0;
+	uint64_t start = 0, end = 0;
+	long rss = -1, locked = -1;
+	printf("%d smaps", step);
+	while (fgets(line, sizeof line, smaps)) {
+		uint64_t s, e;
+		char perms[5];
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s", &s, &e, perms) == 3) {
+			start = s;
+			end = e;
+			in_region = e > region_start && s < region_start + region_bytes;
+			rss = locked = -1;
+		} else if (in_region && strncmp(line, "Rss:", 4) == 0) {
+			rss = strtol(line + 4, NULL, 10);
+		} else if (in_region && strncmp(line, "Locked:", 7) == 0) {
+			locked = strtol(line + 7, NULL, 10);
+		} else if (in_region && strncmp(line, "VmFlags:", 8) == 0) {
+			printf(" %" PRIx64 "-%" PRIx64 ":%ld:%ld:", start, end, rss, locked);
+			int first = 1;
+			for (char *flag = strtok(line + 8, " \n"); flag; flag = strtok(NULL, " \n")) {
+				printf("%s%s", first ? "" : "+", flag);
+				first = 0;
+			}
+			any = 1;
+		}
+	}
+	printf("%s\n", any ? "" : " none");
+	fclose(smaps);
 }
 
 static void report_present(int step)
@@ -217,6 +255,7 @@ int main(int argc, char **argv)
 			}
 		} else if (strcmp(verb, "report") == 0 && n == 1) {
 			report_maps(step);
+			report_smaps(step);
 			report_present(step);
 			report_locked(step);
 		} else {

@@ -64,6 +64,9 @@ internal static class FaultlineStackRunner
             .Where(m => m.End > script.RegionStart && m.Start < end)
             .Select(m => $"{m.Start:x}-{m.End:x}:{m.Permissions}"));
         lines.Add($"{step} maps {(maps.Length == 0 ? "none" : maps)}");
+        string smaps = string.Concat(HostSmaps.Parse(Encoding.ASCII.GetBytes(space.GetSmaps()), script.RegionStart, end)
+            .Select(e => $" {e.Start:x}-{e.End:x}:{e.RssKb}:{e.LockedKb}:{string.Join('+', e.VmFlags.Split(' ', StringSplitOptions.RemoveEmptyEntries))}"));
+        lines.Add($"{step} smaps{(smaps.Length == 0 ? " none" : smaps)}");
         var present = new StringBuilder();
         for (ulong page = script.RegionStart; page < end; page += PageGeometry.PageSize)
         {
