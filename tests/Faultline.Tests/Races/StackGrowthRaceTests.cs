@@ -158,6 +158,33 @@ public sealed class StackGrowthRaceTests
         TearDown(space, faulter, grower);
     }
 
+    [Fact]
+    public void AVmaLockFaultOnTheGrownPartDuringTheExpansionFindsItWriteLockedAndFallsBack()
+    {
+        (AddressSpace space, Cpu faulter, Cpu grower) = Prepared(FaultPath.VmaLock);
+        Dictionary<string, long> before = Counters(space);
+        ThreadRunner<AccessOutcome> grow;
+        ThreadRunner<AccessOutcome> fault;
+        using (var expanded = new ProbeGate(space, ProbePoint.StackExpanded, ThreadRole.Is(Grower)))
+        {
+            grow = StoreOn(Grower, grower, Stack - 4 * Page, 8L);
+            expanded.WaitArrived(); // the grown VMA is published; the write lock and its VMA write locks are held
+            Assert.True(space.Descriptor.MmapLock.IsWriteLocked);
+            fault = StoreOn(Faulter, faulter, Stack - 2 * Page, 7L);
+            ThreadRole.WaitUntil(() => Delta(before, space, "vma_lock_abort") == 2, "the fault found the grown VMA write-locked");
+            Assert.False(fault.IsDone); // and waits on the classic path for the mmap lock
+        }
+
+        Assert.Equal(AccessOutcome.Ok, grow.Join());
+        Assert.Equal(AccessOutcome.Ok, fault.Join());
+        Assert.Equal(0, Delta(before, space, "vma_lock_success"));
+        Assert.Equal(2, Delta(before, space, "mmap_lock_fault"));
+        Assert.Equal([(Stack - 4 * Page, Stack + 8 * Page)], Ranges(space));
+        Assert.Equal(7L, grower.Load<long>(Stack - 2 * Page));
+        Assert.Equal(8L, faulter.Load<long>(Stack - 4 * Page));
+        TearDown(space, faulter, grower);
+    }
+
     [Theory]
     [InlineData(FaultPath.MmapLock, 3, 1)]   // the other grew past this address: found inside, no second expansion
     [InlineData(FaultPath.MmapLock, 1, 3)]
