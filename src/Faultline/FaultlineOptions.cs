@@ -24,7 +24,7 @@ public sealed record FaultlineOptions
     /// <summary><c>vm.max_map_count</c>. Default 65530.</summary>
     public int MaxMapCount { get; init; } = 65530;
 
-    /// <summary><c>vm.mmap_min_addr</c>: fixed mappings below it fail with EPERM. Default 64 KiB.</summary>
+    /// <summary><c>vm.mmap_min_addr</c>: fixed mappings below it fail with EPERM, and no stack grows below it. Default 64 KiB.</summary>
     public ulong MmapMinAddress { get; init; } = 0x10000;
 
     /// <summary>Top-down placement starts below this address (<c>mm->mmap_base</c>).</summary>
@@ -59,6 +59,13 @@ public sealed record FaultlineOptions
     /// <see cref="MmapMinAddress"/>). Default <c>0x555555556000</c>, below <see cref="MmapBase"/>.
     /// </summary>
     public ulong BrkStart { get; init; } = 0x5555_5555_6000;
+
+    /// <summary>
+    /// <c>RLIMIT_STACK</c> in bytes: a fault below a <see cref="MapFlags.GrowsDown"/> mapping extends it down to the
+    /// faulting page only while the mapping then spans at most this many bytes (<c>acct_stack_growth</c>); beyond it the
+    /// access is a SIGSEGV. Default 8 MiB (Linux's default soft limit); <see cref="ulong.MaxValue"/> is unlimited.
+    /// </summary>
+    public ulong StackLimit { get; init; } = 8 << 20;
 
     /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
     public bool PoisonFreedFrames { get; init; }

@@ -62,4 +62,11 @@ internal enum ProbePoint
     VmaDetachWaiting,
     /// <summary>Writer: <c>vma_mark_detached</c> entered (the VMA is write-locked and out of the tree), before the decrement.</summary>
     VmaBeforeDetach,
+    /// <summary>
+    /// Classic path, stack expansion: the read lock is dropped to take the write lock (there is no upgrade), before
+    /// <c>mmap_write_lock</c>; another writer may run here, so the VMA is looked up again under the write lock.
+    /// </summary>
+    StackExpansionUnlocked,
+    /// <summary>Stack expansion: the grown VMA replaced the old one and the tree is published, write lock still held.</summary>
+    StackExpanded,
 }

@@ -524,19 +524,7 @@ internal static class MemoryFaultHandler
         }
         try
         {
-            AnonVma anonVma = FindMergeableAnonVma(mm.Tree, vma) ?? new AnonVma();
-            // The family lock, then page_table_lock (anon_vma_prepare's order): the VMA is linked for the reverse map
-            // in the same step that gives it the anon_vma, so no page of it is ever unreachable from its frame.
-            anonVma.EnterFamilyLock();
-            mm.PageTable.EnterPageTableLock();
-            bool assigned = vma.AnonVma is null;
-            if (assigned)
-            {
-                vma.AnonVma = anonVma;
-                anonVma.LinkUnderLock(vma, mm);
-            }
-            mm.PageTable.ExitPageTableLock();
-            anonVma.ExitFamilyLock();
+            AnonVmaPreparation.Prepare(mm, vma);
         }
         finally
         {
@@ -546,23 +534,5 @@ internal static class MemoryFaultHandler
             }
         }
         return FaultResult.Ok;
-    }
-
-    // find_mergeable_anon_vma: the next VMA first, then the previous, if compatible (adjacent, same backing and
-    // policy, flags differing only in access bits, page offsets continuous) and its anon_vma chain is singular
-    // (reusable_anon_vma): one forked from another would give this VMA links it must not have.
-    private static AnonVma? FindMergeableAnonVma(VmaTree tree, Vma vma)
-    {
-        Vma? next = tree.FindFirstEndingAbove(vma.End);
-        if (next is not null && VmaMergeRules.AnonVmaCompatible(vma, next) && next.AnonVma is { Parent: null } fromNext)
-        {
-            return fromNext;
-        }
-        Vma? prev = tree.FindLastStartingBelow(vma.Start);
-        if (prev is not null && VmaMergeRules.AnonVmaCompatible(prev, vma) && prev.AnonVma is { Parent: null } fromPrev)
-        {
-            return fromPrev;
-        }
-        return null;
     }
 }

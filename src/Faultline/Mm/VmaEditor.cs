@@ -147,6 +147,24 @@ internal sealed class VmaEditor
     }
 
     /// <summary>
+    /// The edit of <c>expand_downwards</c>: replaces <paramref name="vma"/> by a copy starting at the lower
+    /// <paramref name="newStart"/> with <c>vm_pgoff</c> lowered by the pages gained, so every page already mapped keeps
+    /// its offset; same flags, backing, policy and anon_vma, and no merge with the VMA below (the kernel moves
+    /// <c>vm_start</c> in place). Returns the copy.
+    /// </summary>
+    public Vma ExpandDown(Vma vma, ulong newStart)
+    {
+        ulong grow = (vma.Start - newStart) >> PageGeometry.PageShift;
+        BeginWrite(vma);
+        Detach(vma);
+        Vma grown = _mm.CreateVma(newStart, vma.End, vma.PageOffset - grow, vma.Flags, vma.Backing, vma.Policy);
+        grown.AnonVma = vma.AnonVma;
+        BeginWrite(grown);
+        Attach(grown);
+        return grown;
+    }
+
+    /// <summary>
     /// <c>vma_merge_new_range</c>: write-locks and inserts a new VMA, then merges it with compatible neighbours.
     /// </summary>
     public void InsertAndMerge(Vma created)
