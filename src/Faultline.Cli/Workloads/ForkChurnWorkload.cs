@@ -57,6 +57,7 @@ internal sealed class ForkChurnWorkload(int regionMib = WorkloadSizes.ForkRegion
         private readonly Barrier _round;
         private readonly Barrier _forked;
         private PhaseControl? _phase;
+        private PhaseControl? _roundsPhase; // the phase the last round belonged to (the round barrier's action only)
         private volatile bool _stopRound;
         private ulong _region;
         private long _roundNumber;
@@ -177,7 +178,11 @@ internal sealed class ForkChurnWorkload(int regionMib = WorkloadSizes.ForkRegion
                 _target.Unmap(_region, _length);
                 _region = 0;
             }
-            _stopRound = _phase!.StopRequested;
+            // A phase runs at least one round, however late a loaded machine brings its threads here: every run
+            // reports a fork.
+            bool firstRoundOfPhase = !ReferenceEquals(_roundsPhase, _phase);
+            _roundsPhase = _phase;
+            _stopRound = _phase!.StopRequested && !firstRoundOfPhase;
             if (!_stopRound)
             {
                 _region = _target.Map(_length);

@@ -53,7 +53,8 @@ internal sealed class ForkWorkload(int regionMib = WorkloadSizes.ForkRegionMib) 
         public void Run(int worker, ThreadMemory memory, PhaseControl phase, WorkerStats stats)
         {
             long pages = (long)(length / WorkloadSizes.Page);
-            while (!phase.StopRequested)
+            // At least one fork per phase, however late a loaded machine starts this thread: every run reports one.
+            do
             {
                 long populated = WorkloadSizes.Salt(worker, Interlocked.Increment(ref _iteration));
                 long childSalt = populated ^ 0x0C41_1D00;
@@ -85,6 +86,7 @@ internal sealed class ForkWorkload(int regionMib = WorkloadSizes.ForkRegionMib) 
                 target.Unmap(a, length);
                 stats.Ops++;
             }
+            while (!phase.StopRequested);
         }
 
         private static void Check(WorkerStats stats, string side, ulong a, long bad)
@@ -100,7 +102,8 @@ internal sealed class ForkWorkload(int regionMib = WorkloadSizes.ForkRegionMib) 
     {
         public void Run(int worker, ThreadMemory memory, PhaseControl phase, WorkerStats stats)
         {
-            while (!phase.StopRequested)
+            // At least one fork per phase, however late a loaded machine starts this thread: every run reports one.
+            do
             {
                 KernelForkFigures f = KernelForkProgram.Run(regionMib);
                 stats.Faults += f.ChildFaults;
@@ -115,6 +118,7 @@ internal sealed class ForkWorkload(int regionMib = WorkloadSizes.ForkRegionMib) 
                 }
                 stats.Ops++;
             }
+            while (!phase.StopRequested);
         }
     }
 }
