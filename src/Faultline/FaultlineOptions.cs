@@ -38,9 +38,9 @@ public sealed record FaultlineOptions
     public bool MapZeroPageOnRead { get; init; } = true;
 
     /// <summary>
-    /// Clear freed frames on a thread-pool worker, ahead of demand, instead of in the unmapping writer (the idea of
-    /// pre-zeroed page pools): a first-touch fault then costs the mapping, not the zeroing, while the worker keeps up;
-    /// a fault that finds no cleared frame clears one itself. Worth it when a core is idle; it competes with the guest
+    /// Clear freed frames on a thread-pool worker, ahead of demand, instead of in the fault that takes them (the idea
+    /// of pre-zeroed page pools): a first-touch fault then costs the mapping, not the zeroing, while the worker keeps
+    /// up; a fault that finds no cleared frame clears one itself. Worth it when a core is idle; it competes with the guest
     /// otherwise. Ignored with <see cref="PoisonFreedFrames"/>. Default false.
     /// </summary>
     public bool BackgroundZeroing { get; init; }

@@ -18,7 +18,7 @@ namespace Faultline.Mm;
 /// <param name="MemoryLockLimit"><c>RLIMIT_MEMLOCK</c> in bytes.</param>
 /// <param name="CapIpcLock">The process holds <c>CAP_IPC_LOCK</c>: locking ignores <paramref name="MemoryLockLimit"/>.</param>
 /// <param name="BrkStart"><c>mm->start_brk</c>, page-aligned.</param>
-/// <param name="BackgroundZeroing">Freed frames are cleared by a background worker rather than by the freeing writer.</param>
+/// <param name="BackgroundZeroing">Freed frames are cleared by a background worker rather than by the fault that takes them.</param>
 /// <param name="StackLimit"><c>RLIMIT_STACK</c> in bytes: the most a grows-down VMA may span after stack expansion.</param>
 internal readonly record struct MmSettings(
     int FrameCount,

@@ -158,16 +158,13 @@ internal sealed unsafe class PhysicalMemory : IDisposable
             info.Flags = 0;
             info.Mapping = null;
             info.Index = 0;
+            // No clearing here: the fault that takes the frame clears it (PrepareZeroed), as the kernel's faults do.
+            // Clearing on free put all of it on the unmapping thread, which serialized a workload whose threads fault
+            // in parallel and whose one thread unmaps (pft: 16 faulting threads kept one core busy clearing).
             if (PoisonFreedFrames)
             {
                 new Span<byte>(FrameAddress(pfn), FrameSize).Fill(PoisonByte);
                 info.Zeroed = false;
-            }
-            else if (!info.Zeroed && _dirtyStack is null)
-            {
-                // Zero on free, in the writer's batch, so the next first-touch fault skips the clear.
-                Clear(pfn);
-                info.Zeroed = true;
             }
         }
         bool queueZeroer = false;
