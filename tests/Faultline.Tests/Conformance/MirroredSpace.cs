@@ -64,6 +64,9 @@ internal sealed class MirroredSpace : IDisposable
         $"host: read faults map the zero page: {(HostFacts.Current.ReadFaultMapsZeroPage ? "yes" : "no (private zeroed pages)")}; Faultline configured to match";
 
     public AddressSpace Space { get; }
+    /// <summary>mremap calls made through <see cref="Remap"/>, and those that succeeded on both sides.</summary>
+    public int RemapCalls { get; private set; }
+    public int RemapsSucceeded { get; private set; }
     public Cpu Cpu { get; }
     public ulong Start => _host.Start;
     public ulong End => _host.End;
@@ -134,6 +137,7 @@ internal sealed class MirroredSpace : IDisposable
     /// </summary>
     public string? Remap(ulong oldAddress, ulong oldLength, ulong newLength, int flags, ulong newAddress)
     {
+        RemapCalls++;
         int host = _host.Remap(oldAddress, oldLength, newLength, flags, newAddress, out ulong hostResult);
         int ours = (int)Space.TryRemap(oldAddress, oldLength, newLength, (RemapFlags)flags, newAddress, out ulong ourResult);
         Log($"mremap(0x{oldAddress:x}, 0x{oldLength:x}, 0x{newLength:x}, {flags}, 0x{newAddress:x}) = host {host} (0x{hostResult:x}), ours {ours} (0x{ourResult:x})");
@@ -145,6 +149,7 @@ internal sealed class MirroredSpace : IDisposable
         {
             return null;
         }
+        RemapsSucceeded++;
         bool hostInside = _host.Contains(hostResult, PageAlign(newLength));
         bool oursInside = _host.Contains(ourResult, PageAlign(newLength));
         if (!oursInside)

@@ -62,17 +62,20 @@ public class RandomSequenceConformanceTests
         string? replay = Environment.GetEnvironmentVariable("FAULTLINE_CONFORMANCE_SEED");
         using var region = new HostRegion(Pages * MirroredSpace.Page);
         IEnumerable<int> seeds = replay is null ? Enumerable.Range(BaseSeed, Sequences) : [int.Parse(replay)];
-        int sequences = 0, steps = 0;
+        int sequences = 0, steps = 0, remaps = 0, remapped = 0;
         var perPath = new int[AllPaths.Length];
         foreach (int seed in seeds)
         {
             int path = seed % AllPaths.Length;
-            steps += RunSequence(region, seed, AllPaths[path]).Steps;
+            (int sequenceSteps, _, int calls, int succeeded) = RunSequence(region, seed, AllPaths[path]);
+            steps += sequenceSteps;
+            remaps += calls;
+            remapped += succeeded;
             perPath[path]++;
             sequences++;
         }
         _output.WriteLine($"{sequences} sequences ({string.Join(", ", AllPaths.Select((p, i) => $"{perPath[i]} {p}"))}), {steps} steps, "
-            + $"0 differences (seeds {BaseSeed}..{BaseSeed + Sequences - 1})");
+            + $"{remaps} mremap calls ({remapped} succeeded), 0 differences (seeds {BaseSeed}..{BaseSeed + Sequences - 1})");
         Assert.True(sequences >= (replay is null ? Sequences : 1));
     }
 
@@ -92,8 +95,9 @@ public class RandomSequenceConformanceTests
         Assert.True(handledOnPath > 0, $"no fault was handled on the {path} path");
     }
 
-    // Returns the steps run and the faults the chosen path completed itself (not by falling back).
-    private static (int Steps, long HandledOnPath) RunSequence(HostRegion shared, int seed, FaultPath path)
+    // Returns the steps run, the faults the chosen path completed itself (not by falling back), and the mremap calls
+    // made and those that succeeded.
+    private static (int Steps, long HandledOnPath, int Remaps, int Remapped) RunSequence(HostRegion shared, int seed, FaultPath path)
     {
         var random = new Random(seed);
         bool seals = HostHasMseal && seed % 10 == 0;
@@ -114,7 +118,7 @@ public class RandomSequenceConformanceTests
                 }
             }
             Check(mirror, seed, step, mirror.CompareSmaps());
-            return (step, mirror.Space.GetCounters()[SpaceHelpers.HandledOnPathCounter(path)]);
+            return (step, mirror.Space.GetCounters()[SpaceHelpers.HandledOnPathCounter(path)], mirror.RemapCalls, mirror.RemapsSucceeded);
         }
         finally
         {
