@@ -1,4 +1,7 @@
+using Faultline.Mm;
 using Faultline.Paging;
+using Faultline.Physical;
+using Faultline.Tests.Support;
 using Xunit;
 using static Faultline.Tests.Support.SpaceHelpers;
 
@@ -119,6 +122,52 @@ public sealed class MremapTests
         Assert.Equal(tables, space.PageTablePages);
         AssertFilled(cpu, moved, 512, 3);
         Assert.False(HasPte(space, a));
+    }
+
+    [Fact]
+    public void AHugePmdMovesWholeWithItsFrame()
+    {
+        using var space = NewSpace();
+        ulong a = MapFixed(space, Base, PmdSpan);
+        MemoryDescriptor mm = space.Descriptor;
+        int pfn = mm.Memory.Allocate();
+        ref FrameInfo info = ref mm.Memory.Info(pfn);
+        info.Kind = FrameKind.Anonymous;
+        info.MapCount = 1;
+        var frames = new FrameCache(mm.Memory);
+        mm.PageTable.InstallHugePmdForTest(a, pfn, new PageProtection(true, true, false), writable: true, frames);
+        frames.DrainAll();
+
+        ulong moved = space.Remap(a, PmdSpan, PmdSpan, RemapFlags.MayMove | RemapFlags.Fixed, Base + 2 * PmdSpan);
+
+        Assert.Equal(PageGeometry.EntriesPerTable, space.CountResidentPages(moved, moved + PmdSpan));
+        Assert.Equal(0, space.CountResidentPages(a, a + PmdSpan));
+        Assert.Equal(1, mm.Memory.Info(pfn).RefCount);
+        Assert.Equal(1, mm.Memory.Info(pfn).MapCount);
+    }
+
+    [Fact]
+    public void AnOldLengthOfZeroDuplicatesASharedMappingAndMovesABackedOneWithItsPages()
+    {
+        using var space = NewSpace();
+        using var backing = new InMemoryBacking(space.Descriptor.Memory, 8);
+        ulong a = space.MapBacking(Base, 4 * Page, Protection.ReadWrite, MapFlags.Shared | MapFlags.Fixed, backing, 2);
+        using Cpu cpu = space.AttachCpu();
+        Assert.Equal(InMemoryBacking.PatternByte(3), cpu.Load<byte>(a + Page));
+
+        // The historical duplicate: a second mapping of the same pages, the first one kept.
+        ulong copy = space.Remap(a + Page, 0, 2 * Page, RemapFlags.MayMove | RemapFlags.Fixed, Far);
+        Assert.Equal(Far, copy);
+        Assert.Equal([(a, a + 4 * Page), (Far, Far + 2 * Page)], space.GetMappings().Select(m => (m.Start, m.End)));
+        Assert.Equal(InMemoryBacking.PatternByte(4), cpu.Load<byte>(copy + Page));
+        Assert.Equal(2, backing.OpenCount);
+
+        // A move carries the backing's frame with its entry.
+        long pfn = backing.FrameOf(3);
+        ulong moved = space.Remap(a, 4 * Page, 4 * Page, RemapFlags.MayMove | RemapFlags.Fixed, Far + 8 * Page);
+        Assert.Equal(pfn, FrameAt(space, moved + Page));
+        Assert.Equal(2, space.Descriptor.Memory.Info(pfn).RefCount);
+        Assert.Equal(2, backing.OpenCount);
     }
 
     [Fact]
