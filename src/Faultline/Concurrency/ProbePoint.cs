@@ -69,4 +69,9 @@ internal enum ProbePoint
     StackExpansionUnlocked,
     /// <summary>Stack expansion: the grown VMA replaced the old one and the tree is published, write lock still held.</summary>
     StackExpanded,
+    /// <summary>
+    /// mremap: entries of the old range were moved (one PTE batch or a whole PMD) under the page-table locks, before
+    /// the TLB flush of the old range (<c>move_ptes</c>, <c>move_normal_pmd</c>).
+    /// </summary>
+    RemapMovedBeforeFlush,
 }

@@ -64,6 +64,9 @@ internal sealed class MirroredSpace : IDisposable
         $"host: read faults map the zero page: {(HostFacts.Current.ReadFaultMapsZeroPage ? "yes" : "no (private zeroed pages)")}; Faultline configured to match";
 
     public AddressSpace Space { get; }
+    /// <summary>mremap calls made through <see cref="Remap"/>, and those that succeeded on both sides.</summary>
+    public int RemapCalls { get; private set; }
+    public int RemapsSucceeded { get; private set; }
     public Cpu Cpu { get; }
     public ulong Start => _host.Start;
     public ulong End => _host.End;
@@ -125,6 +128,37 @@ internal sealed class MirroredSpace : IDisposable
         int ours = (int)Space.Seal(address, length);
         Log($"mseal(0x{address:x}, 0x{length:x}) = host {host}, ours {ours}");
         return (host, ours);
+    }
+
+    /// <summary>
+    /// mremap on both sides; returns a difference or null. The errno must agree, and so must the result when either
+    /// side's lies in the region; a mapping moved out of the region (a MREMAP_MAYMOVE growth, a MREMAP_DONTUNMAP hint
+    /// that was taken) is placed by each side's own search and is unmapped on both sides, as the host region does.
+    /// </summary>
+    public string? Remap(ulong oldAddress, ulong oldLength, ulong newLength, int flags, ulong newAddress)
+    {
+        RemapCalls++;
+        int host = _host.Remap(oldAddress, oldLength, newLength, flags, newAddress, out ulong hostResult);
+        int ours = (int)Space.TryRemap(oldAddress, oldLength, newLength, (RemapFlags)flags, newAddress, out ulong ourResult);
+        Log($"mremap(0x{oldAddress:x}, 0x{oldLength:x}, 0x{newLength:x}, {flags}, 0x{newAddress:x}) = host {host} (0x{hostResult:x}), ours {ours} (0x{ourResult:x})");
+        if (host != ours)
+        {
+            return $"errno differs: host {host}, ours {ours}";
+        }
+        if (host != 0)
+        {
+            return null;
+        }
+        RemapsSucceeded++;
+        bool hostInside = _host.Contains(hostResult, PageAlign(newLength));
+        bool oursInside = _host.Contains(ourResult, PageAlign(newLength));
+        if (!oursInside)
+        {
+            Space.Unmap(ourResult, PageAlign(newLength));
+        }
+        return hostInside || oursInside
+            ? hostResult == ourResult ? null : $"mremap result differs: host 0x{hostResult:x}, ours 0x{ourResult:x}"
+            : null;
     }
 
     public (int Host, int Ours) Msync(ulong address, ulong length, int flags)

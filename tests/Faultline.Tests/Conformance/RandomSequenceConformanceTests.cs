@@ -6,8 +6,8 @@ using Xunit.Abstractions;
 namespace Faultline.Tests.Conformance;
 
 /// <summary>
-/// The host kernel is the oracle: random sequences of mmap, munmap, mprotect, madvise, mlock/mlock2/munlock, mincore,
-/// msync, brk, mseal (where the host has it) and accesses at fixed addresses inside a reserved region, run on the host
+/// The host kernel is the oracle: random sequences of mmap, munmap, mprotect, mremap, madvise, mlock/mlock2/munlock,
+/// mincore, msync, brk, mseal (where the host has it) and accesses at fixed addresses inside a reserved region, run on the host
 /// and on Faultline; after every step the errno, maps lines, access outcomes, data and pagemap residency must agree,
 /// and smaps Rss, Anonymous, Private_Dirty, Locked and VmFlags every ten steps and at the end. The
 /// sequences cycle through the three fault paths. Faultline maps the zero page on a read fault exactly when the probed
@@ -62,17 +62,20 @@ public class RandomSequenceConformanceTests
         string? replay = Environment.GetEnvironmentVariable("FAULTLINE_CONFORMANCE_SEED");
         using var region = new HostRegion(Pages * MirroredSpace.Page);
         IEnumerable<int> seeds = replay is null ? Enumerable.Range(BaseSeed, Sequences) : [int.Parse(replay)];
-        int sequences = 0, steps = 0;
+        int sequences = 0, steps = 0, remaps = 0, remapped = 0;
         var perPath = new int[AllPaths.Length];
         foreach (int seed in seeds)
         {
             int path = seed % AllPaths.Length;
-            steps += RunSequence(region, seed, AllPaths[path]).Steps;
+            (int sequenceSteps, _, int calls, int succeeded) = RunSequence(region, seed, AllPaths[path]);
+            steps += sequenceSteps;
+            remaps += calls;
+            remapped += succeeded;
             perPath[path]++;
             sequences++;
         }
         _output.WriteLine($"{sequences} sequences ({string.Join(", ", AllPaths.Select((p, i) => $"{perPath[i]} {p}"))}), {steps} steps, "
-            + $"0 differences (seeds {BaseSeed}..{BaseSeed + Sequences - 1})");
+            + $"{remaps} mremap calls ({remapped} succeeded), 0 differences (seeds {BaseSeed}..{BaseSeed + Sequences - 1})");
         Assert.True(sequences >= (replay is null ? Sequences : 1));
     }
 
@@ -92,8 +95,9 @@ public class RandomSequenceConformanceTests
         Assert.True(handledOnPath > 0, $"no fault was handled on the {path} path");
     }
 
-    // Returns the steps run and the faults the chosen path completed itself (not by falling back).
-    private static (int Steps, long HandledOnPath) RunSequence(HostRegion shared, int seed, FaultPath path)
+    // Returns the steps run, the faults the chosen path completed itself (not by falling back), and the mremap calls
+    // made and those that succeeded.
+    private static (int Steps, long HandledOnPath, int Remaps, int Remapped) RunSequence(HostRegion shared, int seed, FaultPath path)
     {
         var random = new Random(seed);
         bool seals = HostHasMseal && seed % 10 == 0;
@@ -114,7 +118,7 @@ public class RandomSequenceConformanceTests
                 }
             }
             Check(mirror, seed, step, mirror.CompareSmaps());
-            return (step, mirror.Space.GetCounters()[SpaceHelpers.HandledOnPathCounter(path)]);
+            return (step, mirror.Space.GetCounters()[SpaceHelpers.HandledOnPathCounter(path)], mirror.RemapCalls, mirror.RemapsSucceeded);
         }
         finally
         {
@@ -186,6 +190,10 @@ public class RandomSequenceConformanceTests
         {
             result = mirror.Seal(anyAddress, anyLength);
         }
+        else if (roll < 84)
+        {
+            return Remap(mirror, random, first, count);
+        }
         else
         {
             for (int i = 0; i < 4; i++)
@@ -200,6 +208,50 @@ public class RandomSequenceConformanceTests
             return null;
         }
         return result.Host == result.Ours ? null : $"errno differs: host {result.Host}, ours {result.Ours}";
+    }
+
+    // mremap of a range below the heap: every flag combination, the valid ones most often, now and then an unaligned
+    // address or length, a zero old length, or a destination overlapping the source. Whatever it can map stays below
+    // the page under the heap: a growth in place, a MREMAP_FIXED destination, a MREMAP_DONTUNMAP hint.
+    private static string? Remap(MirroredSpace mirror, Random random, int first, int count)
+    {
+        int below = HeapPage - 1;
+        ulong address = mirror.Start + (ulong)first * MirroredSpace.Page;
+        int flags = random.Next(10) switch
+        {
+            0 or 1 => 0,
+            2 or 3 => Linux.MREMAP_MAYMOVE,
+            4 or 5 => Linux.MREMAP_MAYMOVE | Linux.MREMAP_FIXED,
+            6 => Linux.MREMAP_MAYMOVE | Linux.MREMAP_DONTUNMAP,
+            7 => Linux.MREMAP_MAYMOVE | Linux.MREMAP_FIXED | Linux.MREMAP_DONTUNMAP,
+            _ => random.Next(16),
+        };
+        int oldPages = random.Next(8) == 0 ? 0 : count;
+        int newPages = flags is (Linux.MREMAP_MAYMOVE | Linux.MREMAP_DONTUNMAP) or (Linux.MREMAP_MAYMOVE | Linux.MREMAP_FIXED | Linux.MREMAP_DONTUNMAP) && random.Next(4) != 0
+            ? oldPages
+            : 1 + random.Next(Math.Min(24, below - first));
+        newPages = Math.Min(newPages, below - first);
+        ulong oldLength = (ulong)oldPages * MirroredSpace.Page;
+        ulong newLength = (ulong)Math.Max(newPages, 1) * MirroredSpace.Page;
+        int targetPages = Math.Max(newPages, 1);
+        int targetFirst = random.Next(below - targetPages + 1);
+        ulong newAddress = mirror.Start + (ulong)targetFirst * MirroredSpace.Page;
+        switch (random.Next(12))
+        {
+            case 0:
+                address += (ulong)random.Next(1, 4096);
+                break;
+            case 1:
+                newLength -= (ulong)random.Next(1, 4096);
+                break;
+            case 2:
+                newAddress += (ulong)random.Next(1, 4096);
+                break;
+            case 3:
+                newLength = 0;
+                break;
+        }
+        return mirror.Remap(address, oldLength, newLength, flags, newAddress);
     }
 
     private static void Check(MirroredSpace mirror, int seed, int step, string? difference)
