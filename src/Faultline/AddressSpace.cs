@@ -48,6 +48,7 @@ public sealed class AddressSpace : IDisposable
     private readonly MmapSyscall _mmap;
     private readonly MunmapSyscall _munmap;
     private readonly MprotectSyscall _mprotect;
+    private readonly MremapSyscall _mremap;
     private readonly ForkSyscall _fork;
     private readonly VmaEditor _editor;
     private readonly MadviseSyscall _madvise;
@@ -80,6 +81,7 @@ public sealed class AddressSpace : IDisposable
         _mmap = new MmapSyscall(_mm, _editor, unmapper, populator, this);
         _munmap = new MunmapSyscall(_mm, _editor, unmapper, this);
         _mprotect = new MprotectSyscall(_mm, _editor, populator, this);
+        _mremap = new MremapSyscall(_mm, _editor, unmapper, populator, this);
         _madvise = new MadviseSyscall(_mm, _editor, populator, this);
         _brk = new BrkSyscall(_mm, _editor, unmapper, populator, this);
         _mincore = new MincoreSyscall(_mm, this);
@@ -280,6 +282,37 @@ public sealed class AddressSpace : IDisposable
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         return _mprotect.Protect(address, length, protection);
+    }
+
+    /// <summary>
+    /// <c>mremap</c>: resizes the mapping at <paramref name="oldAddress"/> from <paramref name="oldLength"/> to
+    /// <paramref name="newLength"/> bytes, moving it when <paramref name="flags"/> allow or demand it, and returns its
+    /// start afterwards. A move carries the pages (their page-table entries move; nothing is copied), so contents,
+    /// residency and copy-on-write sharing with a forked relative are kept. With <see cref="RemapFlags.Fixed"/> the
+    /// mapping goes to <paramref name="newAddress"/>, replacing what is there; with <see cref="RemapFlags.DontUnmap"/>
+    /// the old range stays mapped and reads zeros afterwards. A locked mapping that grows is populated.
+    /// </summary>
+    /// <remarks>
+    /// Thread-safe like every member: faults of other threads on the old or the new range wait for the move (or retry
+    /// after it) and then see the mapping only at its new place. As on Linux, a shrink or a MREMAP_FIXED move that
+    /// fails after unmapping something keeps that effect, and a move of several mappings keeps those moved before the
+    /// one that failed.
+    /// </remarks>
+    /// <exception cref="MemoryOperationException">With Linux's errno.</exception>
+    public ulong Remap(ulong oldAddress, ulong oldLength, ulong newLength, RemapFlags flags = RemapFlags.None, ulong newAddress = 0)
+    {
+        Errno error = TryRemap(oldAddress, oldLength, newLength, flags, newAddress, out ulong remapped);
+        return error == Errno.None
+            ? remapped
+            : throw new MemoryOperationException("mremap", error, SyscallText.RemapCall(oldAddress, oldLength, newLength, flags, newAddress),
+                oldAddress, oldLength);
+    }
+
+    /// <summary><c>mremap</c>, returning the errno (<see cref="Errno.None"/> on success) and the mapping's start in <paramref name="remapped"/>.</summary>
+    public Errno TryRemap(ulong oldAddress, ulong oldLength, ulong newLength, RemapFlags flags, ulong newAddress, out ulong remapped)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _mremap.Remap(oldAddress, oldLength, newLength, flags, newAddress, out remapped);
     }
 
     /// <summary><c>madvise</c>.</summary>

@@ -15,7 +15,7 @@ public enum Errno
     ENOMEM = 12,
     /// <summary><c>EACCES</c>: protection not allowed by the mapping.</summary>
     EACCES = 13,
-    /// <summary><c>EFAULT</c>: a populate that faulted (SIGSEGV or SIGBUS), or a result buffer too small (mincore).</summary>
+    /// <summary><c>EFAULT</c>: a populate that faulted (SIGSEGV or SIGBUS), a result buffer too small (mincore), or an mremap range not inside one mapping.</summary>
     EFAULT = 14,
     /// <summary><c>EBUSY</c>: <c>msync(MS_INVALIDATE)</c> of locked memory.</summary>
     EBUSY = 16,

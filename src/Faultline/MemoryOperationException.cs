@@ -1,7 +1,7 @@
 namespace Faultline;
 
 /// <summary>
-/// A failed <c>mmap</c>, <c>munmap</c> or <c>mprotect</c> (or another address-space operation), carrying Linux's errno and
+/// A failed <c>mmap</c>, <c>munmap</c>, <c>mprotect</c> or <c>mremap</c> (or another address-space operation), carrying Linux's errno and
 /// the call's arguments: the message reads like an strace line, e.g.
 /// <c>mmap(0x10000, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED) failed: EPERM (Operation not permitted)</c>.
 /// </summary>
@@ -24,7 +24,20 @@ public sealed class MemoryOperationException : Exception
         Flags = flags;
     }
 
-    /// <summary>The system call's name: <c>mmap</c>, <c>munmap</c>, <c>mprotect</c>.</summary>
+    /// <summary>
+    /// Creates the exception for a call whose arguments <paramref name="call"/> already spells (<c>mremap</c>: see
+    /// <see cref="SyscallText.RemapCall"/>); <paramref name="address"/> and <paramref name="length"/> are its first two.
+    /// </summary>
+    internal MemoryOperationException(string operation, Errno error, string call, ulong address, ulong length)
+        : base(call + " failed: " + SyscallText.Error(error))
+    {
+        Operation = operation;
+        Error = error;
+        Address = address;
+        Length = length;
+    }
+
+    /// <summary>The system call's name: <c>mmap</c>, <c>munmap</c>, <c>mprotect</c>, <c>mremap</c>.</summary>
     public string Operation { get; }
 
     /// <summary>The errno.</summary>

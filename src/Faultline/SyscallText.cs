@@ -22,6 +22,11 @@ internal static class SyscallText
         ((int)MapFlags.FixedNoReplace, "MAP_FIXED_NOREPLACE"),
     ];
 
+    private static readonly (int Bit, string Name)[] s_remapFlags =
+    [
+        ((int)RemapFlags.MayMove, "MREMAP_MAYMOVE"), ((int)RemapFlags.Fixed, "MREMAP_FIXED"), ((int)RemapFlags.DontUnmap, "MREMAP_DONTUNMAP"),
+    ];
+
     /// <summary><c>name(0xaddress, length, PROT_…, MAP_…)</c> with the arguments the call has.</summary>
     public static string Call(string operation, ulong? address, ulong? length, Protection? protection, MapFlags? flags)
     {
@@ -44,6 +49,20 @@ internal static class SyscallText
         }
         return $"{operation}({string.Join(", ", arguments)})";
     }
+
+    /// <summary>
+    /// <c>mremap(0xaddress, old_length, new_length, MREMAP_…)</c>, with the new address when the flags give one a meaning
+    /// (MREMAP_FIXED, MREMAP_DONTUNMAP), as strace prints it.
+    /// </summary>
+    public static string RemapCall(ulong oldAddress, ulong oldLength, ulong newLength, RemapFlags flags, ulong newAddress)
+    {
+        string text = FormattableString.Invariant($"mremap(0x{oldAddress:x}, {oldLength}, {newLength}, {RemapFlagNames(flags)}");
+        return (flags & (RemapFlags.Fixed | RemapFlags.DontUnmap)) != 0 ? text + $", 0x{newAddress:x})" : text + ")";
+    }
+
+    /// <summary><c>MREMAP_MAYMOVE|MREMAP_FIXED</c>, <c>0</c> for none; unknown bits in hex.</summary>
+    public static string RemapFlagNames(RemapFlags flags) =>
+        flags == RemapFlags.None ? "0" : Bits((int)flags, s_remapFlags, null);
 
     /// <summary><c>PROT_READ|PROT_WRITE</c>, <c>PROT_NONE</c>; unknown bits in hex.</summary>
     public static string Protection(Protection protection) =>
@@ -68,9 +87,11 @@ internal static class SyscallText
         string? text = error switch
         {
             Errno.EPERM => "Operation not permitted",
+            Errno.EAGAIN => "Resource temporarily unavailable",
             Errno.EBADF => "Bad file descriptor",
             Errno.ENOMEM => "Cannot allocate memory",
             Errno.EACCES => "Permission denied",
+            Errno.EFAULT => "Bad address",
             Errno.EEXIST => "File exists",
             Errno.EINVAL => "Invalid argument",
             Errno.EOVERFLOW => "Value too large for defined data type",

@@ -62,4 +62,9 @@ internal enum ProbePoint
     VmaDetachWaiting,
     /// <summary>Writer: <c>vma_mark_detached</c> entered (the VMA is write-locked and out of the tree), before the decrement.</summary>
     VmaBeforeDetach,
+    /// <summary>
+    /// mremap: entries of the old range were moved (one PTE batch or a whole PMD) under the page-table locks, before
+    /// the TLB flush of the old range (<c>move_ptes</c>, <c>move_normal_pmd</c>).
+    /// </summary>
+    RemapMovedBeforeFlush,
 }

@@ -179,6 +179,43 @@ internal sealed unsafe class PageTable
     }
 
     /// <summary>
+    /// <c>get_old_pmd</c> without allocating: the PMD table covering <paramref name="address"/> and the slot's index, and
+    /// 0; or, when an upper level is empty, the span that level covers (nothing is mapped in the aligned span around
+    /// <paramref name="address"/>). The caller keeps the tables alive (the mmap write lock).
+    /// </summary>
+    public ulong FindPmdSlot(ulong address, out long pmdTable, out int pmdIndex)
+    {
+        pmdTable = -1;
+        pmdIndex = IndexOf(address, PmdShift);
+        ulong pgd = Volatile.Read(ref Slot(_root, IndexOf(address, PgdShift)));
+        if (pgd == 0)
+        {
+            return PageGeometry.PgdSize;
+        }
+        ulong pud = Volatile.Read(ref Slot(Pte.Frame(pgd), IndexOf(address, PudShift)));
+        if (pud == 0)
+        {
+            return PageGeometry.PudSize;
+        }
+        pmdTable = Pte.Frame(pud);
+        return 0;
+    }
+
+    /// <summary>
+    /// <c>move_page_tables</c>: moves the entries of [<paramref name="oldStart"/>, + <paramref name="length"/>) to
+    /// <paramref name="newStart"/> (see <see cref="PageTableMover"/>), allocating the destination's tables from
+    /// <paramref name="frames"/> and flushing the old range's TLB entries through <paramref name="gather"/>. Returns the
+    /// bytes moved: less than <paramref name="length"/> only when a table could not be allocated. The caller holds the
+    /// mmap lock for write with both ranges' VMAs write-locked and their sequences open.
+    /// </summary>
+    public ulong MoveRange(ulong oldStart, ulong newStart, ulong length, FrameCache frames, MmuGather gather, ProbeSet probes)
+    {
+        SynchronizeWithTableInstallers();
+        var mover = new PageTableMover(this, frames, gather, probes);
+        return mover.Move(oldStart, newStart, length);
+    }
+
+    /// <summary>
     /// <c>copy_page_range</c> of [start, end) from <paramref name="parent"/> into this (a forked child's) table; see
     /// <see cref="CopyPageRangeVisitor"/>. The caller holds the parent's mmap lock for write with the range's VMA
     /// write-locked, and flushes the parent's TLBs before anyone uses the child. Returns the visitor's results.
