@@ -51,8 +51,8 @@ internal static class BenchPlan
     /// <summary>
     /// The configurations for explicit options: every workload (default all; fork and fork-churn only when named,
     /// or with <c>all</c>) × every thread count (default 1, malloc 2; <c>fork</c> always runs one) ×, for the
-    /// workloads with churn threads (mixed, fork-churn, malloc), every churn count (default 1, malloc 2). With none of the three options, the suite. <paramref name="forkMib"/> sizes the
-    /// fork workloads' region.
+    /// workloads with churn threads (mixed, fork-churn, malloc), every churn count (default 1, malloc 2). With none of
+    /// the three options, the suite. <paramref name="forkMib"/> sizes the fork workloads' region.
     /// </summary>
     /// <exception cref="ArgumentException">An unknown name, a bad number.</exception>
     public static IReadOnlyList<BenchConfig> Build(string? workloads, string? threads, string? churn,
@@ -93,7 +93,7 @@ internal static class BenchPlan
 
     /// <summary>
     /// Every configuration on every path, without the pairs a workload cannot run (the kernel row of fork-churn, of
-    /// fork where no C compiler is found); each of those says why in one line.
+    /// fork and malloc where no C compiler is found); each of those says why in one line.
     /// </summary>
     public static (IReadOnlyList<BenchCase> Cases, IReadOnlyList<string> Skipped) Cases(IReadOnlyList<BenchConfig> configs,
         IReadOnlyList<PathKind> paths)
