@@ -524,19 +524,7 @@ internal static class MemoryFaultHandler
         }
         try
         {
-            AnonVma anonVma = FindMergeableAnonVma(mm.Tree, vma) ?? new AnonVma();
-            // The family lock, then page_table_lock (anon_vma_prepare's order): the VMA is linked for the reverse map
-            // in the same step that gives it the anon_vma, so no page of it is ever unreachable from its frame.
-            anonVma.EnterFamilyLock();
-            mm.PageTable.EnterPageTableLock();
-            bool assigned = vma.AnonVma is null;
-            if (assigned)
-            {
-                vma.AnonVma = anonVma;
-                anonVma.LinkUnderLock(vma, mm);
-            }
-            mm.PageTable.ExitPageTableLock();
-            anonVma.ExitFamilyLock();
+            AssignAnonVma(mm, vma);
         }
         finally
         {
@@ -546,6 +534,27 @@ internal static class MemoryFaultHandler
             }
         }
         return FaultResult.Ok;
+    }
+
+    /// <summary>
+    /// The body of <c>anon_vma_prepare</c> for a VMA without one: a compatible neighbour's anon_vma or a new one,
+    /// assigned and linked. The caller holds the mmap lock (for read, or for write as mprotect's populate of a locked
+    /// VMA does, which Faultline runs at that VMA's turn so later merges see it, as the kernel's order gives).
+    /// </summary>
+    public static void AssignAnonVma(MemoryDescriptor mm, Vma vma)
+    {
+        AnonVma anonVma = FindMergeableAnonVma(mm.Tree, vma) ?? new AnonVma();
+        // The family lock, then page_table_lock (anon_vma_prepare's order): the VMA is linked for the reverse map
+        // in the same step that gives it the anon_vma, so no page of it is ever unreachable from its frame.
+        anonVma.EnterFamilyLock();
+        mm.PageTable.EnterPageTableLock();
+        if (vma.AnonVma is null)
+        {
+            vma.AnonVma = anonVma;
+            anonVma.LinkUnderLock(vma, mm);
+        }
+        mm.PageTable.ExitPageTableLock();
+        anonVma.ExitFamilyLock();
     }
 
     // find_mergeable_anon_vma: the next VMA first, then the previous, if compatible (adjacent, same backing and

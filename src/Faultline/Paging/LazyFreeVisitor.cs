@@ -31,7 +31,8 @@ internal unsafe struct LazyFreeVisitor : IPageRangeVisitor
         for (int i = firstIndex; i < endIndex; i++)
         {
             ulong entry = entries[i];
-            if (!Pte.IsPresent(entry) || (entry & Pte.Special) != 0)
+            // pte_present: a PROT_NONE entry maps its frame too and is cleaned like any other.
+            if (!Pte.MapsFrame(entry) || (entry & Pte.Special) != 0)
             {
                 continue;
             }

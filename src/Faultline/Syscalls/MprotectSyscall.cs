@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Faults;
 using Faultline.Mm;
 using Faultline.Paging;
 using Faultline.VmStat;
@@ -153,11 +154,18 @@ internal sealed class MprotectSyscall
                 break;
             }
             changed = true;
-            if ((vma.Flags & (VmFlags.Write | VmFlags.Shared | VmFlags.Locked)) == VmFlags.Locked && (newFlags & VmFlags.Write) != 0)
+            bool populate = (vma.Flags & (VmFlags.Write | VmFlags.Shared | VmFlags.Locked)) == VmFlags.Locked && (newFlags & VmFlags.Write) != 0;
+            if (populate)
             {
                 PopulateRanges.Add((Math.Max(start, vma.Start), Math.Min(end, vma.End)));
             }
             _editor.ReplaceFlags(vma, start, end, newFlags);
+            if (populate && vma.Backing.IsAnonymous && _mm.Tree.FindContaining(Math.Max(start, vma.Start)) is { AnonVma: null } changedVma)
+            {
+                // The kernel populates here, before the next VMA's turn: the write faults' anon_vma_prepare picks the
+                // anon_vma (a neighbour's only if compatible now), which decides what the later merges may join.
+                MemoryFaultHandler.AssignAnonVma(_mm, changedVma);
+            }
             bool vmaMayWrite = (newFlags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
             _mm.PageTable.ChangeProtection(Math.Max(start, vma.Start), Math.Min(end, vma.End), Vma.ProtectionOf(newFlags), vmaMayWrite, gather);
         }

@@ -127,6 +127,35 @@ internal sealed class MirroredSpace : IDisposable
         return (host, ours);
     }
 
+    /// <summary>
+    /// mremap on both sides; returns a difference or null. The errno must agree, and so must the result when either
+    /// side's lies in the region; a mapping moved out of the region (a MREMAP_MAYMOVE growth, a MREMAP_DONTUNMAP hint
+    /// that was taken) is placed by each side's own search and is unmapped on both sides, as the host region does.
+    /// </summary>
+    public string? Remap(ulong oldAddress, ulong oldLength, ulong newLength, int flags, ulong newAddress)
+    {
+        int host = _host.Remap(oldAddress, oldLength, newLength, flags, newAddress, out ulong hostResult);
+        int ours = (int)Space.TryRemap(oldAddress, oldLength, newLength, (RemapFlags)flags, newAddress, out ulong ourResult);
+        Log($"mremap(0x{oldAddress:x}, 0x{oldLength:x}, 0x{newLength:x}, {flags}, 0x{newAddress:x}) = host {host} (0x{hostResult:x}), ours {ours} (0x{ourResult:x})");
+        if (host != ours)
+        {
+            return $"errno differs: host {host}, ours {ours}";
+        }
+        if (host != 0)
+        {
+            return null;
+        }
+        bool hostInside = _host.Contains(hostResult, PageAlign(newLength));
+        bool oursInside = _host.Contains(ourResult, PageAlign(newLength));
+        if (!oursInside)
+        {
+            Space.Unmap(ourResult, PageAlign(newLength));
+        }
+        return hostInside || oursInside
+            ? hostResult == ourResult ? null : $"mremap result differs: host 0x{hostResult:x}, ours 0x{ourResult:x}"
+            : null;
+    }
+
     public (int Host, int Ours) Msync(ulong address, ulong length, int flags)
     {
         int host = _host.Msync(address, length, flags);

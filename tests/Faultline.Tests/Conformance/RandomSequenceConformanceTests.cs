@@ -6,8 +6,8 @@ using Xunit.Abstractions;
 namespace Faultline.Tests.Conformance;
 
 /// <summary>
-/// The host kernel is the oracle: random sequences of mmap, munmap, mprotect, madvise, mlock/mlock2/munlock, mincore,
-/// msync, brk, mseal (where the host has it) and accesses at fixed addresses inside a reserved region, run on the host
+/// The host kernel is the oracle: random sequences of mmap, munmap, mprotect, mremap, madvise, mlock/mlock2/munlock,
+/// mincore, msync, brk, mseal (where the host has it) and accesses at fixed addresses inside a reserved region, run on the host
 /// and on Faultline; after every step the errno, maps lines, access outcomes, data and pagemap residency must agree,
 /// and smaps Rss, Anonymous, Private_Dirty, Locked and VmFlags every ten steps and at the end. The
 /// sequences cycle through the three fault paths. Faultline maps the zero page on a read fault exactly when the probed
@@ -186,6 +186,10 @@ public class RandomSequenceConformanceTests
         {
             result = mirror.Seal(anyAddress, anyLength);
         }
+        else if (roll < 84)
+        {
+            return Remap(mirror, random, first, count);
+        }
         else
         {
             for (int i = 0; i < 4; i++)
@@ -200,6 +204,50 @@ public class RandomSequenceConformanceTests
             return null;
         }
         return result.Host == result.Ours ? null : $"errno differs: host {result.Host}, ours {result.Ours}";
+    }
+
+    // mremap of a range below the heap: every flag combination, the valid ones most often, now and then an unaligned
+    // address or length, a zero old length, or a destination overlapping the source. Whatever it can map stays below
+    // the page under the heap: a growth in place, a MREMAP_FIXED destination, a MREMAP_DONTUNMAP hint.
+    private static string? Remap(MirroredSpace mirror, Random random, int first, int count)
+    {
+        int below = HeapPage - 1;
+        ulong address = mirror.Start + (ulong)first * MirroredSpace.Page;
+        int flags = random.Next(10) switch
+        {
+            0 or 1 => 0,
+            2 or 3 => Linux.MREMAP_MAYMOVE,
+            4 or 5 => Linux.MREMAP_MAYMOVE | Linux.MREMAP_FIXED,
+            6 => Linux.MREMAP_MAYMOVE | Linux.MREMAP_DONTUNMAP,
+            7 => Linux.MREMAP_MAYMOVE | Linux.MREMAP_FIXED | Linux.MREMAP_DONTUNMAP,
+            _ => random.Next(16),
+        };
+        int oldPages = random.Next(8) == 0 ? 0 : count;
+        int newPages = flags is (Linux.MREMAP_MAYMOVE | Linux.MREMAP_DONTUNMAP) or (Linux.MREMAP_MAYMOVE | Linux.MREMAP_FIXED | Linux.MREMAP_DONTUNMAP) && random.Next(4) != 0
+            ? oldPages
+            : 1 + random.Next(Math.Min(24, below - first));
+        newPages = Math.Min(newPages, below - first);
+        ulong oldLength = (ulong)oldPages * MirroredSpace.Page;
+        ulong newLength = (ulong)Math.Max(newPages, 1) * MirroredSpace.Page;
+        int targetPages = Math.Max(newPages, 1);
+        int targetFirst = random.Next(below - targetPages + 1);
+        ulong newAddress = mirror.Start + (ulong)targetFirst * MirroredSpace.Page;
+        switch (random.Next(12))
+        {
+            case 0:
+                address += (ulong)random.Next(1, 4096);
+                break;
+            case 1:
+                newLength -= (ulong)random.Next(1, 4096);
+                break;
+            case 2:
+                newAddress += (ulong)random.Next(1, 4096);
+                break;
+            case 3:
+                newLength = 0;
+                break;
+        }
+        return mirror.Remap(address, oldLength, newLength, flags, newAddress);
     }
 
     private static void Check(MirroredSpace mirror, int seed, int step, string? difference)
