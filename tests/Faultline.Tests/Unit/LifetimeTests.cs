@@ -169,6 +169,8 @@ public sealed class LifetimeTests
             [nameof(AddressSpace.TryUnmap)] = () => space.TryUnmap(a, Page),
             [nameof(AddressSpace.Protect)] = () => space.Protect(a, Page, Protection.Read),
             [nameof(AddressSpace.TryProtect)] = () => space.TryProtect(a, Page, Protection.Read),
+            [nameof(AddressSpace.Remap)] = () => space.Remap(a, Page, 2 * Page, RemapFlags.MayMove),
+            [nameof(AddressSpace.TryRemap)] = () => space.TryRemap(a, Page, 2 * Page, RemapFlags.MayMove, 0, out _),
             [nameof(AddressSpace.Advise)] = () => space.Advise(a, Page, Advice.DontNeed),
             [nameof(AddressSpace.TryAdvise)] = () => space.TryAdvise(a, Page, Advice.DontNeed),
             [nameof(AddressSpace.Brk)] = () => space.Brk(0),
