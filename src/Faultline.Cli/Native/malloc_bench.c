@@ -7,14 +7,16 @@
  *
  * Touchers: map 128 MiB private anonymous, write a stamp at the start of every page (one first-touch fault a page),
  * read the stamps back, unmap; loop. Mutators: the script of MallocWorkload.cs, step for step:
- *   1. carve a 64-256 KiB chunk from the top of the brk heap (one heap for all mutators, as glibc's main arena, under
- *      a mutex), moving the break with brk() when it is short; stamp its pages;
+ *   1. allocate a 64-256 KiB chunk from the brk heap (one heap for all mutators, as glibc's main arena, under a
+ *      mutex): the first free chunk that fits, else carved from the top, moving the break with brk() when it is
+ *      short; stamp its pages;
  *   2. mmap a 256 KiB-2 MiB block (above M_MMAP_THRESHOLD), stamp it; mremap(MREMAP_MAYMOVE) it to twice the size
  *      (realloc of a large block) and check that the stamps moved with it; stamp the new half; madvise(MADV_DONTNEED)
  *      the middle half (a freed chunk given back), check that it reads zero, stamp it again (reused); check the whole
  *      block; munmap;
- *   3. check the chunk (other mutators moved the break meanwhile) and free it: freed chunks at the top of the heap are
- *      popped, and the break comes down once 128 KiB (M_TRIM_THRESHOLD) lie free above the top.
+ *   3. check the chunk (other mutators moved the break meanwhile) and free it: it merges with free neighbours, a free
+ *      chunk at the top of the heap is popped, and the break comes down once 128 KiB (M_TRIM_THRESHOLD) lie free
+ *      above the top.
  * Transparent huge pages are off for the process (PR_SET_THP_DISABLE): 4 KiB pages, as Faultline.
  *
  * Nothing here calls malloc once the threads run (output goes through write(2)): glibc's main arena would move the
@@ -71,11 +73,12 @@ struct chunk {
 static struct worker touchers[MAX_THREADS];
 static struct worker mutators[MAX_THREADS];
 static int toucher_count, mutator_count;
-static volatile int stop;
+/* Set by the main thread at 'q' (release), read by the workers between pages (acquire). */
+static int stop;
 
-/* The brk heap: chunks in address order, the top (end of the last chunk) and the break, under the arena mutex. */
+/* The brk heap: chunks in address order tiling [heap_start, heap_top), and the break, under the arena mutex. */
 static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct chunk chunks[MAX_THREADS];
+static struct chunk chunks[2 * MAX_THREADS + 1];
 static int chunk_count;
 static uintptr_t heap_start, heap_top, heap_break;
 
@@ -163,18 +166,23 @@ static int64_t wrong_pages(uintptr_t address, size_t pages, uintptr_t origin, ui
     return bad;
 }
 
+static int stopping(void)
+{
+    return __atomic_load_n(&stop, __ATOMIC_ACQUIRE);
+}
+
 static void *toucher(void *argument)
 {
     struct worker *w = argument;
     size_t pages = REGION / PAGE;
-    for (int64_t iteration = 1; !stop; iteration++) {
+    for (int64_t iteration = 1; !stopping(); iteration++) {
         uint64_t salt = salt_of(w->index, iteration);
         char *region = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (region == MAP_FAILED)
             die("mmap (toucher)");
         size_t done = 0;
         /* At the end the loop may stop mid-region: counted faults are per page, so nothing is lost or invented. */
-        while (done < pages && !stop) {
+        while (done < pages && !stopping()) {
             size_t n = pages - done < 1024 ? pages - done : 1024;
             stamp_pages((uintptr_t)region + done * PAGE, n, salt, &w->c.faults);
             done += n;
@@ -198,10 +206,20 @@ static void move_break(uintptr_t to, struct counters *c)
     bump(&c->ops, 1);
 }
 
-/* Carves `length` bytes from the top of the heap, moving the break up when it is short. */
+/*
+ * Takes the first free chunk at least `length` long (whole: the heap never splits one), else carves `length` bytes
+ * from the top, moving the break up when it is short.
+ */
 static uintptr_t arena_allocate(size_t length, struct counters *c)
 {
     pthread_mutex_lock(&arena_lock);
+    for (int i = 0; i < chunk_count; i++) {
+        if (chunks[i].freed && chunks[i].length >= length) {
+            chunks[i].freed = 0;
+            pthread_mutex_unlock(&arena_lock);
+            return chunks[i].start;
+        }
+    }
     uintptr_t start = heap_top;
     if (start + length > heap_break)
         move_break(start + length, c);
@@ -211,15 +229,33 @@ static uintptr_t arena_allocate(size_t length, struct counters *c)
     return start;
 }
 
-/* Frees the chunk at `start`: pops the freed chunks at the top, trims the break at TRIM_THRESHOLD free. */
+static void remove_chunk(int i)
+{
+    memmove(&chunks[i], &chunks[i + 1], (size_t)(chunk_count - i - 1) * sizeof chunks[0]);
+    chunk_count--;
+}
+
+/*
+ * Frees the chunk at `start` and merges it with free neighbours (the chunks tile [heap_start, heap_top), so at most
+ * one free chunk lies between two in use and the list stays under twice the mutators); a free chunk at the top is
+ * popped, and the break comes down once TRIM_THRESHOLD bytes lie free above the top.
+ */
 static void arena_free(uintptr_t start, struct counters *c)
 {
     pthread_mutex_lock(&arena_lock);
-    for (int i = 0; i < chunk_count; i++) {
-        if (chunks[i].start == start)
-            chunks[i].freed = 1;
+    int i = 0;
+    while (chunks[i].start != start)
+        i++;
+    chunks[i].freed = 1;
+    if (i + 1 < chunk_count && chunks[i + 1].freed) {
+        chunks[i].length += chunks[i + 1].length;
+        remove_chunk(i + 1);
     }
-    while (chunk_count > 0 && chunks[chunk_count - 1].freed)
+    if (i > 0 && chunks[i - 1].freed) {
+        chunks[i - 1].length += chunks[i].length;
+        remove_chunk(i);
+    }
+    if (chunk_count > 0 && chunks[chunk_count - 1].freed)
         chunk_count--;
     heap_top = chunk_count == 0 ? heap_start : chunks[chunk_count - 1].start + chunks[chunk_count - 1].length;
     if (heap_break - heap_top >= TRIM_THRESHOLD)
@@ -272,7 +308,7 @@ static void mutator_iteration(struct worker *w, int64_t k)
 static void *mutator(void *argument)
 {
     struct worker *w = argument;
-    for (int64_t k = 0; !stop; k++)
+    for (int64_t k = 0; !stopping(); k++)
         mutator_iteration(w, k);
     return NULL;
 }
@@ -341,7 +377,7 @@ int main(int argc, char **argv)
         if (command == 's')
             snapshot();
     }
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < toucher_count; i++)
         pthread_join(touchers[i].thread, NULL);
     for (int i = 0; i < mutator_count; i++)

@@ -4,9 +4,11 @@ namespace Faultline.Cli.Workloads;
 
 /// <summary>
 /// The brk heap of the malloc workload's mutators, one per address space as glibc's main arena, under one lock as the
-/// arena's mutex: chunks are carved from the top, the break moves up when it is short, freed chunks at the top are
-/// popped, and the break comes down once <see cref="TrimThreshold"/> bytes lie free above the top (glibc's
-/// <c>M_TRIM_THRESHOLD</c>). <c>Native/malloc_bench.c</c> does the same with the real <c>brk()</c>.
+/// arena's mutex. A request takes the first free chunk that fits (whole: chunks are never split), else is carved from
+/// the top, the break moving up when it is short; a freed chunk merges with free neighbours, a free chunk at the top
+/// is popped, and the break comes down once <see cref="TrimThreshold"/> bytes lie free above the top (glibc's
+/// <c>M_TRIM_THRESHOLD</c>). The chunks tile the heap from its start to the top, so at most one free chunk lies
+/// between two in use. <c>Native/malloc_bench.c</c> does the same with the real <c>brk()</c>.
 /// </summary>
 /// <remarks>Thread-safe: every member takes the lock.</remarks>
 internal sealed class MallocArena
@@ -15,8 +17,8 @@ internal sealed class MallocArena
     public const ulong TrimThreshold = 128 << 10;
 
     private readonly AddressSpace _space;
-    private readonly object _lock = new();
-    private readonly List<(ulong Start, ulong Length, bool Freed)> _chunks = [];
+    private readonly Lock _lock = new();
+    private readonly List<Chunk> _chunks = [];
     private readonly ulong _start;
     private ulong _top;
     private ulong _break;
@@ -28,32 +30,63 @@ internal sealed class MallocArena
         _start = _top = _break = space.Brk(0);
     }
 
-    /// <summary>Carves <paramref name="length"/> bytes from the top, moving the break up when it is short; counts brk calls as churn ops.</summary>
+    /// <summary>Chunks in the heap, free ones included (a free chunk at the top is popped at once).</summary>
+    public int Chunks
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _chunks.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The start of at least <paramref name="length"/> bytes: the first free chunk that fits, else carved from the top,
+    /// moving the break up when it is short; each brk call counts as a churn op.
+    /// </summary>
     /// <exception cref="InvalidOperationException">brk refused to move.</exception>
     public ulong Allocate(ulong length, WorkerStats stats)
     {
         lock (_lock)
         {
+            int free = _chunks.FindIndex(c => c.Free && c.Length >= length);
+            if (free >= 0)
+            {
+                _chunks[free] = _chunks[free] with { Free = false };
+                return _chunks[free].Start;
+            }
             ulong start = _top;
             if (start + length > _break)
             {
                 MoveBreak(start + length, stats);
             }
-            _chunks.Add((start, length, false));
+            _chunks.Add(new Chunk(start, length, Free: false));
             _top = start + length;
             return start;
         }
     }
 
-    /// <summary>Frees the chunk at <paramref name="start"/>: pops the freed chunks at the top, trims the break.</summary>
+    /// <summary>Frees the chunk at <paramref name="start"/>: merges it with free neighbours, pops a free top, trims the break.</summary>
     /// <exception cref="InvalidOperationException">brk refused to move.</exception>
     public void Free(ulong start, WorkerStats stats)
     {
         lock (_lock)
         {
-            int index = _chunks.FindIndex(c => c.Start == start);
-            _chunks[index] = _chunks[index] with { Freed = true };
-            while (_chunks.Count > 0 && _chunks[^1].Freed)
+            int i = _chunks.FindIndex(c => c.Start == start);
+            _chunks[i] = _chunks[i] with { Free = true };
+            if (i + 1 < _chunks.Count && _chunks[i + 1].Free)
+            {
+                _chunks[i] = _chunks[i] with { Length = _chunks[i].Length + _chunks[i + 1].Length };
+                _chunks.RemoveAt(i + 1);
+            }
+            if (i > 0 && _chunks[i - 1].Free)
+            {
+                _chunks[i - 1] = _chunks[i - 1] with { Length = _chunks[i - 1].Length + _chunks[i].Length };
+                _chunks.RemoveAt(i);
+            }
+            if (_chunks.Count > 0 && _chunks[^1].Free)
             {
                 _chunks.RemoveAt(_chunks.Count - 1);
             }
@@ -75,4 +108,6 @@ internal sealed class MallocArena
         }
         _break = to;
     }
+
+    private readonly record struct Chunk(ulong Start, ulong Length, bool Free);
 }

@@ -6,9 +6,9 @@ namespace Faultline.Cli.Workloads;
 /// <summary>
 /// <c>malloc</c>: a glibc-malloc-like pattern. <see cref="RunShape.Threads"/> touching threads run
 /// <see cref="PageFault1Workload"/> (map 128 MiB, write every page, check, unmap) while <see cref="RunShape.Churn"/>
-/// mutating threads loop an allocator's script (<see cref="MutatorIteration"/>): a chunk carved from a brk heap
-/// shared by all mutators (<see cref="MallocArena"/>, glibc's main arena and its mutex; brk up when the heap is short,
-/// down past the trim threshold), a large block mapped, grown by <c>mremap(MREMAP_MAYMOVE)</c> (realloc), partly
+/// mutating threads loop an allocator's script (<see cref="MutatorIteration"/>): a chunk from a brk heap shared by
+/// all mutators (<see cref="MallocArena"/>, glibc's main arena and its mutex: first fit, else brk up when the heap is
+/// short; down past the trim threshold), a large block mapped, grown by <c>mremap(MREMAP_MAYMOVE)</c> (realloc), partly
 /// given back with <c>MADV_DONTNEED</c> and reused, then unmapped. Every page written is read back, moved pages at
 /// their new address. Faultline runs it on an <see cref="AddressSpace"/>; the kernel row runs
 /// <c>Native/malloc_bench.c</c>, the same threads and script on the real system calls (a .NET process cannot move its

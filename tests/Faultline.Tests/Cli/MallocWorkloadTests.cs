@@ -39,6 +39,35 @@ public class MallocWorkloadTests
         Assert.Equal(4, stats.ChurnOps);
     }
 
+    [Fact]
+    public void FreedChunksMergeWithFreeNeighboursAndAreReusedBeforeTheTopGrows()
+    {
+        using var space = new AddressSpace(new FaultlineOptions { PhysicalMemoryBytes = 16 << 20 });
+        var arena = new MallocArena(space);
+        var stats = new WorkerStats();
+        ulong start = space.Brk(0);
+        ulong a = arena.Allocate(16 * Page, stats);
+        ulong b = arena.Allocate(16 * Page, stats);
+        ulong c = arena.Allocate(16 * Page, stats);
+
+        arena.Free(a, stats);
+        arena.Free(b, stats);
+
+        Assert.Equal(2, arena.Chunks);
+        // 24 pages fit in the merged 32-page hole: no brk call.
+        Assert.Equal(start, arena.Allocate(24 * Page, stats));
+        Assert.Equal(3, stats.ChurnOps);
+        ulong d = arena.Allocate(8 * Page, stats);
+        Assert.Equal((c + 16 * Page, start + 56 * Page, 4L), (d, space.Brk(0), stats.ChurnOps));
+        // c stays between two chunks in use; d merges into it, and both go from the top: 96 KiB free, no trim yet.
+        arena.Free(c, stats);
+        Assert.Equal(3, arena.Chunks);
+        arena.Free(d, stats);
+        Assert.Equal((1, start + 56 * Page), (arena.Chunks, space.Brk(0)));
+        arena.Free(start, stats);
+        Assert.Equal((0, start, 5L), (arena.Chunks, space.Brk(0), stats.ChurnOps));
+    }
+
     [Theory]
     [InlineData(FaultPath.MmapLock)]
     [InlineData(FaultPath.VmaLock)]
