@@ -22,7 +22,7 @@ internal static class BenchCommand
     {
         var workload = new Option<string?>("--workload", "-w")
         {
-            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, fork, fork-churn, or all (default: the suite, without the fork workloads)",
+            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, fork, fork-churn, malloc, or all (default: the suite, without the fork workloads)",
         };
         OptionChecks.Parses(workload, text => WorkloadCatalog.ParseList(text));
         var path = new Option<string?>("--path", "-p")
@@ -34,12 +34,13 @@ internal static class BenchCommand
         var threads = new Option<string?>("--threads", "-t")
         {
             Description = "Faulting threads, a number or a comma list for scaling runs, e.g. 1,2,4,8,16 (default: the suite's " +
-                "counts, 1 or 2 per workload; 1 when --workload or --churn is given)",
+                "counts, 1 or 2 per workload; 1 when --workload or --churn is given, 2 for malloc)",
         };
         OptionChecks.Parses(threads, text => ListOption.Integers(text, "--threads", 1));
         var churn = new Option<string?>("--churn")
         {
-            Description = "Churn threads of the mixed and fork-churn workloads (map/mprotect/unmap loop), number or comma list (default 1); " +
+            Description = "Churn threads of the mixed and fork-churn workloads (map/mprotect/unmap loop) and mutating threads of malloc " +
+                "(brk, mmap, mremap, madvise, munmap), number or comma list (default 1, 2 for malloc); " +
                 "only those workloads have churn, so --workload must include one of them",
         };
         var forkMib = new Option<int>("--fork-mib")
@@ -92,9 +93,9 @@ internal static class BenchCommand
         command.Validators.Add(result =>
         {
             if (result.GetResult(churn) is { Implicit: false } && result.GetResult(workload)?.GetValueOrDefault<string?>() is string chosen
-                && OptionChecks.TryParse(() => WorkloadCatalog.ParseList(chosen)) is { } workloads && !workloads.Any(w => w is MixedWorkload or ForkChurnWorkload))
+                && OptionChecks.TryParse(() => WorkloadCatalog.ParseList(chosen)) is { } workloads && !workloads.Any(w => w.UsesChurn))
             {
-                result.AddError("--churn: only the mixed and fork-churn workloads have churn threads; add one of them to --workload");
+                result.AddError("--churn: only the mixed, fork-churn and malloc workloads have churn threads; add one of them to --workload");
             }
         });
         command.SetAction(parse => Execute(

@@ -50,9 +50,9 @@ internal static class BenchPlan
 
     /// <summary>
     /// The configurations for explicit options: every workload (default all; fork and fork-churn only when named,
-    /// or with <c>all</c>) × every thread count (default 1; <c>fork</c> always runs one) ×, for mixed and fork-churn,
-    /// every churn count (default 1). With none of the three options, the suite. <paramref name="forkMib"/> sizes the
-    /// fork workloads' region.
+    /// or with <c>all</c>) × every thread count (default 1, malloc 2; <c>fork</c> always runs one) ×, for the
+    /// workloads with churn threads (mixed, fork-churn, malloc), every churn count (default 1, malloc 2). With none of
+    /// the three options, the suite. <paramref name="forkMib"/> sizes the fork workloads' region.
     /// </summary>
     /// <exception cref="ArgumentException">An unknown name, a bad number.</exception>
     public static IReadOnlyList<BenchConfig> Build(string? workloads, string? threads, string? churn,
@@ -69,8 +69,8 @@ internal static class BenchPlan
         IReadOnlyList<IWorkload> chosen = workloads is null
             ? WorkloadCatalog.All.Where(w => w is not (ForkWorkload or ForkChurnWorkload)).ToList()
             : WorkloadCatalog.ParseList(workloads);
-        IReadOnlyList<int> threadCounts = threads is null ? [1] : ListOption.Integers(threads, "--threads", 1);
-        IReadOnlyList<int> churnCounts = churn is null ? [1] : ListOption.Integers(churn, "--churn", 0);
+        IReadOnlyList<int>? threadCounts = threads is null ? null : ListOption.Integers(threads, "--threads", 1);
+        IReadOnlyList<int>? churnCounts = churn is null ? null : ListOption.Integers(churn, "--churn", 0);
         var configs = new List<BenchConfig>();
         foreach (IWorkload named in chosen)
         {
@@ -80,9 +80,9 @@ internal static class BenchPlan
                 ForkChurnWorkload => new ForkChurnWorkload(forkMib),
                 _ => named,
             };
-            foreach (int t in w.SingleThreaded ? [1] : threadCounts)
+            foreach (int t in w.SingleThreaded ? [1] : threadCounts ?? [w.DefaultThreads])
             {
-                foreach (int c in w.UsesChurn ? churnCounts : [0])
+                foreach (int c in w.UsesChurn ? churnCounts ?? [w.DefaultChurn] : [0])
                 {
                     configs.Add(new BenchConfig(w, new RunShape(t, c)));
                 }
@@ -93,7 +93,7 @@ internal static class BenchPlan
 
     /// <summary>
     /// Every configuration on every path, without the pairs a workload cannot run (the kernel row of fork-churn, of
-    /// fork where no C compiler is found); each of those says why in one line.
+    /// fork and malloc where no C compiler is found); each of those says why in one line.
     /// </summary>
     public static (IReadOnlyList<BenchCase> Cases, IReadOnlyList<string> Skipped) Cases(IReadOnlyList<BenchConfig> configs,
         IReadOnlyList<PathKind> paths)

@@ -23,18 +23,8 @@ internal sealed record KernelForkFigures(long Pages, double ForkSeconds, long Ch
     /// <exception cref="FormatException">A key is missing or a value is not an integer.</exception>
     public static KernelForkFigures Parse(string line)
     {
-        var values = new Dictionary<string, long>(StringComparer.Ordinal);
-        foreach (string pair in line.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            int equals = pair.IndexOf('=');
-            if (equals <= 0 || !long.TryParse(pair.AsSpan(equals + 1), System.Globalization.NumberStyles.AllowLeadingSign,
-                    System.Globalization.CultureInfo.InvariantCulture, out long value))
-            {
-                throw new FormatException($"fork_bench: not key=integer: '{pair}' in '{line}'");
-            }
-            values[pair[..equals]] = value;
-        }
-        long Get(string key) => values.TryGetValue(key, out long v) ? v : throw new FormatException($"fork_bench: no {key} in '{line}'");
+        IReadOnlyDictionary<string, long> values = KeyValueLine.Parse(line, "fork_bench");
+        long Get(string key) => KeyValueLine.Get(values, key, "fork_bench", line);
         return new KernelForkFigures(Get("pages"), Get("fork_ns") / 1e9, Get("child_faults"), Get("child_cpu_ns") / 1e9,
             Get("child_wall_ns") / 1e9, Get("parent_faults"), Get("parent_cpu_ns") / 1e9, Get("parent_wall_ns") / 1e9,
             Get("parent_copied"), Get("child_mismatches") + Get("parent_mismatches"));

@@ -72,13 +72,19 @@ internal static class TableReport
                 "fork-churn: the parent's threads with the child alive); parent ns/fault: fork's parent writing every page after the " +
                 "child went, its faults copying or reusing the page as the last column says.");
         }
+        if (report.Summary.Any(r => r.Workload == "malloc"))
+        {
+            notes.Add("malloc: faults/s and ns/fault are the touching threads' (first-touch faults of their 128 MiB regions); churn ops/s " +
+                "are the mutating threads' brk, mmap, mremap, madvise and munmap calls; the kernel row runs Native/malloc_bench.c " +
+                "(the same threads and script on the real system calls, one brk heap under a mutex).");
+        }
         notes.AddRange(report.Skipped.Select(s => $"Skipped: {s}."));
         notes.Add($"Machine: {report.Machine.Cores} cores, {report.Machine.Cpu}, {report.Machine.Runtime}, load at start {report.Machine.LoadAverage}; commit {report.Commit}.");
         return notes;
     }
 
     private static IEnumerable<RatioSummary> OtherRatios(BenchReport report) =>
-        report.RatioSummary.Where(r => r.Kind is RatioKind.VersusMmapLock or RatioKind.WithVersusWithoutChurn);
+        report.RatioSummary.Where(r => r.Kind is RatioKind.VersusMmapLock or RatioKind.WithVersusWithoutChurn or RatioKind.ChurnOpsVersusKernel);
 
     private static IEnumerable<CaseSummary> ForkRows(BenchReport report) => report.Summary.Where(r => r.ForkMs is not null);
 

@@ -16,7 +16,7 @@ internal sealed record BenchResult
     public required string Path { get; init; }
     /// <summary>Faulting (or, for mmap1, mapping) threads.</summary>
     public required int Threads { get; init; }
-    /// <summary>Churn threads (mixed only).</summary>
+    /// <summary>Churn threads (mixed, fork-churn) or mutating threads (malloc).</summary>
     public required int Churn { get; init; }
     /// <summary>Measured wall-clock seconds.</summary>
     public required double Seconds { get; init; }
@@ -33,7 +33,7 @@ internal sealed record BenchResult
     /// time of their copy-on-write write loops only (for <c>fork</c>, the child's), each fault copying 4 KiB.
     /// </summary>
     public required double NsPerFault { get; init; }
-    /// <summary>Map/protect/unmap calls of the churn threads per second.</summary>
+    /// <summary>Map/protect/unmap calls of the churn threads per second (malloc: the mutators' brk/mmap/mremap/madvise/munmap calls).</summary>
     public required double ChurnOpsPerSec { get; init; }
     /// <summary>Fork workloads: mean latency of one fork call in ms (null for other workloads).</summary>
     public double? ForkMs { get; init; }

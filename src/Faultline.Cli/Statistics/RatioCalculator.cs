@@ -14,7 +14,7 @@ internal static class RatioCalculator
 
     /// <summary>
     /// Every ratio the rows allow, per repeat: path ÷ kernel, path ÷ mmap-lock, with ÷ without churn; for the fork
-    /// workloads also fork latency and CPU per fault ÷ the kernel's.
+    /// workloads also fork latency and CPU per fault ÷ the kernel's; with churn threads also churn ops/s ÷ the kernel's.
     /// </summary>
     public static IReadOnlyList<RatioResult> PerRepeat(IReadOnlyList<BenchResult> results)
     {
@@ -31,6 +31,10 @@ internal static class RatioCalculator
             {
                 Add(ratios, RatioKind.ForkLatencyVersusKernel, row, Kernel, forkMs, kernelForkMs);
                 Add(ratios, RatioKind.NsPerFaultVersusKernel, row, Kernel, row.NsPerFault, kernel.NsPerFault);
+            }
+            if (row.Churn > 0)
+            {
+                Add(ratios, RatioKind.ChurnOpsVersusKernel, row, Kernel, row.ChurnOpsPerSec, FindRow(results, row, Kernel, row.Churn)?.ChurnOpsPerSec);
             }
         }
         foreach (BenchResult row in results.Where(r => r.Churn > 0))

@@ -13,4 +13,9 @@ internal enum RatioKind
     ForkLatencyVersusKernel,
     /// <summary>Fork workloads: a Faultline path's CPU ns per fault over the host kernel's (below 1: Faultline is cheaper).</summary>
     NsPerFaultVersusKernel,
+    /// <summary>
+    /// Workloads with churn threads: a Faultline path's churn ops/s (map, mprotect, brk, mremap... calls) over the host
+    /// kernel's, same configuration.
+    /// </summary>
+    ChurnOpsVersusKernel,
 }

@@ -17,6 +17,7 @@ internal sealed record RatioResult(RatioKind Kind, string Path, string Versus, s
         RatioKind.WithVersusWithoutChurn => $"{Path} churn {Churn} ÷ {Versus}",
         RatioKind.ForkLatencyVersusKernel => $"{Path} fork ms ÷ {Versus}",
         RatioKind.NsPerFaultVersusKernel => $"{Path} ns/fault ÷ {Versus}",
+        RatioKind.ChurnOpsVersusKernel => $"{Path} churn ops/s ÷ {Versus}",
         _ => $"{Path} ÷ {Versus}",
     };
 }

@@ -27,6 +27,12 @@ internal interface IWorkload
     /// <summary>True when <see cref="RunShape.Churn"/> applies (the <c>--churn</c> list multiplies its configurations).</summary>
     bool UsesChurn => false;
 
+    /// <summary>Faulting threads when <c>--threads</c> is not given (and explicit options are).</summary>
+    int DefaultThreads => 1;
+
+    /// <summary>Churn threads when <c>--churn</c> is not given, for a workload that <see cref="UsesChurn"/>.</summary>
+    int DefaultChurn => 1;
+
     /// <summary>True when the workload runs one thread only (the <c>--threads</c> list does not apply).</summary>
     bool SingleThreaded => false;
 

@@ -13,6 +13,7 @@ internal static class WorkloadCatalog
         new EbizzyWorkload(),
         new ForkWorkload(),
         new ForkChurnWorkload(),
+        new MallocWorkload(),
     ];
 
     /// <summary>Parses a comma list of names or <c>all</c>.</summary>

@@ -26,7 +26,7 @@ public class CommandLineTests
         { ["bench", "--repeat", "0"], "--repeat: '0'" },
         { ["bench", "--workload", "nope"], "--workload: unknown workload 'nope'" },
         { ["bench", "--path", "nope"], "--path: unknown path 'nope'" },
-        { ["bench", "--workload", "page_fault1", "--churn", "2"], "--churn: only the mixed and fork-churn workloads have churn threads" },
+        { ["bench", "--workload", "page_fault1", "--churn", "2"], "--churn: only the mixed, fork-churn and malloc workloads have churn threads" },
         { ["bench", "--churn", "-1", "--workload", "mixed"], "--churn: '-1'" },
         { ["stress", "--path", "kernel"], "--path: stress checks Faultline's paths" },
         { ["stress", "--threads", "0"], "--threads: '0'" },
