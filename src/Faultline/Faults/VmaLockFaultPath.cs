@@ -56,33 +56,58 @@ internal static class VmaLockFaultPath
     public static Vma? LockVmaUnderRcu(ref FaultContext fault)
     {
         MemoryDescriptor mm = fault.Mm;
+        RcuReader reader = fault.Cpu.Reader;
         while (true)
         {
-            Vma? vma = mm.Tree.LookupLockless(fault.Address);
-            if (vma is null)
+            // rcu_read_lock: the VMA found is not reused for another mapping before the section ends; once read-locked
+            // it cannot be detached (vma_mark_detached waits for its readers), so it needs no section after that.
+            reader.EnterWalk(mm.Rcu.WalkEpoch);
+            LockOutcome outcome = TryLock(ref fault, out Vma? vma);
+            reader.ExitWalk();
+            switch (outcome)
             {
-                fault.Cpu.Counters.Add(VmEvent.VmaLockAbort);
-                return null;
-            }
-            mm.Probes.Hit(ProbePoint.VmaLockAfterLookup);
-            switch (vma.TryStartRead())
-            {
-                case VmaReadLock.Detached:
+                case LockOutcome.Miss:
                     fault.Cpu.Counters.Add(VmEvent.VmaLockMiss);
                     continue;
-                case VmaReadLock.WriteLocked:
-                case VmaReadLock.Busy:
+                case LockOutcome.Abort:
                     fault.Cpu.Counters.Add(VmEvent.VmaLockAbort);
                     return null;
-            }
-            if (!vma.Contains(fault.Address))
-            {
-                vma.EndRead();
-                fault.Cpu.Counters.Add(VmEvent.VmaLockAbort);
-                return null;
             }
             mm.Probes.Hit(ProbePoint.VmaLockLocked);
             return vma;
         }
+    }
+
+    private enum LockOutcome
+    {
+        Locked,
+        Miss,
+        Abort,
+    }
+
+    // One lookup and vma_start_read, inside the caller's walk section.
+    private static LockOutcome TryLock(ref FaultContext fault, out Vma? vma)
+    {
+        MemoryDescriptor mm = fault.Mm;
+        vma = mm.Tree.LookupLockless(fault.Address);
+        if (vma is null)
+        {
+            return LockOutcome.Abort;
+        }
+        mm.Probes.Hit(ProbePoint.VmaLockAfterLookup);
+        switch (vma.TryStartRead())
+        {
+            case VmaReadLock.Detached:
+                return LockOutcome.Miss;
+            case VmaReadLock.WriteLocked:
+            case VmaReadLock.Busy:
+                return LockOutcome.Abort;
+        }
+        if (!vma.Contains(fault.Address))
+        {
+            vma.EndRead();
+            return LockOutcome.Abort;
+        }
+        return LockOutcome.Locked;
     }
 }

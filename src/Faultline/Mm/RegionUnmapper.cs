@@ -14,6 +14,9 @@ internal sealed class RegionUnmapper
 {
     private readonly MemoryDescriptor _mm;
     private readonly VmaEditor _editor;
+    // Scratch for the VMAs a call visits, reused so a call allocates nothing; guarded by the mmap write lock, which
+    // every method using it requires (the editor keeps its own).
+    private readonly List<Vma> _scratch = [];
 
     /// <summary>The unmapper of <paramref name="mm"/>, editing through <paramref name="editor"/>.</summary>
     public RegionUnmapper(MemoryDescriptor mm, VmaEditor editor)
@@ -28,7 +31,8 @@ internal sealed class RegionUnmapper
     /// </summary>
     public int CountAfterUnmap(ulong start, ulong end)
     {
-        List<Vma> affected = _mm.Tree.Intersecting(start, end);
+        List<Vma> affected = _scratch;
+        _mm.Tree.Intersecting(start, end, affected);
         int count = _mm.Tree.Count - affected.Count;
         foreach (Vma vma in affected)
         {
@@ -45,9 +49,14 @@ internal sealed class RegionUnmapper
     /// </summary>
     public bool RefuseSealed(ulong start, ulong end)
     {
-        List<Vma> affected = _mm.Tree.Intersecting(start, end);
-        int sealedAt = affected.FindIndex(v => (v.Flags & VmFlags.Sealed) != 0);
-        if (sealedAt < 0)
+        List<Vma> affected = _scratch;
+        _mm.Tree.Intersecting(start, end, affected);
+        int sealedAt = 0;
+        while (sealedAt < affected.Count && (affected[sealedAt].Flags & VmFlags.Sealed) == 0)
+        {
+            sealedAt++;
+        }
+        if (sealedAt == affected.Count)
         {
             return false;
         }
@@ -69,7 +78,8 @@ internal sealed class RegionUnmapper
     public void Unmap(ulong start, ulong end, bool downgrade)
     {
         // vms_complete_munmap_vmas: the locked pages leave mm->locked_vm with their VMAs.
-        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        _mm.Tree.Intersecting(start, end, _scratch);
+        foreach (Vma vma in _scratch)
         {
             if ((vma.Flags & VmFlags.Locked) != 0)
             {
@@ -93,10 +103,11 @@ internal sealed class RegionUnmapper
     // ceiling), and free the gathered frames and tables after a grace period.
     private void UnmapRegion(ulong start, ulong end, ulong floor, ulong ceiling)
     {
-        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
+        MmuGather gather = _mm.RentGather();
         long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
         unmapped += _mm.PageTable.FreeTables(start, end, floor, ceiling, gather);
         _mm.SharedCounters.AddShared(VmEvent.AnonPages, -unmapped);
         gather.Finish(_mm.Probes);
+        _mm.ReturnGather(gather);
     }
 }
