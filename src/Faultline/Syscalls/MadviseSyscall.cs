@@ -96,7 +96,7 @@ internal sealed class MadviseSyscall
         bool flagsChanged = false;
         long zapped = 0;
         ulong lastEnd = 0;
-        for (; vma is not null && vma.Start < end; vma = _mm.Tree.FindFirstEndingAbove(reached))
+        while (vma is not null && vma.Start < end)
         {
             if (vma.Start > reached)
             {
@@ -110,6 +110,12 @@ internal sealed class MadviseSyscall
                 break;
             }
             reached = to;
+            if (reached == end)
+            {
+                break;
+            }
+            // The next VMA ends above this one's end; what an edit put in [from, to) ends at or below it.
+            vma = _mm.Tree.FindFirstEndingAbove(reached);
         }
         if (error == Errno.None && lastEnd < end)
         {

@@ -66,7 +66,7 @@ public sealed class ControlPlaneAllocationTests(ITestOutputHelper output)
             meter.Pause();
             cpu.Store(a + 3 * Page, 1L);
             meter.Resume();
-            space.Advise(a, 64 * Page, Advice.DontNeed);
+            space.Advise(a + 2 * Page, 8 * Page, Advice.DontNeed);
         });
         Assert.False(space.IsResident(a + 3 * Page));
     }
