@@ -59,55 +59,44 @@ internal static class VmaLockFaultPath
         RcuReader reader = fault.Cpu.Reader;
         while (true)
         {
+            Vma? vma;
+            VmaReadLock locked;
             // rcu_read_lock: the VMA found is not reused for another mapping before the section ends; once read-locked
             // it cannot be detached (vma_mark_detached waits for its readers), so it needs no section after that.
             reader.EnterWalk(mm.Rcu.WalkEpoch);
-            LockOutcome outcome = TryLock(ref fault, out Vma? vma);
-            reader.ExitWalk();
-            switch (outcome)
+            try
             {
-                case LockOutcome.Miss:
-                    fault.Cpu.Counters.Add(VmEvent.VmaLockMiss);
-                    continue;
-                case LockOutcome.Abort:
+                vma = mm.Tree.LookupLockless(fault.Address);
+                if (vma is null)
+                {
                     fault.Cpu.Counters.Add(VmEvent.VmaLockAbort);
                     return null;
+                }
+                mm.Probes.Hit(ProbePoint.VmaLockAfterLookup);
+                locked = vma.TryStartRead();
+            }
+            finally
+            {
+                reader.ExitWalk();
+            }
+            switch (locked)
+            {
+                case VmaReadLock.Detached:
+                    fault.Cpu.Counters.Add(VmEvent.VmaLockMiss);
+                    continue;
+                case VmaReadLock.WriteLocked:
+                case VmaReadLock.Busy:
+                    fault.Cpu.Counters.Add(VmEvent.VmaLockAbort);
+                    return null;
+            }
+            if (!vma.Contains(fault.Address))
+            {
+                vma.EndRead();
+                fault.Cpu.Counters.Add(VmEvent.VmaLockAbort);
+                return null;
             }
             mm.Probes.Hit(ProbePoint.VmaLockLocked);
             return vma;
         }
-    }
-
-    private enum LockOutcome
-    {
-        Locked,
-        Miss,
-        Abort,
-    }
-
-    // One lookup and vma_start_read, inside the caller's walk section.
-    private static LockOutcome TryLock(ref FaultContext fault, out Vma? vma)
-    {
-        MemoryDescriptor mm = fault.Mm;
-        vma = mm.Tree.LookupLockless(fault.Address);
-        if (vma is null)
-        {
-            return LockOutcome.Abort;
-        }
-        mm.Probes.Hit(ProbePoint.VmaLockAfterLookup);
-        switch (vma.TryStartRead())
-        {
-            case VmaReadLock.Detached:
-                return LockOutcome.Miss;
-            case VmaReadLock.WriteLocked:
-            case VmaReadLock.Busy:
-                return LockOutcome.Abort;
-        }
-        if (!vma.Contains(fault.Address))
-        {
-            vma.EndRead();
-            return LockOutcome.Abort;
-        }
-        return LockOutcome.Locked;
     }
 }
