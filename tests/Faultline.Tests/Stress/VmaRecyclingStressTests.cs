@@ -19,9 +19,11 @@ public sealed class VmaRecyclingStressTests
     private const ulong Base = 0x6000_0000;
     private const ulong WorkerStride = 8UL << 20;
     private const int Workers = 2;
-    // Per worker: [0, 64) kept mapped, split and merged by the mutator; [64, 96) remapped by the worker each pass;
-    // [96, 160) read-only and read-write neighbours the mutator maps and unmaps.
-    private const ulong KeptPages = 64, FreshAt = 64, FreshPages = 32, NeighbourAt = 96, NeighbourPages = 64;
+    // Per worker: [0, 64) kept mapped, split and merged by the mutator; [65, 96) remapped by the worker each pass (a
+    // page apart from the kept VMA, so the mutator's edits never replace it: a reverse-map walk racing a replacement
+    // may find no VMA between the unlink of the old one and the link of the new); [96, 160) read-only and read-write
+    // neighbours the mutator maps and unmaps.
+    private const ulong KeptPages = 64, FreshAt = 65, FreshPages = 31, NeighbourAt = 96, NeighbourPages = 64;
     private static readonly TimeSpan Duration = TimeSpan.FromSeconds(2);
 
     [Theory]
