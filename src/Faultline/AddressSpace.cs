@@ -106,7 +106,7 @@ public sealed class AddressSpace : IDisposable
     public int CpuCount => Live.Users;
 
     /// <summary><c>map_count</c>: VMAs.</summary>
-    public int MapCount => Live.Tree.Published?.Count ?? 0;
+    public int MapCount => Live.Tree.PublishedCount;
 
     /// <summary>Resident anonymous pages (<c>MM_ANONPAGES</c>, smaps Rss summed).</summary>
     public long ResidentPages => Live.AnonPages;
@@ -422,11 +422,35 @@ public sealed class AddressSpace : IDisposable
     }
 
     /// <summary>The mappings, in address order.</summary>
-    public IReadOnlyList<MappingInfo> GetMappings() =>
-        VmaTree.InOrder(Live.Tree.Published).Select(vma => MapsFormatter.Describe(vma, _mm.StartBrk, _mm.Brk)).ToList();
+    public IReadOnlyList<MappingInfo> GetMappings()
+    {
+        // The mmap read lock, as show_map takes it: the walk reads nodes and VMAs a writer would otherwise be free to
+        // reuse once it retired them.
+        _mm.EnterReadUnlessExiting(this);
+        try
+        {
+            return VmaTree.InOrder(_mm.Tree.Published).Select(vma => MapsFormatter.Describe(vma, _mm.StartBrk, _mm.Brk)).ToList();
+        }
+        finally
+        {
+            _mm.MmapLock.ExitRead();
+        }
+    }
 
     /// <summary>The text of <c>/proc/pid/maps</c>.</summary>
-    public string GetMaps() => MapsFormatter.Maps(VmaTree.InOrder(Live.Tree.Published), _mm.StartBrk, _mm.Brk);
+    public string GetMaps()
+    {
+        // As in GetMappings.
+        _mm.EnterReadUnlessExiting(this);
+        try
+        {
+            return MapsFormatter.Maps(VmaTree.InOrder(_mm.Tree.Published), _mm.StartBrk, _mm.Brk);
+        }
+        finally
+        {
+            _mm.MmapLock.ExitRead();
+        }
+    }
 
     /// <summary>
     /// The text of <c>/proc/pid/smaps</c> (Size, Rss, Anonymous, Referenced and the other fields). Like the kernel's

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Faultline.Concurrency;
 using Faultline.Paging;
 
@@ -41,23 +42,25 @@ internal sealed class Vma
     /// <summary>The SPF sequence: odd while a writer changes this VMA.</summary>
     public SeqCount Sequence;
 
-    // The range, offset, flags, protection, backing and policy never change once the VMA exists: a writer that changes
-    // any of them replaces the VMA. The speculative path's snapshot between two sequence reads rests on that.
+    // The range, offset, flags, protection, backing and policy never change while the VMA is in the tree, or while a
+    // reader may still hold it: a writer that changes any of them replaces the VMA, and a retired VMA is reinitialised
+    // for reuse only after the walk epoch moved twice (Reinitialise). The speculative path's snapshot between two
+    // sequence reads rests on that.
 
     /// <summary>First address (<c>vm_start</c>).</summary>
-    public readonly ulong Start;
+    public ulong Start { get; private set; }
     /// <summary>End, exclusive (<c>vm_end</c>).</summary>
-    public readonly ulong End;
+    public ulong End { get; private set; }
     /// <summary>Offset in pages (<c>vm_pgoff</c>; for anonymous memory, the start address in pages at creation).</summary>
-    public readonly ulong PageOffset;
+    public ulong PageOffset { get; private set; }
     /// <summary><c>vm_flags</c>.</summary>
-    public readonly VmFlags Flags;
+    public VmFlags Flags { get; private set; }
     /// <summary><c>vm_page_prot</c>, derived from the access flags.</summary>
-    public readonly PageProtection PageProtection;
+    public PageProtection PageProtection { get; private set; }
     /// <summary>What backs the mapping.</summary>
-    public readonly Backing.IBacking Backing;
+    public Backing.IBacking Backing { get; private set; }
     /// <summary>NUMA policy.</summary>
-    public readonly MemoryPolicy Policy;
+    public MemoryPolicy Policy { get; private set; }
 
     /// <summary>Creates a detached VMA.</summary>
     public Vma(MmapLock mmapLock, VmaWriterWait writerWait, ProbeSet probes, ulong start, ulong end, ulong pageOffset, VmFlags flags,
@@ -66,6 +69,27 @@ internal sealed class Vma
         _mmapLock = mmapLock;
         _writerWait = writerWait;
         _probes = probes;
+        Initialise(start, end, pageOffset, flags, backing, policy);
+    }
+
+    /// <summary>
+    /// <c>vm_area_alloc</c> from the address space's recycled VMAs: gives a detached VMA that no reader can still hold
+    /// (retired two walk epochs ago) a new identity. The sequence moves by two rather than restarting, so a reader
+    /// holding a snapshot of an older identity could never validate against this one.
+    /// </summary>
+    public void Reinitialise(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.IBacking backing,
+        MemoryPolicy policy = MemoryPolicy.Default)
+    {
+        Debug.Assert(Volatile.Read(ref _refCount) == 0 && !Sequence.IsWriting, "reuse of a VMA in use");
+        Sequence.BeginWrite();
+        _anonVma = null;
+        Initialise(start, end, pageOffset, flags, backing, policy);
+        Sequence.EndWrite();
+    }
+
+    [MemberNotNull(nameof(Backing))]
+    private void Initialise(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.IBacking backing, MemoryPolicy policy)
+    {
         Start = start;
         End = end;
         PageOffset = pageOffset;
@@ -76,8 +100,8 @@ internal sealed class Vma
         Id = Interlocked.Increment(ref s_nextId);
     }
 
-    /// <summary>A stable identity for diagnostics and tests.</summary>
-    public long Id { get; }
+    /// <summary>A stable identity for diagnostics and tests: a reused VMA gets a new one.</summary>
+    public long Id { get; private set; }
 
     /// <summary>
     /// <c>anon_vma</c>: null until the first anonymous fault. Published with a release store so a lockless reader

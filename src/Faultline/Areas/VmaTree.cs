@@ -1,25 +1,72 @@
+using Faultline.Concurrency;
+
 namespace Faultline.Areas;
 
 /// <summary>
 /// The ordered index of an address space's VMAs (the kernel's maple tree <c>mm_mt</c>): a persistent AVL tree.
 /// Writers (holding the mmap lock for write) build a new version by path copying; <see cref="Publish"/> makes it
 /// visible with one release store, so lock-free readers (speculative and per-VMA-lock faults) walking
-/// <see cref="Published"/> see either the old or the new version whole, never a half-rotated tree. Old versions
-/// are reclaimed by the garbage collector once no reader holds them (the RCU grace period for free).
+/// <see cref="Published"/> see either the old or the new version whole, never a half-rotated tree.
 /// </summary>
+/// <remarks>
+/// Node reuse (the maple tree frees its nodes with <c>call_rcu</c>): a node of the unpublished version is rewritten in
+/// place; a published node that a write replaces or removes is retired and reused only after the walk epoch moved
+/// twice (<see cref="RcuRecycler{T}"/>), so a lockless reader must walk inside a walk section
+/// (<see cref="RcuReader.EnterWalk"/>) or hold the mmap lock. In steady state an edit allocates nothing.
+/// </remarks>
 internal sealed class VmaTree
 {
+    private readonly RcuDomain _rcu;
+    private readonly MmapLock _mmapLock;
+    private readonly RcuRecycler<VmaTreeNode> _nodes;
     private VmaTreeNode? _working;   // the writer's version
     private VmaTreeNode? _published; // the readers' version
+    private int _publishedCount;
+    // Bumped by each Publish: a node whose Version equals it was never published and is the writer's alone.
+    private long _version;
+    // mm_lock_seq of the write section that last advanced the walk epoch: at most one advance a section, so nothing
+    // retired in a section is reused before the section ends (editors still read VMAs they detached in it).
+    private long _advancedInSection = -1;
+
+    /// <summary>An empty tree whose nodes are recycled over <paramref name="rcu"/>'s walk epoch, edited under <paramref name="mmapLock"/>.</summary>
+    public VmaTree(RcuDomain rcu, MmapLock mmapLock)
+    {
+        _rcu = rcu;
+        _mmapLock = mmapLock;
+        _nodes = new RcuRecycler<VmaTreeNode>(rcu);
+    }
 
     /// <summary>VMAs in the writer's version (<c>map_count</c>).</summary>
     public int Count => _working?.Count ?? 0;
 
+    /// <summary>
+    /// VMAs in the readers' version, for lock-free callers (an acquire load paired with the release store in
+    /// <see cref="Publish"/>); unlike the root's count it never reads a node that may be reused meanwhile.
+    /// </summary>
+    public int PublishedCount => Volatile.Read(ref _publishedCount);
+
     /// <summary>The readers' root: an acquire load, pairing with the release store in <see cref="Publish"/>.</summary>
     public VmaTreeNode? Published => Volatile.Read(ref _published);
 
-    /// <summary>Makes the writer's version visible to lock-free readers.</summary>
-    public void Publish() => Volatile.Write(ref _published, _working);
+    /// <summary>The node recycler (tests).</summary>
+    internal RcuRecycler<VmaTreeNode> Nodes => _nodes;
+
+    /// <summary>
+    /// Makes the writer's version visible to lock-free readers, then tries to advance the walk epoch so retired nodes
+    /// and VMAs become reusable (never waiting for readers).
+    /// </summary>
+    public void Publish()
+    {
+        // Release: the nodes (written by plain stores) are complete before a reader can reach them.
+        Volatile.Write(ref _published, _working);
+        Volatile.Write(ref _publishedCount, Count);
+        _version++;
+        long section = _mmapLock.LockSequence;
+        if (section != _advancedInSection && _rcu.TryAdvanceWalkEpoch())
+        {
+            _advancedInSection = section;
+        }
+    }
 
     /// <summary><c>find_vma</c> on the writer's version: the first VMA ending above <paramref name="address"/>.</summary>
     public Vma? FindFirstEndingAbove(ulong address) => FirstEndingAbove(_working, address)?.Vma;
@@ -29,7 +76,8 @@ internal sealed class VmaTree
 
     /// <summary>
     /// <c>vma_lookup</c> under RCU: the VMA containing <paramref name="address"/> in the published version, or null.
-    /// The VMA may be changing or detached; the caller validates (sequence or VMA lock).
+    /// The caller is inside a walk section (<see cref="RcuReader.EnterWalk"/>) for as long as it uses the VMA without
+    /// its lock, or holds the mmap lock. The VMA may be changing or detached; the caller validates (sequence or VMA lock).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Vma? LookupLockless(ulong address) => Containing(Published, address);
@@ -97,13 +145,23 @@ internal sealed class VmaTree
     public List<Vma> Intersecting(ulong start, ulong end)
     {
         var result = new List<Vma>();
+        Intersecting(start, end, result);
+        return result;
+    }
+
+    /// <summary>
+    /// <see cref="Intersecting(ulong, ulong)"/> into <paramref name="result"/> (cleared first), so a caller that keeps a
+    /// scratch list allocates nothing.
+    /// </summary>
+    public void Intersecting(ulong start, ulong end, List<Vma> result)
+    {
+        result.Clear();
         VmaTreeNode? node = FirstEndingAbove(_working, start);
         while (node is not null && node.Start < end)
         {
             result.Add(node.Vma);
             node = FirstEndingAbove(_working, node.End);
         }
-        return result;
     }
 
     /// <summary>All VMAs of a version in address order (diagnostics).</summary>
@@ -187,11 +245,11 @@ internal sealed class VmaTree
             ?? BottomUp(node.Right, node.End, after, length, low, high);
     }
 
-    private static VmaTreeNode Insert(VmaTreeNode? node, Vma vma, ulong start, ulong end)
+    private VmaTreeNode Insert(VmaTreeNode? node, Vma vma, ulong start, ulong end)
     {
         if (node is null)
         {
-            return new VmaTreeNode(vma, start, end, null, null);
+            return NewNode(vma, start, end, null, null);
         }
         Debug.Assert(end <= node.Start || start >= node.End, "overlapping VMAs");
         return start < node.Start
@@ -199,7 +257,7 @@ internal sealed class VmaTree
             : Balance(node, node.Left, Insert(node.Right, vma, start, end));
     }
 
-    private static VmaTreeNode? Remove(VmaTreeNode? node, ulong start, out bool found)
+    private VmaTreeNode? Remove(VmaTreeNode? node, ulong start, out bool found)
     {
         if (node is null)
         {
@@ -217,25 +275,35 @@ internal sealed class VmaTree
             return found ? Balance(node, node.Left, right) : node;
         }
         found = true;
-        if (node.Left is null)
+        VmaTreeNode? replacement;
+        if (node.Left is null || node.Right is null)
         {
-            return node.Right;
+            replacement = node.Left ?? node.Right;
         }
-        if (node.Right is null)
+        else
         {
-            return node.Left;
+            VmaTreeNode? rightWithout = RemoveMin(node.Right, out VmaTreeNode successor);
+            replacement = Balance(successor, node.Left, rightWithout);
         }
-        VmaTreeNode successor = node.Right;
-        while (successor.Left is not null)
-        {
-            successor = successor.Left;
-        }
-        VmaTreeNode? rightWithout = Remove(node.Right, successor.Start, out _);
-        return Balance(successor, node.Left, rightWithout);
+        Drop(node);
+        return replacement;
     }
 
-    // Makes a copy of `template` with new children and restores the AVL invariant with copying rotations.
-    private static VmaTreeNode Balance(VmaTreeNode template, VmaTreeNode? left, VmaTreeNode? right)
+    // Unlinks the lowest node of a non-empty subtree without dropping it: the caller reuses it as a template.
+    private VmaTreeNode? RemoveMin(VmaTreeNode node, out VmaTreeNode min)
+    {
+        if (node.Left is null)
+        {
+            min = node;
+            return node.Right;
+        }
+        VmaTreeNode? left = RemoveMin(node.Left, out min);
+        return Balance(node, left, node.Right);
+    }
+
+    // Rebuilds `template` with new children and restores the AVL invariant with copying rotations. Arguments are
+    // read before the node they come from is rebuilt (C# evaluates them left to right).
+    private VmaTreeNode Balance(VmaTreeNode template, VmaTreeNode? left, VmaTreeNode? right)
     {
         int diff = VmaTreeNode.HeightOf(left) - VmaTreeNode.HeightOf(right);
         if (diff > 1)
@@ -261,6 +329,42 @@ internal sealed class VmaTree
         return Make(template, left, right);
     }
 
-    private static VmaTreeNode Make(VmaTreeNode template, VmaTreeNode? left, VmaTreeNode? right) =>
-        new(template.Vma, template.Start, template.End, left, right);
+    // `template` with new children: rewritten in place while unpublished (no reader can reach it), else copied and
+    // retired, since readers of a published version may still be walking it.
+    private VmaTreeNode Make(VmaTreeNode template, VmaTreeNode? left, VmaTreeNode? right)
+    {
+        if (template.Version == _version)
+        {
+            template.Init(template.Vma, template.Start, template.End, left, right, _version);
+            return template;
+        }
+        VmaTreeNode copy = NewNode(template.Vma, template.Start, template.End, left, right);
+        _nodes.Retire(template);
+        return copy;
+    }
+
+    private VmaTreeNode NewNode(Vma vma, ulong start, ulong end, VmaTreeNode? left, VmaTreeNode? right)
+    {
+        // Reuse pairs with the walk section of every reader that could have reached the node (RcuRecycler): none is
+        // left, so the plain stores of Init race with no read; the next Publish's release store orders them.
+        if (_nodes.TryTake(out VmaTreeNode? node))
+        {
+            node.Init(vma, start, end, left, right, _version);
+            return node;
+        }
+        return new VmaTreeNode(vma, start, end, left, right, _version);
+    }
+
+    // A node leaving the writer's version: free at once if it was never published, else after the walk epoch moves.
+    private void Drop(VmaTreeNode node)
+    {
+        if (node.Version == _version)
+        {
+            _nodes.Release(node);
+        }
+        else
+        {
+            _nodes.Retire(node);
+        }
+    }
 }

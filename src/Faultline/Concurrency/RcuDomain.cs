@@ -11,7 +11,10 @@ internal sealed class RcuDomain
     private readonly object _registry = new();
     private readonly object _deferredGate = new();
     private RcuReader[] _readers = [];
-    private List<Action> _deferred = [];
+    private List<(Action<object?> Callback, object? State)> _deferred = [];
+    // The list a grace period emptied, kept for the next swap so a grace period allocates nothing (under _deferredGate).
+    private List<(Action<object?> Callback, object? State)>? _spareDeferred = [];
+    private long _walkEpoch;
     private long _gracePeriods;
     private long _readerWaits;
 
@@ -75,18 +78,19 @@ internal sealed class RcuDomain
     {
         Debug.Assert(caller is null || !caller.IsInside, "the caller's own section is open");
         long target;
-        List<Action> due;
+        List<(Action<object?> Callback, object? State)> due;
         lock (_deferredGate)
         {
             // Callbacks queued before the bump (the lock orders them) belong to this grace period.
             target = Generation.Bump(startPage, endPage);
             due = _deferred;
-            _deferred = [];
+            _deferred = _spareDeferred ?? [];
+            _spareDeferred = null;
         }
         RcuReader[] readers = Volatile.Read(ref _readers);
         // The bump above is a full fence, and Register fences after publishing: a reader missing from this snapshot
         // walks after the bump. The caller's own reader is outside its section and is this thread.
-        bool alone = caller is not null && Array.TrueForAll(readers, r => ReferenceEquals(r, caller));
+        bool alone = caller is not null && OnlyReaderIs(readers, caller);
         if (!alone)
         {
             Interlocked.MemoryBarrierProcessWide();
@@ -107,22 +111,71 @@ internal sealed class RcuDomain
             }
         }
         Interlocked.Increment(ref _gracePeriods);
-        foreach (Action callback in due)
+        foreach ((Action<object?> callback, object? state) in due)
         {
-            callback();
+            callback(state);
+        }
+        due.Clear();
+        lock (_deferredGate)
+        {
+            _spareDeferred ??= due;
+        }
+    }
+
+    private static bool OnlyReaderIs(RcuReader[] readers, RcuReader caller)
+    {
+        foreach (RcuReader reader in readers)
+        {
+            if (!ReferenceEquals(reader, caller))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// <c>call_rcu</c>: runs <paramref name="callback"/>(<paramref name="state"/>) after the next grace period, i.e.
+    /// once no reader can still see what the caller unhooked before calling. Batched frees go through here
+    /// (<c>Paging.MmuGather</c>) with a static callback and a reused state object, so deferring allocates nothing.
+    /// </summary>
+    public void Defer(Action<object?> callback, object? state)
+    {
+        lock (_deferredGate)
+        {
+            _deferred.Add((callback, state));
         }
     }
 
     /// <summary>
-    /// <c>call_rcu</c>: runs <paramref name="callback"/> after the next grace period, i.e. once no reader can still see
-    /// what the caller unhooked before calling. Batched frees go through here (<see cref="Paging.MmuGather"/>).
+    /// The VMA tree's walk epoch (acquire; pairs with the release store in <see cref="TryAdvanceWalkEpoch"/>). A reader
+    /// enters its walk section with it (<see cref="RcuReader.EnterWalk"/>); what a writer retired during epoch
+    /// <c>e</c> may be reused once the epoch reached <c>e + 2</c> (<see cref="RcuRecycler{T}"/>).
     /// </summary>
-    public void Defer(Action callback)
+    public long WalkEpoch => Volatile.Read(ref _walkEpoch);
+
+    /// <summary>
+    /// Advances the walk epoch by one if no reader is inside a walk section entered at an older epoch; never waits
+    /// (epoch-based reclamation: a reader inside a section only delays reuse). Callers are serialised by the mmap
+    /// write lock and call it after publishing a tree version.
+    /// </summary>
+    public bool TryAdvanceWalkEpoch()
     {
-        lock (_deferredGate)
+        long epoch = _walkEpoch;
+        // Full fence: the caller's release store of the new tree root is visible before the walk words are read
+        // (pairs with the reader's Interlocked entry in RcuReader.EnterWalk).
+        Interlocked.MemoryBarrier();
+        foreach (RcuReader reader in Volatile.Read(ref _readers))
         {
-            _deferred.Add(callback);
+            long state = reader.ReadWalkState();
+            if ((state & 1) != 0 && state >> 1 != epoch)
+            {
+                return false;
+            }
         }
+        // Release: a reader that enters at the new epoch sees every version published before it.
+        Volatile.Write(ref _walkEpoch, epoch + 1);
+        return true;
     }
 
     /// <summary>Callbacks waiting for a grace period (diagnostics and tests).</summary>

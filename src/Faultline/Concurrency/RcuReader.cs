@@ -86,6 +86,33 @@ internal sealed unsafe class RcuReader
 
     private int _scopeThread;
 
+    // The VMA-tree walk word: 2 × e + 1 inside a walk section entered at walk epoch e, 0 outside.
+    private long _walk;
+
+    /// <summary>
+    /// Enters a VMA-tree walk section (the <c>rcu_read_lock</c> of <c>lock_vma_under_rcu</c> and of the speculative
+    /// fault) at <paramref name="epoch"/>, read from <see cref="RcuDomain.WalkEpoch"/> just before. Tree nodes and
+    /// VMAs the walk reaches are not reused until the section ends (<see cref="RcuRecycler{T}"/>). Writers never wait
+    /// for these sections, so one may block; sections do not nest.
+    /// </summary>
+    public void EnterWalk(long epoch)
+    {
+        Debug.Assert(Volatile.Read(ref _walk) == 0, "nested walk section");
+        // Full fence: pairs with the writer's fence between publishing a tree version and reading this word in
+        // RcuDomain.TryAdvanceWalkEpoch (store-buffering): the writer sees this section, or the walk sees the version.
+        Interlocked.Exchange(ref _walk, (epoch << 1) | 1);
+    }
+
+    /// <summary>Leaves the walk section: a release store, so the section's loads of nodes and VMAs complete first.</summary>
+    public void ExitWalk()
+    {
+        Debug.Assert((Volatile.Read(ref _walk) & 1) == 1, "unbalanced walk section");
+        Volatile.Write(ref _walk, 0);
+    }
+
+    /// <summary>The walk word (acquire), read by a writer advancing the walk epoch.</summary>
+    internal long ReadWalkState() => Volatile.Read(ref _walk);
+
     /// <summary>True while inside a section.</summary>
     public bool IsInside => (*_state & 1) == 1;
 

@@ -58,7 +58,7 @@ internal sealed class FaultlineMetrics : IDisposable
                 ? meter.CreateObservableCounter(counter.InstrumentName, observe, counter.Unit, counter.Description)
                 : (ObservableInstrument<long>)meter.CreateObservableUpDownCounter(counter.InstrumentName, observe, counter.Unit, counter.Description);
         }
-        meter.CreateObservableUpDownCounter("faultline.mm.vmas", () => Observe(mm => (long)(mm.Tree.Published?.Count ?? 0)), "{vma}",
+        meter.CreateObservableUpDownCounter("faultline.mm.vmas", () => Observe(mm => (long)mm.Tree.PublishedCount), "{vma}",
             "VMAs (map_count)");
         meter.CreateObservableUpDownCounter("faultline.mm.cpus", () => Observe(mm => (long)mm.Users), "{cpu}",
             "Cpus attached (mm_users)");

@@ -38,7 +38,27 @@ internal static class SpeculativeFaultPath
         }
         fault.Flags = (fault.Flags & ~(FaultFlags.AllowRetry | FaultFlags.Killable)) | FaultFlags.Speculative;
 
-        // 2. get_vma: lock-free lookup. The GC keeps the VMA alive (the SRCU of the patches).
+        // The walk section covers the whole attempt (the SRCU of the patches): the VMA found below, and the tree nodes
+        // that led to it, are not reused for another mapping until it ends. It never blocks a writer, so the attempt
+        // may sleep inside it.
+        RcuReader reader = fault.Cpu.Reader;
+        reader.EnterWalk(mm.Rcu.WalkEpoch);
+        try
+        {
+            return HandleInWalk(ref fault);
+        }
+        finally
+        {
+            reader.ExitWalk();
+        }
+    }
+
+    private static FaultResult HandleInWalk(ref FaultContext fault)
+    {
+        MemoryDescriptor mm = fault.Mm;
+        EventCounters counters = fault.Cpu.Counters;
+
+        // 2. get_vma: lock-free lookup, inside the walk section.
         Vma? vma = mm.Tree.LookupLockless(fault.Address);
         if (vma is null)
         {

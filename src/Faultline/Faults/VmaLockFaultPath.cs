@@ -56,16 +56,30 @@ internal static class VmaLockFaultPath
     public static Vma? LockVmaUnderRcu(ref FaultContext fault)
     {
         MemoryDescriptor mm = fault.Mm;
+        RcuReader reader = fault.Cpu.Reader;
         while (true)
         {
-            Vma? vma = mm.Tree.LookupLockless(fault.Address);
-            if (vma is null)
+            Vma? vma;
+            VmaReadLock locked;
+            // rcu_read_lock: the VMA found is not reused for another mapping before the section ends; once read-locked
+            // it cannot be detached (vma_mark_detached waits for its readers), so it needs no section after that.
+            reader.EnterWalk(mm.Rcu.WalkEpoch);
+            try
             {
-                fault.Cpu.Counters.Add(VmEvent.VmaLockAbort);
-                return null;
+                vma = mm.Tree.LookupLockless(fault.Address);
+                if (vma is null)
+                {
+                    fault.Cpu.Counters.Add(VmEvent.VmaLockAbort);
+                    return null;
+                }
+                mm.Probes.Hit(ProbePoint.VmaLockAfterLookup);
+                locked = vma.TryStartRead();
             }
-            mm.Probes.Hit(ProbePoint.VmaLockAfterLookup);
-            switch (vma.TryStartRead())
+            finally
+            {
+                reader.ExitWalk();
+            }
+            switch (locked)
             {
                 case VmaReadLock.Detached:
                     fault.Cpu.Counters.Add(VmEvent.VmaLockMiss);

@@ -29,6 +29,10 @@ internal sealed class MemoryDescriptor : IDisposable
     private readonly List<EventCounters> _cpuCounters = [];
     private readonly List<UseClaim> _claims = [];
     private readonly long[] _retired = new long[EventNames.Count];
+    private readonly RcuRecycler<Vma> _vmas;
+    // Gathers of finished unmaps and protects, for the next one (under the lock of the stack itself: munmap and
+    // MADV_DONTNEED gather under the mmap read lock, so several may run at once).
+    private readonly Stack<MmuGather> _gathers = new();
     private int _users;
     private int _exiting;
     private ulong _brk;
@@ -59,6 +63,8 @@ internal sealed class MemoryDescriptor : IDisposable
         Brk = settings.BrkStart;
         Memory = memory;
         Rcu = new RcuDomain(Tlb);
+        Tree = new VmaTree(Rcu, MmapLock);
+        _vmas = new RcuRecycler<Vma>(Rcu);
         try
         {
             PageTable = new PageTable(Memory);
@@ -83,7 +89,7 @@ internal sealed class MemoryDescriptor : IDisposable
     /// <summary><c>mmap_lock</c>.</summary>
     public MmapLock MmapLock { get; } = new();
     /// <summary><c>mm_mt</c>.</summary>
-    public VmaTree Tree { get; } = new();
+    public VmaTree Tree { get; }
     /// <summary><c>mm->vma_writer_wait</c>.</summary>
     public VmaWriterWait WriterWait { get; } = new();
     /// <summary>Probe points (tests).</summary>
@@ -142,10 +148,64 @@ internal sealed class MemoryDescriptor : IDisposable
     /// <summary><c>MM_ANONPAGES</c>: resident anonymous pages (the sum of the split counters).</summary>
     public long AnonPages => SnapshotCounters()[(int)VmEvent.AnonPages];
 
-    /// <summary>A new, detached VMA of this address space.</summary>
+    /// <summary>
+    /// A new, detached VMA of this address space (<c>vm_area_alloc</c>): a retired one no reader can still hold when
+    /// there is one, else a new object. Caller holds the mmap lock for write.
+    /// </summary>
     public Vma CreateVma(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.IBacking backing,
-        MemoryPolicy policy = MemoryPolicy.Default) =>
-        new(MmapLock, WriterWait, Probes, start, end, pageOffset, flags, backing, policy);
+        MemoryPolicy policy = MemoryPolicy.Default)
+    {
+        // Reuse pairs with the walk sections of lockless readers (RcuRecycler): every section that could have reached
+        // this VMA ended before the epoch moved twice; a per-VMA-lock reader that took it before it was detached was
+        // waited out by vma_mark_detached.
+        if (_vmas.TryTake(out Vma? vma))
+        {
+            vma.Reinitialise(start, end, pageOffset, flags, backing, policy);
+            return vma;
+        }
+        return new Vma(MmapLock, WriterWait, Probes, start, end, pageOffset, flags, backing, policy);
+    }
+
+    /// <summary>
+    /// <c>vm_area_free</c> of a VMA that left the tree (detached, unlinked, closed): reused once no lockless reader
+    /// can still hold it. Caller holds the mmap lock for write and may go on reading the VMA until its section ends.
+    /// </summary>
+    public void RetireVma(Vma vma) => _vmas.Retire(vma);
+
+    /// <summary>The VMA recycler (tests).</summary>
+    internal RcuRecycler<Vma> Vmas => _vmas;
+
+    /// <summary>
+    /// <c>tlb_gather_mmu</c>: an empty gather over this address space, reused from a finished one when there is one.
+    /// Give it back with <see cref="ReturnGather"/> after <see cref="MmuGather.Finish"/>. Thread-safe.
+    /// </summary>
+    public MmuGather RentGather()
+    {
+        MmuGather? gather;
+        lock (_gathers)
+        {
+            _gathers.TryPop(out gather);
+        }
+        gather ??= new MmuGather(Memory, Rcu);
+        gather.BatchLimit = GatherBatchLimit;
+        return gather;
+    }
+
+    /// <summary>Gives back a finished gather (<c>tlb_finish_mmu</c> done) for the next caller. Thread-safe.</summary>
+    public void ReturnGather(MmuGather gather)
+    {
+        Debug.Assert(gather.IsEmpty, "a gather returned with work left");
+        lock (_gathers)
+        {
+            if (_gathers.Count < MaxPooledGathers)
+            {
+                _gathers.Push(gather);
+            }
+        }
+    }
+
+    // Concurrent unmappers beyond this many allocate their gather.
+    private const int MaxPooledGathers = 4;
 
     /// <summary>
     /// True once <see cref="Dispose"/> began: an acquire read, pairing with the exchange that sets the mark. Operations

@@ -14,6 +14,9 @@ internal sealed class RegionUnmapper
 {
     private readonly MemoryDescriptor _mm;
     private readonly VmaEditor _editor;
+    // Scratch for the VMAs a call visits, reused so a call allocates nothing; guarded by the mmap write lock, which
+    // every method using it requires (the editor keeps its own).
+    private readonly List<Vma> _scratch = [];
 
     /// <summary>The unmapper of <paramref name="mm"/>, editing through <paramref name="editor"/>.</summary>
     public RegionUnmapper(MemoryDescriptor mm, VmaEditor editor)
@@ -28,7 +31,8 @@ internal sealed class RegionUnmapper
     /// </summary>
     public int CountAfterUnmap(ulong start, ulong end)
     {
-        List<Vma> affected = _mm.Tree.Intersecting(start, end);
+        List<Vma> affected = _scratch;
+        _mm.Tree.Intersecting(start, end, affected);
         int count = _mm.Tree.Count - affected.Count;
         foreach (Vma vma in affected)
         {
@@ -45,9 +49,14 @@ internal sealed class RegionUnmapper
     /// </summary>
     public bool RefuseSealed(ulong start, ulong end)
     {
-        List<Vma> affected = _mm.Tree.Intersecting(start, end);
-        int sealedAt = affected.FindIndex(v => (v.Flags & VmFlags.Sealed) != 0);
-        if (sealedAt < 0)
+        List<Vma> affected = _scratch;
+        _mm.Tree.Intersecting(start, end, affected);
+        int sealedAt = 0;
+        while (sealedAt < affected.Count && (affected[sealedAt].Flags & VmFlags.Sealed) == 0)
+        {
+            sealedAt++;
+        }
+        if (sealedAt == affected.Count)
         {
             return false;
         }
@@ -67,19 +76,26 @@ internal sealed class RegionUnmapper
     /// <paramref name="downgrade"/> it holds it for read on return (munmap's <c>mmap_write_downgrade</c>, which also
     /// ends the VMA write locks).
     /// </summary>
-    public void Unmap(ulong start, ulong end, bool downgrade) => UnmapGathered(start, end, downgrade).FreeGathered();
+    public void Unmap(ulong start, ulong end, bool downgrade)
+    {
+        MmuGather gather = UnmapGathered(start, end, downgrade);
+        gather.FreeGathered();
+        _mm.ReturnGather(gather);
+    }
 
     /// <summary>
     /// <see cref="Unmap"/> without the freeing: returns the gather after its TLB flush, still holding the frame
     /// references and the unhooked tables. The caller drops the mmap lock, then calls
     /// <see cref="MmuGather.FreeGathered"/>, so that dropping the references (and clearing the freed frames) runs
-    /// outside the lock instead of holding every other map and unmap back. The caller keeps the arena alive until then
+    /// outside the lock instead of holding every other map and unmap back, and gives the gather back
+    /// (<see cref="MemoryDescriptor.ReturnGather"/>). The caller keeps the arena alive until then
     /// (<see cref="Physical.PhysicalMemory.AddUser"/> under the lock).
     /// </summary>
     public MmuGather UnmapGathered(ulong start, ulong end, bool downgrade)
     {
         // vms_complete_munmap_vmas: the locked pages leave mm->locked_vm with their VMAs.
-        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        _mm.Tree.Intersecting(start, end, _scratch);
+        foreach (Vma vma in _scratch)
         {
             if ((vma.Flags & VmFlags.Locked) != 0)
             {
@@ -103,7 +119,7 @@ internal sealed class RegionUnmapper
     // ceiling), and flush the TLBs; the gathered frames and tables are safe to free once it returns.
     private MmuGather UnmapRegion(ulong start, ulong end, ulong floor, ulong ceiling)
     {
-        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
+        MmuGather gather = _mm.RentGather();
         long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
         unmapped += _mm.PageTable.FreeTables(start, end, floor, ceiling, gather);
         _mm.SharedCounters.AddShared(VmEvent.AnonPages, -unmapped);

@@ -16,6 +16,9 @@ internal sealed class VmaEditor
 {
     private readonly MemoryDescriptor _mm;
     private readonly List<Vma> _openSequences = [];
+    // Scratch for the VMAs an edit visits, reused so an edit allocates nothing; guarded by the mmap write lock, which
+    // every method here requires. No method using it calls another that does.
+    private readonly List<Vma> _scratch = [];
 
     /// <summary>The editor of <paramref name="mm"/>.</summary>
     public VmaEditor(MemoryDescriptor mm) => _mm = mm;
@@ -67,7 +70,10 @@ internal sealed class VmaEditor
         vma.Backing.Opened(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
     }
 
-    /// <summary>Removes a write-locked VMA from the tree and marks it detached (where a backing is told it closed).</summary>
+    /// <summary>
+    /// Removes a write-locked VMA from the tree and marks it detached (where a backing is told it closed), then retires
+    /// it for reuse once no lockless reader can hold it; the caller may go on reading it during this write section.
+    /// </summary>
     public void Detach(Vma vma)
     {
         _mm.Tree.Remove(vma.Start);
@@ -76,6 +82,7 @@ internal sealed class VmaEditor
         vma.AnonVma?.Unlink(vma);
         vma.MarkDetached();
         vma.Backing.Closed(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
+        _mm.RetireVma(vma);
     }
 
     /// <summary>
@@ -84,7 +91,8 @@ internal sealed class VmaEditor
     /// </summary>
     public bool EdgesMaySplit(ulong start, ulong end)
     {
-        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        _mm.Tree.Intersecting(start, end, _scratch);
+        foreach (Vma vma in _scratch)
         {
             if ((vma.Start < start && !MaySplitAt(vma, start)) || (vma.End > end && !MaySplitAt(vma, end)))
             {
@@ -115,7 +123,8 @@ internal sealed class VmaEditor
     /// </summary>
     public void DetachRange(ulong start, ulong end)
     {
-        foreach (Vma vma in _mm.Tree.Intersecting(start, end))
+        _mm.Tree.Intersecting(start, end, _scratch);
+        foreach (Vma vma in _scratch)
         {
             BeginWrite(vma);
             Detach(vma);
@@ -182,7 +191,8 @@ internal sealed class VmaEditor
     /// </summary>
     public void MergeWindow(ulong start, ulong end)
     {
-        List<Vma> window = _mm.Tree.Intersecting(start == 0 ? 0 : start - 1, end + 1);
+        List<Vma> window = _scratch;
+        _mm.Tree.Intersecting(start == 0 ? 0 : start - 1, end + 1, window);
         if (window.Count == 0)
         {
             return;

@@ -24,13 +24,14 @@ internal sealed class MmuGather
     /// </summary>
     public const int DefaultBatchLimit = 1 << 16;
 
-    private readonly int _batchLimit;
-
     private readonly PhysicalMemory _memory;
     private readonly RcuDomain _rcu;
     private readonly RcuReader? _caller;
-    private readonly List<int> _frames = [];
-    private readonly List<int> _tables = [];
+    private List<int> _frames = [];
+    private List<int> _tables = [];
+    // The release object of the last finish, back from its grace period (or null while one is still pending): taken
+    // with an exchange in Finish, put back with a release store by GatherRelease after it ran on any thread.
+    private GatherRelease? _spare;
     private bool _needsFlush;
     private ulong _firstPage = ulong.MaxValue;
     private ulong _endPage;
@@ -43,15 +44,21 @@ internal sealed class MmuGather
     {
         _memory = memory;
         _rcu = rcu;
-        _batchLimit = batchLimit;
+        BatchLimit = batchLimit;
         _caller = caller;
     }
+
+    /// <summary>Frames gathered before <see cref="IsFull"/> asks for a forced flush; set when a pooled gather is reused.</summary>
+    public int BatchLimit { get; set; }
+
+    /// <summary>True when nothing is gathered and no flush is owed: the gather may be reused.</summary>
+    public bool IsEmpty => _frames.Count == 0 && _tables.Count == 0 && !_needsFlush;
 
     /// <summary>Frame references waiting to be dropped.</summary>
     public int PendingFrames => _frames.Count;
 
     /// <summary>True when the batch is full and the caller should flush (<c>__tlb_remove_page</c> returning true).</summary>
-    public bool IsFull => _frames.Count >= _batchLimit;
+    public bool IsFull => _frames.Count >= BatchLimit;
 
     /// <summary>
     /// The translation of the page at <paramref name="address"/> was removed or narrowed: the TLBs must be flushed
@@ -120,20 +127,17 @@ internal sealed class MmuGather
     {
         if (_frames.Count + _tables.Count > 0)
         {
-            int[] frames = [.. _frames];
-            int[] tables = [.. _tables];
-            _frames.Clear();
-            _tables.Clear();
-            PhysicalMemory memory = _memory;
-            _rcu.Defer(() =>
-            {
-                memory.PutBatch(frames);
-                memory.FreeBatch(tables);
-            });
+            GatherRelease release = Interlocked.Exchange(ref _spare, null) ?? new GatherRelease(this, _memory);
+            release.Defer(_rcu, ref _frames, ref _tables);
             _needsFlush = true;
         }
         FlushTlb(probes);
     }
+
+    /// <summary>Takes back a release object that ran (called by <see cref="GatherRelease"/> on any thread).</summary>
+    internal void ReturnRelease(GatherRelease release) =>
+        // Release: the release's cleared lists are complete before the exchange in Finish can take it.
+        Volatile.Write(ref _spare, release);
 
     /// <summary>
     /// Drops the gathered references and frees the gathered tables, after a <see cref="FlushTlb"/> (a forced flush

@@ -283,18 +283,25 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     /// <summary>Drops one reference on each frame (<c>release_pages</c>), freeing those that reach zero; see <see cref="Put"/>.</summary>
     public void PutBatch(ReadOnlySpan<int> frames)
     {
-        var unreferenced = new List<int>();
+        // Frames to free are collected on the stack and freed a chunk at a time (one allocator lock a chunk).
+        Span<int> unreferenced = stackalloc int[256];
+        int count = 0;
         foreach (int pfn in frames)
         {
             // Full fence, as in Put.
             if (Interlocked.Decrement(ref _frames[pfn].RefCount) == 0)
             {
-                unreferenced.Add(pfn);
+                unreferenced[count++] = pfn;
+                if (count == unreferenced.Length)
+                {
+                    FreeBatch(unreferenced);
+                    count = 0;
+                }
             }
         }
-        if (unreferenced.Count > 0)
+        if (count > 0)
         {
-            FreeBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(unreferenced));
+            FreeBatch(unreferenced[..count]);
         }
     }
 

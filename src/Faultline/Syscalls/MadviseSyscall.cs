@@ -79,35 +79,45 @@ internal sealed class MadviseSyscall
         }
     }
 
-    // madvise_walk_vmas: each VMA in the range in turn; a hole makes the final answer ENOMEM but does not stop the walk.
+    // madvise_walk_vmas: each VMA in the range in turn, found from where the last one ended (find_vma), so an edit of
+    // one VMA (a split, under the write lock) never disturbs the walk; a hole makes the final answer ENOMEM but does not
+    // stop it.
     private Errno Walk(ulong start, ulong end, Advice advice)
     {
         // Under the read lock no writer is between edits, so the writer's version is the published one.
-        List<Vma> vmas = _mm.Tree.Intersecting(start, end);
-        if (vmas.Count == 0)
+        Vma? vma = _mm.Tree.FindFirstEndingAbove(start);
+        if (vma is null || vma.Start >= end)
         {
             return Errno.ENOMEM;
         }
-        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
+        MmuGather gather = _mm.RentGather();
         Errno unmapped = Errno.None, error = Errno.None;
         ulong reached = start;
         bool flagsChanged = false;
         long zapped = 0;
-        foreach (Vma vma in vmas)
+        ulong lastEnd = 0;
+        while (vma is not null && vma.Start < end)
         {
             if (vma.Start > reached)
             {
                 unmapped = Errno.ENOMEM;
             }
             ulong from = Math.Max(start, vma.Start), to = Math.Min(end, vma.End);
+            lastEnd = vma.End;
             error = Apply(vma, from, to, advice, gather, ref flagsChanged, ref zapped);
             if (error != Errno.None)
             {
                 break;
             }
             reached = to;
+            if (reached == end)
+            {
+                break;
+            }
+            // The next VMA ends above this one's end; what an edit put in [from, to) ends at or below it.
+            vma = _mm.Tree.FindFirstEndingAbove(reached);
         }
-        if (vmas[^1].End < end)
+        if (error == Errno.None && lastEnd < end)
         {
             unmapped = Errno.ENOMEM;
         }
@@ -123,6 +133,7 @@ internal sealed class MadviseSyscall
         }
         // The dropped or cleaned translations are flushed from every Cpu before the call returns.
         gather.Finish(_mm.Probes);
+        _mm.ReturnGather(gather);
         return error != Errno.None ? error : unmapped;
     }
 

@@ -19,6 +19,8 @@ internal sealed class MprotectSyscall
     private readonly VmaEditor _editor;
     private readonly PagePopulator _populator;
     private readonly object _owner;
+    // The VMAs of the range, reused so a call allocates nothing; guarded by the mmap write lock, held while it is used.
+    private readonly List<Vma> _affected = [];
     // The ranges a call must populate once it has dropped the mmap lock; per thread, since concurrent calls only
     // exclude each other while they hold that lock.
     [ThreadStatic]
@@ -87,7 +89,8 @@ internal sealed class MprotectSyscall
     // The part of do_mprotect_pkey under the mmap write lock.
     private Errno ProtectLocked(ulong address, ulong end, Protection protection, VmFlags access)
     {
-        List<Vma> affected = _mm.Tree.Intersecting(address, end);
+        List<Vma> affected = _affected;
+        _mm.Tree.Intersecting(address, end, affected);
         if (affected.Count == 0)
         {
             return Errno.ENOMEM;
@@ -118,7 +121,7 @@ internal sealed class MprotectSyscall
     // The first failure ends the walk; what was changed before it stays changed.
     private Errno ChangeProtection(List<Vma> affected, ulong start, ulong end, VmFlags access)
     {
-        var gather = new MmuGather(_mm.Memory, _mm.Rcu, _mm.GatherBatchLimit);
+        MmuGather gather = _mm.RentGather();
         Errno error = Errno.None;
         ulong reached = affected[0].Start;
         bool changed = false;
@@ -182,6 +185,7 @@ internal sealed class MprotectSyscall
             gather.Finish(_mm.Probes);
             _editor.EndWriteSections();
         }
+        _mm.ReturnGather(gather);
         return error;
     }
 

@@ -84,7 +84,11 @@ internal sealed class MunmapSyscall
         if (keepsArena)
         {
             _mm.Probes.Hit(ProbePoint.UnmapUnlockedBeforeRelease);
-            released?.FreeGathered();
+            if (released is not null)
+            {
+                released.FreeGathered();
+                _mm.ReturnGather(released);
+            }
             _mm.Memory.Dispose();
         }
         return Errno.None;

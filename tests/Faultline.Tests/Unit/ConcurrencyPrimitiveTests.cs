@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Faultline.Concurrency;
 using Xunit;
 
@@ -185,20 +186,20 @@ public class ConcurrencyPrimitiveTests
         var domain = new RcuDomain(generation);
         var reader = new RcuReader(generation);
         domain.Register(reader);
-        int ran = 0;
+        var ran = new StrongBox<int>();
         reader.Enter();
-        domain.Defer(() => Interlocked.Increment(ref ran));
+        domain.Defer(static state => Interlocked.Increment(ref ((StrongBox<int>)state!).Value), ran);
         Assert.Equal(1, domain.PendingCallbacks);
         var writer = new Thread(domain.Synchronize);
         writer.Start();
         Assert.False(writer.Join(200), "the grace period must wait for the reader");
-        Assert.Equal(0, Volatile.Read(ref ran));
+        Assert.Equal(0, Volatile.Read(ref ran.Value));
         reader.Exit();
         Assert.True(writer.Join(5000));
-        Assert.Equal(1, ran);
+        Assert.Equal(1, ran.Value);
         Assert.Equal(0, domain.PendingCallbacks);
         domain.Synchronize();
-        Assert.Equal(1, ran);
+        Assert.Equal(1, ran.Value);
     }
 
     [Fact]

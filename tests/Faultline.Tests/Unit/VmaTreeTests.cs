@@ -19,7 +19,7 @@ public class VmaTreeTests
     public void RandomInsertRemoveMatchesASortedModel(int seed)
     {
         using var mm = new MemoryDescriptor(AddressSpace.SettingsFrom(new FaultlineOptions { PhysicalMemoryBytes = 1 << 20 }));
-        var tree = new VmaTree();
+        var tree = new VmaTree(mm.Rcu, mm.MmapLock);
         var model = new SortedDictionary<ulong, ulong>();
         var random = new Random(seed);
         for (int step = 0; step < 3000; step++)
@@ -60,7 +60,7 @@ public class VmaTreeTests
     public void ReadersSeeOnlyPublishedVersions()
     {
         using var mm = new MemoryDescriptor(AddressSpace.SettingsFrom(new FaultlineOptions { PhysicalMemoryBytes = 1 << 20 }));
-        var tree = new VmaTree();
+        var tree = new VmaTree(mm.Rcu, mm.MmapLock);
         tree.Insert(NewVma(mm, 0x10000, 0x20000));
         Assert.Null(tree.LookupLockless(0x10000));
         tree.Publish();
