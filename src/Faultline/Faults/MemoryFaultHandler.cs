@@ -357,8 +357,67 @@ internal static class MemoryFaultHandler
     /// <summary><c>do_read_fault</c>: the backing's frame, mapped read-only (a later write faults again to copy or dirty it).</summary>
     private static FaultResult DoReadFault(ref FaultContext fault)
     {
+        if (fault.Vma!.Backing is IPageCacheBacking cache && fault.Mm.Settings.FaultAroundPages > 1)
+        {
+            // should_fault_around: a backing with a page cache (->map_pages) maps what it has cached around the
+            // address first; if that mapped the faulting page, nothing is left to do (VM_FAULT_NOPAGE).
+            FaultResult around = DoFaultAround(ref fault, cache, out bool mappedFaultingPage);
+            if (around != FaultResult.Ok || mappedFaultingPage)
+            {
+                return around;
+            }
+        }
         FaultResult got = BackingFault(ref fault, out long pfn);
         return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: false);
+    }
+
+    /// <summary>
+    /// <c>do_fault_around</c> + <c>filemap_map_pages</c>: under the PTE lock, maps read-only every page of the
+    /// <c>fault_around_pages</c> window (aligned in the page table, clipped to the VMA and the table) whose entry is
+    /// empty and whose page <paramref name="cache"/> holds now; nothing is read in or allocated. Each page is looked up
+    /// (reference, then re-read of the index) under the lock, which orders it against a hole punch as
+    /// <see cref="FinishFault"/>'s re-check does. RETRY when the speculative lock fails.
+    /// </summary>
+    private static FaultResult DoFaultAround(ref FaultContext fault, IPageCacheBacking cache, out bool mappedFaultingPage)
+    {
+        mappedFaultingPage = false;
+        MemoryDescriptor mm = fault.Mm;
+        PageTable table = mm.PageTable;
+        Vma vma = fault.Vma!;
+        ulong pages = (ulong)mm.Settings.FaultAroundPages;
+        // A VMA's range never changes (an edit replaces the VMA), so these reads are stable; pte_map_lock re-validates.
+        ulong pteIndex = (ulong)fault.Location.PteIndex;
+        ulong vmaOffset = (fault.Address - vma.Start) >> PageGeometry.PageShift;
+        ulong vmaPages = vma.Length >> PageGeometry.PageShift;
+        ulong from = Math.Max(pteIndex & ~(pages - 1), pteIndex - Math.Min(pteIndex, vmaOffset));
+        ulong to = Math.Min(Math.Min(from + pages, (ulong)PageGeometry.EntriesPerTable), pteIndex + vmaPages - vmaOffset);
+        if (!PteMapLock(ref fault))
+        {
+            return FaultResult.Retry;
+        }
+        ref int ptl = ref table.PteLock(fault.Location.PteTable);
+        long mapped = 0;
+        unsafe
+        {
+            ulong* entries = table.Entries(fault.Location.PteTable);
+            for (ulong index = from; index < to; index++)
+            {
+                if (Volatile.Read(ref entries[index]) != 0
+                    || !cache.TryGetCached(fault.PageOffset + index - pteIndex, out long pfn))
+                {
+                    continue;
+                }
+                // Full fence, as in FinishFault; the reference taken by the lookup becomes the mapping's.
+                Interlocked.Increment(ref mm.Memory.Info(pfn).MapCount);
+                // Release store: the map count is visible before the PTE (set_pte_range).
+                Volatile.Write(ref entries[index], Pte.MakeLeaf(pfn, fault.Protection, writable: false, special: false) | Pte.Accessed);
+                mapped += mm.Memory.Info(pfn).Kind == FrameKind.Shmem ? 1 : 0;
+                mappedFaultingPage |= index == pteIndex;
+            }
+        }
+        SpinWord.Exit(ref ptl);
+        fault.Cpu.Counters.Add(VmEvent.ShmemPages, mapped);
+        return FaultResult.Ok;
     }
 
     /// <summary><c>do_shared_fault</c>: the backing's frame, mapped writable and marked dirty.</summary>
@@ -438,6 +497,15 @@ internal static class MemoryFaultHandler
             fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
             return FaultResult.Ok;
         }
+        if (fault.Vma!.Backing is IPageCacheBacking cache && !cache.IsStillCached(fault.PageOffset, pfn))
+        {
+            // A hole was punched since the lookup (the kernel's truncation would have waited for the folio lock): the
+            // page is not installed, and the access faults again on what the backing holds now.
+            SpinWord.Exit(ref ptl);
+            mm.Memory.Put(pfn);
+            fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
+            return FaultResult.Ok;
+        }
         // Full fence; pairs with the gather's decrement and the acquire read in IsExclusiveAnonymous.
         Interlocked.Increment(ref mm.Memory.Info(pfn).MapCount);
         if (writable)
@@ -448,6 +516,11 @@ internal static class MemoryFaultHandler
         // Release store: the map count and flags are visible before the PTE (set_pte_at).
         table.WritePte(fault.Location, entry);
         SpinWord.Exit(ref ptl);
+        if (mm.Memory.Info(pfn).Kind == FrameKind.Shmem)
+        {
+            // inc_mm_counter(MM_SHMEMPAGES) (mm_counter_file of a swap-backed folio).
+            fault.Cpu.Counters.Add(VmEvent.ShmemPages);
+        }
         return FaultResult.Ok;
     }
 

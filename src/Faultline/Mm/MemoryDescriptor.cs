@@ -70,7 +70,11 @@ internal sealed class MemoryDescriptor : IDisposable
             throw;
         }
         Owner = this;
+        Zapper = new MappingZapper(this);
     }
+
+    /// <summary>This address space's side of page-cache backings' reverse maps (<c>unmap_mapping_range</c>).</summary>
+    public Backing.IMappingZapper Zapper { get; }
 
     /// <summary>
     /// The public object this address space serves (set once by it, before anything can fork or walk it); the reverse
@@ -141,6 +145,9 @@ internal sealed class MemoryDescriptor : IDisposable
 
     /// <summary><c>MM_ANONPAGES</c>: resident anonymous pages (the sum of the split counters).</summary>
     public long AnonPages => SnapshotCounters()[(int)VmEvent.AnonPages];
+
+    /// <summary><c>MM_SHMEMPAGES</c>: resident shared-memory pages mapped (the sum of the split counters).</summary>
+    public long ShmemPages => SnapshotCounters()[(int)VmEvent.ShmemPages];
 
     /// <summary>A new, detached VMA of this address space.</summary>
     public Vma CreateVma(ulong start, ulong end, ulong pageOffset, VmFlags flags, Backing.IBacking backing,
@@ -308,6 +315,9 @@ internal sealed class MemoryDescriptor : IDisposable
             foreach (Vma vma in Tree.All())
             {
                 vma.AnonVma?.Unlink(vma);
+                // unlink_file_vma likewise: a hole punch from another address space stops zapping here, and the last
+                // mapping of a shared-memory object releases its pages.
+                (vma.Backing as Backing.IPageCacheBacking)?.Unlink(vma);
             }
             if (Memory.Users > 1)
             {

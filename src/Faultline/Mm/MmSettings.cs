@@ -19,6 +19,7 @@ namespace Faultline.Mm;
 /// <param name="CapIpcLock">The process holds <c>CAP_IPC_LOCK</c>: locking ignores <paramref name="MemoryLockLimit"/>.</param>
 /// <param name="BrkStart"><c>mm->start_brk</c>, page-aligned.</param>
 /// <param name="BackgroundZeroing">Freed frames are cleared by a background worker rather than by the freeing writer.</param>
+/// <param name="FaultAroundPages"><c>fault_around_pages</c>: the aligned window a read fault on a page-cache backing maps cached pages in.</param>
 internal readonly record struct MmSettings(
     int FrameCount,
     bool PoisonFreedFrames,
@@ -31,4 +32,5 @@ internal readonly record struct MmSettings(
     ulong MemoryLockLimit = 8 << 20,
     bool CapIpcLock = false,
     ulong BrkStart = 0x5555_5555_6000,
-    bool BackgroundZeroing = false);
+    bool BackgroundZeroing = false,
+    int FaultAroundPages = 16);
