@@ -484,6 +484,7 @@ internal static class MemoryFaultHandler
     {
         MemoryDescriptor mm = fault.Mm;
         PageTable table = mm.PageTable;
+        mm.Probes.Hit(ProbePoint.BackingFaultBeforePteLock);
         if (!PteMapLock(ref fault))
         {
             mm.Memory.Put(pfn);
