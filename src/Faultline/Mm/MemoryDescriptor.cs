@@ -14,11 +14,12 @@ namespace Faultline.Mm;
 /// Lock order (outermost first), stated once for the whole library:
 /// <list type="number">
 /// <item><c>MmapLock</c> (read or write);</item>
-/// <item>a VMA's lock: readers via <c>Vma.TryStartRead</c> (never wait); writers via <c>Vma.StartWrite</c> with the mmap write lock held;</item>
+/// <item>a VMA's lock: readers via <c>Vma.TryStartRead</c> (never wait); writers via <c>Vma.StartWrite</c> with the mmap write lock held;
+/// then a shared-memory object's mapping lock (<c>i_mmap_rwsem</c>; a hole punch holds it across zaps and grace periods);</item>
 /// <item>an anon_vma family's lock (<c>AnonVma.EnterFamilyLock</c>: reverse-map links and walks);</item>
 /// <item>a PTE table's split lock (<c>PageTable.PteLock</c>);</item>
 /// <item><c>PageTable.EnterPageTableLock</c> (upper levels, anon_vma assignment);</item>
-/// <item>the frame allocator's lock (leaf).</item>
+/// <item>the frame allocator's lock, and a shared-memory object's page-index lock (leaves).</item>
 /// </list>
 /// A Cpu read section (<c>RcuReader</c>) may be entered with any of these held, but inside one a thread only
 /// <em>try</em>-locks (the speculative path), and no thread waits for a grace period inside one.
