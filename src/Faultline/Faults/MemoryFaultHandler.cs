@@ -368,11 +368,12 @@ internal static class MemoryFaultHandler
             }
         }
         FaultResult got = BackingFault(ref fault, out long pfn);
-        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: false);
+        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: MapsWritableOnRead(ref fault), dirty: false);
     }
 
     /// <summary>
-    /// <c>do_fault_around</c> + <c>filemap_map_pages</c>: under the PTE lock, maps read-only every page of the
+    /// <c>do_fault_around</c> + <c>filemap_map_pages</c>: under the PTE lock, maps clean (writable as a read fault
+    /// maps, <see cref="MapsWritableOnRead"/>) every page of the
     /// <c>fault_around_pages</c> window (aligned in the page table, clipped to the VMA and the table) whose entry is
     /// empty and whose page <paramref name="cache"/> holds now; nothing is read in or allocated. Each page is looked up
     /// (reference, then re-read of the index) under the lock, which orders it against a hole punch as
@@ -396,6 +397,7 @@ internal static class MemoryFaultHandler
             return FaultResult.Retry;
         }
         ref int ptl = ref table.PteLock(fault.Location.PteTable);
+        bool writable = MapsWritableOnRead(ref fault);
         long mapped = 0;
         unsafe
         {
@@ -410,7 +412,7 @@ internal static class MemoryFaultHandler
                 // Full fence, as in FinishFault; the reference taken by the lookup becomes the mapping's.
                 Interlocked.Increment(ref mm.Memory.Info(pfn).MapCount);
                 // Release store: the map count is visible before the PTE (set_pte_range).
-                Volatile.Write(ref entries[index], Pte.MakeLeaf(pfn, fault.Protection, writable: false, special: false) | Pte.Accessed);
+                Volatile.Write(ref entries[index], Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed);
                 mapped += mm.Memory.Info(pfn).Kind == FrameKind.Shmem ? 1 : 0;
                 mappedFaultingPage |= index == pteIndex;
             }
@@ -420,11 +422,20 @@ internal static class MemoryFaultHandler
         return FaultResult.Ok;
     }
 
+    /// <summary>
+    /// <c>vm_page_prot</c> of a shared writable VMA without write notification (<c>vma_wants_writenotify</c> false:
+    /// shmem has no <c>page_mkwrite</c> and no dirty accounting): a read fault maps a page-cache page writable and
+    /// clean, so a later store dirties only this PTE (the frame is marked dirty when the PTE is zapped). Other
+    /// backings map read-only and take a write fault to be told (<c>wp_page_shared</c>).
+    /// </summary>
+    private static bool MapsWritableOnRead(ref FaultContext fault) =>
+        fault.Vma!.Backing is IPageCacheBacking && (fault.VmaFlags & (VmFlags.Shared | VmFlags.Write)) == (VmFlags.Shared | VmFlags.Write);
+
     /// <summary><c>do_shared_fault</c>: the backing's frame, mapped writable and marked dirty.</summary>
     private static FaultResult DoSharedFault(ref FaultContext fault)
     {
         FaultResult got = BackingFault(ref fault, out long pfn);
-        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: true);
+        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: true, dirty: true);
     }
 
     /// <summary>
@@ -477,10 +488,10 @@ internal static class MemoryFaultHandler
 
     /// <summary>
     /// <c>finish_fault</c>: installs the backing's frame if the PTE is still none under the lock. The reference the
-    /// backing took for this fault becomes the mapping's; the map count rises (<c>folio_add_file_rmap</c>). A writable
-    /// install marks the frame dirty.
+    /// backing took for this fault becomes the mapping's; the map count rises (<c>folio_add_file_rmap</c>). A write
+    /// fault's install (<paramref name="dirty"/>) marks the PTE and the frame dirty (<c>fault_dirty_shared_page</c>).
     /// </summary>
-    private static FaultResult FinishFault(ref FaultContext fault, long pfn, bool writable)
+    private static FaultResult FinishFault(ref FaultContext fault, long pfn, bool writable, bool dirty)
     {
         MemoryDescriptor mm = fault.Mm;
         PageTable table = mm.PageTable;
@@ -509,11 +520,11 @@ internal static class MemoryFaultHandler
         }
         // Full fence; pairs with the gather's decrement and the acquire read in IsExclusiveAnonymous.
         Interlocked.Increment(ref mm.Memory.Info(pfn).MapCount);
-        if (writable)
+        if (dirty)
         {
             mm.Memory.SetFlags(pfn, FrameFlags.Dirty);
         }
-        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (writable ? Pte.Dirty : 0);
+        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (dirty ? Pte.Dirty : 0);
         // Release store: the map count and flags are visible before the PTE (set_pte_at).
         table.WritePte(fault.Location, entry);
         SpinWord.Exit(ref ptl);

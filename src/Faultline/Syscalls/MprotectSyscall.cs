@@ -158,7 +158,10 @@ internal sealed class MprotectSyscall
                 PopulateRanges.Add((Math.Max(start, vma.Start), Math.Min(end, vma.End)));
             }
             _editor.ReplaceFlags(vma, start, end, newFlags);
-            bool vmaMayWrite = (newFlags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
+            // A private writable VMA may upgrade exclusive anonymous PTEs in place; a shared one only pages that want no
+            // write notification (shared memory, whose vm_page_prot is writable): the visitor decides per frame.
+            bool vmaMayWrite = (newFlags & VmFlags.Write) != 0
+                && ((newFlags & VmFlags.Shared) == 0 || vma.Backing is Backing.IPageCacheBacking);
             _mm.PageTable.ChangeProtection(Math.Max(start, vma.Start), Math.Min(end, vma.End), Vma.ProtectionOf(newFlags), vmaMayWrite, gather);
         }
         if (error == Errno.None && reached < end)

@@ -111,6 +111,29 @@ public sealed class SharedMemoryTests
         Assert.Contains("Pss:                   4 kB", shared);
     }
 
+    [Fact]
+    public void AStoreThroughAReadFaultedPageDirtiesOnlyThatMappingUntilItIsZapped()
+    {
+        using AddressSpace parent = NewSpace();
+        ulong a = MapShared(parent, Base, 1);
+        using Cpu parentCpu = parent.AttachCpu();
+        _ = parentCpu.Load<long>(a);
+        using AddressSpace child = parent.Fork();
+        using Cpu childCpu = child.AttachCpu();
+        _ = childCpu.Load<long>(a);
+        Dictionary<string, long> before = Counters(parent);
+        // The read mapped the page writable and clean (shmem wants no write notification): the store takes no fault
+        // and dirties the parent's PTE only, as the hardware's dirty bit does.
+        parentCpu.Store(a, 3L);
+        Assert.Equal(0, Delta(before, parent, "pgfault"));
+        Assert.Contains("Shared_Dirty:          4 kB", parent.GetSmaps());
+        Assert.Contains("Shared_Clean:          4 kB", child.GetSmaps());
+        // zap_pte_range hands the PTE's dirtiness to the page.
+        parent.Advise(a, Page, Advice.DontNeed);
+        Assert.Contains("Private_Dirty:         4 kB", child.GetSmaps());
+        Assert.Equal(3L, childCpu.Load<long>(a));
+    }
+
     [Theory]
     [MemberData(nameof(Paths))]
     public void DontNeedDropsOnlyTheMappingAndTheNextTouchRereadsTheObject(FaultPath path)
