@@ -166,7 +166,10 @@ internal sealed class MprotectSyscall
                 // anon_vma (a neighbour's only if compatible now), which decides what the later merges may join.
                 AnonVmaPreparation.Prepare(_mm, changedVma);
             }
-            bool vmaMayWrite = (newFlags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
+            // A private writable VMA may upgrade exclusive anonymous PTEs in place; a shared one only pages that want no
+            // write notification (shared memory, whose vm_page_prot is writable): the visitor decides per frame.
+            bool vmaMayWrite = (newFlags & VmFlags.Write) != 0
+                && ((newFlags & VmFlags.Shared) == 0 || vma.Backing is Backing.IPageCacheBacking);
             _mm.PageTable.ChangeProtection(Math.Max(start, vma.Start), Math.Min(end, vma.End), Vma.ProtectionOf(newFlags), vmaMayWrite, gather);
         }
         if (error == Errno.None && reached < end)

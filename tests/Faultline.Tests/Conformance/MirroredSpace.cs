@@ -39,6 +39,8 @@ internal sealed class MirroredSpace : IDisposable
             CapIpcLock = HostFacts.Current.HasCapIpcLock,
             MemoryLockLimit = HostFacts.Current.MemoryLockLimit,
             BrkStart = BrkStart,
+            // A read fault on shared memory maps as many cached pages around it as the host's does.
+            FaultAroundBytes = HostFacts.Current.FaultAroundPages * (int)Page,
         });
         Cpu = Space.AttachCpu();
         // The speculative path runs only with more than one user (mm_users > 1); a second, idle Cpu makes it run.
