@@ -81,7 +81,8 @@ internal static class MapsFormatter
             Field(text, "AnonHugePages:", 0);
             Field(text, "Swap:", 0);
             Field(text, "SwapPss:", 0);
-            Field(text, "Locked:", (vma.Flags & VmFlags.Locked) != 0 ? rss * 4 : 0);
+            // __show_smap prints pss_locked: a locked page mapped twice counts half here, as in Pss.
+            Field(text, "Locked:", (vma.Flags & VmFlags.Locked) != 0 ? (counts.ScaledPss >> ResidentCounts.PssShift) >> 10 : 0);
             text.Append("THPeligible:    0\n");
             text.Append("VmFlags: ").Append(VmFlagsText(vma.Flags)).Append('\n');
         }

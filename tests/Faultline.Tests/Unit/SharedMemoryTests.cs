@@ -112,6 +112,23 @@ public sealed class SharedMemoryTests
     }
 
     [Fact]
+    public void SmapsLockedIsTheProportionalShareOfALockedMappingDuplicatedByMremap()
+    {
+        using var space = new AddressSpace(new FaultlineOptions { PhysicalMemoryBytes = 32 << 20, CapIpcLock = true });
+        ulong a = space.Map(Base, 8 * Page, Protection.ReadWrite, MapFlags.Shared | MapFlags.Anonymous | MapFlags.Fixed | MapFlags.Locked);
+        Assert.Contains("Locked:               32 kB", space.GetSmaps());
+
+        // An old length of 0 maps pages 2..5 of the object again; the locked copy is populated, and each of its four
+        // pages is now mapped twice, so __show_smap's pss_locked counts half of each in both mappings.
+        ulong copy = space.Remap(a + 2 * Page, 0, 4 * Page, RemapFlags.MayMove | RemapFlags.Fixed, Base + 16 * Page);
+        Assert.Equal(4, space.CountResidentPages(copy, copy + 4 * Page));
+        string smaps = space.GetSmaps();
+        Assert.Contains("Locked:               24 kB", smaps);
+        Assert.Contains("Locked:                8 kB", smaps);
+        Assert.Contains("Rss:                  16 kB", smaps);
+    }
+
+    [Fact]
     public void AStoreThroughAReadFaultedPageDirtiesOnlyThatMappingUntilItIsZapped()
     {
         using AddressSpace parent = NewSpace();
