@@ -19,8 +19,9 @@ public sealed class HostFacts
     private static readonly Lazy<HostFacts> s_current = new(Probe, LazyThreadSafetyMode.ExecutionAndPublication);
 
     private HostFacts(bool readFaultMapsZeroPage, bool? pagemapShowsZeroPage, ulong mmapMinAddress, ulong effectiveCapabilities,
-        int fixedMapOfPageZeroErrno, string transparentHugePages, ulong memoryLockLimit)
+        int fixedMapOfPageZeroErrno, string transparentHugePages, ulong memoryLockLimit, int faultAroundPages)
     {
+        FaultAroundPages = faultAroundPages;
         MemoryLockLimit = memoryLockLimit;
         ReadFaultMapsZeroPage = readFaultMapsZeroPage;
         PagemapShowsZeroPage = pagemapShowsZeroPage;
@@ -45,6 +46,12 @@ public sealed class HostFacts
     /// its own; null when the PFNs are not readable (they read as 0 without <c>CAP_SYS_ADMIN</c>).
     /// </summary>
     public bool? PagemapShowsZeroPage { get; }
+
+    /// <summary>
+    /// <c>fault_around_pages</c> (<c>fault_around_bytes</c> ÷ 4 KiB, a debugfs knob, 16 by default): how many cached pages
+    /// a read fault on shared memory maps around it. Decided by <see cref="ProbeFaultAroundPages"/>.
+    /// </summary>
+    public int FaultAroundPages { get; }
 
     /// <summary><c>/proc/sys/vm/mmap_min_addr</c>.</summary>
     public ulong MmapMinAddress { get; }
@@ -98,7 +105,8 @@ public sealed class HostFacts
             .Append(", MAP_FIXED_NOREPLACE of page 0: ").Append(Errno.Name(FixedMapOfPageZeroErrno))
             .Append(", CAP_IPC_LOCK: ").Append(HasCapIpcLock ? "yes" : "no")
             .Append(", RLIMIT_MEMLOCK: ").Append(MemoryLockLimit == ulong.MaxValue ? "unlimited" : MemoryLockLimit.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        text.Append("transparent_hugepage/enabled: ").Append(TransparentHugePages);
+        text.Append("transparent_hugepage/enabled: ").Append(TransparentHugePages)
+            .Append(", fault-around: ").Append(FaultAroundPages).Append(" pages");
         return text.ToString();
     }
 
@@ -169,11 +177,68 @@ public sealed class HostFacts
         return error;
     }
 
+    /// <summary>
+    /// Measures <c>fault_around_pages</c>: fills a page table's worth (2 MiB, table-aligned) of shared anonymous memory,
+    /// drops its PTEs with <c>MADV_DONTNEED</c> (the pages stay in the shmem object), reads the table's first page and
+    /// counts the pages pagemap then shows present: the aligned window <c>do_fault_around</c> mapped.
+    /// </summary>
+    /// <returns>The window in pages (1 when the kernel maps no page around a fault).</returns>
+    /// <exception cref="InvalidOperationException">A call failed, or the count is not a power of two.</exception>
+    public static unsafe int ProbeFaultAroundPages()
+    {
+        const ulong table = 512 * Linux.PAGE_SIZE;
+        Require(LibC.MmapErrno(0, 2 * table, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_SHARED | Linux.MAP_ANONYMOUS, -1, 0, out ulong mapped),
+            "mmap of the fault-around probe");
+        try
+        {
+            ulong start = (mapped + table - 1) & ~(table - 1);
+            for (ulong page = start; page < start + table; page += Linux.PAGE_SIZE)
+            {
+                // Volatile only so the stores are not elided: each fills one page of the object.
+                Volatile.Write(ref *(byte*)page, 1);
+            }
+
+            Require(LibC.MadviseErrno(start, table, Linux.MADV_DONTNEED), "madvise(MADV_DONTNEED) of the fault-around probe");
+            _ = Volatile.Read(ref *(byte*)start);
+            Span<ulong> entries = stackalloc ulong[512];
+            HostPagemap.ReadEntries(start, entries);
+            int present = 0;
+            foreach (ulong entry in entries)
+            {
+                present += (entry & HostPagemap.PM_PRESENT) != 0 ? 1 : 0;
+            }
+
+            if (present == 0 || (present & (present - 1)) != 0 || !AllPresent(entries[..present]))
+            {
+                throw new InvalidOperationException($"fault-around probe: {present} pages present, not a window at the faulting page");
+            }
+
+            return present;
+        }
+        finally
+        {
+            Require(LibC.MunmapErrno(mapped, 2 * table), "munmap of the fault-around probe");
+        }
+    }
+
+    private static bool AllPresent(ReadOnlySpan<ulong> entries)
+    {
+        foreach (ulong entry in entries)
+        {
+            if ((entry & HostPagemap.PM_PRESENT) == 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     private static HostFacts Probe()
     {
         bool zeroPage = ProbeReadFaultZeroPage(out bool? pagemapShowsZeroPage);
         return new HostFacts(zeroPage, pagemapShowsZeroPage, ReadMmapMinAddress(), ReadEffectiveCapabilities(),
-            ProbeFixedMapOfPageZero(), ReadTransparentHugePages(), ReadMemoryLockLimit());
+            ProbeFixedMapOfPageZero(), ReadTransparentHugePages(), ReadMemoryLockLimit(), ProbeFaultAroundPages());
     }
 
     // smaps Rss of the one VMA [start, start + length): 0 → zero page, every page counted → private pages.

@@ -16,7 +16,7 @@ namespace Faultline.Host;
 /// <param name="SwapKb">"Swap:" in KiB.</param>
 /// <param name="VmFlags">The "VmFlags:" mnemonics, e.g. "rd wr mr mw me ac" ("ac" = VM_ACCOUNT).</param>
 /// <param name="LazyFreeKb">"LazyFree:" in KiB (clean pages MADV_FREE marked).</param>
-/// <param name="LockedKb">"Locked:" in KiB (resident pages of a VM_LOCKED VMA).</param>
+/// <param name="LockedKb">"Locked:" in KiB (the proportional share, as Pss, of the resident pages of a VM_LOCKED VMA: a page mapped twice counts half).</param>
 public sealed record SmapsEntry(
     ulong Start,
     ulong End,

@@ -108,8 +108,20 @@ public sealed class AddressSpace : IDisposable
     /// <summary><c>map_count</c>: VMAs.</summary>
     public int MapCount => Live.Tree.PublishedCount;
 
-    /// <summary>Resident anonymous pages (<c>MM_ANONPAGES</c>, smaps Rss summed).</summary>
-    public long ResidentPages => Live.AnonPages;
+    /// <summary>
+    /// Resident pages this address space maps: anonymous ones (<c>MM_ANONPAGES</c>) plus shared-memory ones
+    /// (<c>MM_SHMEMPAGES</c>), the kernel's <c>get_mm_rss</c> (smaps Rss summed over private anonymous and shared
+    /// anonymous mappings). A shared-memory page mapped by a parent and its forked child counts in both, as in each
+    /// process's RSS on Linux; one cached but not mapped here (after MADV_DONTNEED) does not count.
+    /// </summary>
+    public long ResidentPages
+    {
+        get
+        {
+            long[] counters = Live.SnapshotCounters();
+            return counters[(int)VmEvent.AnonPages] + counters[(int)VmEvent.ShmemPages];
+        }
+    }
 
     /// <summary>Frames of guest RAM in use: data, page tables, and Cpu frame caches.</summary>
     public int FramesInUse => Live.Memory.FramesInUse;
@@ -557,8 +569,14 @@ public sealed class AddressSpace : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(options), "BrkStart must be page-aligned and below TASK_SIZE");
         }
+        if (options.FaultAroundBytes < PageGeometry.PageSize || options.FaultAroundBytes > (int)PageGeometry.PmdSize
+            || (options.FaultAroundBytes & (options.FaultAroundBytes - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "FaultAroundBytes must be a power of two from 4 KiB to 2 MiB");
+        }
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.MemoryLockLimit,
-            options.CapIpcLock, options.BrkStart, options.BackgroundZeroing, options.StackLimit);
+            options.CapIpcLock, options.BrkStart, options.BackgroundZeroing, options.StackLimit,
+            options.FaultAroundBytes >> PageGeometry.PageShift);
     }
 }

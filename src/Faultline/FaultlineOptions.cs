@@ -46,6 +46,13 @@ public sealed record FaultlineOptions
     public bool BackgroundZeroing { get; init; }
 
     /// <summary>
+    /// <c>fault_around_bytes</c>: a read fault on shared memory also maps the pages around it that are already cached,
+    /// within the aligned window of this many bytes (clipped to the mapping and its page table), as Linux's
+    /// <c>do_fault_around</c> does. A power of two from 4 KiB (no fault-around) to 2 MiB. Default 64 KiB, Linux's.
+    /// </summary>
+    public int FaultAroundBytes { get; init; } = 64 << 10;
+
+    /// <summary>
     /// <c>RLIMIT_MEMLOCK</c> in bytes: what <c>mlock</c>, <c>mlockall</c>, <c>MAP_LOCKED</c> and a locked <c>brk</c> may
     /// lock without <see cref="CapIpcLock"/>. Default 8 MiB (Linux's default since 5.16). 0 makes locking EPERM.
     /// </summary>

@@ -127,6 +127,9 @@ public static class VmCounters
     /// <summary><c>nr_anon_pages</c>: Resident anonymous pages now (MM_ANONPAGES; /proc/vmstat nr_anon_pages): a level, not a count of events.</summary>
     public const string AnonPages = "nr_anon_pages";
 
+    /// <summary><c>rss_shmem</c>: Resident shared-memory pages mapped now (MM_SHMEMPAGES; /proc/pid/status RssShmem): a level, not a count of events.</summary>
+    public const string ShmemPages = "rss_shmem";
+
     /// <summary>Every counter, in a fixed order: its name, unit, kind and meaning.</summary>
     public static IReadOnlyList<VmCounterInfo> All => EventNames.All;
 }

@@ -46,6 +46,11 @@ internal enum ProbePoint
     ForkBeforeFlush,
     /// <summary>Anonymous fault (any path): the frame is allocated and zeroed, before the PTE lock.</summary>
     AnonymousBeforePteLock,
+    /// <summary>
+    /// <c>finish_fault</c> (any path): the backing's page is looked up or allocated and referenced for this fault,
+    /// before <c>pte_map_lock</c>.
+    /// </summary>
+    BackingFaultBeforePteLock,
     /// <summary>Classic path: <c>mmap_lock</c> is held for read and the VMA found.</summary>
     ClassicLocked,
     /// <summary>Writer: TLB generation bumped, before waiting for the grace period (possibly under a PTE lock).</summary>

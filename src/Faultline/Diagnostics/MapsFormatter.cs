@@ -1,5 +1,6 @@
 using System.Text;
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Paging;
 
 namespace Faultline.Diagnostics;
@@ -31,13 +32,15 @@ internal static class MapsFormatter
         }
         ulong offset = vma.Backing.IsAnonymous ? 0 : vma.PageOffset << PageGeometry.PageShift;
         string name = vma.Backing.IsAnonymous && vma.Start < brk && vma.End > startBrk ? "[heap]" : vma.Backing.MapsName;
-        return new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, name);
+        var info = new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, name);
+        // show_map_vma: a file's device and inode (shared anonymous memory's shmem object).
+        return vma.Backing is IPageCacheBacking file ? info with { DeviceMinor = file.DeviceMinor, Inode = file.Inode } : info;
     }
 
     /// <summary>One maps line, without the newline; anonymous lines end in a space as the kernel's do.</summary>
     public static string Line(MappingInfo m)
     {
-        string header = $"{m.Start:x8}-{m.End:x8} {m.Permissions} {m.Offset:x8} 00:00 0 ";
+        string header = $"{m.Start:x8}-{m.End:x8} {m.Permissions} {m.Offset:x8} {m.DeviceMajor:x2}:{m.DeviceMinor:x2} {m.Inode} ";
         return m.Name.Length == 0 ? header : header.PadRight(NameColumn) + m.Name;
     }
 
@@ -78,7 +81,8 @@ internal static class MapsFormatter
             Field(text, "AnonHugePages:", 0);
             Field(text, "Swap:", 0);
             Field(text, "SwapPss:", 0);
-            Field(text, "Locked:", (vma.Flags & VmFlags.Locked) != 0 ? rss * 4 : 0);
+            // __show_smap prints pss_locked: a locked page mapped twice counts half here, as in Pss.
+            Field(text, "Locked:", (vma.Flags & VmFlags.Locked) != 0 ? (counts.ScaledPss >> ResidentCounts.PssShift) >> 10 : 0);
             text.Append("THPeligible:    0\n");
             text.Append("VmFlags: ").Append(VmFlagsText(vma.Flags)).Append('\n');
         }

@@ -357,15 +357,85 @@ internal static class MemoryFaultHandler
     /// <summary><c>do_read_fault</c>: the backing's frame, mapped read-only (a later write faults again to copy or dirty it).</summary>
     private static FaultResult DoReadFault(ref FaultContext fault)
     {
+        if (fault.Vma!.Backing is IPageCacheBacking cache && fault.Mm.Settings.FaultAroundPages > 1)
+        {
+            // should_fault_around: a backing with a page cache (->map_pages) maps what it has cached around the
+            // address first; if that mapped the faulting page, nothing is left to do (VM_FAULT_NOPAGE).
+            FaultResult around = DoFaultAround(ref fault, cache, out bool mappedFaultingPage);
+            if (around != FaultResult.Ok || mappedFaultingPage)
+            {
+                return around;
+            }
+        }
         FaultResult got = BackingFault(ref fault, out long pfn);
-        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: false);
+        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: MapsWritableOnRead(ref fault), dirty: false);
     }
+
+    /// <summary>
+    /// <c>do_fault_around</c> + <c>filemap_map_pages</c>: under the PTE lock, maps clean (writable as a read fault
+    /// maps, <see cref="MapsWritableOnRead"/>) every page of the
+    /// <c>fault_around_pages</c> window (aligned in the page table, clipped to the VMA and the table) whose entry is
+    /// empty and whose page <paramref name="cache"/> holds now; nothing is read in or allocated. Each page is looked up
+    /// (reference, then re-read of the index) under the lock, which orders it against a hole punch as
+    /// <see cref="FinishFault"/>'s re-check does. RETRY when the speculative lock fails.
+    /// </summary>
+    private static FaultResult DoFaultAround(ref FaultContext fault, IPageCacheBacking cache, out bool mappedFaultingPage)
+    {
+        mappedFaultingPage = false;
+        MemoryDescriptor mm = fault.Mm;
+        PageTable table = mm.PageTable;
+        Vma vma = fault.Vma!;
+        ulong pages = (ulong)mm.Settings.FaultAroundPages;
+        // A VMA's range never changes (an edit replaces the VMA), so these reads are stable; pte_map_lock re-validates.
+        ulong pteIndex = (ulong)fault.Location.PteIndex;
+        ulong vmaOffset = (fault.Address - vma.Start) >> PageGeometry.PageShift;
+        ulong vmaPages = vma.Length >> PageGeometry.PageShift;
+        ulong from = Math.Max(pteIndex & ~(pages - 1), pteIndex - Math.Min(pteIndex, vmaOffset));
+        ulong to = Math.Min(Math.Min(from + pages, (ulong)PageGeometry.EntriesPerTable), pteIndex + vmaPages - vmaOffset);
+        if (!PteMapLock(ref fault))
+        {
+            return FaultResult.Retry;
+        }
+        ref int ptl = ref table.PteLock(fault.Location.PteTable);
+        bool writable = MapsWritableOnRead(ref fault);
+        long mapped = 0;
+        unsafe
+        {
+            ulong* entries = table.Entries(fault.Location.PteTable);
+            for (ulong index = from; index < to; index++)
+            {
+                if (Volatile.Read(ref entries[index]) != 0
+                    || !cache.TryGetCached(fault.PageOffset + index - pteIndex, out long pfn))
+                {
+                    continue;
+                }
+                // Full fence, as in FinishFault; the reference taken by the lookup becomes the mapping's.
+                Interlocked.Increment(ref mm.Memory.Info(pfn).MapCount);
+                // Release store: the map count is visible before the PTE (set_pte_range).
+                Volatile.Write(ref entries[index], Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed);
+                mapped += mm.Memory.Info(pfn).Kind == FrameKind.Shmem ? 1 : 0;
+                mappedFaultingPage |= index == pteIndex;
+            }
+        }
+        SpinWord.Exit(ref ptl);
+        fault.Cpu.Counters.Add(VmEvent.ShmemPages, mapped);
+        return FaultResult.Ok;
+    }
+
+    /// <summary>
+    /// <c>vm_page_prot</c> of a shared writable VMA without write notification (<c>vma_wants_writenotify</c> false:
+    /// shmem has no <c>page_mkwrite</c> and no dirty accounting): a read fault maps a page-cache page writable and
+    /// clean, so a later store dirties only this PTE (the frame is marked dirty when the PTE is zapped). Other
+    /// backings map read-only and take a write fault to be told (<c>wp_page_shared</c>).
+    /// </summary>
+    private static bool MapsWritableOnRead(ref FaultContext fault) =>
+        fault.Vma!.Backing is IPageCacheBacking && (fault.VmaFlags & (VmFlags.Shared | VmFlags.Write)) == (VmFlags.Shared | VmFlags.Write);
 
     /// <summary><c>do_shared_fault</c>: the backing's frame, mapped writable and marked dirty.</summary>
     private static FaultResult DoSharedFault(ref FaultContext fault)
     {
         FaultResult got = BackingFault(ref fault, out long pfn);
-        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: true);
+        return got != FaultResult.Ok ? got : FinishFault(ref fault, pfn, writable: true, dirty: true);
     }
 
     /// <summary>
@@ -418,13 +488,14 @@ internal static class MemoryFaultHandler
 
     /// <summary>
     /// <c>finish_fault</c>: installs the backing's frame if the PTE is still none under the lock. The reference the
-    /// backing took for this fault becomes the mapping's; the map count rises (<c>folio_add_file_rmap</c>). A writable
-    /// install marks the frame dirty.
+    /// backing took for this fault becomes the mapping's; the map count rises (<c>folio_add_file_rmap</c>). A write
+    /// fault's install (<paramref name="dirty"/>) marks the PTE and the frame dirty (<c>fault_dirty_shared_page</c>).
     /// </summary>
-    private static FaultResult FinishFault(ref FaultContext fault, long pfn, bool writable)
+    private static FaultResult FinishFault(ref FaultContext fault, long pfn, bool writable, bool dirty)
     {
         MemoryDescriptor mm = fault.Mm;
         PageTable table = mm.PageTable;
+        mm.Probes.Hit(ProbePoint.BackingFaultBeforePteLock);
         if (!PteMapLock(ref fault))
         {
             mm.Memory.Put(pfn);
@@ -438,16 +509,30 @@ internal static class MemoryFaultHandler
             fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
             return FaultResult.Ok;
         }
+        if (fault.Vma!.Backing is IPageCacheBacking cache && !cache.IsStillCached(fault.PageOffset, pfn))
+        {
+            // A hole was punched since the lookup (the kernel's truncation would have waited for the folio lock): the
+            // page is not installed, and the access faults again on what the backing holds now.
+            SpinWord.Exit(ref ptl);
+            mm.Memory.Put(pfn);
+            fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
+            return FaultResult.Ok;
+        }
         // Full fence; pairs with the gather's decrement and the acquire read in IsExclusiveAnonymous.
         Interlocked.Increment(ref mm.Memory.Info(pfn).MapCount);
-        if (writable)
+        if (dirty)
         {
             mm.Memory.SetFlags(pfn, FrameFlags.Dirty);
         }
-        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (writable ? Pte.Dirty : 0);
+        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (dirty ? Pte.Dirty : 0);
         // Release store: the map count and flags are visible before the PTE (set_pte_at).
         table.WritePte(fault.Location, entry);
         SpinWord.Exit(ref ptl);
+        if (mm.Memory.Info(pfn).Kind == FrameKind.Shmem)
+        {
+            // inc_mm_counter(MM_SHMEMPAGES) (mm_counter_file of a swap-backed folio).
+            fault.Cpu.Counters.Add(VmEvent.ShmemPages);
+        }
         return FaultResult.Ok;
     }
 

@@ -81,6 +81,8 @@ internal static class SpeculativeFaultPath
         PageProtection protection = vma.PageProtection;
         ulong start = vma.Start, end = vma.End, pageOffset = vma.PageOffset;
         Backing.IBacking backing = vma.Backing;
+        // The per-backing whitelist the SPF v2 review (2017-08) asked for: shared anonymous memory is handled here (its
+        // lookup is lock-free and never sleeps; finish_fault re-checks the page under pte_map_lock and RETRYs on change).
         if (!backing.IsSpeculativeSafe
             || (backing.IsAnonymous && vma.AnonVma is null)
             || (flags & (VmFlags.UserfaultMissing | VmFlags.GrowsDown)) != 0

@@ -14,11 +14,12 @@ namespace Faultline.Mm;
 /// Lock order (outermost first), stated once for the whole library:
 /// <list type="number">
 /// <item><c>MmapLock</c> (read or write);</item>
-/// <item>a VMA's lock: readers via <c>Vma.TryStartRead</c> (never wait); writers via <c>Vma.StartWrite</c> with the mmap write lock held;</item>
+/// <item>a VMA's lock: readers via <c>Vma.TryStartRead</c> (never wait); writers via <c>Vma.StartWrite</c> with the mmap write lock held;
+/// then a shared-memory object's mapping lock (<c>i_mmap_rwsem</c>; a hole punch holds it across zaps and grace periods);</item>
 /// <item>an anon_vma family's lock (<c>AnonVma.EnterFamilyLock</c>: reverse-map links and walks);</item>
 /// <item>a PTE table's split lock (<c>PageTable.PteLock</c>);</item>
 /// <item><c>PageTable.EnterPageTableLock</c> (upper levels, anon_vma assignment);</item>
-/// <item>the frame allocator's lock (leaf).</item>
+/// <item>the frame allocator's lock, and a shared-memory object's page-index lock (leaves).</item>
 /// </list>
 /// A Cpu read section (<c>RcuReader</c>) may be entered with any of these held, but inside one a thread only
 /// <em>try</em>-locks (the speculative path), and no thread waits for a grace period inside one.
@@ -76,7 +77,11 @@ internal sealed class MemoryDescriptor : IDisposable
             throw;
         }
         Owner = this;
+        Zapper = new MappingZapper(this);
     }
+
+    /// <summary>This address space's side of page-cache backings' reverse maps (<c>unmap_mapping_range</c>).</summary>
+    public Backing.IMappingZapper Zapper { get; }
 
     /// <summary>
     /// The public object this address space serves (set once by it, before anything can fork or walk it); the reverse
@@ -147,6 +152,9 @@ internal sealed class MemoryDescriptor : IDisposable
 
     /// <summary><c>MM_ANONPAGES</c>: resident anonymous pages (the sum of the split counters).</summary>
     public long AnonPages => SnapshotCounters()[(int)VmEvent.AnonPages];
+
+    /// <summary><c>MM_SHMEMPAGES</c>: resident shared-memory pages mapped (the sum of the split counters).</summary>
+    public long ShmemPages => SnapshotCounters()[(int)VmEvent.ShmemPages];
 
     /// <summary>
     /// A new, detached VMA of this address space (<c>vm_area_alloc</c>): a retired one no reader can still hold when
@@ -368,6 +376,9 @@ internal sealed class MemoryDescriptor : IDisposable
             foreach (Vma vma in Tree.All())
             {
                 vma.AnonVma?.Unlink(vma);
+                // unlink_file_vma likewise: a hole punch from another address space stops zapping here, and the last
+                // mapping of a shared-memory object releases its pages.
+                (vma.Backing as Backing.IPageCacheBacking)?.Unlink(vma);
             }
             if (Memory.Users > 1)
             {

@@ -20,6 +20,7 @@ namespace Faultline.Mm;
 /// <param name="BrkStart"><c>mm->start_brk</c>, page-aligned.</param>
 /// <param name="BackgroundZeroing">Freed frames are cleared by a background worker rather than by the fault that takes them.</param>
 /// <param name="StackLimit"><c>RLIMIT_STACK</c> in bytes: the most a grows-down VMA may span after stack expansion.</param>
+/// <param name="FaultAroundPages"><c>fault_around_pages</c>: the aligned window a read fault on a page-cache backing maps cached pages in.</param>
 internal readonly record struct MmSettings(
     int FrameCount,
     bool PoisonFreedFrames,
@@ -33,4 +34,5 @@ internal readonly record struct MmSettings(
     bool CapIpcLock = false,
     ulong BrkStart = 0x5555_5555_6000,
     bool BackgroundZeroing = false,
-    ulong StackLimit = 8 << 20);
+    ulong StackLimit = 8 << 20,
+    int FaultAroundPages = 16);

@@ -123,6 +123,7 @@ internal sealed class RegionUnmapper
         long unmapped = _mm.PageTable.Zap(start, end, gather, _mm.Probes);
         unmapped += _mm.PageTable.FreeTables(start, end, floor, ceiling, gather);
         _mm.SharedCounters.AddShared(VmEvent.AnonPages, -unmapped);
+        _mm.SharedCounters.AddShared(VmEvent.ShmemPages, -gather.ShmemPagesUnmapped);
         gather.FlushTlb(_mm.Probes);
         return gather;
     }

@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Backing;
 
 namespace Faultline.Mm;
 
@@ -38,6 +39,8 @@ internal sealed class VmaEditor
         }
         vma.Sequence.BeginWrite();
         _openSequences.Add(vma);
+        // get_file for the edit: the VMA may be detached before its pieces are attached.
+        (vma.Backing as IPageCacheBacking)?.Hold();
     }
 
     /// <summary>
@@ -49,6 +52,7 @@ internal sealed class VmaEditor
         foreach (Vma vma in _openSequences)
         {
             vma.Sequence.EndWrite();
+            (vma.Backing as IPageCacheBacking)?.Unhold();
         }
         _openSequences.Clear();
     }
@@ -68,6 +72,8 @@ internal sealed class VmaEditor
         // Every VMA that enters the tree opens its backing (vm_ops->open) and every one that leaves closes it
         // (vm_ops->close), so a backing sees as many opens as closes over the life of its mappings.
         vma.Backing.Opened(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
+        // vma_link_file: a page-cache backing's reverse map finds the VMA (a hole punch zaps it) and holds the object.
+        (vma.Backing as IPageCacheBacking)?.Link(vma, _mm.Zapper, vma.PageOffset, vma.Length >> PageGeometry.PageShift);
     }
 
     /// <summary>
@@ -82,6 +88,8 @@ internal sealed class VmaEditor
         vma.AnonVma?.Unlink(vma);
         vma.MarkDetached();
         vma.Backing.Closed(vma.PageOffset, vma.Length >> PageGeometry.PageShift);
+        // unlink_file_vma, before the tables under the VMA can be freed (as for the anon_vma above).
+        (vma.Backing as IPageCacheBacking)?.Unlink(vma);
         _mm.RetireVma(vma);
     }
 

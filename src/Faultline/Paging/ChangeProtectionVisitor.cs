@@ -73,7 +73,7 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
 
     /// <summary>
     /// <c>can_change_pte_writable</c>: a PTE may become writable in place only for a frame this mapping owns alone
-    /// (an exclusive anonymous frame); any other must fault to copy or to be tracked.
+    /// (an exclusive anonymous frame) or a shared-memory page; any other must fault to copy or to be tracked.
     /// </summary>
     private bool CanChangePteWritable(ulong entry)
     {
@@ -81,7 +81,9 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
         {
             return false;
         }
-        return _memory.IsExclusiveAnonymous(Pte.Frame(entry));
+        // A shared-memory page is only ever mapped by shared VMAs, whose vm_page_prot is writable when they are
+        // (shmem wants no write notification): pte_modify makes its PTE writable, clean or dirty as it was.
+        return _memory.Info(Pte.Frame(entry)).Kind == FrameKind.Shmem || _memory.IsExclusiveAnonymous(Pte.Frame(entry));
     }
 
     private static bool Narrows(ulong before, ulong after) =>

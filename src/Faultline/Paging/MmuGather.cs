@@ -57,6 +57,9 @@ internal sealed class MmuGather
     /// <summary>Frame references waiting to be dropped.</summary>
     public int PendingFrames => _frames.Count;
 
+    /// <summary>Shared-memory (<see cref="FrameKind.Shmem"/>) mappings removed so far: the caller's <c>MM_SHMEMPAGES</c> drop.</summary>
+    public long ShmemPagesUnmapped { get; private set; }
+
     /// <summary>True when the batch is full and the caller should flush (<c>__tlb_remove_page</c> returning true).</summary>
     public bool IsFull => _frames.Count >= BatchLimit;
 
@@ -83,6 +86,10 @@ internal sealed class MmuGather
         Interlocked.Decrement(ref info.MapCount);
         _needsFlush = true;
         _frames.Add((int)pfn);
+        if (info.Kind == FrameKind.Shmem)
+        {
+            ShmemPagesUnmapped++;
+        }
         return info.Kind == FrameKind.Anonymous;
     }
 

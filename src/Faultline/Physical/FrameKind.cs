@@ -15,4 +15,9 @@ internal enum FrameKind : byte
     PageCache,
     /// <summary>Allocated, kind not yet set.</summary>
     Allocated,
+    /// <summary>
+    /// A page of shared memory (shmem: page cache that is swap-backed, <c>folio_test_swapbacked</c> on a file folio):
+    /// <see cref="FrameInfo.Mapping"/> names its object; mappings count it as <c>MM_SHMEMPAGES</c>.
+    /// </summary>
+    Shmem,
 }

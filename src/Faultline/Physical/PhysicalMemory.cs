@@ -267,6 +267,30 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     public void Get(long pfn) => Interlocked.Increment(ref _frames[pfn].RefCount);
 
     /// <summary>
+    /// <c>get_page_unless_zero</c> (<c>folio_try_get</c>): one more reference unless the count is already zero (the
+    /// frame is being freed or is free). For a lockless lookup that found the pfn without holding a reference: the
+    /// caller must check afterwards that the frame is still the one it looked up (<c>xas_reload</c>), and
+    /// <see cref="Put"/> it if not, since it may have been freed and handed out again in between.
+    /// </summary>
+    public bool TryGet(long pfn)
+    {
+        ref int count = ref _frames[pfn].RefCount;
+        // Full fence per attempt; pairs with Put's decrement: an increment from a nonzero count cannot revive a frame
+        // whose last put already happened, since that put left zero and the CAS would not match.
+        int seen = Volatile.Read(ref count);
+        while (seen > 0)
+        {
+            int before = Interlocked.CompareExchange(ref count, seen + 1, seen);
+            if (before == seen)
+            {
+                return true;
+            }
+            seen = before;
+        }
+        return false;
+    }
+
+    /// <summary>
     /// <c>put_page</c>: drops a reference, freeing the frame when it was the last. Only for a reference that backs no
     /// translation any Cpu may still hold: a mapping's reference is dropped through an <c>MmuGather</c> after its
     /// flush, so a count that reaches zero here proves no TLB of any address space over this arena maps the frame.

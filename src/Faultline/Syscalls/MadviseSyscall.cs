@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Mm;
 using Faultline.Paging;
 using Faultline.VmStat;
@@ -131,6 +132,7 @@ internal sealed class MadviseSyscall
         {
             _mm.SharedCounters.AddShared(VmEvent.AnonPages, -zapped);
         }
+        _mm.SharedCounters.AddShared(VmEvent.ShmemPages, -gather.ShmemPagesUnmapped);
         // The dropped or cleaned translations are flushed from every Cpu before the call returns.
         gather.Finish(_mm.Probes);
         _mm.ReturnGather(gather);
@@ -156,7 +158,19 @@ internal sealed class MadviseSyscall
                 {
                     return Errno.EINVAL;
                 }
-                return (flags & (VmFlags.Shared | VmFlags.MayWrite)) != (VmFlags.Shared | VmFlags.MayWrite) ? Errno.EACCES : Errno.EOPNOTSUPP;
+                if ((flags & (VmFlags.Shared | VmFlags.MayWrite)) != (VmFlags.Shared | VmFlags.MayWrite))
+                {
+                    return Errno.EACCES;
+                }
+                if (vma.Backing is not IPageCacheBacking file)
+                {
+                    return Errno.EOPNOTSUPP;
+                }
+                // vfs_fallocate(PUNCH_HOLE | KEEP_SIZE): the pages leave the object and every mapping of them, in every
+                // address space (the next touch reads zeros).
+                ulong firstPage = vma.PageOffset + ((from - vma.Start) >> PageGeometry.PageShift);
+                file.PunchHole(firstPage, firstPage + ((to - from) >> PageGeometry.PageShift));
+                return Errno.None;
             case Advice.WillNeed:
                 return Errno.None;
             case Advice.Cold or Advice.PageOut:

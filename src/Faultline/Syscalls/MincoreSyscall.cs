@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Mm;
 using Faultline.Paging;
 
@@ -7,7 +8,8 @@ namespace Faultline.Syscalls;
 /// <summary>
 /// <c>mincore</c> (<c>do_mincore</c>, <c>mincore_pte_range</c>) with Linux's checks and errno values. Anonymous memory
 /// is resident where a page table entry maps a frame (the zero frame and PROT_NONE entries count, as
-/// <c>pte_present</c> says on x86); the bytes of the VMAs before a hole are written before ENOMEM, as Linux copies
+/// <c>pte_present</c> says on x86); a page of a page-cache backing such as shared anonymous memory is resident where
+/// its PTE maps it or where the backing caches it (<c>mincore_page</c>); the bytes of the VMAs before a hole are written before ENOMEM, as Linux copies
 /// each VMA's part out before looking at the next.
 /// </summary>
 internal sealed class MincoreSyscall
@@ -47,11 +49,18 @@ internal sealed class MincoreSyscall
             for (ulong i = 0; i < pages; i++, page += PageGeometry.PageSize)
             {
                 // Under the read lock the tables under a VMA of the published tree stay (see AddressSpace.IsResident).
-                if (VmaTree.Containing(_mm.Tree.Published, page) is null)
+                if (VmaTree.Containing(_mm.Tree.Published, page) is not { } vma)
                 {
                     return Errno.ENOMEM;
                 }
-                vector[(int)i] = Pte.MapsFrame(_mm.PageTable.Lookup(page, _mm.Probes)) ? (byte)1 : (byte)0;
+                bool resident = Pte.MapsFrame(_mm.PageTable.Lookup(page, _mm.Probes));
+                if (!resident && vma.Backing is IPageCacheBacking cache)
+                {
+                    // __mincore_unmapped_range → mincore_page: an unmapped page of a file (shmem included) is resident
+                    // when it is in the page cache, whatever this mapping's PTE says.
+                    resident = cache.IsCached(vma.PageOffset + ((page - vma.Start) >> PageGeometry.PageShift));
+                }
+                vector[(int)i] = resident ? (byte)1 : (byte)0;
             }
             return Errno.None;
         }

@@ -6,8 +6,8 @@ using Faultline.VmStat;
 namespace Faultline.Syscalls;
 
 /// <summary>
-/// <c>mmap</c> of anonymous memory (<c>ksys_mmap_pgoff</c>, <c>do_mmap</c>, <c>mmap_region</c>) with Linux's checks
-/// and errno values. Everything is validated first; after that the call cannot fail, so a failed call changes nothing.
+/// <c>mmap</c> of anonymous memory, private or shared (<c>ksys_mmap_pgoff</c>, <c>do_mmap</c>, <c>mmap_region</c>;
+/// shared memory gets a shmem object of its own, <c>shmem_zero_setup</c>) with Linux's checks and errno values. Everything is validated first; after that the call cannot fail, so a failed call changes nothing.
 /// </summary>
 internal sealed class MmapSyscall
 {
@@ -33,7 +33,7 @@ internal sealed class MmapSyscall
     }
 
     /// <summary>
-    /// Maps anonymous memory; <paramref name="mapped"/> is the start on success. A locked mapping, or one asked for
+    /// Maps anonymous memory (a new <see cref="SharedMemoryObject"/> for MAP_SHARED); <paramref name="mapped"/> is the start on success. A locked mapping, or one asked for
     /// with MAP_POPULATE without MAP_NONBLOCK, is then populated (<c>mm_populate</c>, errors ignored).
     /// </summary>
     public Errno Map(ulong address, ulong length, Protection protection, MapFlags flags, out ulong mapped)
@@ -44,6 +44,12 @@ internal sealed class MmapSyscall
         if (invalid != Errno.None)
         {
             return invalid;
+        }
+        if ((flags & MapFlags.Shared) != 0)
+        {
+            // do_mmap: shared anonymous memory starts at page offset 0 of its own shmem object (shmem_zero_setup).
+            var shmem = new SharedMemoryObject(_mm.Memory, length >> PageGeometry.PageShift);
+            return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags), flags, shmem, 0, out mapped);
         }
         return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags), flags, AnonymousBacking.Instance, null, out mapped);
     }
@@ -152,11 +158,6 @@ internal sealed class MmapSyscall
         // the host: EINVAL even without unknown flags). Unknown flag bits are ignored, as Linux does.
         if (type is not (1 or 2))
         {
-            return Errno.EINVAL;
-        }
-        if ((flags & MapFlags.Shared) != 0)
-        {
-            // Shared anonymous memory (shmem) is not built yet.
             return Errno.EINVAL;
         }
         return ValidateRange(ref address, ref length, flags);

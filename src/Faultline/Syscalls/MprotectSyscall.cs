@@ -163,14 +163,26 @@ internal sealed class MprotectSyscall
                 PopulateRanges.Add((Math.Max(start, vma.Start), Math.Min(end, vma.End)));
             }
             _editor.ReplaceFlags(vma, start, end, newFlags);
-            if (populate && vma.Backing.IsAnonymous && _mm.Tree.FindContaining(Math.Max(start, vma.Start)) is { AnonVma: null } changedVma)
+            ulong pieceStart = Math.Max(start, vma.Start), pieceEnd = Math.Min(end, vma.End);
+            // populate_vma_page_range faults nothing in for VM_LOCKONFAULT, so no anon_vma is chosen then.
+            if (populate && (newFlags & VmFlags.LockOnFault) == 0 && vma.Backing.IsAnonymous
+                && _mm.Tree.FindContaining(pieceStart) is { AnonVma: null })
             {
-                // The kernel populates here, before the next VMA's turn: the write faults' anon_vma_prepare picks the
-                // anon_vma (a neighbour's only if compatible now), which decides what the later merges may join.
-                AnonVmaPreparation.Prepare(_mm, changedVma);
+                // The kernel populates here, before the next VMA's turn, and after vma_modify_flags merged the piece
+                // with its neighbours (the previous one first): a piece joined to a VMA with an anon_vma faults into
+                // that one; otherwise the write faults' anon_vma_prepare picks a compatible neighbour's or a new one.
+                // Either decides what the later merges may join.
+                _editor.MergeWindow(pieceStart, pieceEnd);
+                if (_mm.Tree.FindContaining(pieceStart) is { AnonVma: null } changedVma)
+                {
+                    AnonVmaPreparation.Prepare(_mm, changedVma);
+                }
             }
-            bool vmaMayWrite = (newFlags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
-            _mm.PageTable.ChangeProtection(Math.Max(start, vma.Start), Math.Min(end, vma.End), Vma.ProtectionOf(newFlags), vmaMayWrite, gather);
+            // A private writable VMA may upgrade exclusive anonymous PTEs in place; a shared one only pages that want no
+            // write notification (shared memory, whose vm_page_prot is writable): the visitor decides per frame.
+            bool vmaMayWrite = (newFlags & VmFlags.Write) != 0
+                && ((newFlags & VmFlags.Shared) == 0 || vma.Backing is Backing.IPageCacheBacking);
+            _mm.PageTable.ChangeProtection(pieceStart, pieceEnd, Vma.ProtectionOf(newFlags), vmaMayWrite, gather);
         }
         if (error == Errno.None && reached < end)
         {

@@ -52,7 +52,7 @@ internal static class VmFlagBits
         }
         if (((int)flags & 0x0f) is 1 or 3)
         {
-            // Only a backed mapping gets here shared: anonymous MAP_SHARED is refused by mmap's validation.
+            // A shared mapping of a backing, or shared anonymous memory (shmem): VM_SHARED | VM_MAYSHARE.
             vm |= VmFlags.Shared | VmFlags.MayShare;
         }
         // accountable_mapping: private writable memory is committed unless MAP_NORESERVE.

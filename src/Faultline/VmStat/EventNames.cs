@@ -47,6 +47,7 @@ internal static class EventNames
         (VmEvent.GracePeriod, new(VmCounters.GracePeriod, "{grace_period}", VmCounterKind.Counter, "Grace periods writers waited for (synchronize_rcu, the TLB shootdown's wait).")),
         (VmEvent.GracePeriodReaderWait, new(VmCounters.GracePeriodReaderWait, "{reader}", VmCounterKind.Counter, "Cpus a grace period found inside an older read section and waited for.")),
         (VmEvent.AnonPages, new(VmCounters.AnonPages, "{page}", VmCounterKind.Level, "Resident anonymous pages now (MM_ANONPAGES; /proc/vmstat nr_anon_pages): a level, not a count of events.")),
+        (VmEvent.ShmemPages, new(VmCounters.ShmemPages, "{page}", VmCounterKind.Level, "Resident shared-memory pages mapped now (MM_SHMEMPAGES; /proc/pid/status RssShmem): a level, not a count of events.")),
     ];
 
     private static readonly VmCounterInfo[] s_byEvent = Index();

@@ -85,4 +85,9 @@ internal enum VmEvent
     /// never writes a shared cache line for accounting (the kernel's split RSS counters).
     /// </summary>
     AnonPages,
+    /// <summary>
+    /// <c>MM_SHMEMPAGES</c> deltas (/proc/pid/status <c>RssShmem</c>): shared-memory pages mapped, split like
+    /// <see cref="AnonPages"/>.
+    /// </summary>
+    ShmemPages,
 }

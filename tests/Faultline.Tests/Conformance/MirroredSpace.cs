@@ -39,6 +39,8 @@ internal sealed class MirroredSpace : IDisposable
             CapIpcLock = HostFacts.Current.HasCapIpcLock,
             MemoryLockLimit = HostFacts.Current.MemoryLockLimit,
             BrkStart = BrkStart,
+            // A read fault on shared memory maps as many cached pages around it as the host's does.
+            FaultAroundBytes = HostFacts.Current.FaultAroundPages * (int)Page,
         });
         Cpu = Space.AttachCpu();
         // The speculative path runs only with more than one user (mm_users > 1); a second, idle Cpu makes it run.
@@ -238,9 +240,19 @@ internal sealed class MirroredSpace : IDisposable
         {
             return $"data at 0x{address:x}: host {hostByte}, ours {ourByte}";
         }
-        if (hostRead != 0 && ourRead != AccessOutcome.SegvAccErr && ourRead != AccessOutcome.SegvMapErr)
+        if (hostRead != 0)
         {
-            return $"read of 0x{address:x}: ours {ourRead}, expected a SIGSEGV";
+            // process_vm_readv fails with EFAULT either way: in a readable host mapping the page could not be faulted
+            // in (shared memory past its object's size), which a load takes as SIGBUS; elsewhere it is a SIGSEGV.
+            bool readable = _host.ReadMaps().Any(l => l.Start <= address && address < l.End && l.Perms[0] == 'r');
+            if (readable && ourRead != AccessOutcome.BusError)
+            {
+                return $"read of 0x{address:x}: ours {ourRead}, expected a SIGBUS";
+            }
+            if (!readable && ourRead != AccessOutcome.SegvAccErr && ourRead != AccessOutcome.SegvMapErr)
+            {
+                return $"read of 0x{address:x}: ours {ourRead}, expected a SIGSEGV";
+            }
         }
         if (!write)
         {

@@ -6,8 +6,9 @@ using Xunit.Abstractions;
 namespace Faultline.Tests.Conformance;
 
 /// <summary>
-/// The host kernel is the oracle: random sequences of mmap, munmap, mprotect, mremap, madvise, mlock/mlock2/munlock,
-/// mincore, msync, brk, mseal (where the host has it) and accesses at fixed addresses inside a reserved region, run on the host
+/// The host kernel is the oracle: random sequences of mmap (private or shared anonymous memory), munmap, mprotect,
+/// mremap, madvise, mlock/mlock2/munlock, mincore, msync, brk, mseal (where the host has it) and accesses at fixed
+/// addresses inside a reserved region, run on the host
 /// and on Faultline; after every step the errno, maps lines, access outcomes, data and pagemap residency must agree,
 /// and smaps Rss, Anonymous, Private_Dirty, Locked and VmFlags every ten steps and at the end. The
 /// sequences cycle through the three fault paths. Faultline maps the zero page on a read fault exactly when the probed
@@ -145,7 +146,9 @@ public class RandomSequenceConformanceTests
         (int Host, int Ours) result;
         if (roll < 24)
         {
-            int flags = Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS
+            // A third of the mappings are shared anonymous memory (a shmem object each): its residency is the host's
+            // fault-around and, for mincore, the object's page cache.
+            int flags = (random.Next(3) == 0 ? Linux.MAP_SHARED : Linux.MAP_PRIVATE) | Linux.MAP_ANONYMOUS
                 | (random.Next(10) == 0 ? Linux.MAP_FIXED_NOREPLACE : Linux.MAP_FIXED)
                 | (random.Next(5) == 0 ? Linux.MAP_NORESERVE : 0)
                 | (random.Next(12) == 0 ? Linux.MAP_LOCKED : 0)

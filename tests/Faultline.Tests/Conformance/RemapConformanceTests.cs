@@ -86,6 +86,60 @@ public class RemapConformanceTests
         Assert.True(difference is null, $"{difference}\nhistory:\n{mirror.History}");
     }
 
+    // Layout (pages): [0, 8) shared RW written, locked where the host allows locking, a hole [8, 16), [16, 24) shared
+    // RW written, a hole to the end. Each mapping is a shmem object of its own length.
+    public static TheoryData<Case> SharedCases => new()
+    {
+        new("old length 0 of a locked shared mapping", 2, 0, 4 * Page, MayMove | Fixed, 40),
+        new("old length 0 with a new address found", 18, 0, 4 * Page, MayMove, 0),
+        new("old length 0 reaching past the object", 20, 0, 8 * Page, MayMove | Fixed, 40),
+        new("shared growth in place past the object", 16, 8 * Page, 12 * Page, 0, 0),
+        new("locked shared growth in place past the object", 0, 8 * Page, 12 * Page, 0, 0),
+        new("shared FIXED move of part of a mapping", 18, 4 * Page, 4 * Page, MayMove | Fixed, 40),
+        new("shared FIXED growing", 16, 8 * Page, 10 * Page, MayMove | Fixed, 40),
+        new("shared DONTUNMAP", 16, 8 * Page, 8 * Page, MayMove | Fixed | DontUnmap, 40),
+        new("locked shared DONTUNMAP", 0, 8 * Page, 8 * Page, MayMove | Fixed | DontUnmap, 40),
+    };
+
+    [Theory]
+    [MemberData(nameof(SharedCases))]
+    public void SharedMappingMatchesTheHostKernel(Case c)
+    {
+        _output.WriteLine(HostFacts.Current.Describe());
+        using var region = new HostRegion(Pages * Page);
+        using var mirror = new MirroredSpace(region);
+        ulong s = mirror.Start;
+        Assert.Null(SetupShared(mirror, s));
+        string? difference = mirror.Remap(s + (ulong)c.OldPage * Page, c.OldLength, c.NewLength, c.Flags, s + (ulong)c.NewPage * Page);
+        difference ??= mirror.CompareMaps() ?? mirror.CompareResidency() ?? mirror.CompareSmaps() ?? CompareData(mirror)
+            ?? mirror.CompareSmaps();
+        Assert.True(difference is null, $"{difference}\nhistory:\n{mirror.History}");
+    }
+
+    private static string? SetupShared(MirroredSpace mirror, ulong s)
+    {
+        const int rw = Linux.PROT_READ | Linux.PROT_WRITE;
+        const int shared = Linux.MAP_SHARED | Linux.MAP_ANONYMOUS | Linux.MAP_FIXED;
+        (int Host, int Ours)[] steps =
+        [
+            mirror.Unmap(s, Pages * Page),
+            mirror.Map(s, 8 * Page, rw, shared | (HostFacts.Current.HasCapIpcLock ? Linux.MAP_LOCKED : 0)),
+            mirror.Map(s + 16 * Page, 8 * Page, rw, shared),
+        ];
+        if (steps.Any(r => r.Host != 0 || r.Ours != 0))
+        {
+            return "setup failed";
+        }
+        foreach (int page in (int[])[0, 1, 2, 3, 5, 7, 16, 17, 18, 20, 21, 23])
+        {
+            if (mirror.Touch(s + (ulong)page * Page + 8, write: true, (byte)(page + 1)) is { } difference)
+            {
+                return difference;
+            }
+        }
+        return null;
+    }
+
     private static string? Setup(MirroredSpace mirror, ulong s)
     {
         const int rw = Linux.PROT_READ | Linux.PROT_WRITE;

@@ -11,6 +11,7 @@
  *
  * Script, one step a line (addresses and lengths absolute, any C integer syntax):
  *   map P ADDR LEN PROT        mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)
+ *   smap P ADDR LEN PROT       mmap(MAP_SHARED|MAP_ANONYMOUS|MAP_FIXED)
  *   protect P ADDR LEN PROT    mprotect
  *   munmap P ADDR LEN
  *   advise P ADDR LEN ADVICE   madvise (ADVICE is the MADV_* number)
@@ -23,7 +24,7 @@
  *                              bit) and its byte
  *
  * Output, one observation a line, "STEP PROC KIND KEY VALUE" (no token holds a space):
- *   S P map|protect|munmap|advise ADDR+LEN ERRNO
+ *   S P map|smap|protect|munmap|advise ADDR+LEN ERRNO
  *   S P write ADDR ok|SEGV_MAPERR|SEGV_ACCERR
  *   S P read ADDR VALUE|SEGV_MAPERR|SEGV_ACCERR
  *   S P fork CHILD ok       S P exit - ok
@@ -269,7 +270,7 @@ static int arguments(const char *verb)
     static const struct {
         const char *verb;
         int count;
-    } table[] = { { "map", 6 }, { "protect", 6 }, { "munmap", 5 }, { "advise", 6 }, { "write", 5 }, { "read", 4 }, { "fork", 4 },
+    } table[] = { { "map", 6 }, { "smap", 6 }, { "protect", 6 }, { "munmap", 5 }, { "advise", 6 }, { "write", 5 }, { "read", 4 }, { "fork", 4 },
                   { "exit", 3 }, { "report", 2 }, { "quit", 2 } };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (strcmp(verb, table[i].verb) == 0) {
@@ -297,12 +298,14 @@ static void worker(void)
         } else if (strcmp(verb, "quit") == 0) {
             ack(0);
             _exit(0);
-        } else if (strcmp(verb, "map") == 0 || strcmp(verb, "protect") == 0 || strcmp(verb, "munmap") == 0) {
+        } else if (strcmp(verb, "map") == 0 || strcmp(verb, "smap") == 0 || strcmp(verb, "protect") == 0
+                   || strcmp(verb, "munmap") == 0) {
             uintptr_t addr = number(args[3]);
             size_t len = number(args[4]);
-            if (verb[1] == 'a') {
+            if (verb[1] == 'a' || verb[0] == 's') {
                 int prot = (int)number(args[5]);
-                result = mmap((void *)addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ? errno : 0;
+                int type = verb[0] == 's' ? MAP_SHARED : MAP_PRIVATE;
+                result = mmap((void *)addr, len, prot, type | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ? errno : 0;
             } else if (verb[0] == 'p') {
                 result = mprotect((void *)addr, len, (int)number(args[5])) != 0 ? errno : 0;
             } else {

@@ -78,6 +78,32 @@ public class MlockTests
         Assert.Equal(6, space.LockedPages);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void MprotectMakingALockedPieceWritableJoinsItsLeftNeighbourFirst(bool onFault)
+    {
+        using var space = NewSpace(limit: 64 * Page);
+        ulong a = space.Map(Base, 8 * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+        space.Protect(a + 3 * Page, Page, onFault ? Protection.Read : Protection.None);
+        using (Cpu cpu = space.AttachCpu())
+        {
+            // Written after the split, each side gets an anon_vma of its own: [0, 3) and [4, 8) can no longer merge.
+            cpu.Store(a, 1L);
+            cpu.Store(a + 5 * Page, 2L);
+        }
+        // mlock2 stops populating at the PROT_NONE piece (ENOMEM) with every flag set; MLOCK_ONFAULT populates nothing.
+        Assert.Equal(onFault ? Errno.None : Errno.ENOMEM, space.Lock(a, 8 * Page, onFault ? MemoryLockFlags.OnFault : MemoryLockFlags.None));
+
+        // vma_modify_flags joins [3, 4) to [0, 3) (a three-way join needs one anon_vma); mprotect_fixup then write-faults
+        // it into that anon_vma, or with VM_LOCKONFAULT faults nothing. Picking [4, 8)'s anon_vma first would join
+        // the piece to the right instead.
+        space.Protect(a + Page, 3 * Page, Protection.ReadWrite);
+        Assert.Equal([(a, a + 4 * Page), (a + 4 * Page, a + 8 * Page)], space.GetMappings().Select(m => (m.Start, m.End)));
+        Assert.Equal(onFault ? 1 : 4, space.CountResidentPages(a, a + 4 * Page));
+        Assert.Equal(1, space.CountResidentPages(a + 4 * Page, a + 8 * Page));
+    }
+
     [Fact]
     public void MlockallLocksEverythingAndTheFutureAndMunlockallUndoesBoth()
     {

@@ -42,6 +42,8 @@ internal static class FaultlineForkRunner
                 FaultPath = path,
                 PhysicalMemoryBytes = 32 << 20,
                 MapZeroPageOnRead = mapZeroPageOnRead,
+                // A read fault on shared memory maps the host's fault-around window of cached pages.
+                FaultAroundBytes = Host.HostFacts.Current.FaultAroundPages * PageGeometry.PageSize,
             });
             processes[0] = new ForkedProcess(space, path);
             Errno reserved = space.TryMap(script.RegionStart, script.RegionBytes, Protection.None,
@@ -84,6 +86,10 @@ internal static class FaultlineForkRunner
             case ForkStepKind.Map:
                 Observe(s.Proc, "map", range, Number((int)processes[s.Proc].Space.TryMap(s.Address, s.Length,
                     (Protection)s.Prot, MapFlags.PrivateAnonymous | MapFlags.Fixed, out _)));
+                return;
+            case ForkStepKind.SharedMap:
+                Observe(s.Proc, "smap", range, Number((int)processes[s.Proc].Space.TryMap(s.Address, s.Length,
+                    (Protection)s.Prot, MapFlags.Shared | MapFlags.Anonymous | MapFlags.Fixed, out _)));
                 return;
             case ForkStepKind.Protect:
                 Observe(s.Proc, "protect", range, Number((int)processes[s.Proc].Space.TryProtect(s.Address, s.Length, (Protection)s.Prot)));

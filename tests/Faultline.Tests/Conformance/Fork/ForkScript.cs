@@ -49,6 +49,9 @@ internal sealed class ForkScript
     public ForkScript Map(int proc, ulong address, ulong length, int prot) =>
         Add(new ForkStep(ForkStepKind.Map, proc, address, length, prot));
 
+    public ForkScript SharedMap(int proc, ulong address, ulong length, int prot) =>
+        Add(new ForkStep(ForkStepKind.SharedMap, proc, address, length, prot));
+
     public ForkScript Protect(int proc, ulong address, ulong length, int prot) =>
         Add(new ForkStep(ForkStepKind.Protect, proc, address, length, prot));
 

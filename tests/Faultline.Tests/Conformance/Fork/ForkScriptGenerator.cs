@@ -156,7 +156,15 @@ internal static class ForkScriptGenerator
         public void MapRandom(int proc, int? prot = null)
         {
             (int first, int count) = RandomRange();
-            _script.Map(proc, Address(first), (ulong)count * Page, prot ?? Prots[_random.Next(Prots.Length)]);
+            // One mapping in four is shared anonymous memory: both sides of a later fork map the same pages.
+            if (_random.Next(4) == 0)
+            {
+                _script.SharedMap(proc, Address(first), (ulong)count * Page, prot ?? Prots[_random.Next(Prots.Length)]);
+            }
+            else
+            {
+                _script.Map(proc, Address(first), (ulong)count * Page, prot ?? Prots[_random.Next(Prots.Length)]);
+            }
             Array.Fill(_mapped[proc], true, first, count);
             Array.Fill(_dontFork[proc], false, first, count);
             _hot.AddRange(Enumerable.Range(first, count));

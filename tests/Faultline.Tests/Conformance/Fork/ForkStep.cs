@@ -5,7 +5,7 @@ namespace Faultline.Tests.Conformance.Fork;
 /// <summary>One step of a fork script: which process does what, at which addresses.</summary>
 /// <param name="Kind">The verb.</param>
 /// <param name="Proc">The process that runs it (unused by <see cref="ForkStepKind.Report"/>).</param>
-/// <param name="Address">The address (map, protect, munmap, advise, write, read).</param>
+/// <param name="Address">The address (map, smap, protect, munmap, advise, write, read).</param>
 /// <param name="Length">The length in bytes (map, protect, munmap, advise).</param>
 /// <param name="Prot">PROT_* bits (map, protect).</param>
 /// <param name="Value">The byte a write stores.</param>
@@ -27,6 +27,7 @@ internal sealed record ForkStep(
     public string ToScriptLine() => Kind switch
     {
         ForkStepKind.Map => $"map {Proc} {Hex(Address)} {Hex(Length)} {Prot}",
+        ForkStepKind.SharedMap => $"smap {Proc} {Hex(Address)} {Hex(Length)} {Prot}",
         ForkStepKind.Protect => $"protect {Proc} {Hex(Address)} {Hex(Length)} {Prot}",
         ForkStepKind.Munmap => $"munmap {Proc} {Hex(Address)} {Hex(Length)}",
         ForkStepKind.Advise => $"advise {Proc} {Hex(Address)} {Hex(Length)} {(int)Advice}",

@@ -6,6 +6,9 @@ internal enum ForkStepKind
     /// <summary><c>mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)</c> in one process.</summary>
     Map,
 
+    /// <summary><c>mmap(MAP_SHARED|MAP_ANONYMOUS|MAP_FIXED)</c> in one process: shared memory its later children share.</summary>
+    SharedMap,
+
     /// <summary><c>mprotect</c> in one process.</summary>
     Protect,
 
