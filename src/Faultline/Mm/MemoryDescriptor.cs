@@ -195,7 +195,7 @@ internal sealed class MemoryDescriptor : IDisposable
             _gathers.TryPop(out gather);
         }
         gather ??= new MmuGather(Memory, Rcu);
-        gather.BatchLimit = GatherBatchLimit;
+        gather.Reuse(GatherBatchLimit);
         return gather;
     }
 

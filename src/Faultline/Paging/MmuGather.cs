@@ -60,6 +60,14 @@ internal sealed class MmuGather
     /// <summary>Shared-memory (<see cref="FrameKind.Shmem"/>) mappings removed so far: the caller's <c>MM_SHMEMPAGES</c> drop.</summary>
     public long ShmemPagesUnmapped { get; private set; }
 
+    /// <summary>Readies a pooled gather for its next user: the batch limit it flushes at, and its counts from zero.</summary>
+    public void Reuse(int batchLimit)
+    {
+        Debug.Assert(IsEmpty, "a gather reused with work left");
+        BatchLimit = batchLimit;
+        ShmemPagesUnmapped = 0;
+    }
+
     /// <summary>True when the batch is full and the caller should flush (<c>__tlb_remove_page</c> returning true).</summary>
     public bool IsFull => _frames.Count >= BatchLimit;
 
