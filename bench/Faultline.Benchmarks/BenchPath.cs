@@ -55,4 +55,43 @@ internal static class Spaces
             Faultline.Host.LibC.Munmap(a, (nuint)length);
         }
     }
+
+    /// <summary>
+    /// mprotect of one resident page to read-only and back (a split, then a merge): on <paramref name="space"/>, or
+    /// through libc on the host when it is null.
+    /// </summary>
+    public static void ProtectSplitMerge(AddressSpace? space, ulong page)
+    {
+        if (space is not null)
+        {
+            space.Protect(page, PageGeometry.PageSize, Protection.Read);
+            space.Protect(page, PageGeometry.PageSize, Protection.ReadWrite);
+        }
+        else
+        {
+            Faultline.Host.LibC.Mprotect((nint)page, PageGeometry.PageSize, Faultline.Host.Linux.PROT_READ);
+            Faultline.Host.LibC.Mprotect((nint)page, PageGeometry.PageSize, Faultline.Host.Linux.PROT_READ | Faultline.Host.Linux.PROT_WRITE);
+        }
+    }
+
+    /// <summary>
+    /// mmap of one page, a first-touch write fault on it through <paramref name="cpu"/>, munmap: on
+    /// <paramref name="space"/>, or through libc and a raw store on the host when it is null.
+    /// </summary>
+    public static unsafe void MapTouchUnmap(AddressSpace? space, Cpu? cpu)
+    {
+        if (space is not null)
+        {
+            ulong a = space.Map(0, PageGeometry.PageSize, Protection.ReadWrite, MapFlags.PrivateAnonymous);
+            cpu!.Store(a, 1L);
+            space.Unmap(a, PageGeometry.PageSize);
+        }
+        else
+        {
+            nint a = Faultline.Host.LibC.Mmap(0, PageGeometry.PageSize, Faultline.Host.Linux.PROT_READ | Faultline.Host.Linux.PROT_WRITE,
+                Faultline.Host.Linux.MAP_PRIVATE | Faultline.Host.Linux.MAP_ANONYMOUS, -1, 0);
+            *(long*)a = 1;
+            Faultline.Host.LibC.Munmap(a, PageGeometry.PageSize);
+        }
+    }
 }

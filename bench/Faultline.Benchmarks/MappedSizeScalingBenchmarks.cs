@@ -65,35 +65,12 @@ public unsafe class MappedSizeScalingBenchmarks
     public void ProtectSplitMerge()
     {
         ulong page = _large + _length / 2;
-        if (_space is { } space)
-        {
-            space.Protect(page, Page, Protection.Read);
-            space.Protect(page, Page, Protection.ReadWrite);
-        }
-        else
-        {
-            LibC.Mprotect((nint)page, (nuint)Page, Linux.PROT_READ);
-            LibC.Mprotect((nint)page, (nuint)Page, Linux.PROT_READ | Linux.PROT_WRITE);
-        }
+        Spaces.ProtectSplitMerge(_space, page);
     }
 
     /// <summary>mmap of one page, a first-touch write fault on it, munmap.</summary>
     [Benchmark]
-    public void MapTouchUnmap()
-    {
-        if (_space is { } space)
-        {
-            ulong a = space.Map(0, Page, Protection.ReadWrite, MapFlags.PrivateAnonymous);
-            _cpu!.Store(a, 1L);
-            space.Unmap(a, Page);
-        }
-        else
-        {
-            nint a = LibC.Mmap(0, (nuint)Page, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS, -1, 0);
-            *(long*)a = 1;
-            LibC.Munmap(a, (nuint)Page);
-        }
-    }
+    public void MapTouchUnmap() => Spaces.MapTouchUnmap(_space, _cpu);
 
     /// <summary>madvise(MADV_DONTNEED) of one resident page near the end of the large mapping, then a store faulting it back.</summary>
     [Benchmark]
