@@ -206,21 +206,10 @@ public sealed unsafe class Cpu : IDisposable
     /// </summary>
     public GuestTransfer ReadPartial(ulong address, Span<byte> destination)
     {
-        int done = 0;
-        while (done < destination.Length)
+        fixed (byte* host = destination)
         {
-            ulong at = address + (ulong)done;
-            int chunk = (int)Math.Min((ulong)(destination.Length - done), PageSize - (at & PageOffsetMask));
-            byte* p = EnterTranslated(at, AccessKind.Read);
-            if (p == null)
-            {
-                return new GuestTransfer(done, _lastOutcome, at);
-            }
-            new ReadOnlySpan<byte>(p, chunk).CopyTo(destination.Slice(done, chunk));
-            ExitSection();
-            done += chunk;
+            return Copy(address, host, destination.Length, AccessKind.Read);
         }
-        return new GuestTransfer(done, AccessOutcome.Ok, 0);
     }
 
     /// <summary>
@@ -231,23 +220,10 @@ public sealed unsafe class Cpu : IDisposable
     /// </summary>
     public GuestTransfer ReadVectored(ReadOnlySpan<GuestSegment> segments, Span<byte> destination)
     {
-        ValidateSegments(segments);
-        int done = 0;
-        foreach (GuestSegment segment in segments)
+        fixed (byte* host = destination)
         {
-            int length = Math.Min(segment.Length, destination.Length - done);
-            if (length == 0)
-            {
-                continue;
-            }
-            GuestTransfer part = ReadPartial(segment.Address, destination.Slice(done, length));
-            done += part.BytesTransferred;
-            if (!part.IsComplete)
-            {
-                return part with { BytesTransferred = done };
-            }
+            return CopyVectored(segments, host, destination.Length, AccessKind.Read);
         }
-        return new GuestTransfer(done, AccessOutcome.Ok, 0);
     }
 
     /// <summary>Copies <paramref name="source"/> into guest memory, across pages; throws on an unresolvable fault.</summary>
@@ -277,21 +253,10 @@ public sealed unsafe class Cpu : IDisposable
     /// </summary>
     public GuestTransfer WritePartial(ulong address, ReadOnlySpan<byte> source)
     {
-        int done = 0;
-        while (done < source.Length)
+        fixed (byte* host = source)
         {
-            ulong at = address + (ulong)done;
-            int chunk = (int)Math.Min((ulong)(source.Length - done), PageSize - (at & PageOffsetMask));
-            byte* p = EnterTranslated(at, AccessKind.Write);
-            if (p == null)
-            {
-                return new GuestTransfer(done, _lastOutcome, at);
-            }
-            source.Slice(done, chunk).CopyTo(new Span<byte>(p, chunk));
-            ExitSection();
-            done += chunk;
+            return Copy(address, host, source.Length, AccessKind.Write);
         }
-        return new GuestTransfer(done, AccessOutcome.Ok, 0);
     }
 
     /// <summary>
@@ -301,20 +266,57 @@ public sealed unsafe class Cpu : IDisposable
     /// </summary>
     public GuestTransfer WriteVectored(ReadOnlySpan<GuestSegment> segments, ReadOnlySpan<byte> source)
     {
+        fixed (byte* host = source)
+        {
+            return CopyVectored(segments, host, source.Length, AccessKind.Write);
+        }
+    }
+
+    // Every bulk copy: one translation per guest page of [address, address + length), copied from (a read) or to (a
+    // write) the host buffer; stops at the first page that cannot be translated.
+    private GuestTransfer Copy(ulong address, byte* host, int length, AccessKind access)
+    {
+        int done = 0;
+        while (done < length)
+        {
+            ulong at = address + (ulong)done;
+            int chunk = (int)Math.Min((ulong)(length - done), PageSize - (at & PageOffsetMask));
+            byte* guest = EnterTranslated(at, access);
+            if (guest == null)
+            {
+                return new GuestTransfer(done, _lastOutcome, at);
+            }
+            if (access == AccessKind.Write)
+            {
+                Buffer.MemoryCopy(host + done, guest, chunk, chunk);
+            }
+            else
+            {
+                Buffer.MemoryCopy(guest, host + done, chunk, chunk);
+            }
+            ExitSection();
+            done += chunk;
+        }
+        return new GuestTransfer(done, AccessOutcome.Ok, 0);
+    }
+
+    // The segments in order, the host buffer consumed as they go; a failure ends the copy (no later segment is tried).
+    private GuestTransfer CopyVectored(ReadOnlySpan<GuestSegment> segments, byte* host, int length, AccessKind access)
+    {
         ValidateSegments(segments);
         int done = 0;
         foreach (GuestSegment segment in segments)
         {
-            int length = Math.Min(segment.Length, source.Length - done);
-            if (length == 0)
+            int part = Math.Min(segment.Length, length - done);
+            if (part == 0)
             {
                 continue;
             }
-            GuestTransfer part = WritePartial(segment.Address, source.Slice(done, length));
-            done += part.BytesTransferred;
-            if (!part.IsComplete)
+            GuestTransfer copied = Copy(segment.Address, host + done, part, access);
+            done += copied.BytesTransferred;
+            if (!copied.IsComplete)
             {
-                return part with { BytesTransferred = done };
+                return copied with { BytesTransferred = done };
             }
         }
         return new GuestTransfer(done, AccessOutcome.Ok, 0);
