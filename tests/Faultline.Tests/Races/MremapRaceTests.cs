@@ -41,25 +41,14 @@ public sealed class MremapRaceTests
     [MemberData(nameof(SpeculativePoints))]
     public void SpeculativeFaultRacingAWholePmdMoveRetriesAndTheOldAddressIsUnmapped(string point)
     {
-        using AddressSpace space = NewSpace(FaultPath.Speculative);
-        int framesBaseline = space.FramesInUse;
-        int tablesBaseline = space.PageTablePages;
-        ulong a = MapFixed(space, Base, PmdSpan);
-        Cpu toucher = space.AttachCpu();
-        Cpu cpu = space.AttachCpu();
+        using var stage = new Stage(FaultPath.Speculative, Base, PmdSpan);
+        (AddressSpace space, ulong a, Cpu toucher, Cpu cpu) = (stage.Space, stage.A, stage.Toucher, stage.Cpu);
         toucher.Store(a, 11L);
         Assert.Equal(WalkStatus.Ok, space.Descriptor.PageTable.WalkLockless(a, out PteLocation table, out _));
         Dictionary<string, long> before = Counters(space);
 
-        AccessOutcome outcome;
-        using (var gate = new ProbeGate(space, Enum.Parse<ProbePoint>(point), ThreadRole.Is(Faulting)))
-        {
-            ThreadRunner<AccessOutcome> fault = ThreadRole.Run(Faulting, () => cpu.TryStore(a + 5 * Page, 0x55L));
-            gate.WaitArrived();
-            Assert.Equal(Far, space.Remap(a, PmdSpan, PmdSpan, RemapFlags.MayMove | RemapFlags.Fixed, Far));
-            gate.Release();
-            outcome = fault.Join();
-        }
+        AccessOutcome outcome = stage.StoreStoppedAt(Enum.Parse<ProbePoint>(point),
+            () => Assert.Equal(Far, space.Remap(a, PmdSpan, PmdSpan, RemapFlags.MayMove | RemapFlags.Fixed, Far)));
 
         Assert.Equal(AccessOutcome.SegvMapErr, outcome);
         Assert.True(Delta(before, space, "spf_vma_changed") + Delta(before, space, "spf_pte_lock") >= 1, "the speculative attempt must see the move");
@@ -73,7 +62,7 @@ public sealed class MremapRaceTests
         Assert.False(HasPte(space, a));
         Assert.Equal(11L, cpu.Load<long>(Far));
         Assert.Equal(1, space.ResidentPages);
-        TearDown(space, Far, PmdSpan, toucher, cpu, framesBaseline, tablesBaseline);
+        stage.TearDown(Far, PmdSpan);
     }
 
     // A partial move goes PTE by PTE under both tables' locks (move_ptes).
@@ -81,26 +70,15 @@ public sealed class MremapRaceTests
     [MemberData(nameof(SpeculativePoints))]
     public void SpeculativeFaultRacingAPteByPteMoveRetriesAndTheOldAddressIsUnmapped(string point)
     {
-        using AddressSpace space = NewSpace(FaultPath.Speculative);
-        int framesBaseline = space.FramesInUse;
-        int tablesBaseline = space.PageTablePages;
-        ulong a = MapFixed(space, Base, 16 * Page);
-        Cpu toucher = space.AttachCpu();
-        Cpu cpu = space.AttachCpu();
+        using var stage = new Stage(FaultPath.Speculative, Base, 16 * Page);
+        (AddressSpace space, ulong a, Cpu toucher, Cpu cpu) = (stage.Space, stage.A, stage.Toucher, stage.Cpu);
         toucher.Store(a, 11L);
         toucher.Store(a + 9 * Page, 99L);
         Dictionary<string, long> before = Counters(space);
 
-        AccessOutcome outcome;
         ulong target = Far + 3 * Page;
-        using (var gate = new ProbeGate(space, Enum.Parse<ProbePoint>(point), ThreadRole.Is(Faulting)))
-        {
-            ThreadRunner<AccessOutcome> fault = ThreadRole.Run(Faulting, () => cpu.TryStore(a + 5 * Page, 0x55L));
-            gate.WaitArrived();
-            Assert.Equal(target, space.Remap(a, 16 * Page, 16 * Page, RemapFlags.MayMove | RemapFlags.Fixed, target));
-            gate.Release();
-            outcome = fault.Join();
-        }
+        AccessOutcome outcome = stage.StoreStoppedAt(Enum.Parse<ProbePoint>(point),
+            () => Assert.Equal(target, space.Remap(a, 16 * Page, 16 * Page, RemapFlags.MayMove | RemapFlags.Fixed, target)));
 
         Assert.Equal(AccessOutcome.SegvMapErr, outcome);
         Assert.True(Delta(before, space, "spf_vma_changed") + Delta(before, space, "spf_pte_lock") >= 1);
@@ -114,7 +92,7 @@ public sealed class MremapRaceTests
         Assert.Equal(11L, cpu.Load<long>(target));
         Assert.Equal(99L, cpu.Load<long>(target + 9 * Page));
         Assert.Equal(2, space.ResidentPages);
-        TearDown(space, target, 16 * Page, toucher, cpu, framesBaseline, tablesBaseline);
+        stage.TearDown(target, 16 * Page);
     }
 
     // The fault validates while the move is halfway: the table holding its address was already moved (empty) and
@@ -123,13 +101,9 @@ public sealed class MremapRaceTests
     [Fact]
     public void SpeculativeFaultValidatingWhileTheMoveIsHalfwayRetries()
     {
-        using AddressSpace space = NewSpace(FaultPath.Speculative);
-        int framesBaseline = space.FramesInUse;
-        int tablesBaseline = space.PageTablePages;
         // Pages 0-7 in one PTE table, 8-15 in the next.
-        ulong a = MapFixed(space, Base + PmdSpan - 8 * Page, 16 * Page);
-        Cpu toucher = space.AttachCpu();
-        Cpu cpu = space.AttachCpu();
+        using var stage = new Stage(FaultPath.Speculative, Base + PmdSpan - 8 * Page, 16 * Page);
+        (AddressSpace space, ulong a, Cpu toucher, Cpu cpu) = (stage.Space, stage.A, stage.Toucher, stage.Cpu);
         // The first table exists but maps nothing (so moving it hits no flush); the second maps page 12.
         toucher.Store(a + Page, 1L);
         space.Advise(a + Page, Page, Advice.DontNeed);
@@ -157,7 +131,7 @@ public sealed class MremapRaceTests
         Assert.Equal(12L, cpu.Load<long>(target + 12 * Page));
         Assert.False(HasPte(space, target + 5 * Page));
         Assert.Equal(1, space.ResidentPages);
-        TearDown(space, target, 16 * Page, toucher, cpu, framesBaseline, tablesBaseline);
+        stage.TearDown(target, 16 * Page);
     }
 
     // MREMAP_DONTUNMAP keeps the old VMA: the fault retries on the classic path and gets a fresh zero page there.
@@ -165,24 +139,13 @@ public sealed class MremapRaceTests
     [MemberData(nameof(SpeculativePoints))]
     public void SpeculativeFaultRacingADontUnmapMoveLandsInAFreshPageOfTheOldRange(string point)
     {
-        using AddressSpace space = NewSpace(FaultPath.Speculative);
-        int framesBaseline = space.FramesInUse;
-        int tablesBaseline = space.PageTablePages;
-        ulong a = MapFixed(space, Base, 16 * Page);
-        Cpu toucher = space.AttachCpu();
-        Cpu cpu = space.AttachCpu();
+        using var stage = new Stage(FaultPath.Speculative, Base, 16 * Page);
+        (AddressSpace space, ulong a, Cpu toucher, Cpu cpu) = (stage.Space, stage.A, stage.Toucher, stage.Cpu);
         toucher.Store(a, 11L);
         Dictionary<string, long> before = Counters(space);
 
-        AccessOutcome outcome;
-        using (var gate = new ProbeGate(space, Enum.Parse<ProbePoint>(point), ThreadRole.Is(Faulting)))
-        {
-            ThreadRunner<AccessOutcome> fault = ThreadRole.Run(Faulting, () => cpu.TryStore(a + 5 * Page, 0x55L));
-            gate.WaitArrived();
-            Assert.Equal(Far, space.Remap(a, 16 * Page, 16 * Page, RemapFlags.MayMove | RemapFlags.Fixed | RemapFlags.DontUnmap, Far));
-            gate.Release();
-            outcome = fault.Join();
-        }
+        AccessOutcome outcome = stage.StoreStoppedAt(Enum.Parse<ProbePoint>(point),
+            () => Assert.Equal(Far, space.Remap(a, 16 * Page, 16 * Page, RemapFlags.MayMove | RemapFlags.Fixed | RemapFlags.DontUnmap, Far)));
 
         Assert.Equal(AccessOutcome.Ok, outcome);
         Assert.Equal(1, Delta(before, space, "spf_fallback"));
@@ -193,7 +156,7 @@ public sealed class MremapRaceTests
         Assert.Equal(11L, toucher.Load<long>(Far));
         Assert.Equal(0L, toucher.Load<long>(Far + 5 * Page));
         space.Unmap(a, 16 * Page);
-        TearDown(space, Far, 16 * Page, toucher, cpu, framesBaseline, tablesBaseline);
+        stage.TearDown(Far, 16 * Page);
     }
 
     // The writer is stopped with the entries moved and the page-table locks held, before its TLB flush: a speculative
@@ -201,12 +164,8 @@ public sealed class MremapRaceTests
     [Fact]
     public void SpeculativeFaultWhileTheMoverFlushesUnderThePteLockFallsBackWithoutDeadlock()
     {
-        using AddressSpace space = NewSpace(FaultPath.Speculative);
-        int framesBaseline = space.FramesInUse;
-        int tablesBaseline = space.PageTablePages;
-        ulong a = MapFixed(space, Base, 16 * Page);
-        Cpu toucher = space.AttachCpu();
-        Cpu cpu = space.AttachCpu();
+        using var stage = new Stage(FaultPath.Speculative, Base, 16 * Page);
+        (AddressSpace space, ulong a, Cpu toucher, Cpu cpu) = (stage.Space, stage.A, stage.Toucher, stage.Cpu);
         toucher.Store(a, 11L);
         Dictionary<string, long> before = Counters(space);
 
@@ -227,7 +186,7 @@ public sealed class MremapRaceTests
         Assert.Equal(AccessOutcome.SegvMapErr, fault.Join());
         Assert.Equal(11L, cpu.Load<long>(Far));
         Assert.False(HasPte(space, a));
-        TearDown(space, Far, 16 * Page, toucher, cpu, framesBaseline, tablesBaseline);
+        stage.TearDown(Far, 16 * Page);
     }
 
     // Found, not yet locked: the move detaches the VMA, vma_start_read misses, the lookup finds nothing, and the
@@ -235,24 +194,13 @@ public sealed class MremapRaceTests
     [Fact]
     public void VmaLockFaultThatFoundTheVmaBeforeTheMoveMissesThenFaultsAsUnmapped()
     {
-        using AddressSpace space = NewSpace(FaultPath.VmaLock);
-        int framesBaseline = space.FramesInUse;
-        int tablesBaseline = space.PageTablePages;
-        ulong a = MapFixed(space, Base, 16 * Page);
-        Cpu toucher = space.AttachCpu();
-        Cpu cpu = space.AttachCpu();
+        using var stage = new Stage(FaultPath.VmaLock, Base, 16 * Page);
+        (AddressSpace space, ulong a, Cpu toucher, Cpu cpu) = (stage.Space, stage.A, stage.Toucher, stage.Cpu);
         toucher.Store(a, 11L);
         Dictionary<string, long> before = Counters(space);
 
-        AccessOutcome outcome;
-        using (var gate = new ProbeGate(space, ProbePoint.VmaLockAfterLookup, ThreadRole.Is(Faulting)))
-        {
-            ThreadRunner<AccessOutcome> fault = ThreadRole.Run(Faulting, () => cpu.TryStore(a + 5 * Page, 0x55L));
-            gate.WaitArrived();
-            Assert.Equal(Far, space.Remap(a, 16 * Page, 16 * Page, RemapFlags.MayMove | RemapFlags.Fixed, Far));
-            gate.Release();
-            outcome = fault.Join();
-        }
+        AccessOutcome outcome = stage.StoreStoppedAt(ProbePoint.VmaLockAfterLookup,
+            () => Assert.Equal(Far, space.Remap(a, 16 * Page, 16 * Page, RemapFlags.MayMove | RemapFlags.Fixed, Far)));
 
         Assert.Equal(AccessOutcome.SegvMapErr, outcome);
         Assert.Equal(1, Delta(before, space, "vma_lock_miss"));
@@ -260,7 +208,7 @@ public sealed class MremapRaceTests
         Assert.Equal(0, Delta(before, space, "anon_fault"));
         Assert.Equal(11L, cpu.Load<long>(Far));
         Assert.False(HasPte(space, Far + 5 * Page));
-        TearDown(space, Far, 16 * Page, toucher, cpu, framesBaseline, tablesBaseline);
+        stage.TearDown(Far, 16 * Page);
     }
 
     // Locked first: the move's vma_start_write waits for the reader, whose page is installed at the old address and
@@ -268,12 +216,8 @@ public sealed class MremapRaceTests
     [Fact]
     public void VmaLockFaultHoldingTheLockFinishesFirstAndItsPageMoves()
     {
-        using AddressSpace space = NewSpace(FaultPath.VmaLock);
-        int framesBaseline = space.FramesInUse;
-        int tablesBaseline = space.PageTablePages;
-        ulong a = MapFixed(space, Base, 16 * Page);
-        Cpu toucher = space.AttachCpu();
-        Cpu cpu = space.AttachCpu();
+        using var stage = new Stage(FaultPath.VmaLock, Base, 16 * Page);
+        (AddressSpace space, ulong a, Cpu toucher, Cpu cpu) = (stage.Space, stage.A, stage.Toucher, stage.Cpu);
         toucher.Store(a, 11L);
         Dictionary<string, long> before = Counters(space);
 
@@ -298,7 +242,7 @@ public sealed class MremapRaceTests
         Assert.Equal(11L, cpu.Load<long>(Far));
         Assert.Equal(AccessOutcome.SegvMapErr, cpu.TryLoad(a + 5 * Page, out long _));
         Assert.Equal(2, space.ResidentPages);
-        TearDown(space, Far, 16 * Page, toucher, cpu, framesBaseline, tablesBaseline);
+        stage.TearDown(Far, 16 * Page);
     }
 
     // MREMAP_DONTUNMAP of the whole VMA replaces the old one (its anon_vma goes): the reader misses, finds the
@@ -306,24 +250,13 @@ public sealed class MremapRaceTests
     [Fact]
     public void VmaLockFaultRacingADontUnmapMoveLandsInAFreshPageOfTheOldRange()
     {
-        using AddressSpace space = NewSpace(FaultPath.VmaLock);
-        int framesBaseline = space.FramesInUse;
-        int tablesBaseline = space.PageTablePages;
-        ulong a = MapFixed(space, Base, 16 * Page);
-        Cpu toucher = space.AttachCpu();
-        Cpu cpu = space.AttachCpu();
+        using var stage = new Stage(FaultPath.VmaLock, Base, 16 * Page);
+        (AddressSpace space, ulong a, Cpu toucher, Cpu cpu) = (stage.Space, stage.A, stage.Toucher, stage.Cpu);
         toucher.Store(a, 11L);
         Dictionary<string, long> before = Counters(space);
 
-        AccessOutcome outcome;
-        using (var gate = new ProbeGate(space, ProbePoint.VmaLockAfterLookup, ThreadRole.Is(Faulting)))
-        {
-            ThreadRunner<AccessOutcome> fault = ThreadRole.Run(Faulting, () => cpu.TryStore(a + 5 * Page, 0x55L));
-            gate.WaitArrived();
-            Assert.Equal(Far, space.Remap(a, 16 * Page, 16 * Page, RemapFlags.MayMove | RemapFlags.Fixed | RemapFlags.DontUnmap, Far));
-            gate.Release();
-            outcome = fault.Join();
-        }
+        AccessOutcome outcome = stage.StoreStoppedAt(ProbePoint.VmaLockAfterLookup,
+            () => Assert.Equal(Far, space.Remap(a, 16 * Page, 16 * Page, RemapFlags.MayMove | RemapFlags.Fixed | RemapFlags.DontUnmap, Far)));
 
         Assert.Equal(AccessOutcome.Ok, outcome);
         Assert.Equal(1, Delta(before, space, "vma_lock_miss"));
@@ -333,18 +266,58 @@ public sealed class MremapRaceTests
         Assert.Equal(0L, toucher.Load<long>(Far + 5 * Page));
         Assert.Equal([new PageMapping(space, a + 5 * Page)], space.GetPageMappings(a + 5 * Page));
         space.Unmap(a, 16 * Page);
-        TearDown(space, Far, 16 * Page, toucher, cpu, framesBaseline, tablesBaseline);
+        stage.TearDown(Far, 16 * Page);
     }
 
-    // Unmaps what is left, detaches the Cpus and checks that every frame and table went back.
-    private static void TearDown(AddressSpace space, ulong start, ulong length, Cpu toucher, Cpu cpu, int framesBaseline, int tablesBaseline)
+    // One staged race: an address space on a fault path with one mapping, a Cpu that prepares its pages, the Cpu whose
+    // fault is stopped, and the frame and table counts from before the mapping, which TearDown checks against.
+    private sealed class Stage : IDisposable
     {
-        space.Unmap(start, length);
-        Assert.Equal(0, space.ResidentPages);
-        Assert.Equal(0, space.MapCount);
-        Assert.Equal(tablesBaseline, space.PageTablePages);
-        toucher.Dispose();
-        cpu.Dispose();
-        Assert.Equal(framesBaseline, space.FramesInUse);
+        private readonly int _framesBaseline;
+        private readonly int _tablesBaseline;
+
+        public Stage(FaultPath path, ulong start, ulong length)
+        {
+            Space = NewSpace(path);
+            _framesBaseline = Space.FramesInUse;
+            _tablesBaseline = Space.PageTablePages;
+            A = MapFixed(Space, start, length);
+            Toucher = Space.AttachCpu();
+            Cpu = Space.AttachCpu();
+        }
+
+        public AddressSpace Space { get; }
+
+        public ulong A { get; }
+
+        public Cpu Toucher { get; }
+
+        public Cpu Cpu { get; }
+
+        // The faulting Cpu stores 0x55 five pages into the mapping, stopped at `point` while `writer` runs on this
+        // thread; then it goes on, and its outcome is returned.
+        public AccessOutcome StoreStoppedAt(ProbePoint point, Action writer)
+        {
+            using var gate = new ProbeGate(Space, point, ThreadRole.Is(Faulting));
+            ThreadRunner<AccessOutcome> fault = ThreadRole.Run(Faulting, () => Cpu.TryStore(A + 5 * Page, 0x55L));
+            gate.WaitArrived();
+            writer();
+            gate.Release();
+            return fault.Join();
+        }
+
+        // Unmaps what is left, detaches the Cpus and checks that every frame and table went back.
+        public void TearDown(ulong start, ulong length)
+        {
+            Space.Unmap(start, length);
+            Assert.Equal(0, Space.ResidentPages);
+            Assert.Equal(0, Space.MapCount);
+            Assert.Equal(_tablesBaseline, Space.PageTablePages);
+            Toucher.Dispose();
+            Cpu.Dispose();
+            Assert.Equal(_framesBaseline, Space.FramesInUse);
+        }
+
+        public void Dispose() => Space.Dispose();
     }
 }
