@@ -57,6 +57,8 @@ public sealed class AddressSpace : IDisposable
     private readonly MsyncSyscall _msync;
     private readonly MsealSyscall _mseal;
     private readonly MlockSyscall _mlock;
+    private readonly HostMemoryMapSyscall _hostMap;
+    private readonly PinSyscall _pin;
     private readonly FaultlineMetrics _metrics;
 
     /// <summary>Creates an empty address space.</summary>
@@ -88,6 +90,8 @@ public sealed class AddressSpace : IDisposable
         _msync = new MsyncSyscall(_mm, this);
         _mseal = new MsealSyscall(_mm, _editor, this);
         _mlock = new MlockSyscall(_mm, _editor, populator, this);
+        _hostMap = new HostMemoryMapSyscall(_mmap);
+        _pin = new PinSyscall(_mm, populator, this);
         _fork = new ForkSyscall(_mm, _editor, this);
         Id = Interlocked.Increment(ref s_nextId);
         _metrics = new FaultlineMetrics(_mm, Id);
@@ -421,6 +425,75 @@ public sealed class AddressSpace : IDisposable
     {
         ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
         return _mlock.UnlockAll();
+    }
+
+    /// <summary>
+    /// Maps host memory into the guest, as a device driver's <c>mmap</c> maps a framebuffer or device memory with
+    /// <c>remap_pfn_range</c> (a <c>VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP</c> VMA): guest loads and stores
+    /// through the TLB reach <paramref name="hostMemory"/> itself, at the speed of guest RAM once translated.
+    /// <paramref name="flags"/> must be <see cref="MapFlags.Shared"/> (or <see cref="MapFlags.SharedValidate"/>) plus
+    /// placement flags, as for <see cref="Map"/>; the mapping covers <paramref name="length"/> rounded up to whole pages.
+    /// Returns the start.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Lifetime: the host memory stays the caller's, and Faultline neither copies, counts nor frees it. It must stay
+    /// valid (page-aligned, readable and writable as mapped, at least the rounded-up length) until every mapping of it
+    /// is gone: each address space that maps it (forked children inherit the mapping) has unmapped it or replaced it
+    /// (<see cref="Unmap"/>, a <see cref="MapFlags.Fixed"/> map over it, a move by <see cref="Remap"/>) or been disposed.
+    /// When one of those calls returns, no Cpu of that address space can reach the host memory any more: the page-table
+    /// entries were cleared under their locks, the TLB generation bumped, and the grace period waited for every Cpu
+    /// access that might have translated through them (the TLB shootdown).
+    /// </para>
+    /// <para>
+    /// Semantics (Linux's for such a VMA): no refcount, no copy-on-write, no swap. A fork's child maps the same host
+    /// memory; <see cref="Remap"/> may move or shrink the mapping but not grow it (EFAULT); <see cref="Advise"/> with
+    /// <see cref="Advice.DontNeed"/>, <see cref="Advice.Free"/>, <see cref="Advice.Cold"/> or <see cref="Advice.PageOut"/>
+    /// is EINVAL; <see cref="Lock"/> skips it; <see cref="Protect"/> and partial unmaps work as anywhere; it never merges
+    /// with a neighbour. <see cref="Pin"/> refuses it (EFAULT), as <c>pin_user_pages</c> refuses <c>VM_PFNMAP</c>.
+    /// </para>
+    /// </remarks>
+    /// <exception cref="MemoryOperationException">EINVAL for <see cref="MapFlags.Private"/> or <see cref="MapFlags.Anonymous"/>
+    /// (a copy-on-write view of host memory is not supported), a null or unaligned <paramref name="hostMemory"/> or one
+    /// above 2^51; otherwise mmap's errno.</exception>
+    public ulong MapHostMemory(ulong address, ulong length, Protection protection, MapFlags flags, nint hostMemory)
+    {
+        Errno error = TryMapHostMemory(address, length, protection, flags, hostMemory, out ulong mapped);
+        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error, address, length, protection, flags);
+    }
+
+    /// <summary><see cref="MapHostMemory"/>, returning the errno (<see cref="Errno.None"/> on success).</summary>
+    public Errno TryMapHostMemory(ulong address, ulong length, Protection protection, MapFlags flags, nint hostMemory, out ulong mapped)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _hostMap.Map(address, length, protection, flags, hostMemory, out mapped);
+    }
+
+    /// <summary>
+    /// <c>pin_user_pages</c> (<c>FOLL_PIN</c>, with <c>FOLL_WRITE</c> when <paramref name="write"/>): faults in the pages
+    /// covering [address, address + length) — a write pin breaks copy-on-write first — and pins each frame, so the host
+    /// can read (or write) guest memory as a device does by DMA until the returned handle is disposed. All or nothing.
+    /// </summary>
+    /// <remarks>
+    /// An unmap or <see cref="Advice.DontNeed"/> of a pinned page succeeds and drops the mapping; the frame and its
+    /// contents stay with the handle. A fork copies pinned private anonymous pages for the child at once, so the parent
+    /// keeps the pinned frame mapped (the kernel's <c>copy_present_page</c>). A read pin of a page shared
+    /// copy-on-write with a forked relative pins the shared frame (Linux since 5.19 unshares it first).
+    /// </remarks>
+    /// <exception cref="MemoryOperationException">EINVAL for a zero length; EFAULT for a page outside every mapping, in
+    /// host memory, without the access (PROT_NONE, or read-only for a write pin) or whose fault fails; ENOMEM when
+    /// guest RAM runs out.</exception>
+    public PinnedPages Pin(ulong address, ulong length, bool write)
+    {
+        Errno error = TryPin(address, length, write, out PinnedPages? pinned);
+        return error == Errno.None ? pinned! : throw new MemoryOperationException("pin_user_pages", error, address, length);
+    }
+
+    /// <summary><see cref="Pin"/>, returning the errno; <paramref name="pinned"/> is null unless it succeeded.</summary>
+    public Errno TryPin(ulong address, ulong length, bool write, out PinnedPages? pinned)
+    {
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        return _pin.Pin(address, length, write, out pinned);
     }
 
     /// <summary><c>mm->locked_vm</c>: pages in locked mappings (<c>VmLck</c> of <c>/proc/pid/status</c>).</summary>

@@ -656,7 +656,9 @@ public sealed unsafe class Cpu : IDisposable
                     continue;
                 }
                 pte |= Pte.Accessed | (dirty ? Pte.Dirty : 0);
-                nint host = (nint)_mm.Memory.FrameAddress(Pte.Frame(pte));
+                _mm.Probes.Hit(ProbePoint.TlbFillBeforeInsert);
+                // An arena frame, or host memory mapped with MapHostMemory (the hit path then reads either alike).
+                nint host = (nint)_mm.Memory.PageAddress(Pte.Frame(pte));
                 _tlb.Fill(page, pte, host);
                 _faultCpu.Counters.Add(VmEvent.TlbFill);
                 return (byte*)host + (address & PageOffsetMask);

@@ -18,6 +18,8 @@ internal enum VmFlags : ulong
     MayShare = 0x80,
     GrowsDown = 0x100,
     UserfaultMissing = 0x200,
+    /// <summary><c>VM_PFNMAP</c>: page-frame numbers with no <c>struct page</c> (host memory): no refcount, no rmap.</summary>
+    PfnMap = 0x400,
     /// <summary><c>VM_LOCKED</c>: <c>mlock</c>ed; faulted in and never reclaimed.</summary>
     Locked = 0x2000,
     /// <summary><c>VM_IO</c>: memory-mapped I/O.</summary>
@@ -28,6 +30,8 @@ internal enum VmFlags : ulong
     RandomRead = 0x10000,
     /// <summary><c>VM_DONTCOPY</c> (<c>MADV_DONTFORK</c>): fork leaves the VMA out of the child.</summary>
     DontCopy = 0x20000,
+    /// <summary><c>VM_DONTEXPAND</c>: mremap may not grow the VMA.</summary>
+    DontExpand = 0x40000,
     /// <summary><c>VM_LOCKONFAULT</c>: <c>MLOCK_ONFAULT</c>, locked pages are faulted in on access, not at once.</summary>
     LockOnFault = 0x80000,
     Account = 0x100000,
@@ -39,6 +43,8 @@ internal enum VmFlags : ulong
     /// <summary><c>VM_DONTDUMP</c>: <c>MADV_DONTDUMP</c>, left out of core dumps.</summary>
     DontDump = 0x4000000,
     /// <summary><c>VM_HUGEPAGE</c>: <c>MADV_HUGEPAGE</c>.</summary>
+    /// <summary><c>VM_MIXEDMAP</c>: refcounted frames and raw page-frame numbers mixed (never set here; part of <see cref="SpecialMask"/>).</summary>
+    MixedMap = 0x10000000,
     HugePage = 0x20000000,
     /// <summary><c>VM_NOHUGEPAGE</c>: <c>MADV_NOHUGEPAGE</c> or <c>MAP_STACK</c>.</summary>
     NoHugePage = 0x40000000,
@@ -50,4 +56,7 @@ internal enum VmFlags : ulong
 
     /// <summary><c>VM_LOCKED_MASK</c>: the bits <c>munlock</c> clears.</summary>
     LockedMask = Locked | LockOnFault,
+
+    /// <summary><c>VM_SPECIAL</c>: VMAs that are never merged, mlocked or expanded.</summary>
+    SpecialMask = Io | DontExpand | PfnMap | MixedMap,
 }

@@ -8,11 +8,13 @@ internal static class VmaMergeRules
 {
     /// <summary>
     /// True when <paramref name="left"/> (ending where <paramref name="right"/> starts) can merge with it: same flags,
-    /// backing and policy, continuous page offsets, and anon_vmas that are equal or not both set.
+    /// none of them <c>VM_SPECIAL</c>, backing and policy, continuous page offsets, and anon_vmas that are equal or not
+    /// both set.
     /// </summary>
     public static bool CanMerge(Vma left, Vma right) =>
         left.End == right.Start
         && left.Flags == right.Flags
+        && (left.Flags & VmFlags.SpecialMask) == 0
         && ReferenceEquals(left.Backing, right.Backing)
         && left.Policy == right.Policy
         && OffsetsContinue(left, right)

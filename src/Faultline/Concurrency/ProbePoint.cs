@@ -79,4 +79,11 @@ internal enum ProbePoint
     /// the TLB flush of the old range (<c>move_ptes</c>, <c>move_normal_pmd</c>).
     /// </summary>
     RemapMovedBeforeFlush,
+    /// <summary>Host-memory fault (any path): the window frame is known, before <c>pte_map_lock</c>.</summary>
+    HostFaultBeforePteLock,
+    /// <summary>
+    /// TLB miss: the lockless walk found a permitted entry and set its accessed/dirty bits, inside the read section,
+    /// before the translation is cached in the TLB.
+    /// </summary>
+    TlbFillBeforeInsert,
 }

@@ -44,6 +44,10 @@ internal static class MemoryFaultHandler
             Debug.Assert(fault.IsSpeculative);
             return FaultResult.Retry;
         }
+        if (fault.Vma!.Backing is HostMemoryBacking host)
+        {
+            return HostMemoryFault.Handle(ref fault, host);
+        }
         ulong pte = fault.OriginalPte;
         if (Pte.IsNone(pte))
         {

@@ -54,13 +54,15 @@ internal static class MmDuplicator
                 Vma copy = DuplicateVma(vma, child);
                 childEditor.Attach(copy);
                 // vma_needs_copy: without an anon_vma no page of a private mapping was ever written, and a backed
-                // mapping's pages are found again by the child's faults; a wiped VMA starts empty.
-                if (copy.AnonVma is null)
+                // mapping's pages are found again by the child's faults; a wiped VMA starts empty. Host memory
+                // (VM_PFNMAP) is copied: the child maps the same host pages.
+                if (copy.AnonVma is null && (vma.Flags & VmFlags.PfnMap) == 0)
                 {
                     continue;
                 }
                 bool copyOnWrite = (vma.Flags & (VmFlags.Shared | VmFlags.MayWrite)) == VmFlags.MayWrite;
-                CopyPageRangeVisitor copied = child.PageTable.CopyFrom(parent.PageTable, vma.Start, vma.End, copyOnWrite, frames);
+                CopyPageRangeVisitor copied = child.PageTable.CopyFrom(parent.PageTable, vma.Start, vma.End, copyOnWrite, frames,
+                    copy.AnonVma, (copy.Flags & VmFlags.Write) != 0);
                 writeProtected += copied.WriteProtected;
                 child.SharedCounters.AddShared(VmEvent.AnonPages, copied.AnonymousPages);
                 if (copied.OutOfMemory)

@@ -79,7 +79,8 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
     {
         if (!_vmaMayWrite || (entry & Pte.Special) != 0)
         {
-            return false;
+            // Host memory is only mapped shared and wants no write notification: writable in place, like shmem.
+            return _vmaMayWrite && HostWindow.Contains(Pte.Frame(entry));
         }
         // A shared-memory page is only ever mapped by shared VMAs, whose vm_page_prot is writable when they are
         // (shmem wants no write notification): pte_modify makes its PTE writable, clean or dirty as it was.

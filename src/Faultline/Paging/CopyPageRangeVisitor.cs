@@ -21,19 +21,29 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
     private readonly PageTable _child;
     private readonly FrameCache _frames;
     private readonly bool _copyOnWrite;
+    private readonly object? _childAnonVma;
+    private readonly bool _childWritable;
 
     /// <summary>
     /// A copy from <paramref name="parent"/> into <paramref name="child"/>, allocating the child's tables from
     /// <paramref name="frames"/>. <paramref name="copyOnWrite"/>: the VMA is private and may be written
-    /// (<c>is_cow_mapping</c>), so writable entries are write-protected.
+    /// (<c>is_cow_mapping</c>), so writable entries are write-protected. A pinned anonymous frame of such a VMA is copied
+    /// for the child at once instead (<c>copy_present_page</c>), owned by <paramref name="childAnonVma"/> and writable
+    /// when <paramref name="childWritable"/> (the child VMA's <c>VM_WRITE</c>).
     /// </summary>
-    public CopyPageRangeVisitor(PageTable parent, PageTable child, FrameCache frames, bool copyOnWrite)
+    public CopyPageRangeVisitor(PageTable parent, PageTable child, FrameCache frames, bool copyOnWrite, object? childAnonVma = null,
+        bool childWritable = false)
     {
         _parent = parent;
         _child = child;
         _frames = frames;
         _copyOnWrite = copyOnWrite;
+        _childAnonVma = childAnonVma;
+        _childWritable = childWritable;
     }
+
+    /// <summary>Pinned pages copied for the child at fork instead of shared.</summary>
+    public long PinnedCopies { get; private set; }
 
     /// <summary>Anonymous pages now mapped by the child too (its <c>MM_ANONPAGES</c>).</summary>
     public long AnonymousPages { get; private set; }
@@ -70,8 +80,13 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
                 continue;
             }
             Debug.Assert(Pte.MapsFrame(entry), "no swap entries exist");
-            // Release store: the frame's new counts are visible before the child's entry (set_pte_at).
-            Volatile.Write(ref destination[i], Share(ref source[i], entry));
+            ulong childEntry = Share(ref source[i], entry);
+            if (OutOfMemory)
+            {
+                break;
+            }
+            // Release store: the frame's new counts (or the copy) are visible before the child's entry (set_pte_at).
+            Volatile.Write(ref destination[i], childEntry);
         }
         SpinWord.Exit(ref childLock);
         SpinWord.Exit(ref parentLock);
@@ -106,6 +121,11 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
     // in a copy-on-write mapping; returns the child's entry. The zero frame is shared as it is.
     private ulong Share(ref ulong parentSlot, ulong entry)
     {
+        if ((entry & (Pte.Special | Pte.Huge)) == 0 && _copyOnWrite && _parent.Memory.IsPinned(Pte.Frame(entry))
+            && _parent.Memory.Info(Pte.Frame(entry)).Kind == FrameKind.Anonymous)
+        {
+            return CopyPinned(entry);
+        }
         if ((entry & Pte.Special) == 0)
         {
             long pfn = Pte.Frame(entry);
@@ -124,5 +144,32 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
             WriteProtected++;
         }
         return entry & ~Pte.Accessed;
+    }
+
+    // copy_present_page (folio_needs_cow_for_dma): the pinned frame may be read or written behind every page table, so
+    // sharing it would leave the parent's next write to copy it away from the pin. The child gets its own copy now,
+    // the parent's entry stays as it is (writable if it was). Out of frames: OutOfMemory, and fork fails with ENOMEM.
+    private ulong CopyPinned(ulong entry)
+    {
+        PhysicalMemory memory = _parent.Memory;
+        long source = Pte.Frame(entry);
+        int copy = _frames.Allocate();
+        if (copy == PhysicalMemory.NoFrame)
+        {
+            OutOfMemory = true;
+            return 0;
+        }
+        memory.Copy(source, copy);
+        ref FrameInfo info = ref memory.Info(copy);
+        info.Kind = FrameKind.Anonymous;
+        info.MapCount = 1;
+        info.Mapping = _childAnonVma;
+        info.Index = memory.Info(source).Index;
+        memory.SetFlags(copy, FrameFlags.AnonExclusive);
+        AnonymousPages++;
+        PinnedCopies++;
+        // maybe_mkwrite(pte_mkdirty(pte)): a new exclusive page, written by the copy.
+        ulong child = (entry & ~(Pte.FrameMask | Pte.Accessed | Pte.Writable)) | ((ulong)copy << PageGeometry.PageShift) | Pte.Dirty;
+        return _childWritable && Pte.IsPresent(entry) ? child | Pte.Writable : child;
     }
 }

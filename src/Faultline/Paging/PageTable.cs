@@ -218,11 +218,13 @@ internal sealed unsafe class PageTable
     /// <summary>
     /// <c>copy_page_range</c> of [start, end) from <paramref name="parent"/> into this (a forked child's) table; see
     /// <see cref="CopyPageRangeVisitor"/>. The caller holds the parent's mmap lock for write with the range's VMA
-    /// write-locked, and flushes the parent's TLBs before anyone uses the child. Returns the visitor's results.
+    /// write-locked, and flushes the parent's TLBs before anyone uses the child. Pinned anonymous frames are copied for
+    /// the child (see <see cref="CopyPageRangeVisitor"/>). Returns the visitor's results.
     /// </summary>
-    public CopyPageRangeVisitor CopyFrom(PageTable parent, ulong start, ulong end, bool copyOnWrite, FrameCache frames)
+    public CopyPageRangeVisitor CopyFrom(PageTable parent, ulong start, ulong end, bool copyOnWrite, FrameCache frames,
+        object? childAnonVma = null, bool childWritable = false)
     {
-        var copy = new CopyPageRangeVisitor(parent, this, frames, copyOnWrite);
+        var copy = new CopyPageRangeVisitor(parent, this, frames, copyOnWrite, childAnonVma, childWritable);
         parent.Walker.Walk(start, end, ref copy);
         return copy;
     }

@@ -18,6 +18,11 @@ internal struct FrameInfo
     public int RefCount;
     /// <summary><c>_mapcount</c>: page-table entries that map the frame.</summary>
     public int MapCount;
+    /// <summary>
+    /// Pins (<c>pin_user_pages</c>, <c>FOLL_PIN</c>): a count of its own rather than the kernel's
+    /// <c>GUP_PIN_COUNTING_BIAS</c> in the refcount, so "pinned" is exact. Each pin also holds a reference.
+    /// </summary>
+    public int PinCount;
     /// <summary>Split PTE-table lock word (0 free, 1 held), meaningful while <see cref="Kind"/> is PageTable.</summary>
     public int PteLock;
     /// <summary>State bits (<see cref="FrameFlags"/>); changed through <see cref="PhysicalMemory.SetFlags"/> and <see cref="PhysicalMemory.ClearFlags"/>.</summary>

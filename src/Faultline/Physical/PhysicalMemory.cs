@@ -87,6 +87,12 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public byte* FrameAddress(long pfn) => _base + (pfn << FrameShift);
 
+    /// <summary>
+    /// Host address of a page a page-table entry maps: an arena frame, or host memory of the <see cref="HostWindow"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* PageAddress(long pfn) => HostWindow.Contains(pfn) ? HostWindow.Address(pfn) : FrameAddress(pfn);
+
     /// <summary>The metadata of a frame.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref FrameInfo Info(long pfn) => ref _frames[pfn];
@@ -151,6 +157,7 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         {
             ref FrameInfo info = ref _frames[pfn];
             Debug.Assert(pfn != ZeroFrame && info.Kind != FrameKind.Free, "double free or zero frame");
+            Debug.Assert(info.PinCount == 0, "a pinned frame freed");
             info.Kind = FrameKind.Free;
             info.RefCount = 0;
             info.MapCount = 0;
@@ -380,6 +387,37 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         Interlocked.Increment(ref info.MapCount);
         ClearFlags(pfn, FrameFlags.AnonExclusive);
     }
+
+    /// <summary>
+    /// <c>try_grab_folio(FOLL_PIN)</c>: one pin and one reference. The caller holds the PTE lock of an entry mapping the
+    /// frame (so it cannot be freed meanwhile).
+    /// </summary>
+    public void Pin(long pfn)
+    {
+        // Full fences; pair with the acquire read in IsPinned and the decrements of Unpin and Put.
+        Interlocked.Increment(ref _frames[pfn].RefCount);
+        Interlocked.Increment(ref _frames[pfn].PinCount);
+    }
+
+    /// <summary>
+    /// <c>unpin_user_page</c>: drops a pin and its reference, freeing the frame if that was the last reference (its
+    /// mappings went away while it was pinned).
+    /// </summary>
+    public void Unpin(long pfn)
+    {
+        // Full fence, as in Pin; the pin goes before the reference, so a frame is never free while pinned.
+        int left = Interlocked.Decrement(ref _frames[pfn].PinCount);
+        Debug.Assert(left >= 0, "unpinned more often than pinned");
+        Put(pfn);
+    }
+
+    /// <summary>
+    /// <c>folio_maybe_dma_pinned</c>: someone (a device, in the kernel's words) may be reading or writing the frame's
+    /// memory behind every page table. Fork copies such a private anonymous frame for the child instead of sharing it;
+    /// the hook for reclaim, migration and THP collapse, which must leave a pinned frame where it is.
+    /// </summary>
+    /// <remarks>Acquire read; pairs with the Interlocked updates of <see cref="Pin"/> and <see cref="Unpin"/>.</remarks>
+    public bool IsPinned(long pfn) => Volatile.Read(ref _frames[pfn].PinCount) > 0;
 
     /// <summary>Address spaces using this arena (acquire read; pairs with AddUser's and Dispose's Interlocked updates).</summary>
     public int Users => Volatile.Read(ref _users);

@@ -175,8 +175,13 @@ internal sealed class MadviseSyscall
                 return Errno.None;
             case Advice.Cold or Advice.PageOut:
                 // can_madv_lru_vma; the deactivation and page-out themselves come with reclaim and swap.
-                return (flags & VmFlags.Locked) != 0 ? Errno.EINVAL : Errno.None;
+                return (flags & (VmFlags.Locked | VmFlags.PfnMap)) != 0 ? Errno.EINVAL : Errno.None;
             case Advice.DontNeed or Advice.DontNeedLocked or Advice.Free:
+                // madvise_dontneed_free_valid_vma: host memory has no pages to drop.
+                if ((flags & VmFlags.PfnMap) != 0)
+                {
+                    return Errno.EINVAL;
+                }
                 if ((flags & VmFlags.Locked) != 0 && advice != Advice.DontNeedLocked)
                 {
                     return Errno.EINVAL;

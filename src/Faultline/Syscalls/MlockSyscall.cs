@@ -210,7 +210,8 @@ internal sealed class MlockSyscall
     private Errno Fixup(Vma vma, ulong from, ulong to, VmFlags newFlags, ref bool changed)
     {
         VmFlags oldFlags = vma.Flags;
-        if (newFlags == oldFlags)
+        // VM_SPECIAL (host memory): neither locked nor counted, and no error.
+        if (newFlags == oldFlags || (oldFlags & VmFlags.SpecialMask) != 0)
         {
             return Errno.None;
         }

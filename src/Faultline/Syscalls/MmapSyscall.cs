@@ -80,6 +80,24 @@ internal sealed class MmapSyscall
         return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags), flags, backing, pageOffset, out mapped);
     }
 
+    /// <summary>
+    /// <c>mmap</c> of a device-like <paramref name="backing"/> from its page 0, whose VMA also carries
+    /// <paramref name="specialFlags"/> (<c>VM_IO | VM_PFNMAP</c> and kin, which a driver's <c>mmap</c> handler sets).
+    /// The caller validated the mapping type; the range checks are mmap's.
+    /// </summary>
+    public Errno MapSpecial(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, VmFlags specialFlags,
+        out ulong mapped)
+    {
+        mapped = 0;
+        _mm.SharedCounters.AddShared(VmEvent.MapCall);
+        Errno invalid = ValidateRange(ref address, ref length, flags);
+        if (invalid != Errno.None)
+        {
+            return invalid;
+        }
+        return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags) | specialFlags, flags, backing, 0, out mapped);
+    }
+
     // mmap_region: places the range, unmaps what MAP_FIXED replaces and inserts the new VMA (anonymous memory's page
     // offset is its start in pages, known only once placed).
     private Errno InsertMapping(ulong address, ulong length, VmFlags vmFlags, MapFlags flags, IBacking backing, ulong? pageOffset,
@@ -122,6 +140,11 @@ internal sealed class MmapSyscall
             if (_mm.Tree.FindFirstEndingAbove(start) is { } overlap && overlap.Start < end)
             {
                 _unmapper.Unmap(start, end, downgrade: false);
+            }
+            if ((vmFlags & VmFlags.SpecialMask) != 0)
+            {
+                // __mmap_complete: a VM_SPECIAL VMA is never locked (mlockall's future flag included) nor counted.
+                vmFlags &= ~VmFlags.LockedMask;
             }
             Vma created = _mm.CreateVma(start, end, pageOffset ?? start >> PageGeometry.PageShift, vmFlags, backing);
             _editor.InsertAndMerge(created);

@@ -179,9 +179,9 @@ internal sealed class MprotectSyscall
                 }
             }
             // A private writable VMA may upgrade exclusive anonymous PTEs in place; a shared one only pages that want no
-            // write notification (shared memory, whose vm_page_prot is writable): the visitor decides per frame.
+            // write notification (shared memory and host memory, whose vm_page_prot is writable): the visitor decides per frame.
             bool vmaMayWrite = (newFlags & VmFlags.Write) != 0
-                && ((newFlags & VmFlags.Shared) == 0 || vma.Backing is Backing.IPageCacheBacking);
+                && ((newFlags & VmFlags.Shared) == 0 || vma.Backing is Backing.IPageCacheBacking or Backing.HostMemoryBacking);
             _mm.PageTable.ChangeProtection(pieceStart, pieceEnd, Vma.ProtectionOf(newFlags), vmaMayWrite, gather);
         }
         if (error == Errno.None && reached < end)

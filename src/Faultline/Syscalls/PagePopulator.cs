@@ -45,7 +45,8 @@ internal sealed class PagePopulator
                 (ulong vmaStart, ulong vmaEnd, VmFlags flags) = found;
                 ulong first = Math.Max(address, vmaStart), last = Math.Min(to, vmaEnd);
                 address = last;
-                if ((flags & VmFlags.LockOnFault) != 0)
+                // VM_IO | VM_PFNMAP: host memory is mapped by its own faults, never populated.
+                if ((flags & (VmFlags.LockOnFault | VmFlags.Io | VmFlags.PfnMap)) != 0)
                 {
                     continue;
                 }
@@ -76,6 +77,11 @@ internal sealed class PagePopulator
                     return Errno.ENOMEM;
                 }
                 (_, ulong vmaEnd, VmFlags flags) = found;
+                // check_vma_flags: get_user_pages refuses VM_IO | VM_PFNMAP.
+                if ((flags & (VmFlags.Io | VmFlags.PfnMap)) != 0)
+                {
+                    return Errno.EFAULT;
+                }
                 if ((flags & (write ? VmFlags.Write : VmFlags.Read)) == 0)
                 {
                     return Errno.EINVAL;
@@ -120,7 +126,7 @@ internal sealed class PagePopulator
 
     // Runs `body` with a claimed, registered fault context. The context is claimed like a Cpu's slow path, so a
     // concurrent Dispose waits for it.
-    private Errno Run(ulong start, ulong end, Func<FaultCpu, ulong, ulong, Errno> body)
+    internal Errno Run(ulong start, ulong end, Func<FaultCpu, ulong, ulong, Errno> body)
     {
         lock (_gate)
         {

@@ -1,0 +1,173 @@
+using Faultline.Areas;
+using Faultline.Concurrency;
+using Faultline.Faults;
+using Faultline.Mm;
+using Faultline.Paging;
+using Faultline.Physical;
+
+namespace Faultline.Syscalls;
+
+/// <summary>
+/// <c>pin_user_pages</c> (<c>__get_user_pages</c> with <c>FOLL_PIN</c>, and <c>FOLL_WRITE</c> for a write pin): faults
+/// the pages of a range in, as a write when asked (breaking copy-on-write first), and takes a pin and a reference on
+/// each frame (<see cref="PhysicalMemory.Pin"/>). All or nothing: a page that cannot be pinned unpins those before it.
+/// </summary>
+internal sealed class PinSyscall
+{
+    private readonly MemoryDescriptor _mm;
+    private readonly PagePopulator _populator;
+    private readonly object _owner;
+
+    /// <summary>Pins over <paramref name="mm"/>, faulting through <paramref name="populator"/>'s context; <paramref name="owner"/> as for <see cref="MmapSyscall"/>.</summary>
+    public PinSyscall(MemoryDescriptor mm, PagePopulator populator, object owner)
+    {
+        _mm = mm;
+        _populator = populator;
+        _owner = owner;
+    }
+
+    /// <summary>
+    /// Pins the pages covering [address, address + length). EINVAL for a zero length; EFAULT for a range that wraps or
+    /// leaves the user address space, a page outside every VMA, in host memory (<c>VM_IO | VM_PFNMAP</c>: no frame to
+    /// pin), or in a VMA without the access (<c>check_vma_flags</c>: no <c>VM_READ</c>, or no <c>VM_WRITE</c> for a write
+    /// pin), or whose fault fails; ENOMEM when guest memory runs out.
+    /// </summary>
+    public Errno Pin(ulong address, ulong length, bool write, out PinnedPages? pinned)
+    {
+        pinned = null;
+        if (length == 0)
+        {
+            return Errno.EINVAL;
+        }
+        if (address + length < address || address + length > PageGeometry.TaskSize)
+        {
+            return Errno.EFAULT;
+        }
+        ulong start = address & ~PageGeometry.PageOffsetMask;
+        ulong end = PageGeometry.PageAlign(address + length);
+        ulong count = (end - start) >> PageGeometry.PageShift;
+        if (count > int.MaxValue)
+        {
+            return Errno.ENOMEM;
+        }
+        var frames = new long[count];
+        PhysicalMemory memory = _mm.Memory;
+        int done = 0;
+        bool keepsArena = false;
+        try
+        {
+            Errno error = _populator.Run(start, end, (context, from, to) =>
+            {
+                // The pins keep the arena: their frames stay readable after this address space is disposed.
+                memory.AddUser();
+                keepsArena = true;
+                for (ulong page = from; page < to; page += PageGeometry.PageSize)
+                {
+                    Errno failed = PinPage(context, page, write, out frames[done]);
+                    if (failed != Errno.None)
+                    {
+                        return failed;
+                    }
+                    done++;
+                }
+                return Errno.None;
+            });
+            if (error == Errno.None)
+            {
+                pinned = new PinnedPages(memory, start, frames, write);
+            }
+            return error;
+        }
+        finally
+        {
+            // All or nothing, also when a Dispose of the address space cut the walk short with an exception.
+            if (pinned is null)
+            {
+                PinnedPages.UnpinAll(memory, frames.AsSpan(0, done));
+                if (keepsArena)
+                {
+                    memory.Dispose();
+                }
+            }
+        }
+    }
+
+    // follow_page_mask, and faultin_page until it succeeds: under the mmap read lock the VMA is checked and the entry
+    // grabbed; otherwise the page is faulted in with no lock held and looked up again.
+    private Errno PinPage(FaultCpu context, ulong address, bool write, out long pfn)
+    {
+        while (true)
+        {
+            _mm.EnterReadUnlessExiting(_owner);
+            try
+            {
+                Vma? vma = _mm.Tree.FindFirstEndingAbove(address) is { } found && found.Start <= address ? found : null;
+                if (vma is null || (vma.Flags & (VmFlags.Io | VmFlags.PfnMap)) != 0
+                    || (vma.Flags & (write ? VmFlags.Write : VmFlags.Read)) == 0)
+                {
+                    pfn = -1;
+                    return Errno.EFAULT;
+                }
+                // The walk stays inside a VMA of the published tree, whose tables the read lock keeps.
+                if (TryGrab(address, write, out pfn))
+                {
+                    return Errno.None;
+                }
+            }
+            finally
+            {
+                _mm.MmapLock.ExitRead();
+            }
+            AccessOutcome outcome = FaultRouter.Fault(_mm, context, address, write ? AccessKind.Write : AccessKind.Read);
+            if (outcome != AccessOutcome.Ok)
+            {
+                return outcome == AccessOutcome.OutOfMemory ? Errno.ENOMEM : Errno.EFAULT;
+            }
+        }
+    }
+
+    // follow_page_pte with FOLL_PIN: a present entry that allows the access (writable for a write pin: can_follow_write_pte)
+    // is pinned under its PTE lock and marked young (and dirty for a write, FOLL_TOUCH). A read pin of the zero frame
+    // takes no count (is_zero_folio). Anything else faults first.
+    private bool TryGrab(ulong address, bool write, out long pfn)
+    {
+        pfn = -1;
+        PageTable table = _mm.PageTable;
+        if (table.WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
+        {
+            return false;
+        }
+        ref int ptl = ref table.PteLock(at.PteTable);
+        SpinWord.Enter(ref ptl);
+        try
+        {
+            ulong pte = table.ReadPte(at);
+            if (!Pte.IsPresent(pte) || (write && (pte & Pte.Writable) == 0))
+            {
+                return false;
+            }
+            long frame = Pte.Frame(pte);
+            if ((pte & Pte.Special) != 0)
+            {
+                if (write || frame != PhysicalMemory.ZeroFrame)
+                {
+                    return false;
+                }
+                pfn = frame;
+                return true;
+            }
+            _mm.Memory.Pin(frame);
+            // A Cpu's TLB fill sets the same bits with a CAS and no lock: retry on the value it left.
+            while (!table.TrySetAccessedDirty(at.PteTable, at.PteIndex, pte, write))
+            {
+                pte = table.ReadPte(at);
+            }
+            pfn = frame;
+            return true;
+        }
+        finally
+        {
+            SpinWord.Exit(ref ptl);
+        }
+    }
+}
