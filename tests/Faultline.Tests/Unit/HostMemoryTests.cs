@@ -223,7 +223,7 @@ public sealed class HostMemoryTests
         Assert.Equal(Errno.EINVAL, space.TryMapHostMemory(Base, length, Protection.ReadWrite, SharedFixed, 0, out _));
         Assert.Equal(Errno.EINVAL, space.TryMapHostMemory(Base, length, Protection.ReadWrite, SharedFixed, buffer.Address + 8, out _));
         Assert.Equal(Errno.EINVAL, space.TryMapHostMemory(Base, 0, Protection.ReadWrite, SharedFixed, buffer.Address, out _));
-        Assert.Equal(Errno.EINVAL, space.TryMapHostMemory(Base, length, Protection.ReadWrite, SharedFixed, (nint)(1L << 51), out _));
+        Assert.Equal(Errno.EINVAL, space.TryMapHostMemory(Base, length, Protection.ReadWrite, SharedFixed, unchecked((nint)(1L << 51)), out _));
         Assert.Equal(Errno.EINVAL, space.TryMapHostMemory(Base + 8, length, Protection.ReadWrite, SharedFixed, buffer.Address, out _));
         Assert.Equal(0, space.MapCount);
     }
@@ -242,7 +242,7 @@ public sealed class HostMemoryTests
     public unsafe void TheWindowNamesHostPagesAboveEveryArenaFrame()
     {
         Assert.True(HostWindow.FirstFrame > int.MaxValue);
-        long pfn = HostWindow.FrameOf((nint)0x7f00_1234_5000);
+        long pfn = HostWindow.FrameOf(unchecked((nint)0x7f00_1234_5000));
         Assert.True(HostWindow.Contains(pfn));
         Assert.Equal(0x7f00_1234_5000L, (long)(nint)HostWindow.Address(pfn));
         Assert.Equal(pfn, Paging.Pte.Frame(Paging.Pte.MakeLeaf(pfn, new Paging.PageProtection(true, true, false), true, true)));

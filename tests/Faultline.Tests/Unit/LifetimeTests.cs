@@ -197,6 +197,10 @@ public sealed class LifetimeTests
             [nameof(AddressSpace.FramesInUse)] = () => _ = space.FramesInUse,
             [nameof(AddressSpace.PoisonViolations)] = () => _ = space.PoisonViolations,
             [nameof(AddressSpace.PageTablePages)] = () => _ = space.PageTablePages,
+            [nameof(AddressSpace.MapHostMemory)] = () => space.MapHostMemory(0, Page, Protection.Read, MapFlags.Shared, 4096),
+            [nameof(AddressSpace.TryMapHostMemory)] = () => space.TryMapHostMemory(0, Page, Protection.Read, MapFlags.Shared, 4096, out _),
+            [nameof(AddressSpace.Pin)] = () => space.Pin(a, Page, write: false),
+            [nameof(AddressSpace.TryPin)] = () => space.TryPin(a, Page, write: false, out _),
         };
         foreach ((string name, Action call) in calls)
         {
