@@ -86,4 +86,6 @@ internal enum ProbePoint
     /// before the translation is cached in the TLB.
     /// </summary>
     TlbFillBeforeInsert,
+    /// <summary>Pin: a page was faulted in with no lock held, before the mmap read lock is taken to look it up again.</summary>
+    PinFaultedBeforeLookup,
 }

@@ -56,27 +56,55 @@ internal sealed class PinSyscall
         bool keepsArena = false;
         try
         {
-            Errno error = _populator.Run(start, end, (context, from, to) =>
+            // The pages already mapped as the pin needs are pinned under one read lock, with no fault context: the
+            // common case (resident buffers) costs a walk and two atomics a page.
+            _mm.EnterReadUnlessExiting(_owner);
+            try
             {
-                // The pins keep the arena: their frames stay readable after this address space is disposed.
+                // The pins keep the arena: their frames stay readable after this address space is disposed. The read
+                // lock keeps a Dispose from releasing the arena meanwhile.
                 memory.AddUser();
                 keepsArena = true;
-                for (ulong page = from; page < to; page += PageGeometry.PageSize)
+                for (; done < frames.Length; done++)
                 {
-                    Errno failed = PinPage(context, page, write, out frames[done]);
-                    if (failed != Errno.None)
+                    Errno refused = TryPinLocked(start + ((ulong)done << PageGeometry.PageShift), write, out frames[done], out bool grabbed);
+                    if (refused != Errno.None)
                     {
-                        return failed;
+                        return refused;
                     }
-                    done++;
+                    if (!grabbed)
+                    {
+                        break;
+                    }
                 }
-                return Errno.None;
-            });
-            if (error == Errno.None)
-            {
-                pinned = new PinnedPages(memory, start, frames, write);
             }
-            return error;
+            finally
+            {
+                _mm.MmapLock.ExitRead();
+            }
+            if (done < frames.Length)
+            {
+                // faultin_page: the rest is faulted in page by page from a context of its own, no lock held.
+                Errno error = _populator.Run(start + ((ulong)done << PageGeometry.PageShift), end, (context, from, to) =>
+                {
+                    for (ulong page = from; page < to; page += PageGeometry.PageSize)
+                    {
+                        Errno failed = PinPage(context, page, write, out frames[done]);
+                        if (failed != Errno.None)
+                        {
+                            return failed;
+                        }
+                        done++;
+                    }
+                    return Errno.None;
+                });
+                if (error != Errno.None)
+                {
+                    return error;
+                }
+            }
+            pinned = new PinnedPages(memory, start, frames, write);
+            return Errno.None;
         }
         finally
         {
@@ -92,38 +120,49 @@ internal sealed class PinSyscall
         }
     }
 
-    // follow_page_mask, and faultin_page until it succeeds: under the mmap read lock the VMA is checked and the entry
-    // grabbed; otherwise the page is faulted in with no lock held and looked up again.
+    // Fault the page in, then look it up again, until it is pinned or refused.
     private Errno PinPage(FaultCpu context, ulong address, bool write, out long pfn)
     {
         while (true)
         {
             _mm.EnterReadUnlessExiting(_owner);
+            Errno refused;
+            bool grabbed;
             try
             {
-                Vma? vma = _mm.Tree.FindFirstEndingAbove(address) is { } found && found.Start <= address ? found : null;
-                if (vma is null || (vma.Flags & (VmFlags.Io | VmFlags.PfnMap)) != 0
-                    || (vma.Flags & (write ? VmFlags.Write : VmFlags.Read)) == 0)
-                {
-                    pfn = -1;
-                    return Errno.EFAULT;
-                }
-                // The walk stays inside a VMA of the published tree, whose tables the read lock keeps.
-                if (TryGrab(address, write, out pfn))
-                {
-                    return Errno.None;
-                }
+                refused = TryPinLocked(address, write, out pfn, out grabbed);
             }
             finally
             {
                 _mm.MmapLock.ExitRead();
+            }
+            if (refused != Errno.None || grabbed)
+            {
+                return refused;
             }
             AccessOutcome outcome = FaultRouter.Fault(_mm, context, address, write ? AccessKind.Write : AccessKind.Read);
             if (outcome != AccessOutcome.Ok)
             {
                 return outcome == AccessOutcome.OutOfMemory ? Errno.ENOMEM : Errno.EFAULT;
             }
+            _mm.Probes.Hit(ProbePoint.PinFaultedBeforeLookup);
         }
+    }
+
+    // follow_page_mask under the mmap read lock: EFAULT when the VMA forbids the pin (check_vma_flags), else whether the
+    // page was pinned (false: it must be faulted in first).
+    private Errno TryPinLocked(ulong address, bool write, out long pfn, out bool grabbed)
+    {
+        pfn = -1;
+        grabbed = false;
+        Vma? vma = _mm.Tree.FindFirstEndingAbove(address) is { } found && found.Start <= address ? found : null;
+        if (vma is null || (vma.Flags & (VmFlags.Io | VmFlags.PfnMap)) != 0 || (vma.Flags & (write ? VmFlags.Write : VmFlags.Read)) == 0)
+        {
+            return Errno.EFAULT;
+        }
+        // The walk stays inside a VMA of the published tree, whose tables the read lock keeps.
+        grabbed = TryGrab(address, write, out pfn);
+        return Errno.None;
     }
 
     // follow_page_pte with FOLL_PIN: a present entry that allows the access (writable for a write pin: can_follow_write_pte)
