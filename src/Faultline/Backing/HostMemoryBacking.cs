@@ -25,9 +25,6 @@ internal sealed class HostMemoryBacking : IBacking
         _pages = pages;
     }
 
-    /// <summary>Pages of host memory the backing covers.</summary>
-    public ulong Pages => _pages;
-
     /// <inheritdoc />
     public bool IsAnonymous => false;
 

@@ -42,9 +42,6 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
         _childWritable = childWritable;
     }
 
-    /// <summary>Pinned pages copied for the child at fork instead of shared.</summary>
-    public long PinnedCopies { get; private set; }
-
     /// <summary>Anonymous pages now mapped by the child too (its <c>MM_ANONPAGES</c>).</summary>
     public long AnonymousPages { get; private set; }
 
@@ -121,8 +118,11 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
     // in a copy-on-write mapping; returns the child's entry. The zero frame is shared as it is.
     private ulong Share(ref ulong parentSlot, ulong entry)
     {
+        // folio_try_dup_anon_rmap_pte refuses (-EBUSY) an exclusive anonymous page that may be pinned in a COW mapping
+        // (folio_needs_cow_for_dma), and copy_present_ptes then copies it (mm/memory.c).
         if ((entry & (Pte.Special | Pte.Huge)) == 0 && _copyOnWrite && _parent.Memory.IsPinned(Pte.Frame(entry))
-            && _parent.Memory.Info(Pte.Frame(entry)).Kind == FrameKind.Anonymous)
+            && _parent.Memory.Info(Pte.Frame(entry)).Kind == FrameKind.Anonymous
+            && _parent.Memory.HasFlags(Pte.Frame(entry), FrameFlags.AnonExclusive))
         {
             return CopyPinned(entry);
         }
@@ -167,7 +167,6 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
         info.Index = memory.Info(source).Index;
         memory.SetFlags(copy, FrameFlags.AnonExclusive);
         AnonymousPages++;
-        PinnedCopies++;
         // maybe_mkwrite(pte_mkdirty(pte)): a new exclusive page, written by the copy.
         ulong child = (entry & ~(Pte.FrameMask | Pte.Accessed | Pte.Writable)) | ((ulong)copy << PageGeometry.PageShift) | Pte.Dirty;
         return _childWritable && Pte.IsPresent(entry) ? child | Pte.Writable : child;
