@@ -83,7 +83,11 @@ public sealed class HostMemoryTests
         Assert.Equal(AccessOutcome.SegvAccErr, cpu.TryStore(a, 6L));
 
         space.Protect(a, 4 * Page, Protection.ReadWrite);
+        // Upgraded in place (the VMA is shared and wants no write notification): the store takes no fault.
+        Assert.NotEqual(0UL, space.Descriptor.PageTable.Lookup(a, space.Descriptor.Probes) & Paging.Pte.Writable);
+        Dictionary<string, long> before = Counters(space);
         cpu.Store(a, 6L);
+        Assert.Equal(0L, Delta(before, space, "pgfault"));
         Assert.Equal(6L, buffer[0]);
         space.Protect(a, Page, Protection.None);
         Assert.Equal(AccessOutcome.SegvAccErr, cpu.TryLoad(a, out long _));
@@ -196,6 +200,19 @@ public sealed class HostMemoryTests
         Assert.Equal(0L, space.LockedPages);
         Assert.DoesNotContain(" lo", space.GetSmaps());
         Assert.Equal(7L, cpu.Load<long>(b));
+    }
+
+    [Fact]
+    public void PopulateLeavesHostMemoryToItsFaults()
+    {
+        using var buffer = new HostBuffer(2);
+        using AddressSpace space = NewSpace();
+        ulong a = space.MapHostMemory(Base, (ulong)buffer.Length, Protection.ReadWrite, SharedFixed | MapFlags.Populate, buffer.Address);
+        Assert.False(space.IsResident(a), "__mm_populate skips VM_IO | VM_PFNMAP");
+        using Cpu cpu = space.AttachCpu();
+        buffer[(int)Page] = 3;
+        Assert.Equal(3L, cpu.Load<long>(a + Page));
+        Assert.True(space.IsResident(a + Page));
     }
 
     [Fact]
