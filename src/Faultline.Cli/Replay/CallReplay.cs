@@ -24,8 +24,18 @@ internal static class CallReplay
     /// <summary>The kernel's result of <paramref name="call"/> as text.</summary>
     public static string KernelResult(TraceCall call) => call.Errno is null ? call.Result : $"-1 {call.Errno}";
 
-    /// <summary>Replays <paramref name="call"/> on <paramref name="space"/>.</summary>
-    public static CallOutcome Execute(AddressSpace space, TraceCall call)
+    /// <summary>
+    /// The file systems whose files Linux places like transparent huge pages (their <c>get_unmapped_area</c> is
+    /// <c>thp_get_unmapped_area</c>): a file mapping there whose file range holds a whole aligned PMD is placed so that
+    /// the PMD is aligned in memory too.
+    /// </summary>
+    public static readonly IReadOnlySet<string> ThpAlignedFileSystems = new HashSet<string>(StringComparer.Ordinal) { "ext4", "xfs" };
+
+    /// <summary>
+    /// Replays <paramref name="call"/> on <paramref name="space"/>; <paramref name="fileSystems"/> names the file system
+    /// of each mapped file (a stand-in is placed as a file there would be).
+    /// </summary>
+    public static CallOutcome Execute(AddressSpace space, TraceCall call, IReadOnlyDictionary<string, string> fileSystems)
     {
         string kernel = KernelResult(call);
         if (!Modelled.Contains(call.Name))
@@ -47,7 +57,7 @@ internal static class CallReplay
         }
         return call.Name switch
         {
-            "mmap" => Mmap(space, call, a, kernel),
+            "mmap" => Mmap(space, call, a, kernel, fileSystems),
             "brk" => Compare(kernel, Hex(space.Brk(Arg(a, 0)))),
             "munmap" => Status(kernel, space.TryUnmap(Arg(a, 0), Arg(a, 1))),
             "mprotect" => Status(kernel, space.TryProtect(Arg(a, 0), Arg(a, 1), (Protection)Arg(a, 2))),
@@ -67,7 +77,7 @@ internal static class CallReplay
         };
     }
 
-    private static CallOutcome Mmap(AddressSpace space, TraceCall call, ulong[] a, string kernel)
+    private static CallOutcome Mmap(AddressSpace space, TraceCall call, ulong[] a, string kernel, IReadOnlyDictionary<string, string> fileSystems)
     {
         var flags = (MapFlags)Arg(a, 3);
         bool standIn = (flags & MapFlags.Anonymous) == 0;
@@ -75,8 +85,42 @@ internal static class CallReplay
         {
             return new CallOutcome(OutcomeKind.Unmodelled, kernel, "", $"{errno} comes from the file, which an anonymous stand-in cannot reproduce", true);
         }
-        Errno error = space.TryMap(Arg(a, 0), Arg(a, 1), (Protection)Arg(a, 2), flags | MapFlags.Anonymous, out ulong mapped);
+        ulong address = Arg(a, 0);
+        if (standIn && (flags & (MapFlags.Fixed | MapFlags.FixedNoReplace)) == 0 && call.File is { } file
+            && fileSystems.TryGetValue(file, out string? type) && ThpAlignedFileSystems.Contains(type)
+            && ThpAlignedFileStart(space, address, PageGeometry.PageAlign(Arg(a, 1)), Arg(a, 5)) is ulong start)
+        {
+            address = start;
+            flags |= MapFlags.Fixed;
+        }
+        Errno error = space.TryMap(address, Arg(a, 1), (Protection)Arg(a, 2), flags | MapFlags.Anonymous, out ulong mapped);
         return Compare(kernel, error == Errno.None ? Hex(mapped) : $"-1 {error}") with { StandIn = standIn };
+    }
+
+    // __thp_get_unmapped_area for a file range [offset, offset + length): when it holds a whole aligned PMD, search
+    // for a PMD more (a probe mapping, removed again, finds what get_unmapped_area would) and move the start so that
+    // the file's PMD boundaries fall on memory's; a start already aligned moves up a PMD (top-down). Null: place as usual.
+    private static ulong? ThpAlignedFileStart(AddressSpace space, ulong hint, ulong length, ulong offset)
+    {
+        const ulong pmd = PageGeometry.PmdSize;
+        ulong alignedOffset = (offset + pmd - 1) & ~(pmd - 1);
+        ulong end = offset + length;
+        if (end <= alignedOffset || end - alignedOffset < pmd || length + pmd < length)
+        {
+            return null;
+        }
+        // Shared anonymous: placed by the plain search (no THP alignment of its own), as the padded search must be.
+        if (space.TryMap(hint, length + pmd, Protection.None, MapFlags.Shared | MapFlags.Anonymous | MapFlags.NoReserve, out ulong found) != Errno.None)
+        {
+            return null;
+        }
+        space.Unmap(found, length + pmd);
+        if (found == hint)
+        {
+            return hint;
+        }
+        ulong misalignment = (offset - found) & (pmd - 1);
+        return misalignment == 0 ? found + pmd : found + misalignment;
     }
 
     private static CallOutcome Mremap(AddressSpace space, ulong[] a, string kernel)

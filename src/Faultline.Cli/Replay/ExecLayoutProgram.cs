@@ -84,7 +84,7 @@ internal static class ExecLayoutProgram
         ulong stackLimit = stack < 0 ? ulong.MaxValue : (ulong)stack;
         return new ProcessLayout(execSeq, program, ArgumentText.Value(values["start_brk"]), HostLayout.MmapBase(stackLimit),
             HostLayout.MmapMinAddress, stackLimit, memlock < 0 ? ulong.MaxValue : (ulong)memlock, HostLayout.CapIpcLock,
-            HostLayout.MaxMapCount, mappings);
+            HostLayout.MaxMapCount, mappings, HostLayout.ThpAlignedPlacement);
     }
 
     private static InitialMapping MapsLine(string line)

@@ -59,6 +59,60 @@ internal static class HostLayout
         return PageGeometry.PageAlign(PageGeometry.TaskSize - gap);
     }
 
+    /// <summary>
+    /// True when this kernel places a hint-less private anonymous mapping of whole PMDs on a PMD boundary (Linux 6.7+
+    /// with transparent huge pages built in): two 4 MiB mappings, both aligned (by chance: one in 2^18).
+    /// </summary>
+    public static bool ThpAlignedPlacement => s_thpAligned.Value;
+
+    private static readonly Lazy<bool> s_thpAligned = new(() =>
+    {
+        const ulong length = 4UL << 20;
+        bool aligned = true;
+        for (int i = 0; i < 2; i++)
+        {
+            nint p = Faultline.Host.LibC.Mmap(0, (nuint)length, 0, 0x02 | 0x20 | 0x4000, -1, 0);
+            if (p == -1)
+            {
+                return false;
+            }
+            aligned &= ((ulong)p & (PageGeometry.PmdSize - 1)) == 0;
+            Faultline.Host.LibC.Munmap(p, (nuint)length);
+        }
+        return aligned;
+    });
+
+    /// <summary>The type of the file system <paramref name="file"/> is on (the longest mount point over it in <c>/proc/self/mountinfo</c>), or <c>unknown</c>.</summary>
+    public static string FileSystemOf(string file)
+    {
+        try
+        {
+            string best = "", type = "unknown";
+            foreach (string line in File.ReadLines("/proc/self/mountinfo"))
+            {
+                // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER
+                string[] fields = line.Split(' ');
+                int dash = Array.IndexOf(fields, "-");
+                if (fields.Length < 5 || dash < 0 || dash + 1 >= fields.Length)
+                {
+                    continue;
+                }
+                string mount = fields[4].Replace("\\040", " ", StringComparison.Ordinal);
+                bool under = file == mount || file.StartsWith(mount.EndsWith('/') ? mount : mount + "/", StringComparison.Ordinal);
+                if (under && mount.Length >= best.Length)
+                {
+                    best = mount;
+                    type = fields[dash + 1];
+                }
+            }
+            return type;
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+    }
+
     private static long? ReadNumber(string path)
     {
         try

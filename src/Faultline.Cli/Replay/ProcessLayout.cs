@@ -15,5 +15,7 @@ namespace Faultline.Cli.Replay;
 /// <param name="CapIpcLock">The recorder held <c>CAP_IPC_LOCK</c>.</param>
 /// <param name="MaxMapCount"><c>vm.max_map_count</c>.</param>
 /// <param name="Mappings">The mappings at the exec stop, in address order.</param>
+/// <param name="ThpAlignedPlacement">The host places hint-less anonymous mappings of whole PMDs PMD-aligned
+/// (<see cref="FaultlineOptions.ThpAlignedPlacement"/>).</param>
 internal sealed record ProcessLayout(int ExecSeq, string Program, ulong StartBrk, ulong MmapBase, ulong MmapMinAddress,
-    ulong StackLimit, ulong MemoryLockLimit, bool CapIpcLock, int MaxMapCount, IReadOnlyList<InitialMapping> Mappings);
+    ulong StackLimit, ulong MemoryLockLimit, bool CapIpcLock, int MaxMapCount, IReadOnlyList<InitialMapping> Mappings, bool ThpAlignedPlacement);

@@ -44,6 +44,7 @@ internal sealed class ReplaySpace : IDisposable
             MemoryLockLimit = layout.MemoryLockLimit,
             CapIpcLock = layout.CapIpcLock,
             MaxMapCount = layout.MaxMapCount,
+            ThpAlignedPlacement = layout.ThpAlignedPlacement,
         });
         try
         {

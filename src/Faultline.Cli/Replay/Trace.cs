@@ -14,8 +14,10 @@ namespace Faultline.Cli.Replay;
 /// <param name="Layouts">One per successful execve.</param>
 /// <param name="Calls">Every traced call in <see cref="TraceCall.Seq"/> order.</param>
 /// <param name="Faults">The page faults, in time order (empty unless <see cref="FaultsRecorded"/>).</param>
+/// <param name="FileSystems">The file system type of every mapped file (<c>ext4</c>, <c>tmpfs</c>), which decides its placement.</param>
 internal sealed record Trace(int Version, IReadOnlyList<string> Command, string Kernel, int ExitCode, string? FaultsNote,
-    bool FaultsRecorded, IReadOnlyList<ProcessLayout> Layouts, IReadOnlyList<TraceCall> Calls, IReadOnlyList<TraceFault> Faults)
+    bool FaultsRecorded, IReadOnlyList<ProcessLayout> Layouts, IReadOnlyList<TraceCall> Calls, IReadOnlyList<TraceFault> Faults,
+    IReadOnlyDictionary<string, string> FileSystems)
 {
     /// <summary>The format written by this version.</summary>
     public const int CurrentVersion = 1;

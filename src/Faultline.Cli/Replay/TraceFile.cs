@@ -35,7 +35,7 @@ internal static class TraceFile
             throw new InvalidDataException($"{path} is not a faultline trace");
         }
         return trace.Version == Trace.CurrentVersion
-            ? trace with { Faults = trace.Faults ?? [] }
+            ? trace with { Faults = trace.Faults ?? [], FileSystems = trace.FileSystems ?? new Dictionary<string, string>() }
             : throw new InvalidDataException($"{path}: trace version {trace.Version}, expected {Trace.CurrentVersion}");
     }
 }

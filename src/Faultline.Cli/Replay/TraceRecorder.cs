@@ -66,7 +66,12 @@ internal static class TraceRecorder
             {
                 recorded = TracedFaults(PerfFaults.Read(perfData, offset), calls);
             }
-            return new Trace(Trace.CurrentVersion, command, ReadKernel(), exitCode, faultsNote, withPerf, layouts, calls, recorded);
+            var fileSystems = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            foreach (string file in calls.Select(c => c.File).OfType<string>().Distinct())
+            {
+                fileSystems[file] = HostLayout.FileSystemOf(file);
+            }
+            return new Trace(Trace.CurrentVersion, command, ReadKernel(), exitCode, faultsNote, withPerf, layouts, calls, recorded, fileSystems);
         }
         finally
         {

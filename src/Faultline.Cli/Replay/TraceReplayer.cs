@@ -144,7 +144,7 @@ internal sealed class TraceReplayer
             _report.Unmodelled.Add((call.Text, "no address space: the thread's exec or creation was not traced"));
             return;
         }
-        CallOutcome outcome = CallReplay.Execute(space.Space, call);
+        CallOutcome outcome = CallReplay.Execute(space.Space, call, _trace.FileSystems);
         Count(space, call.Text, outcome);
         if (outcome.StandIn && call.File is { } file)
         {
