@@ -17,8 +17,7 @@ internal sealed class TraceReplayer
     private readonly FaultPath _path;
     private readonly string _pathName;
     private readonly long _physicalBytes;
-    private readonly Dictionary<int, ReplaySpace?> _spaces = [];
-    private readonly List<ReplaySpace> _all = [];
+    private ReplayProcesses _processes = null!;
     private ReplayReport _report = null!;
 
     /// <summary>A replayer of <paramref name="trace"/> on <paramref name="path"/>.</summary>
@@ -34,9 +33,8 @@ internal sealed class TraceReplayer
     public ReplayReport Run(ReplayThreads threads)
     {
         _report = new ReplayReport { Path = _pathName };
-        _spaces.Clear();
         IReadOnlyList<ReplayEvent> events = ReplayEvent.Order(_trace);
-        try
+        using (_processes = new ReplayProcesses(_trace, _path, _physicalBytes))
         {
             if (threads == ReplayThreads.Serial)
             {
@@ -49,18 +47,10 @@ internal sealed class TraceReplayer
             {
                 RunOnRecordedThreads(events);
             }
-        }
-        finally
-        {
-            foreach (ReplaySpace space in _all)
-            {
-                space.Dispose();
-            }
-            _all.Clear();
+            (_report.Execs, _report.Forks, _report.Threads) = (_processes.Execs, _processes.Forks, _processes.Threads);
         }
         return _report;
     }
-
     // One thread per recorded thread; each waits for the turn of its next event, runs it and passes the turn on.
     private void RunOnRecordedThreads(IReadOnlyList<ReplayEvent> events)
     {
@@ -128,17 +118,13 @@ internal sealed class TraceReplayer
             return;
         }
         TraceCall call = e.Call!;
-        switch (call.Name)
+        if (ReplayProcesses.IsProcessCall(call.Name))
         {
-            case "execve" or "execveat":
-                Exec(call);
-                return;
-            case "clone" or "clone3" or "fork" or "vfork":
-                Clone(call);
-                return;
+            _processes.Apply(call);
+            return;
         }
         _report.Calls++;
-        ReplaySpace? space = _spaces.GetValueOrDefault(call.Tid);
+        ReplaySpace? space = _processes.SpaceOf(call.Tid);
         if (space is null)
         {
             _report.Unmodelled.Add((call.Text, "no address space: the thread's exec or creation was not traced"));
@@ -174,7 +160,7 @@ internal sealed class TraceReplayer
         _report.Calls++;
         _report.Faults++;
         string text = string.Create(CultureInfo.InvariantCulture, $"[{fault.Tid}] {fault.Access.ToString().ToLowerInvariant()} fault at 0x{fault.Address:x}");
-        if (_spaces.GetValueOrDefault(fault.Tid) is not { } space)
+        if (_processes.SpaceOf(fault.Tid) is not { } space)
         {
             _report.Unmodelled.Add((text, "no address space: the thread's exec or creation was not traced"));
             return;
@@ -189,65 +175,5 @@ internal sealed class TraceReplayer
         // The kernel resolved the fault (the program went on): Faultline must too.
         Count(space, text, new CallOutcome(result == AccessOutcome.Ok ? OutcomeKind.Equal : OutcomeKind.Different, "resolved",
             result == AccessOutcome.Ok ? "resolved" : result.ToString()));
-    }
-
-    private void Exec(TraceCall call)
-    {
-        if (call.Errno is not null || call.Result != "0")
-        {
-            return;
-        }
-        _report.Execs++;
-        ProcessLayout? layout = _trace.Layouts.FirstOrDefault(l => l.ExecSeq == call.Seq);
-        ReplaySpace? space = layout is null ? null : ReplaySpace.Create(layout, _path, _physicalBytes);
-        if (space is not null)
-        {
-            _all.Add(space);
-        }
-        // The exec replaces the image of the calling thread's process; the threads it killed make no more calls.
-        _spaces[call.Tid] = space;
-    }
-
-    private void Clone(TraceCall call)
-    {
-        if (call.Errno is not null || !int.TryParse(call.Result, NumberStyles.None, CultureInfo.InvariantCulture, out int child) || child <= 0)
-        {
-            return;
-        }
-        ReplaySpace? parent = _spaces.GetValueOrDefault(call.Tid);
-        if ((CloneFlags(call) & 0x100) != 0)
-        {
-            _report.Threads++;
-            _spaces[child] = parent;
-            return;
-        }
-        _report.Forks++;
-        ReplaySpace? copy = parent is null ? null : new ReplaySpace(parent.Space.Fork());
-        if (copy is not null)
-        {
-            _all.Add(copy);
-        }
-        _spaces[child] = copy;
-    }
-
-    // clone's flags=..., clone3's {flags=...}; fork none, vfork CLONE_VM|CLONE_VFORK.
-    private static ulong CloneFlags(TraceCall call)
-    {
-        if (call.Name == "vfork")
-        {
-            return 0x100 | 0x4000;
-        }
-        foreach (string arg in call.Args)
-        {
-            string text = arg.TrimStart('{');
-            int at = text.IndexOf("flags=", StringComparison.Ordinal);
-            if (at == 0)
-            {
-                string value = text[6..];
-                int end = value.IndexOfAny([',', '}']);
-                return ArgumentText.Value(end < 0 ? value : value[..end]);
-            }
-        }
-        return 0;
     }
 }
