@@ -16,10 +16,10 @@ public sealed class RealProgramReplayTests(ITestOutputHelper output) : IDisposab
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("faultline-replay-test").FullName;
 
-    [RealProgram("python3")]
+    [RealProgramFact("python3")]
     public void PythonScript() => RecordAndReplay(["python3", "-c", "import json; print(len(json.dumps({str(i): i for i in range(20000)})))"]);
 
-    [RealProgram("python3")]
+    [RealProgramFact("python3")]
     public void ThreadedPython()
     {
         Trace trace = RecordAndReplay(["python3", "-c",
@@ -31,7 +31,7 @@ public sealed class RealProgramReplayTests(ITestOutputHelper output) : IDisposab
         Assert.True(trace.Calls.Select(c => c.Tid).Distinct().Count() >= 5, "the four threads made calls of their own");
     }
 
-    [RealProgram("gcc")]
+    [RealProgramFact("gcc")]
     public void GccCompilingATinyFile()
     {
         string source = Path.Combine(_folder, "tiny.c");
@@ -42,14 +42,14 @@ public sealed class RealProgramReplayTests(ITestOutputHelper output) : IDisposab
         Assert.True(trace.Layouts.Count >= 2, "gcc runs cc1 and as: several execs");
     }
 
-    [RealProgram("perl")]
+    [RealProgramFact("perl")]
     public void PerlScript() => RecordAndReplay(["perl", "-e", "my %h = map { $_ => 'x' x 100 } 1..20000; print scalar(keys %h), qq(\\n)"]);
 
-    [RealProgram("sqlite3")]
+    [RealProgramFact("sqlite3")]
     public void Sqlite() => RecordAndReplay(["sqlite3", ":memory:",
         "create table t(x); with recursive c(i) as (select 1 union all select i + 1 from c where i < 20000) insert into t select i from c; select count(*) from t;"]);
 
-    [RealProgram("git")]
+    [RealProgramFact("git")]
     public void GitInitAndVersion()
     {
         RecordAndReplay(["git", "--version"]);

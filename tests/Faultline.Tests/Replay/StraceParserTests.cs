@@ -83,7 +83,7 @@ public class StraceParserTests
     [InlineData("-1", ulong.MaxValue)]
     [InlineData("MADV_DONTNEED", 4UL)]
     [InlineData("MREMAP_MAYMOVE|MREMAP_FIXED", 3UL)]
-    [InlineData("MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB|MAP_HUGE_2MB", 0x0544_0022UL)]
+    [InlineData("MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB|MAP_HUGE_2MB", 0x5404_0022UL)]
     [InlineData("3</usr/lib/x86_64-linux-gnu/libc.so.6>", 3UL)]
     [InlineData("PROT_NONE", 0UL)]
     public void ValuesAreReadFromNamesHexAndDecimal(string text, ulong expected) => Assert.Equal(expected, ArgumentText.Value(text));

@@ -69,8 +69,9 @@ public class ThpAlignedPlacementTests
     public void AnMremapMoveToAWholePmdLengthIsPmdAligned()
     {
         using AddressSpace space = Space();
+        // A page above the block, so that it cannot grow in place.
+        space.Map(0, Page, Protection.Read, MapFlags.PrivateAnonymous);
         ulong block = space.Map(0, 2 * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous);
-        space.Map(0, Page, Protection.ReadWrite, MapFlags.PrivateAnonymous);
 
         ulong moved = space.Remap(block, 2 * Page, 2 * Pmd, RemapFlags.MayMove);
 
