@@ -28,7 +28,13 @@ internal static class ReplayCommand
             Description = "recorded: each recorded thread's calls on a thread of its own, in the recorded order (default); serial: all on one thread",
             DefaultValueFactory = _ => "recorded",
         };
-        threads.AcceptOnlyFromAmong("recorded", "serial");
+        threads.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string>() is not ("recorded" or "serial") and var text)
+            {
+                result.AddError($"--threads: '{text}' is neither recorded nor serial");
+            }
+        });
         var command = new Command("replay", "Replay a recorded trace on Faultline and compare every result with the kernel's")
         {
             trace, path, threads,
@@ -63,12 +69,14 @@ internal static class ReplayCommand
         return command;
     }
 
-    // Faultline's three paths; the kernel is the recording itself.
+    // Faultline's three paths ("all" means those); the kernel's results are the trace itself.
     private static IReadOnlyList<PathKind> Paths(string? text)
     {
-        IReadOnlyList<PathKind> paths = PathNames.ParseList(text ?? "all").Where(p => p != PathKind.Kernel || text?.Contains("kernel", StringComparison.OrdinalIgnoreCase) == true).ToList();
-        return paths.Contains(PathKind.Kernel)
-            ? throw new ArgumentException("replay runs on Faultline's paths; the kernel's results are the trace itself")
-            : paths;
+        string[] names = (text ?? "all").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (names.Any(n => n.Equals("kernel", StringComparison.OrdinalIgnoreCase)))
+        {
+            throw new ArgumentException("replay runs on Faultline's paths; the kernel's results are the trace itself");
+        }
+        return PathNames.ParseList(string.Join(',', names)).Where(p => p != PathKind.Kernel).ToList();
     }
 }

@@ -55,11 +55,6 @@ internal sealed class ReplayProcesses : IDisposable
         }
     }
 
-    /// <summary>True when <paramref name="tid"/> is a forked child that has not exec'd (its space is a copy made by fork).</summary>
-    public bool IsForkedCopy(int tid) => _forked.Contains(tid);
-
-    private readonly HashSet<int> _forked = [];
-
     private void Exec(TraceCall call)
     {
         if (call.Errno is not null || call.Result != "0")
@@ -75,7 +70,6 @@ internal sealed class ReplayProcesses : IDisposable
         }
         // The exec replaces the image of the calling thread's process; the threads it killed make no more calls.
         _spaces[call.Tid] = space;
-        _forked.Remove(call.Tid);
     }
 
     private void Clone(TraceCall call)
@@ -89,10 +83,6 @@ internal sealed class ReplayProcesses : IDisposable
         {
             Threads++;
             _spaces[child] = parent;
-            if (_forked.Contains(call.Tid))
-            {
-                _forked.Add(child);
-            }
             return;
         }
         Forks++;
@@ -102,7 +92,6 @@ internal sealed class ReplayProcesses : IDisposable
             _all.Add(copy);
         }
         _spaces[child] = copy;
-        _forked.Add(child);
     }
 
     // clone's flags=..., clone3's {flags=...}; fork none, vfork CLONE_VM|CLONE_VFORK.
@@ -134,6 +123,5 @@ internal sealed class ReplayProcesses : IDisposable
         }
         _all.Clear();
         _spaces.Clear();
-        _forked.Clear();
     }
 }

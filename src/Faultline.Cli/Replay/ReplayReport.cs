@@ -44,6 +44,13 @@ internal sealed class ReplayReport
     public static string Line(int calls, int equal, int differences, int unmodelled) =>
         string.Create(CultureInfo.InvariantCulture, $"calls {calls}, equal {equal}, differences {differences}, unmodelled {unmodelled}");
 
+    // "[tid] mmap(...) = ..." → mmap; "[tid] read fault at ..." → fault.
+    private static string NameOf(string call)
+    {
+        int start = call.IndexOf(' ') + 1, open = call.IndexOf('(');
+        return open > start ? call[start..open] : "fault";
+    }
+
     /// <summary>The report as text: every difference with its context, the stand-ins, the unmodelled calls by name and reason.</summary>
     public string Render()
     {
@@ -67,7 +74,7 @@ internal sealed class ReplayReport
                 text.AppendLine(CultureInfo.InvariantCulture, $"  {count,5} {file}");
             }
         }
-        foreach (var group in Unmodelled.GroupBy(u => (Name: u.Call[(u.Call.IndexOf(' ') + 1)..u.Call.IndexOf('(')], u.Reason)))
+        foreach (var group in Unmodelled.GroupBy(u => (Name: NameOf(u.Call), u.Reason)))
         {
             text.AppendLine(CultureInfo.InvariantCulture, $"{Path}: unmodelled: {group.Key.Name} x{group.Count()}: {group.Key.Reason} (first: {group.First().Call})");
         }

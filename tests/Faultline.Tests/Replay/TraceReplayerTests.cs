@@ -80,6 +80,24 @@ public sealed class TraceReplayerTests : IDisposable
         Assert.Contains("not a faultline trace", error.ToString());
     }
 
+    [Theory]
+    [InlineData(new[] { "replay", "/nonexistent/x.trace" }, "does not exist")]
+    [InlineData(new[] { "replay", "/etc/hostname", "--path", "kernel" }, "--path: replay runs on Faultline's paths")]
+    [InlineData(new[] { "replay", "/etc/hostname", "--threads", "many" }, "--threads: 'many' is neither recorded nor serial")]
+    [InlineData(new[] { "record" }, "Required argument missing")]
+    [InlineData(new[] { "record", "-o", "/nonexistent/x.trace", "--", "true" }, "--output: cannot write")]
+    public void BadCommandLinesAreOneErrorLine(string[] args, string expected)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+
+        Assert.Equal(2, Program.Run(args, output, error));
+        string line = Assert.Single(error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("faultline: ", line);
+        Assert.Contains(expected, line);
+        Assert.Equal("", output.ToString());
+    }
+
     private static (int Exit, string Output) Run(string[] args)
     {
         var output = new StringWriter();
