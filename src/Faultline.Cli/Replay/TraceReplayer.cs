@@ -147,7 +147,8 @@ internal sealed class TraceReplayer
                 _report.Equal++;
                 break;
             case OutcomeKind.Different:
-                _report.Differences.Add(new ReplayDifference(text, outcome.Kernel, outcome.Faultline, space.Recent));
+                _report.Differences.Add(new ReplayDifference(outcome.StandIn ? text + " (file mapping replayed as an anonymous stand-in)" : text,
+                    outcome.Kernel, outcome.Faultline, space.Recent));
                 break;
             default:
                 _report.Unmodelled.Add((text, outcome.Reason ?? "not modelled"));

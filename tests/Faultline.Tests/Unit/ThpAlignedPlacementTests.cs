@@ -5,9 +5,10 @@ namespace Faultline.Tests.Unit;
 /// <summary>
 /// Linux's <c>__get_unmapped_area</c> with transparent huge pages built in: a hint-less private anonymous mapping (or
 /// an mremap move of one) whose length is a whole number of PMDs is placed PMD-aligned, by searching a PMD more and
-/// aligning within it (<c>thp_get_unmapped_area_vmflags</c>). The addresses below are what this host's kernel returned
-/// for the same calls with randomisation off (<c>faultline record</c> of a python3 run mapped 128 MiB at
-/// 0x7fffee800000, 2 MiB-aligned, right below a page-aligned mapping).
+/// aligning within it (<c>thp_get_unmapped_area_vmflags</c>). A replay of python3 recorded on a 6.18 host found the
+/// rule (the kernel mapped 128 MiB at 0x7fffee800000, 2 MiB-aligned, right below a page-aligned mapping; Faultline did
+/// not align); the expected addresses follow the kernel's arithmetic, and the real-program replay tests compare the
+/// placement with the host's.
 /// </summary>
 public class ThpAlignedPlacementTests
 {
