@@ -6,7 +6,7 @@ using Spectre.Console;
 namespace Faultline.Cli;
 
 /// <summary>
-/// The <c>faultline</c> command line: <c>bench</c> and <c>stress</c>. Every error, a bad option or a failure while
+/// The <c>faultline</c> command line: <c>bench</c>, <c>stress</c>, <c>record</c> and <c>replay</c>. Every error, a bad option or a failure while
 /// running, is one line on stderr (<c>faultline: …</c>) and exit code 2; help goes to stdout only when asked for.
 /// </summary>
 internal static class Program
@@ -61,5 +61,7 @@ internal static class Program
             new VersionOption(),
             BenchCommand.Create(),
             StressCommand.Create(),
+            RecordCommand.Create(),
+            ReplayCommand.Create(),
         };
 }

@@ -650,6 +650,6 @@ public sealed class AddressSpace : IDisposable
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.MemoryLockLimit,
             options.CapIpcLock, options.BrkStart, options.BackgroundZeroing, options.StackLimit,
-            options.FaultAroundBytes >> PageGeometry.PageShift);
+            options.FaultAroundBytes >> PageGeometry.PageShift, options.ThpAlignedPlacement);
     }
 }

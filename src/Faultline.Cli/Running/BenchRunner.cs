@@ -27,6 +27,8 @@ internal static class BenchRunner
         GC.WaitForPendingFinalizers();
         using IMemoryTarget target = CreateTarget(path, workload.TouchedBytes(shape) + shape.Churn * (1L << 20));
         IWorkloadRun run = workload.Start(target, shape);
+        // A run holding host resources of its own (a kernel replay's reserved regions) gives them back with the target.
+        using IDisposable? held = run as IDisposable;
         int workers = shape.Workers;
         using var gate = new Barrier(workers + 1);
         var phases = new Phase[2];

@@ -16,7 +16,7 @@ internal static class WorkloadCatalog
         new MallocWorkload(),
     ];
 
-    /// <summary>Parses a comma list of names or <c>all</c>.</summary>
+    /// <summary>Parses a comma list of names, <c>replay:TRACE</c> (a recorded program) or <c>all</c>.</summary>
     public static IReadOnlyList<IWorkload> ParseList(string text)
     {
         var result = new List<IWorkload>();
@@ -27,8 +27,13 @@ internal static class WorkloadCatalog
                 result.AddRange(All);
                 continue;
             }
+            if (item.StartsWith(ReplayWorkload.Prefix, StringComparison.Ordinal))
+            {
+                result.Add(new ReplayWorkload(item[ReplayWorkload.Prefix.Length..]));
+                continue;
+            }
             result.Add(All.FirstOrDefault(w => w.Name.Equals(item, StringComparison.OrdinalIgnoreCase))
-                ?? throw new ArgumentException($"unknown workload '{item}' (expected {string.Join(", ", All.Select(w => w.Name))} or all)"));
+                ?? throw new ArgumentException($"unknown workload '{item}' (expected {string.Join(", ", All.Select(w => w.Name))}, {ReplayWorkload.Prefix}TRACE or all)"));
         }
         return result.Distinct().ToList();
     }

@@ -20,6 +20,7 @@ namespace Faultline.Mm;
 /// <param name="BrkStart"><c>mm->start_brk</c>, page-aligned.</param>
 /// <param name="BackgroundZeroing">Freed frames are cleared by a background worker rather than by the fault that takes them.</param>
 /// <param name="StackLimit"><c>RLIMIT_STACK</c> in bytes: the most a grows-down VMA may span after stack expansion.</param>
+/// <param name="ThpAlignedPlacement">A hint-less private anonymous mmap of a multiple of 2 MiB is placed 2 MiB-aligned (<c>thp_get_unmapped_area_vmflags</c>).</param>
 /// <param name="FaultAroundPages"><c>fault_around_pages</c>: the aligned window a read fault on a page-cache backing maps cached pages in.</param>
 internal readonly record struct MmSettings(
     int FrameCount,
@@ -35,4 +36,5 @@ internal readonly record struct MmSettings(
     ulong BrkStart = 0x5555_5555_6000,
     bool BackgroundZeroing = false,
     ulong StackLimit = 8 << 20,
-    int FaultAroundPages = 16);
+    int FaultAroundPages = 16,
+    bool ThpAlignedPlacement = true);

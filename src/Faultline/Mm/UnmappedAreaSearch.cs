@@ -62,6 +62,23 @@ internal sealed class UnmappedAreaSearch
         return BottomUp(length, Math.Max(begin, PageGeometry.PageAlign(_mm.Settings.MmapMinAddress)), end);
     }
 
+    /// <summary>
+    /// <c>__thp_get_unmapped_area</c> for anonymous memory (file offset 0): a gap of <paramref name="length"/> plus one
+    /// PMD, the start moved up to the next PMD boundary; a start already aligned moves up one whole PMD, to the top of
+    /// the padded gap (top-down placement, <c>MMF_TOPDOWN</c>). Null when the padded search fails: the caller then
+    /// searches for the plain length, as <c>thp_get_unmapped_area_vmflags</c> does.
+    /// </summary>
+    public ulong? FindPmdAligned(ulong length, bool below2GiB)
+    {
+        ulong padded = length + PageGeometry.PmdSize;
+        if (padded < length || (below2GiB ? FindBelow2GiB(0, padded) : Find(0, padded)) is not ulong found)
+        {
+            return null;
+        }
+        ulong misalignment = (0 - found) & (PageGeometry.PmdSize - 1);
+        return misalignment == 0 ? found + PageGeometry.PmdSize : found + misalignment;
+    }
+
     /// <summary><c>vm_start_gap</c>: where a VMA's claim on the address space begins, its guard gap included.</summary>
     public static ulong StartGap(Vma vma) =>
         (vma.Flags & VmFlags.GrowsDown) == 0 ? vma.Start : vma.Start > StackGuardGap ? vma.Start - StackGuardGap : 0;

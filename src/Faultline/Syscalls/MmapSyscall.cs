@@ -237,7 +237,13 @@ internal sealed class MmapSyscall
         {
             return Errno.None;
         }
-        ulong? found = (flags & MapFlags.Map32Bit) != 0 ? _search.FindBelow2GiB(address, length) : _search.Find(address, length);
+        bool below2GiB = (flags & MapFlags.Map32Bit) != 0;
+        // __get_unmapped_area: a hint-less private anonymous mapping of whole PMDs is THP-aligned when it can be.
+        ulong? found = _mm.Settings.ThpAlignedPlacement && address == 0 && (flags & MapFlags.Shared) == 0
+            && (length & (PageGeometry.PmdSize - 1)) == 0
+            ? _search.FindPmdAligned(length, below2GiB)
+            : null;
+        found ??= below2GiB ? _search.FindBelow2GiB(address, length) : _search.Find(address, length);
         if (found is null)
         {
             return Errno.ENOMEM;

@@ -213,7 +213,12 @@ internal sealed class MremapSyscall
         {
             return Errno.ENOMEM;
         }
-        if (_search.Find(0, newLength) is not ulong target)
+        // get_unmapped_area of the move: a private anonymous VMA of whole PMDs is THP-aligned when it can be.
+        ulong? aligned = _mm.Settings.ThpAlignedPlacement && vma.Backing is Backing.AnonymousBacking && (vma.Flags & VmFlags.MayShare) == 0
+            && (newLength & (PageGeometry.PmdSize - 1)) == 0
+            ? _search.FindPmdAligned(newLength, below2GiB: false)
+            : null;
+        if ((aligned ?? _search.Find(0, newLength)) is not ulong target)
         {
             return Errno.ENOMEM;
         }
