@@ -79,4 +79,9 @@ internal enum ProbePoint
     /// the TLB flush of the old range (<c>move_ptes</c>, <c>move_normal_pmd</c>).
     /// </summary>
     RemapMovedBeforeFlush,
+    /// <summary>
+    /// Cpu TLB miss: the lockless walk found an entry permitting the access, inside the read section, before the
+    /// accessed/dirty CAS, the fill and the access itself.
+    /// </summary>
+    TlbMissWalked,
 }

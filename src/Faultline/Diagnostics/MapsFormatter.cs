@@ -103,7 +103,7 @@ internal static class MapsFormatter
             (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"), (VmFlags.Io, "io"),
             (VmFlags.SequentialRead, "sr"), (VmFlags.RandomRead, "rr"), (VmFlags.DontCopy, "dc"),
             (VmFlags.LockOnFault, "lf"), (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"), (VmFlags.Sync, "sf"),
-            (VmFlags.WipeOnFork, "wf"), (VmFlags.DontDump, "dd"), (VmFlags.HugePage, "hg"), (VmFlags.NoHugePage, "nh"),
+            (VmFlags.WipeOnFork, "wf"), (VmFlags.DontDump, "dd"), (VmFlags.SoftDirty, "sd"), (VmFlags.HugePage, "hg"), (VmFlags.NoHugePage, "nh"),
             (VmFlags.Sealed, "sl"),
         ];
         var text = new StringBuilder();

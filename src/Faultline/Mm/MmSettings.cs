@@ -21,6 +21,7 @@ namespace Faultline.Mm;
 /// <param name="BackgroundZeroing">Freed frames are cleared by a background worker rather than by the fault that takes them.</param>
 /// <param name="StackLimit"><c>RLIMIT_STACK</c> in bytes: the most a grows-down VMA may span after stack expansion.</param>
 /// <param name="FaultAroundPages"><c>fault_around_pages</c>: the aligned window a read fault on a page-cache backing maps cached pages in.</param>
+/// <param name="SoftDirty"><c>CONFIG_MEM_SOFT_DIRTY</c>: new VMAs get <c>VM_SOFTDIRTY</c> and pagemap reports soft-dirty bits.</param>
 internal readonly record struct MmSettings(
     int FrameCount,
     bool PoisonFreedFrames,
@@ -35,4 +36,5 @@ internal readonly record struct MmSettings(
     ulong BrkStart = 0x5555_5555_6000,
     bool BackgroundZeroing = false,
     ulong StackLimit = 8 << 20,
-    int FaultAroundPages = 16);
+    int FaultAroundPages = 16,
+    bool SoftDirty = false);
