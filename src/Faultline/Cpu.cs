@@ -668,7 +668,7 @@ public sealed unsafe class Cpu : IDisposable
             {
                 // Outside every lock and read section, before the store is retried: the watch learns of the write
                 // before it lands.
-                AddressSpace.WriteWatches.Find(watched)?.Notify(watched, this);
+                AddressSpace.WriteWatches.Find(watched)?.Notify(address, this);
             }
             if (outcome != AccessOutcome.Ok)
             {

@@ -15,7 +15,8 @@ namespace Faultline;
 /// store land while the callback still runs (the page is already disarmed), so a translator shared by several Cpus
 /// must treat the callback as "this page is changing". Pages not mapped when armed are not watched (nothing can have
 /// been read from them); arm after populating. A write by <c>MADV_POPULATE_WRITE</c> disarms without a callback.
-/// Thread-safe: <see cref="Rearm()"/> and <see cref="Dispose"/> may be called from any thread, also from the callback.
+/// Thread-safe: <see cref="Rearm()"/> and <see cref="Dispose"/> may be called from any thread, also from the callback
+/// (re-arming the page the callback is called for makes the retried store fault and call it again).
 /// </remarks>
 public sealed class WriteWatch : IDisposable
 {
