@@ -59,6 +59,11 @@ public sealed unsafe class HostWrittenPageScan : IDisposable
         public ulong ReturnMask;
     }
 
+    private static readonly Lazy<bool> s_supported = new(Probe, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>True when the host kernel has asynchronous userfaultfd write protection and <c>PAGEMAP_SCAN</c>.</summary>
+    public static bool Supported => s_supported.Value;
+
     /// <summary>Registers [<paramref name="start"/>, <paramref name="start"/> + <paramref name="length"/>) (page-aligned, anonymous memory).</summary>
     /// <exception cref="PlatformNotSupportedException">The kernel has no asynchronous write protection or no <c>PAGEMAP_SCAN</c>.</exception>
     public HostWrittenPageScan(ulong start, ulong length)
@@ -126,6 +131,26 @@ public sealed unsafe class HostWrittenPageScan : IDisposable
                 at = arg.WalkEnd;
             }
             return pages;
+        }
+    }
+
+    private static bool Probe()
+    {
+        nint page = LibC.MapAnonymousSmallPages(Linux.PAGE_SIZE);
+        try
+        {
+            using var scan = new HostWrittenPageScan((ulong)page, Linux.PAGE_SIZE);
+            Span<(ulong, ulong)> ranges = stackalloc (ulong, ulong)[1];
+            scan.GetAndClear(ranges);
+            return true;
+        }
+        catch (Exception e) when (e is PlatformNotSupportedException or IOException)
+        {
+            return false;
+        }
+        finally
+        {
+            _ = LibC.Munmap(page, (nuint)Linux.PAGE_SIZE);
         }
     }
 
