@@ -49,7 +49,9 @@ public sealed partial class AddressSpace
     /// previous call covering it (or since it was mapped), write-protects those pages again and returns how many there
     /// were. The first call reports every page written so far. Allocates nothing. Safe while Cpus run: a store racing
     /// the call is reported by this call (and has landed when it returns) or by the next one, never lost. Unmapped
-    /// pages read as not written; a page first mapped by a read fault is not written.
+    /// pages read as not written, and so does a page first mapped by a read fault, except where a read maps a private
+    /// frame instead of the zero page (<see cref="FaultlineOptions.MapZeroPageOnRead"/> off): that frame is mapped
+    /// dirty, as Linux maps it, and reads as written once. A page moved by <see cref="Remap"/> keeps its state.
     /// </summary>
     /// <exception cref="MemoryOperationException">EINVAL for an unaligned or wrapping range, EFAULT for a bitmap shorter than the range's pages / 64.</exception>
     /// <exception cref="ObjectDisposedException">This address space is disposed.</exception>
