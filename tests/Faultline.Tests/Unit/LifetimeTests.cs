@@ -197,6 +197,11 @@ public sealed class LifetimeTests
             [nameof(AddressSpace.FramesInUse)] = () => _ = space.FramesInUse,
             [nameof(AddressSpace.PoisonViolations)] = () => _ = space.PoisonViolations,
             [nameof(AddressSpace.PageTablePages)] = () => _ = space.PageTablePages,
+            [nameof(AddressSpace.ClearSoftDirty)] = () => space.ClearSoftDirty(),
+            [nameof(AddressSpace.ReadPageMap)] = () => space.ReadPageMap(a, new ulong[1]),
+            [nameof(AddressSpace.GetAndClearDirtyLog)] = () => space.GetAndClearDirtyLog(a, Page, new ulong[1]),
+            [nameof(AddressSpace.TryGetAndClearDirtyLog)] = () => space.TryGetAndClearDirtyLog(a, Page, new ulong[1], out _),
+            [nameof(AddressSpace.WatchWrites)] = () => space.WatchWrites(a, Page, (_, _) => { }),
         };
         foreach ((string name, Action call) in calls)
         {

@@ -90,6 +90,17 @@ public sealed class WriteWatchTests
     }
 
     [Fact]
+    public void AWatchDisposedAfterItsAddressSpaceOnlyUnregisters()
+    {
+        var space = NewSpace(FaultPath.MmapLock);
+        MapFixed(space, Base, Page);
+        WriteWatch watch = space.WatchWrites(Base, Page, (_, _) => { });
+        space.Dispose();
+        watch.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => watch.Rearm());
+    }
+
+    [Fact]
     public void ACallbackThatRearmsItsPageIsCalledAgainByTheRetriedStore()
     {
         using AddressSpace space = NewSpace(FaultPath.MmapLock);
