@@ -40,7 +40,7 @@ namespace Faultline;
 /// long value = cpu.Load&lt;long&gt;(heap + 8);  // TLB hit
 /// </code>
 /// </example>
-public sealed class AddressSpace : IDisposable
+public sealed partial class AddressSpace : IDisposable
 {
     private static long s_nextId;
 
@@ -650,6 +650,6 @@ public sealed class AddressSpace : IDisposable
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.MemoryLockLimit,
             options.CapIpcLock, options.BrkStart, options.BackgroundZeroing, options.StackLimit,
-            options.FaultAroundBytes >> PageGeometry.PageShift, options.ThpAlignedPlacement);
+            options.FaultAroundBytes >> PageGeometry.PageShift, options.ThpAlignedPlacement, options.SoftDirty);
     }
 }

@@ -650,6 +650,7 @@ public sealed unsafe class Cpu : IDisposable
             }
             if (table.WalkLockless(address, out PteLocation at, out ulong pte) == WalkStatus.Ok && Pte.Permits(pte, kind))
             {
+                _mm.Probes.Hit(ProbePoint.TlbMissWalked);
                 bool dirty = kind == AccessKind.Write;
                 if (!table.TrySetAccessedDirty(at.PteTable, at.PteIndex, pte, dirty))
                 {
@@ -665,6 +666,12 @@ public sealed unsafe class Cpu : IDisposable
             }
             LeaveSection();
             AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
+            if (_faultCpu.TakeWatchedWrite(out ulong watched))
+            {
+                // Outside every lock and read section, before the store is retried: the watch learns of the write
+                // before it lands.
+                AddressSpace.WriteWatches.Find(watched)?.Notify(address, this);
+            }
             if (outcome != AccessOutcome.Ok)
             {
                 _lastOutcome = outcome;

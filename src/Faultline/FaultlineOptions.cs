@@ -83,6 +83,15 @@ public sealed record FaultlineOptions
     /// </summary>
     public bool ThpAlignedPlacement { get; init; } = true;
 
+    /// <summary>
+    /// Soft-dirty tracking, as Linux built with <c>CONFIG_MEM_SOFT_DIRTY</c>: every new mapping is marked
+    /// <c>VM_SOFTDIRTY</c> (smaps shows <c>sd</c>) so all its pages read soft-dirty until
+    /// <see cref="AddressSpace.ClearSoftDirty"/>, and <see cref="AddressSpace.ReadPageMap"/> reports bit 55. When false
+    /// (the default, as kernels built without it) no mapping carries the flag and bit 55 always reads 0; the dirty log
+    /// and write watches work either way.
+    /// </summary>
+    public bool SoftDirty { get; init; }
+
     /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
     public bool PoisonFreedFrames { get; init; }
 }

@@ -42,6 +42,11 @@ internal enum VmFlags : ulong
     WipeOnFork = 0x2000000,
     /// <summary><c>VM_DONTDUMP</c>: <c>MADV_DONTDUMP</c>, left out of core dumps.</summary>
     DontDump = 0x4000000,
+    /// <summary>
+    /// <c>VM_SOFTDIRTY</c>: every page of the VMA reads soft-dirty (set on a new mapping, cleared by <c>clear_refs</c>);
+    /// only in an address space that tracks soft-dirty pages (<c>CONFIG_MEM_SOFT_DIRTY</c>).
+    /// </summary>
+    SoftDirty = 0x8000000,
     /// <summary><c>VM_HUGEPAGE</c>: <c>MADV_HUGEPAGE</c>.</summary>
     /// <summary><c>VM_MIXEDMAP</c>: refcounted frames and raw page-frame numbers mixed (never set here; part of <see cref="SpecialMask"/>).</summary>
     MixedMap = 0x10000000,

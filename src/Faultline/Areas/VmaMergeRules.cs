@@ -7,13 +7,13 @@ namespace Faultline.Areas;
 internal static class VmaMergeRules
 {
     /// <summary>
-    /// True when <paramref name="left"/> (ending where <paramref name="right"/> starts) can merge with it: same flags,
-    /// none of them <c>VM_SPECIAL</c>, backing and policy, continuous page offsets, and anon_vmas that are equal or not
-    /// both set.
+    /// True when <paramref name="left"/> (ending where <paramref name="right"/> starts) can merge with it: same flags
+    /// but for <c>VM_SOFTDIRTY</c> (which the merged VMA keeps if either had it: <see cref="MergedFlags"/>), none of
+    /// them <c>VM_SPECIAL</c>, backing and policy, continuous page offsets, and anon_vmas that are equal or not both set.
     /// </summary>
     public static bool CanMerge(Vma left, Vma right) =>
         left.End == right.Start
-        && left.Flags == right.Flags
+        && ((left.Flags ^ right.Flags) & ~VmFlags.SoftDirty) == 0
         && (left.Flags & VmFlags.SpecialMask) == 0
         && ReferenceEquals(left.Backing, right.Backing)
         && left.Policy == right.Policy
@@ -34,14 +34,20 @@ internal static class VmaMergeRules
     /// <summary>
     /// <c>anon_vma_compatible</c>: <paramref name="b"/> may reuse <paramref name="a"/>'s anon_vma (or the reverse)
     /// because they could merge after an mprotect: adjacent, same backing and policy, flags differing only in access
-    /// bits, continuous offsets.
+    /// bits and <c>VM_SOFTDIRTY</c>, continuous offsets.
     /// </summary>
     public static bool AnonVmaCompatible(Vma a, Vma b) =>
         a.End == b.Start
         && ReferenceEquals(a.Backing, b.Backing)
         && a.Policy == b.Policy
-        && ((a.Flags ^ b.Flags) & ~VmFlags.AccessFlags) == 0
+        && ((a.Flags ^ b.Flags) & ~(VmFlags.AccessFlags | VmFlags.SoftDirty)) == 0
         && OffsetsContinue(a, b);
+
+    /// <summary>
+    /// The flags of two VMAs merged into one: <c>VM_SOFTDIRTY</c> is sticky (a merge must not make a page that read
+    /// soft-dirty read clean), the rest are equal.
+    /// </summary>
+    public static VmFlags MergedFlags(Vma left, Vma right) => left.Flags | (right.Flags & VmFlags.SoftDirty);
 
     private static bool OffsetsContinue(Vma left, Vma right) =>
         right.PageOffset == left.PageOffset + ((right.Start - left.Start) >> PageGeometry.PageShift);

@@ -88,4 +88,9 @@ internal enum ProbePoint
     TlbFillBeforeInsert,
     /// <summary>Pin: a page was faulted in with no lock held, before the mmap read lock is taken to look it up again.</summary>
     PinFaultedBeforeLookup,
+    /// <summary>
+    /// Cpu TLB miss: the lockless walk found an entry permitting the access, inside the read section, before the
+    /// accessed/dirty CAS, the fill and the access itself.
+    /// </summary>
+    TlbMissWalked,
 }

@@ -103,7 +103,7 @@ internal static class MapsFormatter
             (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.PfnMap, "pf"), (VmFlags.Locked, "lo"), (VmFlags.Io, "io"),
             (VmFlags.SequentialRead, "sr"), (VmFlags.RandomRead, "rr"), (VmFlags.DontCopy, "dc"), (VmFlags.DontExpand, "de"),
             (VmFlags.LockOnFault, "lf"), (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"), (VmFlags.Sync, "sf"),
-            (VmFlags.WipeOnFork, "wf"), (VmFlags.DontDump, "dd"), (VmFlags.MixedMap, "mm"), (VmFlags.HugePage, "hg"), (VmFlags.NoHugePage, "nh"),
+            (VmFlags.WipeOnFork, "wf"), (VmFlags.DontDump, "dd"), (VmFlags.SoftDirty, "sd"), (VmFlags.MixedMap, "mm"), (VmFlags.HugePage, "hg"), (VmFlags.NoHugePage, "nh"),
             (VmFlags.Sealed, "sl"),
         ];
         var text = new StringBuilder();

@@ -26,4 +26,26 @@ internal sealed class FaultCpu
     public EventCounters Counters { get; } = new();
     /// <summary>The thread inside this Cpu's slow path, if any.</summary>
     public UseClaim Claim { get; } = new();
+
+    /// <summary>True while a write fault's notice for a write watch waits for the Cpu to deliver it.</summary>
+    public bool HasWatchedWrite { get; private set; }
+
+    /// <summary>The faulting address of the pending write-watch notice.</summary>
+    public ulong WatchedWriteAddress { get; private set; }
+
+    /// <summary>Records that the fault at <paramref name="address"/> disarmed a write watch (owner thread only).</summary>
+    public void NoteWatchedWrite(ulong address)
+    {
+        WatchedWriteAddress = address;
+        HasWatchedWrite = true;
+    }
+
+    /// <summary>Takes the pending write-watch notice, if any (owner thread only).</summary>
+    public bool TakeWatchedWrite(out ulong address)
+    {
+        address = WatchedWriteAddress;
+        bool pending = HasWatchedWrite;
+        HasWatchedWrite = false;
+        return pending;
+    }
 }

@@ -77,7 +77,7 @@ internal static class MemoryFaultHandler
             return DoWriteProtectPage(ref fault, pte);
         }
         // Spurious (another Cpu raced, or a PROT_NONE entry left by a protect that is now widening): mark young.
-        ulong young = pte | Pte.Accessed | (fault.IsWrite ? Pte.Dirty : 0);
+        ulong young = pte | Pte.Accessed | (fault.IsWrite ? Pte.DirtyBits : 0);
         if (young != pte)
         {
             table.WritePte(fault.Location, young);
@@ -208,7 +208,7 @@ internal static class MemoryFaultHandler
         // "if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry))": a write fault always has VM_WRITE;
         // a read without the zero page maps a read-only VMA's frame read-only and clean, as nothing was written.
         bool writable = (fault.VmaFlags & VmFlags.Write) != 0;
-        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (writable ? Pte.Dirty : 0);
+        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (writable ? Pte.DirtyBits : 0);
         if (!PteMapLock(ref fault))
         {
             ReleaseUnused(ref fault, pfn);
@@ -234,7 +234,9 @@ internal static class MemoryFaultHandler
     /// <summary>
     /// <c>do_wp_page</c>, entered with the PTE lock held on a present read-only PTE of a writable VMA. An exclusive
     /// anonymous frame is reused (made writable); a shared mapping's page is made writable and dirty
-    /// (<c>wp_page_shared</c>); anything else, the zero frame included, is copied (<c>wp_page_copy</c>).
+    /// (<c>wp_page_shared</c>); anything else, the zero frame included, is copied (<c>wp_page_copy</c>). The new entry
+    /// is soft-dirty and carries no write-tracking bit: this is the write the dirty log and soft-dirty wait for. An
+    /// entry a write watch armed leaves the watch's notice with the Cpu, which runs it before retrying the store.
     /// </summary>
     private static FaultResult DoWriteProtectPage(ref FaultContext fault, ulong pte)
     {
@@ -247,8 +249,9 @@ internal static class MemoryFaultHandler
         if (!special && mm.Memory.IsExclusiveAnonymous(oldPfn))
         {
             // wp_page_reuse: an exclusive anonymous page just becomes writable.
-            table.WritePte(fault.Location, pte | Pte.Writable | Pte.Dirty | Pte.Accessed);
+            table.WritePte(fault.Location, (pte & ~Pte.WriteNotify) | Pte.Writable | Pte.DirtyBits | Pte.Accessed);
             SpinWord.Exit(ref ptl);
+            NoteWatchedWrite(ref fault, pte);
             fault.Cpu.Counters.Add(VmEvent.CowReuse);
             return FaultResult.Ok;
         }
@@ -256,8 +259,9 @@ internal static class MemoryFaultHandler
         {
             // wp_page_shared: the backing's own page is written; it must be written back.
             mm.Memory.SetFlags(oldPfn, FrameFlags.Dirty);
-            table.WritePte(fault.Location, pte | Pte.Writable | Pte.Dirty | Pte.Accessed);
+            table.WritePte(fault.Location, (pte & ~Pte.WriteNotify) | Pte.Writable | Pte.DirtyBits | Pte.Accessed);
             SpinWord.Exit(ref ptl);
+            NoteWatchedWrite(ref fault, pte);
             return FaultResult.Ok;
         }
         if (!special)
@@ -318,7 +322,8 @@ internal static class MemoryFaultHandler
             return FaultResult.Ok;
         }
         SetNewAnonymous(ref fault, pfn);
-        table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.Dirty);
+        table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.DirtyBits);
+        NoteWatchedWrite(ref fault, pte);
         var gather = new MmuGather(mm.Memory, mm.Rcu, caller: fault.Cpu.Reader);
         // MM_ANONPAGES grows unless the page replaced was anonymous already (a frame shared by fork).
         bool replacedAnonymous = !fromZeroFrame && mm.Memory.Info(oldPfn).Kind == FrameKind.Anonymous;
@@ -430,10 +435,27 @@ internal static class MemoryFaultHandler
     /// <c>vm_page_prot</c> of a shared writable VMA without write notification (<c>vma_wants_writenotify</c> false:
     /// shmem has no <c>page_mkwrite</c> and no dirty accounting): a read fault maps a page-cache page writable and
     /// clean, so a later store dirties only this PTE (the frame is marked dirty when the PTE is zapped). Other
-    /// backings map read-only and take a write fault to be told (<c>wp_page_shared</c>).
+    /// backings map read-only and take a write fault to be told (<c>wp_page_shared</c>), and so does shared memory
+    /// whose soft-dirty bits are being tracked (<c>vma_soft_dirty_enabled</c> makes <c>vma_wants_writenotify</c> true).
     /// </summary>
     private static bool MapsWritableOnRead(ref FaultContext fault) =>
-        fault.Vma!.Backing is IPageCacheBacking && (fault.VmaFlags & (VmFlags.Shared | VmFlags.Write)) == (VmFlags.Shared | VmFlags.Write);
+        fault.Vma!.Backing is IPageCacheBacking && (fault.VmaFlags & (VmFlags.Shared | VmFlags.Write)) == (VmFlags.Shared | VmFlags.Write)
+        && !SoftDirtyEnabled(fault.Mm.Settings, fault.VmaFlags);
+
+    /// <summary>
+    /// <c>vma_soft_dirty_enabled</c>: the address space tracks soft-dirty and the VMA's flag was cleared, so a clean
+    /// page must fault on its first write to become soft-dirty.
+    /// </summary>
+    public static bool SoftDirtyEnabled(MmSettings settings, VmFlags flags) => settings.SoftDirty && (flags & VmFlags.SoftDirty) == 0;
+
+    // A write fault removed a write watch's arming from `pte`: the Cpu notifies the watch once the fault path is left.
+    private static void NoteWatchedWrite(ref FaultContext fault, ulong pte)
+    {
+        if ((pte & Pte.WriteWatched) != 0)
+        {
+            fault.Cpu.NoteWatchedWrite(fault.Address);
+        }
+    }
 
     /// <summary><c>do_shared_fault</c>: the backing's frame, mapped writable and marked dirty.</summary>
     private static FaultResult DoSharedFault(ref FaultContext fault)
@@ -484,7 +506,7 @@ internal static class MemoryFaultHandler
         }
         SetNewAnonymous(ref fault, pfn);
         // Release store: the copied contents and metadata are visible before the PTE (set_pte_at).
-        table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.Dirty);
+        table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.DirtyBits);
         SpinWord.Exit(ref ptl);
         fault.Cpu.Counters.Add(VmEvent.AnonPages);
         return FaultResult.Ok;
@@ -528,7 +550,7 @@ internal static class MemoryFaultHandler
         {
             mm.Memory.SetFlags(pfn, FrameFlags.Dirty);
         }
-        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (dirty ? Pte.Dirty : 0);
+        ulong entry = Pte.MakeLeaf(pfn, fault.Protection, writable, special: false) | Pte.Accessed | (dirty ? Pte.DirtyBits : 0);
         // Release store: the map count and flags are visible before the PTE (set_pte_at).
         table.WritePte(fault.Location, entry);
         SpinWord.Exit(ref ptl);

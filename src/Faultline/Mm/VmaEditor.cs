@@ -154,13 +154,14 @@ internal sealed class VmaEditor
 
     /// <summary>
     /// <c>vma_merge_new_range</c> in <c>just_expand</c> mode (brk): replaces <paramref name="vma"/> by a copy ending at
-    /// <paramref name="newEnd"/>, with the same flags, page offset and anon_vma.
+    /// <paramref name="newEnd"/>, with the same flags (plus <paramref name="added"/>: brk's <c>VM_SOFTDIRTY</c>), page
+    /// offset and anon_vma.
     /// </summary>
-    public void Expand(Vma vma, ulong newEnd)
+    public void Expand(Vma vma, ulong newEnd, VmFlags added = VmFlags.None)
     {
         BeginWrite(vma);
         Detach(vma);
-        Attach(CopyOf(vma, vma.Start, newEnd, vma.Flags));
+        Attach(CopyOf(vma, vma.Start, newEnd, vma.Flags | added));
     }
 
     /// <summary>
@@ -233,7 +234,7 @@ internal sealed class VmaEditor
         BeginWrite(right);
         Detach(left);
         Detach(right);
-        Vma joined = CopyOf(left, left.Start, right.End, left.Flags);
+        Vma joined = CopyOf(left, left.Start, right.End, VmaMergeRules.MergedFlags(left, right));
         joined.AnonVma = left.AnonVma ?? right.AnonVma;
         Attach(joined);
         return joined;

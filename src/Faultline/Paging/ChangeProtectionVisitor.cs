@@ -14,13 +14,16 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
     private readonly PageProtection _protection;
     private readonly bool _vmaMayWrite;
     private readonly MmuGather _gather;
+    private readonly bool _softDirtyEnabled;
 
     /// <summary>
     /// A change to <paramref name="protection"/>; <paramref name="vmaMayWrite"/> says whether the VMA's new flags let a
-    /// PTE be writable at all (private and writable).
+    /// PTE be writable at all (private and writable); <paramref name="softDirtyEnabled"/> that the VMA's soft-dirty bits
+    /// are tracked (<c>vma_soft_dirty_enabled</c>), so an entry not yet soft-dirty must fault on its first write.
     /// </summary>
-    public ChangeProtectionVisitor(PageTable table, PageProtection protection, bool vmaMayWrite, MmuGather gather)
+    public ChangeProtectionVisitor(PageTable table, PageProtection protection, bool vmaMayWrite, MmuGather gather, bool softDirtyEnabled = false)
     {
+        _softDirtyEnabled = softDirtyEnabled;
         _table = table;
         _memory = table.Memory;
         _protection = protection;
@@ -81,6 +84,11 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
         {
             // Host memory is only mapped shared and wants no write notification: writable in place, like shmem.
             return _vmaMayWrite && HostWindow.Contains(Pte.Frame(entry));
+        }
+        // pte_needs_soft_dirty_wp and the dirty log's or a write watch's arming: the next write must fault to be seen.
+        if ((entry & Pte.WriteNotify) != 0 || (_softDirtyEnabled && (entry & Pte.SoftDirty) == 0))
+        {
+            return false;
         }
         // A shared-memory page is only ever mapped by shared VMAs, whose vm_page_prot is writable when they are
         // (shmem wants no write notification): pte_modify makes its PTE writable, clean or dirty as it was.

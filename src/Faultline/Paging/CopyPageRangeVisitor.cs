@@ -143,7 +143,9 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
             Volatile.Write(ref parentSlot, entry);
             WriteProtected++;
         }
-        return entry & ~Pte.Accessed;
+        // The child keeps soft-dirty (copy_present_pte copies it) but not the parent's write-tracking arming: the dirty
+        // log and write watches belong to the parent, and a read-only child entry faults on its own.
+        return entry & ~(Pte.Accessed | Pte.WriteNotify);
     }
 
     // copy_present_page (folio_needs_cow_for_dma): the pinned frame may be read or written behind every page table, so

@@ -575,10 +575,12 @@ internal sealed unsafe class PageTable
     /// lock (<see cref="ChangeProtectionVisitor"/>). <paramref name="vmaMayWrite"/>: the VMA's new flags allow writable
     /// PTEs (private and writable); exclusive anonymous frames then become writable in place, others must fault to
     /// copy. Notes narrowing changes in <paramref name="gather"/>. Caller holds mmap_lock for write.
+    /// <paramref name="softDirtyEnabled"/>: <c>vma_soft_dirty_enabled</c>, entries not soft-dirty stay read-only.
     /// </summary>
-    public void ChangeProtection(ulong start, ulong end, PageProtection protection, bool vmaMayWrite, MmuGather gather)
+    public void ChangeProtection(ulong start, ulong end, PageProtection protection, bool vmaMayWrite, MmuGather gather,
+        bool softDirtyEnabled = false)
     {
-        var change = new ChangeProtectionVisitor(this, protection, vmaMayWrite, gather);
+        var change = new ChangeProtectionVisitor(this, protection, vmaMayWrite, gather, softDirtyEnabled);
         Walker.Walk(start, end, ref change);
     }
 

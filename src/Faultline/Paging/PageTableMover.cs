@@ -141,8 +141,10 @@ internal unsafe struct PageTableMover
             }
             Debug.Assert(to[newIndex + i] == 0, "the destination of a move is empty");
             Volatile.Write(ref from[oldIndex + i], 0UL);
-            // Release store, as set_pte_at: the frame's contents and metadata are visible with the entry.
-            Volatile.Write(ref to[newIndex + i], entry);
+            // Release store, as set_pte_at: the frame's contents and metadata are visible with the entry. A moved entry
+            // becomes soft-dirty (move_soft_dirty_pte): the page is new at its address. A table moved whole keeps its
+            // entries as they are, as move_normal_pmd does.
+            Volatile.Write(ref to[newIndex + i], entry | Pte.SoftDirty);
             if (Pte.MapsFrame(entry))
             {
                 flush = true;

@@ -6,6 +6,12 @@ namespace Faultline.Paging;
 /// not present to the hardware walker, but still mapping its frame), 9 special (the kernel's <c>_PAGE_SPECIAL</c>,
 /// a frame with no refcounting such as the zero frame), 12-51 frame number, 63 no-execute. A non-zero entry that
 /// is neither present nor PROT_NONE is a swap entry (type in bits 1-5, offset in bits 12-50), reserved for swap.
+/// Write tracking uses software bits the hardware walker ignores, none inside a swap entry's type or offset: 10
+/// write-tracked (the place of x86's <c>_PAGE_UFFD_WP</c>: the dirty log armed the entry read-only, the next write
+/// fault clears it), 11 soft-dirty (x86's <c>_PAGE_SOFT_DIRTY</c>; a swap entry keeps it in the same bit, where x86
+/// uses bit 1 for <c>_PAGE_SWP_SOFT_DIRTY</c>, since bits 1-5 hold the type here), 58 write-watched (x86's fourth
+/// software bit: a write watch armed the entry read-only, the next write fault notifies and clears it). An entry
+/// with bit 10 or 58 set is never writable.
 /// </summary>
 internal static class Pte
 {
@@ -18,6 +24,16 @@ internal static class Pte
     public const ulong ProtNone = 1UL << 8;
     public const ulong Special = 1UL << 9;
     public const ulong NoExecute = 1UL << 63;
+    /// <summary>Armed by the dirty log: read-only until a write fault clears it (the bit of x86's <c>_PAGE_UFFD_WP</c>).</summary>
+    public const ulong WriteTracked = 1UL << 10;
+    /// <summary><c>_PAGE_SOFT_DIRTY</c>: set with <see cref="Dirty"/> by every fault that dirties (<c>pte_mkdirty</c>), cleared by <c>clear_refs</c>.</summary>
+    public const ulong SoftDirty = 1UL << 11;
+    /// <summary>Armed by a write watch: read-only until a write fault notifies the watch and clears it.</summary>
+    public const ulong WriteWatched = 1UL << 58;
+    /// <summary>The bits that keep an entry read-only until a write fault (<see cref="WriteTracked"/>, <see cref="WriteWatched"/>).</summary>
+    public const ulong WriteNotify = WriteTracked | WriteWatched;
+    /// <summary><c>pte_mkdirty</c> on x86: the hardware dirty bit and the soft-dirty bit together.</summary>
+    public const ulong DirtyBits = Dirty | SoftDirty;
     public const ulong FrameMask = 0x000F_FFFF_FFFF_F000UL;
 
     /// <summary>Flags of a page-table (non-leaf) entry: present, writable, user; permissions are decided at the leaf.</summary>
@@ -68,13 +84,13 @@ internal static class Pte
         return entry;
     }
 
-    /// <summary><c>pte_modify</c>: same frame, dirty and accessed bits, new protection.</summary>
+    /// <summary><c>pte_modify</c>: same frame, dirty, accessed and write-tracking bits (<c>_PAGE_CHG_MASK</c>), new protection.</summary>
     public static ulong Modify(ulong entry, PageProtection protection, bool writable)
     {
-        ulong kept = entry & (FrameMask | Accessed | Dirty | Special);
+        ulong kept = entry & (FrameMask | Accessed | Dirty | Special | SoftDirty | WriteNotify);
         kept |= User;
         kept |= protection.IsAccessible ? Present : ProtNone;
-        if (writable && protection.Write)
+        if (writable && protection.Write && (entry & WriteNotify) == 0)
         {
             kept |= Writable;
         }

@@ -94,6 +94,7 @@ internal sealed class BrkSyscall
     {
         ulong length = newBreak - oldBreak;
         VmFlags flags = BrkFlags | _mm.DefaultFlags;
+        VmFlags softDirty = _mm.Settings.SoftDirty ? VmFlags.SoftDirty : VmFlags.None;
         // get_unmapped_area(MAP_FIXED) bounds (a break aligned up past the top wraps, making the length huge) and
         // mlock_future_ok.
         if (length > PageGeometry.TaskSize || oldBreak > PageGeometry.TaskSize - length || !_mm.MayLockMore(flags, length))
@@ -113,14 +114,15 @@ internal sealed class BrkSyscall
         // at the old break and a new VMA there could merge with it.
         Vma? previous = _mm.Tree.FindLastStartingBelow(oldBreak);
         if (previous is not null && previous.End == oldBreak && oldBreak > _mm.StartBrk
-            && previous.Flags == flags && previous.Backing.IsAnonymous && previous.Policy == MemoryPolicy.Default
+            && (previous.Flags & ~VmFlags.SoftDirty) == flags && previous.Backing.IsAnonymous && previous.Policy == MemoryPolicy.Default
             && previous.PageOffset + ((oldBreak - previous.Start) >> PageGeometry.PageShift) == oldBreak >> PageGeometry.PageShift)
         {
-            _editor.Expand(previous, newBreak);
+            // do_brk_flags marks the grown or new heap VMA soft-dirty.
+            _editor.Expand(previous, newBreak, softDirty);
         }
         else
         {
-            Vma created = _mm.CreateVma(oldBreak, newBreak, oldBreak >> PageGeometry.PageShift, flags, AnonymousBacking.Instance);
+            Vma created = _mm.CreateVma(oldBreak, newBreak, oldBreak >> PageGeometry.PageShift, flags | softDirty, AnonymousBacking.Instance);
             _editor.BeginWrite(created);
             _editor.Attach(created);
         }

@@ -108,6 +108,9 @@ internal sealed class MmapSyscall
         try
         {
             vmFlags |= _mm.DefaultFlags;
+            // __mmap_complete: a new (or merged-into) VMA is soft-dirty, so a tracker can tell an area unmapped and
+            // mapped again in place from one left alone.
+            vmFlags |= _mm.Settings.SoftDirty ? VmFlags.SoftDirty : VmFlags.None;
             // do_mmap: MAP_LOCKED needs can_do_mlock, and any locked mapping must fit under the lock limit.
             if ((flags & MapFlags.Locked) != 0 && !_mm.CanLock)
             {

@@ -182,7 +182,8 @@ internal sealed class MprotectSyscall
             // write notification (shared memory and host memory, whose vm_page_prot is writable): the visitor decides per frame.
             bool vmaMayWrite = (newFlags & VmFlags.Write) != 0
                 && ((newFlags & VmFlags.Shared) == 0 || vma.Backing is Backing.IPageCacheBacking or Backing.HostMemoryBacking);
-            _mm.PageTable.ChangeProtection(pieceStart, pieceEnd, Vma.ProtectionOf(newFlags), vmaMayWrite, gather);
+            _mm.PageTable.ChangeProtection(pieceStart, pieceEnd, Vma.ProtectionOf(newFlags), vmaMayWrite, gather,
+                MemoryFaultHandler.SoftDirtyEnabled(_mm.Settings, newFlags));
         }
         if (error == Errno.None && reached < end)
         {

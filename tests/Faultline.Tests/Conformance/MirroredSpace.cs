@@ -25,7 +25,9 @@ internal sealed class MirroredSpace : IDisposable
     /// Where Faultline's heap starts (page-aligned, inside the region; default: the region's end, no heap). The
     /// region from there to its end is left unmapped on both sides for the break to grow into.
     /// </param>
-    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock, bool? mapZeroPageOnRead = null, ulong? brkStart = null)
+    /// <param name="softDirty">Faultline's soft-dirty tracking (default off, whatever the host has).</param>
+    public MirroredSpace(HostRegion host, FaultPath path = FaultPath.MmapLock, bool? mapZeroPageOnRead = null, ulong? brkStart = null,
+        bool softDirty = false)
     {
         _host = host;
         BrkStart = brkStart ?? host.End;
@@ -41,6 +43,7 @@ internal sealed class MirroredSpace : IDisposable
             BrkStart = BrkStart,
             // A read fault on shared memory maps as many cached pages around it as the host's does.
             FaultAroundBytes = HostFacts.Current.FaultAroundPages * (int)Page,
+            SoftDirty = softDirty,
         });
         Cpu = Space.AttachCpu();
         // The speculative path runs only with more than one user (mm_users > 1); a second, idle Cpu makes it run.

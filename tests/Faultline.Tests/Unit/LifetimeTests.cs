@@ -201,6 +201,11 @@ public sealed class LifetimeTests
             [nameof(AddressSpace.TryMapHostMemory)] = () => space.TryMapHostMemory(0, Page, Protection.Read, MapFlags.Shared, 4096, out _),
             [nameof(AddressSpace.Pin)] = () => space.Pin(a, Page, write: false),
             [nameof(AddressSpace.TryPin)] = () => space.TryPin(a, Page, write: false, out _),
+            [nameof(AddressSpace.ClearSoftDirty)] = () => space.ClearSoftDirty(),
+            [nameof(AddressSpace.ReadPageMap)] = () => space.ReadPageMap(a, new ulong[1]),
+            [nameof(AddressSpace.GetAndClearDirtyLog)] = () => space.GetAndClearDirtyLog(a, Page, new ulong[1]),
+            [nameof(AddressSpace.TryGetAndClearDirtyLog)] = () => space.TryGetAndClearDirtyLog(a, Page, new ulong[1], out _),
+            [nameof(AddressSpace.WatchWrites)] = () => space.WatchWrites(a, Page, (_, _) => { }),
         };
         foreach ((string name, Action call) in calls)
         {
