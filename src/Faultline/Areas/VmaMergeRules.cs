@@ -8,13 +8,14 @@ internal static class VmaMergeRules
 {
     /// <summary>
     /// True when <paramref name="left"/> (ending where <paramref name="right"/> starts) can merge with it: same flags,
-    /// backing and policy, continuous page offsets, and anon_vmas that are equal or not both set.
+    /// backing, policy and user-fault channel (<c>is_mergeable_vm_userfaultfd_ctx</c>), continuous page offsets, and anon_vmas that are equal or not both set.
     /// </summary>
     public static bool CanMerge(Vma left, Vma right) =>
         left.End == right.Start
         && left.Flags == right.Flags
         && ReferenceEquals(left.Backing, right.Backing)
         && left.Policy == right.Policy
+        && ReferenceEquals(left.UserFault, right.UserFault)
         && OffsetsContinue(left, right)
         && AnonVmasCompatible(left.AnonVma, right.AnonVma);
 

@@ -4,7 +4,8 @@ namespace Faultline.Paging;
 /// x86-64-style page-table entry encoding, used at every level (pgd/pud/pmd/pte). Bits: 0 present, 1 writable,
 /// 2 user, 5 accessed, 6 dirty, 7 huge (PSE, upper levels only), 8 PROT_NONE (the kernel's <c>_PAGE_PROTNONE</c>:
 /// not present to the hardware walker, but still mapping its frame), 9 special (the kernel's <c>_PAGE_SPECIAL</c>,
-/// a frame with no refcounting such as the zero frame), 12-51 frame number, 63 no-execute. A non-zero entry that
+/// a frame with no refcounting such as the zero frame), 10 uffd-wp (the kernel's <c>_PAGE_UFFD_WP</c>, software bit 2),
+/// 12-51 frame number, 63 no-execute. A non-zero entry that
 /// is neither present nor PROT_NONE is a swap entry (type in bits 1-5, offset in bits 12-50), reserved for swap.
 /// </summary>
 internal static class Pte
@@ -17,6 +18,11 @@ internal static class Pte
     public const ulong Huge = 1UL << 7;
     public const ulong ProtNone = 1UL << 8;
     public const ulong Special = 1UL << 9;
+    /// <summary>
+    /// <c>_PAGE_UFFD_WP</c>: write-protected for a user-fault channel (a write faults to the handler). Bit 10, outside
+    /// the swap-entry fields (type 1-5, offset 12-50), so it could mark a swap entry as the kernel's swap bit does.
+    /// </summary>
+    public const ulong UffdWp = 1UL << 10;
     public const ulong NoExecute = 1UL << 63;
     public const ulong FrameMask = 0x000F_FFFF_FFFF_F000UL;
 
@@ -68,10 +74,10 @@ internal static class Pte
         return entry;
     }
 
-    /// <summary><c>pte_modify</c>: same frame, dirty and accessed bits, new protection.</summary>
+    /// <summary><c>pte_modify</c>: same frame, dirty, accessed and uffd-wp bits, new protection.</summary>
     public static ulong Modify(ulong entry, PageProtection protection, bool writable)
     {
-        ulong kept = entry & (FrameMask | Accessed | Dirty | Special);
+        ulong kept = entry & (FrameMask | Accessed | Dirty | Special | UffdWp);
         kept |= User;
         kept |= protection.IsAccessible ? Present : ProtNone;
         if (writable && protection.Write)

@@ -1,0 +1,87 @@
+using Faultline.Areas;
+using Faultline.Concurrency;
+using Faultline.Mm;
+using Faultline.Paging;
+
+namespace Faultline.Faults;
+
+/// <summary>
+/// <c>handle_userfault</c> (<c>fs/userfaultfd.c</c>), in two halves: <see cref="Handle"/> runs under the fault's
+/// lock (mmap read lock or VMA read lock), queues the fault on the VMA's channel and re-checks the page table
+/// (<c>userfaultfd_must_wait</c>); the path then releases its lock (<c>release_fault_lock</c>) and calls
+/// <see cref="WaitUnlocked"/>, which sleeps until a resolution wakes the fault. The fault is then retried
+/// (<c>VM_FAULT_RETRY</c>) on the mmap-lock path, as the kernel retries it.
+/// </summary>
+internal static class UserFaultDelivery
+{
+    /// <summary>
+    /// Delivers the fault for <paramref name="reason"/>: SIGBUS when no channel can take it (none, the address space
+    /// is being torn down, <c>UFFD_FEATURE_SIGBUS</c>, or retry not allowed); <see cref="FaultResult.NoPage"/> when the
+    /// channel is closing (the access is retried and finds the range unregistered); otherwise RETRY, with
+    /// <see cref="FaultContext.PendingUserFault"/> set when the fault must sleep.
+    /// </summary>
+    public static FaultResult Handle(ref FaultContext fault, UserFaultModes reason)
+    {
+        // The speculative path bails out on every registered VMA (the SPF series' userfaultfd_missing check).
+        Debug.Assert(!fault.IsSpeculative, "handle_userfault on the speculative path");
+        if (fault.IsSpeculative)
+        {
+            return FaultResult.Retry;
+        }
+        MemoryDescriptor mm = fault.Mm;
+        UserFaultContext? context = fault.Vma!.UserFault;
+        if (context is null || mm.IsExiting || context.Has(UserFaultFeatures.SigBus))
+        {
+            return FaultResult.SigBus;
+        }
+        if (context.IsReleased)
+        {
+            // Not SIGBUS: a manager may close the channel after its last resolution (the kernel's comment).
+            return FaultResult.NoPage;
+        }
+        if ((fault.Flags & FaultFlags.AllowRetry) == 0)
+        {
+            return FaultResult.SigBus;
+        }
+        var waiter = new UserFaultWaiter(context, UserFaultMessage.Fault(fault.Address, reason, fault.Access, fault.Cpu.Id));
+        context.Enqueue(waiter);
+        // After the enqueue's fence: a resolution either installed its PTE before (seen here, no sleep) or will see
+        // the waiter and wake it. The exit mark and the release are checked the same way against their wake-ups.
+        if (!MustWait(ref fault, reason) || mm.IsExiting || context.IsReleased)
+        {
+            context.Withdraw(waiter);
+            return FaultResult.Retry;
+        }
+        fault.PendingUserFault = waiter;
+        return FaultResult.Retry;
+    }
+
+    /// <summary>
+    /// The sleep of <c>handle_userfault</c>, with no mmap or VMA lock held: until a resolution, a wake, the channel's
+    /// release or the address space's teardown wakes the fault (then RETRY, or SIGBUS at teardown), or the channel's
+    /// fault timeout passes (SIGBUS; Linux has no timeout).
+    /// </summary>
+    public static FaultResult WaitUnlocked(ref FaultContext fault)
+    {
+        UserFaultWaiter waiter = fault.PendingUserFault!;
+        fault.PendingUserFault = null;
+        fault.Mm.Probes.Hit(ProbePoint.UserFaultBlocked);
+        bool woken = waiter.Wait(waiter.Context.FaultTimeout);
+        if (!woken)
+        {
+            waiter.Context.Withdraw(waiter);
+            // A wake that raced the timeout still counts.
+            woken = waiter.IsWoken;
+        }
+        fault.Mm.Probes.Hit(ProbePoint.UserFaultWoken);
+        return woken && !fault.Mm.IsExiting ? FaultResult.Retry : FaultResult.SigBus;
+    }
+
+    // userfaultfd_must_wait: the entry is still missing, or still write-protected for a write-protect fault. The
+    // fault's lock keeps the PTE table alive; the entry itself may change under us, as in the kernel.
+    private static bool MustWait(ref FaultContext fault, UserFaultModes reason)
+    {
+        ulong pte = fault.Mm.PageTable.ReadPte(fault.Location);
+        return Pte.IsNone(pte) || (reason == UserFaultModes.WriteProtect && (pte & Pte.Writable) == 0);
+    }
+}
