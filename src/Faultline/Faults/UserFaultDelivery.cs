@@ -15,10 +15,10 @@ namespace Faultline.Faults;
 internal static class UserFaultDelivery
 {
     /// <summary>
-    /// Delivers the fault for <paramref name="reason"/>: SIGBUS when no channel can take it (none, the address space
-    /// is being torn down, <c>UFFD_FEATURE_SIGBUS</c>, or retry not allowed); <see cref="FaultResult.NoPage"/> when the
-    /// channel is closing (the access is retried and finds the range unregistered); otherwise RETRY, with
-    /// <see cref="FaultContext.PendingUserFault"/> set when the fault must sleep.
+    /// Delivers the fault for <paramref name="reason"/>: SIGBUS when no channel can take it (none,
+    /// <c>UFFD_FEATURE_SIGBUS</c>, or retry not allowed); <see cref="FaultResult.NoPage"/> once the address space is
+    /// being torn down (the Cpu then refuses the access as it refuses every access after its teardown began); otherwise
+    /// RETRY, with <see cref="FaultContext.PendingUserFault"/> set when the fault must sleep.
     /// </summary>
     public static FaultResult Handle(ref FaultContext fault, UserFaultModes reason)
     {
@@ -30,14 +30,16 @@ internal static class UserFaultDelivery
         }
         MemoryDescriptor mm = fault.Mm;
         UserFaultContext? context = fault.Vma!.UserFault;
-        if (context is null || mm.IsExiting || context.Has(UserFaultFeatures.SigBus))
+        if (mm.IsExiting)
+        {
+            return FaultResult.NoPage;
+        }
+        // A released channel is cleared from every VMA under the mmap write lock before it is marked released, so a
+        // fault holding the mmap or VMA lock never finds one here (the kernel's released check answers NOPAGE).
+        Debug.Assert(context is null || !context.IsReleased, "a released channel still on a VMA");
+        if (context is null || context.Has(UserFaultFeatures.SigBus))
         {
             return FaultResult.SigBus;
-        }
-        if (context.IsReleased)
-        {
-            // Not SIGBUS: a manager may close the channel after its last resolution (the kernel's comment).
-            return FaultResult.NoPage;
         }
         if ((fault.Flags & FaultFlags.AllowRetry) == 0)
         {
@@ -46,8 +48,8 @@ internal static class UserFaultDelivery
         var waiter = new UserFaultWaiter(context, UserFaultMessage.Fault(fault.Address, reason, fault.Access, fault.Cpu.Id));
         context.Enqueue(waiter);
         // After the enqueue's fence: a resolution either installed its PTE before (seen here, no sleep) or will see
-        // the waiter and wake it. The exit mark and the release are checked the same way against their wake-ups.
-        if (!MustWait(ref fault, reason) || mm.IsExiting || context.IsReleased)
+        // the waiter and wake it. The exit mark is checked the same way against the teardown's wake-up.
+        if (!MustWait(ref fault, reason) || mm.IsExiting)
         {
             context.Withdraw(waiter);
             return FaultResult.Retry;
@@ -58,8 +60,8 @@ internal static class UserFaultDelivery
 
     /// <summary>
     /// The sleep of <c>handle_userfault</c>, with no mmap or VMA lock held: until a resolution, a wake, the channel's
-    /// release or the address space's teardown wakes the fault (then RETRY, or SIGBUS at teardown), or the channel's
-    /// fault timeout passes (SIGBUS; Linux has no timeout).
+    /// release or the address space's teardown wakes the fault (then RETRY; at teardown NOPAGE, and the Cpu refuses the
+    /// access), or the channel's fault timeout passes (SIGBUS; Linux has no timeout).
     /// </summary>
     public static FaultResult WaitUnlocked(ref FaultContext fault)
     {
@@ -74,7 +76,11 @@ internal static class UserFaultDelivery
             woken = waiter.IsWoken;
         }
         fault.Mm.Probes.Hit(ProbePoint.UserFaultWoken);
-        return woken && !fault.Mm.IsExiting ? FaultResult.Retry : FaultResult.SigBus;
+        if (fault.Mm.IsExiting)
+        {
+            return FaultResult.NoPage;
+        }
+        return woken ? FaultResult.Retry : FaultResult.SigBus;
     }
 
     // userfaultfd_must_wait: the entry is still missing, or still write-protected for a write-protect fault. The

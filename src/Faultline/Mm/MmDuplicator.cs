@@ -95,7 +95,7 @@ internal static class MmDuplicator
     {
         VmFlags flags = vma.Flags & ~(VmFlags.Locked | VmFlags.LockOnFault);
         UserFaultContext? userFault = null;
-        if (vma.UserFault is { } parentChannel && parentChannel.Has(UserFaultFeatures.EventFork) && !parentChannel.IsReleased)
+        if (vma.UserFault is { } parentChannel && parentChannel.Has(UserFaultFeatures.EventFork))
         {
             userFaults ??= [];
             int found = userFaults.FindIndex(pair => pair.Parent == parentChannel);

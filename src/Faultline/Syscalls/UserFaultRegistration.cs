@@ -178,13 +178,12 @@ internal sealed class UserFaultRegistration
     }
 
     /// <summary>
-    /// <c>userfaultfd_release</c>: marks the channel released, clears it from every VMA (faults from then on are
-    /// handled as unregistered), then wakes every fault still asleep on it. Nothing to clear once the address space
-    /// is being torn down.
+    /// <c>userfaultfd_release</c>: clears the channel from every VMA (faults from then on are handled as unregistered)
+    /// and marks it released under the mmap write lock, then wakes every fault still asleep on it. Nothing to clear
+    /// once the address space is being torn down.
     /// </summary>
     public void Release(UserFaultContext context)
     {
-        context.MarkReleased();
         _mm.UserFaults.Remove(context);
         _mm.MmapLock.EnterWrite();
         try
@@ -206,6 +205,7 @@ internal sealed class UserFaultRegistration
                 _mm.Tree.Publish();
                 _editor.EndWriteSections();
             }
+            context.MarkReleased();
         }
         finally
         {
