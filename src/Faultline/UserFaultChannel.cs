@@ -235,13 +235,23 @@ public sealed class UserFaultChannel : IDisposable
 
     /// <summary>
     /// Closes the channel (<c>userfaultfd_release</c>): its ranges become ordinary, blocked faults wake and are handled
-    /// as unregistered ones, blocked readers get <see cref="ObjectDisposedException"/>. A second call does nothing.
+    /// as unregistered ones, blocked readers get <see cref="ObjectDisposedException"/>; the channel of a fork event not
+    /// yet read closes too. A second call does nothing.
     /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
+        }
+        // A fork event nobody read: the child's channel closes with this one (userfaultfd_event_wait_completion
+        // releases the new context of a fork whose manager went away), so the child's faults are not left waiting.
+        while (_context.TryRead(out UserFaultMessage unread))
+        {
+            if (unread.Child is not null)
+            {
+                ToEvent(unread).Child!.Dispose();
+            }
         }
         _registration.Release(_context);
         Faultline.Mm.MemoryDescriptor mm = AddressSpace.Descriptor;

@@ -22,7 +22,9 @@ internal static class UserFaultDelivery
     /// </summary>
     public static FaultResult Handle(ref FaultContext fault, UserFaultModes reason)
     {
-        // The speculative path bails out on every registered VMA (the SPF series' userfaultfd_missing check).
+        // The speculative path bails out on every registered VMA ("[PATCH v9 18/24] mm: Provide speculative fault
+        // infrastructure", 2018-03-13: abort when handle_userfault() has to be called). A registration replaces the VMA,
+        // so one made behind a speculative fault fails its sequence check rather than being ignored as there.
         Debug.Assert(!fault.IsSpeculative, "handle_userfault on the speculative path");
         if (fault.IsSpeculative)
         {

@@ -75,9 +75,12 @@ internal static class MmDuplicator
             child.DefaultFlags = parent.DefaultFlags & VmFlags.NoHugePage;
             parent.SharedCounters.AddShared(VmEvent.Fork);
             // dup_userfaultfd_complete: each channel with UFFD_FEATURE_EVENT_FORK learns of the child's channel.
-            foreach ((UserFaultContext parentChannel, UserFaultContext childChannel) in userFaults ?? [])
+            if (userFaults is not null)
             {
-                parentChannel.Post(UserFaultMessage.Event(UserFaultEventKind.Fork, 0, 0, 0, childChannel));
+                foreach ((UserFaultContext parentChannel, UserFaultContext childChannel) in userFaults)
+                {
+                    parentChannel.Post(UserFaultMessage.Event(UserFaultEventKind.Fork, 0, 0, 0, childChannel));
+                }
             }
             return Errno.None;
         }

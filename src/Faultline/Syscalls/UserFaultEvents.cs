@@ -18,7 +18,8 @@ internal static class UserFaultEvents
     public static List<UserFaultContext>? PrepareUnmap(MemoryDescriptor mm, ulong start, ulong end)
     {
         List<UserFaultContext>? contexts = null;
-        foreach (Vma vma in mm.Tree.Intersecting(start, end))
+        // find_vma from each VMA's end: an unmap without registered VMAs allocates nothing.
+        for (Vma? vma = mm.Tree.FindFirstEndingAbove(start); vma is not null && vma.Start < end; vma = mm.Tree.FindFirstEndingAbove(vma.End))
         {
             if (vma.UserFault is { } context && context.Has(UserFaultFeatures.EventUnmap) && !(contexts?.Contains(context) ?? false))
             {

@@ -381,6 +381,21 @@ public sealed class UserFaultTests
     }
 
     [Fact]
+    public void ClosingTheParentsChannelBeforeReadingTheForkEventClosesTheChilds()
+    {
+        using AddressSpace space = NewSpace();
+        ulong a = space.Map(Base, Page, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+        var channel = new UserFaultChannel(space, UserFaultFeatures.EventFork);
+        Assert.Equal(Errno.None, channel.Register(a, Page, UserFaultModes.Missing));
+        using AddressSpace child = space.Fork();
+        channel.Dispose();
+        using Cpu childCpu = child.AttachCpu();
+        // The child's range is ordinary: the read maps a zero page instead of waiting for a channel nobody reads.
+        Assert.Equal(0L, childCpu.Load<long>(a));
+        Assert.DoesNotContain(" um", child.GetSmaps());
+    }
+
+    [Fact]
     public void RemapRemoveAndUnmapEventsDescribeTheChange()
     {
         using AddressSpace space = NewSpace();
