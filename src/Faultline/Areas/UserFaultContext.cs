@@ -12,7 +12,7 @@ namespace Faultline.Areas;
 /// </remarks>
 internal sealed class UserFaultContext
 {
-    // A reader spins this long for a message before it sleeps (as a blocked fault does, UserFaultWaiter).
+    // A reader polls this long for a message before it sleeps (as a blocked fault does, UserFaultWaiter).
     private static readonly long s_spinTicks = Stopwatch.Frequency / 50_000;
 
     private readonly object _lock = new();
@@ -153,13 +153,12 @@ internal sealed class UserFaultContext
     }
 
     /// <summary>
-    /// Blocking read: spins briefly, then sleeps until a message, the channel's release (false) or cancellation
+    /// Blocking read: polls briefly (yielding), then sleeps until a message, the channel's release (false) or cancellation
     /// (<see cref="OperationCanceledException"/>).
     /// </summary>
     public bool Read(CancellationToken cancellation, out UserFaultMessage message)
     {
         long start = Stopwatch.GetTimestamp();
-        var spinner = new SpinWait();
         while (Stopwatch.GetTimestamp() - start < s_spinTicks)
         {
             if (TryRead(out message))
@@ -170,7 +169,8 @@ internal sealed class UserFaultContext
             {
                 return false;
             }
-            spinner.SpinOnce(sleep1Threshold: -1);
+            // As a blocked fault does (UserFaultWaiter): yield, so the faulting thread can run on this core.
+            Thread.Yield();
         }
         using CancellationTokenRegistration registration = cancellation.CanBeCanceled
             ? cancellation.Register(static state => ((UserFaultContext)state!).PulseReaders(), this)

@@ -2,7 +2,7 @@ namespace Faultline.Areas;
 
 /// <summary>
 /// A fault blocked on a user-fault channel (the kernel's <c>struct userfaultfd_wait_queue</c> on the faulting
-/// thread's stack): its message, and the flag a resolution sets to wake it. Spins briefly, then sleeps.
+/// thread's stack): its message, and the flag a resolution sets to wake it. Polls briefly (yielding), then sleeps.
 /// </summary>
 /// <remarks>
 /// Thread safety: <see cref="Wake"/> from any thread, once; <see cref="Wait"/> by the faulting thread only.
@@ -10,8 +10,8 @@ namespace Faultline.Areas;
 /// </remarks>
 internal sealed class UserFaultWaiter
 {
-    // A resolution usually arrives within a few microseconds (another thread reads, copies, wakes): spin that long
-    // before paying for a sleep and a wake-up.
+    // A resolution usually arrives within a few microseconds (another thread reads, copies, wakes): poll that long,
+    // yielding, before paying for a sleep and a wake-up.
     private static readonly long s_spinTicks = Stopwatch.Frequency / 50_000;
 
     private int _woken;
@@ -57,14 +57,14 @@ internal sealed class UserFaultWaiter
     public bool Wait(TimeSpan timeout)
     {
         long start = Stopwatch.GetTimestamp();
-        var spinner = new SpinWait();
         while (Stopwatch.GetTimestamp() - start < s_spinTicks)
         {
             if (IsWoken)
             {
                 return true;
             }
-            spinner.SpinOnce(sleep1Threshold: -1);
+            // Yield, not a busy spin: where runnable threads outnumber cores, the thread that will answer may need this one.
+            Thread.Yield();
         }
         long deadline = timeout < TimeSpan.Zero ? long.MaxValue : start + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         lock (this)
