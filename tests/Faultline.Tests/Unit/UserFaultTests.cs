@@ -185,6 +185,43 @@ public sealed class UserFaultTests
     }
 
     [Fact]
+    public void WriteProtectionMovesWithMremapAndPassesToAForkedChildWithTheFeatures()
+    {
+        using AddressSpace space = NewSpace();
+        ulong a = space.Map(Base, 2 * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+        using Cpu cpu = space.AttachCpu();
+        cpu.Store(a, 1L);
+        cpu.Store(a + Page, 2L);
+        using var channel = new UserFaultChannel(space, UserFaultFeatures.EventFork | UserFaultFeatures.EventRemap);
+        Assert.Equal(Errno.None, channel.Register(a, 2 * Page, UserFaultModes.WriteProtect));
+        Assert.Equal(Errno.None, channel.WriteProtect(a, 2 * Page, protect: true));
+
+        // mremap moves the entries with their uffd-wp bit, and the moved range stays registered.
+        ulong moved = space.Remap(a, 2 * Page, 2 * Page, RemapFlags.MayMove | RemapFlags.Fixed, Base + 32 * Page);
+        Assert.Equal(UserFaultEventKind.Remap, channel.Read().Kind);
+        var writer = ThreadRole.Run("writer", () => cpu.TryStore(moved, 3L));
+        UserFaultEvent fault = channel.Read();
+        Assert.Equal((UserFaultModes.WriteProtect, moved), (fault.Reason, fault.Address));
+        Assert.Equal(Errno.None, channel.WriteProtect(moved, Page, protect: false));
+        Assert.Equal(AccessOutcome.Ok, writer.Join());
+
+        // fork copies the entries with the bit (copy_present_pte keeps it where the child's VMA is registered).
+        using AddressSpace child = space.Fork();
+        UserFaultEvent forked = channel.Read();
+        using UserFaultChannel childChannel = forked.Child!;
+        using Cpu childCpu = child.AttachCpu();
+        var childWriter = ThreadRole.Run("writer", () => childCpu.TryStore(moved + Page, 4L));
+        UserFaultEvent childFault = childChannel.Read();
+        Assert.Equal((UserFaultModes.WriteProtect, moved + Page), (childFault.Reason, childFault.Address));
+        Assert.Equal(Errno.None, childChannel.WriteProtect(moved + Page, Page, protect: false));
+        Assert.Equal(AccessOutcome.Ok, childWriter.Join());
+        // The child's write copied the shared page: the parent's stays write-protected and unchanged.
+        Assert.Equal(2L, cpu.Load<long>(moved + Page));
+        Assert.Equal(4L, childCpu.Load<long>(moved + Page));
+        Assert.False(channel.TryRead(out _));
+    }
+
+    [Fact]
     public void UnregisterReleasesWriteProtectionAndWakesTheWriter()
     {
         using AddressSpace space = NewSpace();
