@@ -17,6 +17,7 @@ public sealed class UserFaultCallback : IDisposable
     private readonly Action<UserFaultEvent> _handler;
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _thread;
+    private long _handled;
 
     /// <summary>Starts a thread that calls <paramref name="handler"/> for every message of <paramref name="channel"/>.</summary>
     public UserFaultCallback(UserFaultChannel channel, Action<UserFaultEvent> handler)
@@ -34,8 +35,6 @@ public sealed class UserFaultCallback : IDisposable
 
     /// <summary>Messages handled so far.</summary>
     public long Handled => Interlocked.Read(ref _handled);
-
-    private long _handled;
 
     /// <summary>Stops the thread and waits for the message in hand to be handled.</summary>
     public void Dispose()

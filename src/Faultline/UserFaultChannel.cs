@@ -145,7 +145,7 @@ public sealed class UserFaultChannel : IDisposable
         {
             return Errno.EINVAL;
         }
-        return _fill.Fill(Live, UserFaultFill.Kind.Copy, address, (ulong)source.Length, source, flags, out copied);
+        return _fill.Fill(Live, UserFaultFillKind.Copy, address, (ulong)source.Length, source, flags, out copied);
     }
 
     /// <summary><see cref="Copy(ulong, ReadOnlySpan{byte}, UserFaultResolveFlags, out ulong)"/> without the byte count.</summary>
@@ -159,7 +159,7 @@ public sealed class UserFaultChannel : IDisposable
     /// <see cref="UserFaultResolveFlags.DontWake"/> is a valid flag.
     /// </summary>
     public Errno ZeroPage(ulong address, ulong length, UserFaultResolveFlags flags, out ulong zeroed) =>
-        _fill.Fill(Live, UserFaultFill.Kind.ZeroPage, address, length, default, flags, out zeroed);
+        _fill.Fill(Live, UserFaultFillKind.ZeroPage, address, length, default, flags, out zeroed);
 
     /// <summary>
     /// <c>UFFDIO_CONTINUE</c>: maps the shared-memory pages already cached for [<paramref name="address"/>, +
@@ -168,7 +168,7 @@ public sealed class UserFaultChannel : IDisposable
     /// <see cref="Copy(ulong, ReadOnlySpan{byte}, UserFaultResolveFlags, out ulong)"/>.
     /// </summary>
     public Errno Continue(ulong address, ulong length, UserFaultResolveFlags flags, out ulong mapped) =>
-        _fill.Fill(Live, UserFaultFill.Kind.Continue, address, length, default, flags, out mapped);
+        _fill.Fill(Live, UserFaultFillKind.Continue, address, length, default, flags, out mapped);
 
     /// <summary>
     /// <c>UFFDIO_WRITEPROTECT</c>: write-protects (<paramref name="protect"/>) the mapped pages of the range for this

@@ -1,7 +1,7 @@
 namespace Faultline.Areas;
 
 /// <summary>
-/// The user-fault channels of one address space, so its teardown can wake every fault blocked on one (a dying task's
+/// The user-fault channels of one address space, so its teardown can wake every fault blocked on one (a dying process's
 /// fatal signal ends the kernel's <c>handle_userfault</c> sleep).
 /// </summary>
 /// <remarks>Thread safety: every member may be called from any thread.</remarks>

@@ -28,17 +28,6 @@ internal sealed class UserFaultFill
         _frames = new FrameCache(mm.Memory);
     }
 
-    /// <summary>What <see cref="Fill"/> puts in each page.</summary>
-    public enum Kind
-    {
-        /// <summary><c>MFILL_ATOMIC_COPY</c>: the given bytes.</summary>
-        Copy,
-        /// <summary><c>MFILL_ATOMIC_ZEROPAGE</c>: zeros (the zero page where the address space maps it).</summary>
-        ZeroPage,
-        /// <summary><c>MFILL_ATOMIC_CONTINUE</c>: the shared-memory page already cached.</summary>
-        Continue,
-    }
-
     /// <summary>
     /// <c>userfaultfd_copy</c>/<c>_zeropage</c>/<c>_continue</c> → <c>mfill_atomic</c>: fills
     /// [<paramref name="start"/>, + <paramref name="length"/>) page by page. EAGAIN while a non-cooperative event is
@@ -47,7 +36,7 @@ internal sealed class UserFaultFill
     /// outside shared memory; per page EEXIST (already mapped or cached), EFAULT (continue with no cached page), ENOMEM.
     /// When some pages were done before an error, <paramref name="done"/> says how many bytes and the answer is EAGAIN.
     /// </summary>
-    public Errno Fill(UserFaultContext context, Kind kind, ulong start, ulong length, ReadOnlySpan<byte> source,
+    public Errno Fill(UserFaultContext context, UserFaultFillKind kind, ulong start, ulong length, ReadOnlySpan<byte> source,
         UserFaultResolveFlags flags, out ulong done)
     {
         done = 0;
@@ -56,7 +45,7 @@ internal sealed class UserFaultFill
             return Errno.EAGAIN;
         }
         Errno invalid = UserFaultRegistration.ValidateRange(_mm, start, length);
-        UserFaultResolveFlags allowed = kind == Kind.ZeroPage ? UserFaultResolveFlags.DontWake : UserFaultResolveFlags.DontWake | UserFaultResolveFlags.WriteProtect;
+        UserFaultResolveFlags allowed = kind == UserFaultFillKind.ZeroPage ? UserFaultResolveFlags.DontWake : UserFaultResolveFlags.DontWake | UserFaultResolveFlags.WriteProtect;
         if (invalid != Errno.None || (flags & ~allowed) != 0)
         {
             return Errno.EINVAL;
@@ -72,18 +61,18 @@ internal sealed class UserFaultFill
                 return Errno.ENOENT;
             }
             bool shmem = vma.Backing is SharedMemoryObject;
-            if ((protect && (vma.Flags & VmFlags.UserfaultWp) == 0) || (!vma.Backing.IsAnonymous && !shmem) || (kind == Kind.Continue && !shmem))
+            if ((protect && (vma.Flags & VmFlags.UserfaultWp) == 0) || (!vma.Backing.IsAnonymous && !shmem) || (kind == UserFaultFillKind.Continue && !shmem))
             {
                 return Errno.EINVAL;
             }
-            if (vma.Backing.IsAnonymous && vma.AnonVma is null && !(kind == Kind.ZeroPage && _mm.Settings.MapZeroPageOnRead))
+            if (vma.Backing.IsAnonymous && vma.AnonVma is null && !(kind == UserFaultFillKind.ZeroPage && _mm.Settings.MapZeroPageOnRead))
             {
                 AnonVmaPreparation.Prepare(_mm, vma);
             }
             error = Errno.None;
             for (ulong address = start; address < start + length; address += PageGeometry.PageSize)
             {
-                ReadOnlySpan<byte> page = kind == Kind.Copy ? source.Slice((int)(address - start), PageGeometry.PageSize) : default;
+                ReadOnlySpan<byte> page = kind == UserFaultFillKind.Copy ? source.Slice((int)(address - start), PageGeometry.PageSize) : default;
                 error = shmem ? FillShared(vma, kind, address, page, protect) : FillAnonymous(vma, kind, address, page, protect);
                 if (error != Errno.None)
                 {
@@ -163,12 +152,12 @@ internal sealed class UserFaultFill
 
     // mfill_atomic_pte for an anonymous VMA: a new exclusive page (copied or zeroed), or the zero page for ZEROPAGE
     // where the address space maps it; installed only over an empty entry (EEXIST otherwise).
-    private unsafe Errno FillAnonymous(Vma vma, Kind kind, ulong address, ReadOnlySpan<byte> source, bool protect)
+    private unsafe Errno FillAnonymous(Vma vma, UserFaultFillKind kind, ulong address, ReadOnlySpan<byte> source, bool protect)
     {
         PageTable table = _mm.PageTable;
         PteLocation at;
         int pfn;
-        bool zeroPage = kind == Kind.ZeroPage && _mm.Settings.MapZeroPageOnRead;
+        bool zeroPage = kind == UserFaultFillKind.ZeroPage && _mm.Settings.MapZeroPageOnRead;
         lock (_frames)
         {
             if (!table.WalkAllocate(address, _frames, out at))
@@ -231,12 +220,12 @@ internal sealed class UserFaultFill
 
     // shmem_mfill_atomic_pte (copy, zeropage) or mfill_atomic_pte_continue: the page enters the object's cache (or is
     // found there), then is mapped dirty, writable as the shared VMA is, over an empty entry.
-    private Errno FillShared(Vma vma, Kind kind, ulong address, ReadOnlySpan<byte> source, bool protect)
+    private Errno FillShared(Vma vma, UserFaultFillKind kind, ulong address, ReadOnlySpan<byte> source, bool protect)
     {
         var shmem = (SharedMemoryObject)vma.Backing;
         ulong pageOffset = vma.PageOffset + ((address - vma.Start) >> PageGeometry.PageShift);
         long pfn;
-        if (kind == Kind.Continue)
+        if (kind == UserFaultFillKind.Continue)
         {
             if (!shmem.TryGetCached(pageOffset, out pfn))
             {
