@@ -141,6 +141,9 @@ public sealed partial class AddressSpace : IDisposable
 
     internal MemoryDescriptor Descriptor => _mm;
 
+    /// <summary>The VMA editor the system calls share (used only under the mmap write lock).</summary>
+    internal VmaEditor Editor => _editor;
+
     // The descriptor, or ObjectDisposedException once disposal began. What these callers read is managed state that
     // stays valid after the arena is released, so the acquire read of the mark (MemoryDescriptor.IsExiting) is enough.
     private MemoryDescriptor Live

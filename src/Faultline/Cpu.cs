@@ -83,6 +83,9 @@ public sealed unsafe class Cpu : IDisposable
     /// <summary>The address space this Cpu runs in.</summary>
     public AddressSpace AddressSpace { get; }
 
+    /// <summary>A process-unique number, the one a <see cref="UserFaultEvent"/> names as <see cref="UserFaultEvent.CpuId"/>.</summary>
+    public long Id => _faultCpu.Id;
+
     /// <summary>Reads a value; throws <see cref="SegmentationFaultException"/> or <see cref="GuestOutOfMemoryException"/> if the access cannot be resolved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Load<T>(ulong address) where T : unmanaged

@@ -7,6 +7,8 @@ public enum Errno
     None = 0,
     /// <summary><c>EPERM</c>: below <c>mmap_min_addr</c>, or not permitted.</summary>
     EPERM = 1,
+    /// <summary><c>ENOENT</c>: a user-fault resolution outside a registered mapping (<c>UFFDIO_COPY</c> and kin).</summary>
+    ENOENT = 2,
     /// <summary><c>EBADF</c>: a file mapping without a file.</summary>
     EBADF = 9,
     /// <summary><c>EAGAIN</c>: over the lock limit (mmap with MAP_LOCKED, mlock's populate), or no memory to split a VMA in madvise.</summary>

@@ -14,6 +14,7 @@ internal static class WorkloadCatalog
         new ForkWorkload(),
         new ForkChurnWorkload(),
         new MallocWorkload(),
+        new UserfaultWorkload(),
     ];
 
     /// <summary>Parses a comma list of names, <c>replay:TRACE</c> (a recorded program) or <c>all</c>.</summary>

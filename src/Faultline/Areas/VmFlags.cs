@@ -17,9 +17,12 @@ internal enum VmFlags : ulong
     MayExec = 0x40,
     MayShare = 0x80,
     GrowsDown = 0x100,
+    /// <summary><c>VM_UFFD_MISSING</c>: a user-fault channel resolves faults on missing pages.</summary>
     UserfaultMissing = 0x200,
     /// <summary><c>VM_PFNMAP</c>: page-frame numbers with no <c>struct page</c> (host memory): no refcount, no rmap.</summary>
     PfnMap = 0x400,
+    /// <summary><c>VM_UFFD_WP</c>: a user-fault channel resolves writes to pages it write-protected.</summary>
+    UserfaultWp = 0x1000,
     /// <summary><c>VM_LOCKED</c>: <c>mlock</c>ed; faulted in and never reclaimed.</summary>
     Locked = 0x2000,
     /// <summary><c>VM_IO</c>: memory-mapped I/O.</summary>
@@ -55,6 +58,11 @@ internal enum VmFlags : ulong
     NoHugePage = 0x40000000,
     /// <summary><c>VM_SEALED</c> (Linux 6.10, 64-bit): <c>mseal</c>ed.</summary>
     Sealed = 0x8000_0000_0000_0000,
+    /// <summary><c>VM_UFFD_MINOR</c> (bit 38): a user-fault channel resolves faults on cached shared-memory pages not yet mapped.</summary>
+    UserfaultMinor = 1UL << 38,
+
+    /// <summary><c>__VM_UFFD_FLAGS</c>.</summary>
+    UserfaultFlags = UserfaultMissing | UserfaultWp | UserfaultMinor,
 
     /// <summary>The access bits (<c>VM_ACCESS_FLAGS</c>).</summary>
     AccessFlags = Read | Write | Exec,

@@ -38,6 +38,7 @@ internal sealed class Vma
     private int _refCount;
     private long _lockSequence = NeverLocked;
     private AnonVma? _anonVma;
+    private UserFaultContext? _userFault;
 
     /// <summary>The SPF sequence: odd while a writer changes this VMA.</summary>
     public SeqCount Sequence;
@@ -83,6 +84,7 @@ internal sealed class Vma
         Debug.Assert(Volatile.Read(ref _refCount) == 0 && !Sequence.IsWriting, "reuse of a VMA in use");
         Sequence.BeginWrite();
         _anonVma = null;
+        _userFault = null;
         Initialise(start, end, pageOffset, flags, backing, policy);
         Sequence.EndWrite();
     }
@@ -111,6 +113,17 @@ internal sealed class Vma
     {
         get => Volatile.Read(ref _anonVma);
         set => Volatile.Write(ref _anonVma, value);
+    }
+
+    /// <summary>
+    /// <c>vm_userfaultfd_ctx</c>: the user-fault channel the VMA is registered with (set iff a <c>VM_UFFD_*</c> flag
+    /// is). Set only on a VMA not yet attached, under the mmap write lock; read by faults holding the mmap or VMA lock,
+    /// which the attach orders after the store.
+    /// </summary>
+    public UserFaultContext? UserFault
+    {
+        get => _userFault;
+        set => _userFault = value;
     }
 
     /// <summary>The raw <c>vm_refcnt</c> (tests, assertions).</summary>

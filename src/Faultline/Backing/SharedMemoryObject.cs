@@ -145,6 +145,45 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
         }
     }
 
+    /// <summary>
+    /// <c>shmem_mfill_atomic_pte</c>'s page: a new page at <paramref name="pageOffset"/> filled with
+    /// <paramref name="contents"/> (one page; empty for zeros), referenced for the caller as <see cref="Fault"/>'s is.
+    /// EEXIST when a page is cached there already, EFAULT past the object's end, ENOMEM without a frame.
+    /// </summary>
+    public unsafe Errno InsertFilled(ulong pageOffset, ReadOnlySpan<byte> contents, out long pfn)
+    {
+        pfn = PhysicalMemory.NoFrame;
+        if (pageOffset >= SizePages)
+        {
+            return Errno.EFAULT;
+        }
+        if (IsCached(pageOffset))
+        {
+            return Errno.EEXIST;
+        }
+        int frame = _memory.Allocate();
+        if (frame == PhysicalMemory.NoFrame)
+        {
+            return Errno.ENOMEM;
+        }
+        _memory.PrepareZeroed(frame);
+        contents.CopyTo(new Span<byte>(_memory.FrameAddress(frame), PhysicalMemory.FrameSize));
+        ref FrameInfo info = ref _memory.Info(frame);
+        info.Kind = FrameKind.Shmem;
+        info.Mapping = this;
+        info.Index = pageOffset;
+        _memory.SetFlags(frame, FrameFlags.Uptodate | FrameFlags.Dirty);
+        InsertResult inserted = Insert(pageOffset, frame);
+        if (inserted == InsertResult.Inserted)
+        {
+            pfn = frame;
+            return Errno.None;
+        }
+        _memory.Put(frame);
+        // Released: the last mapping went away meanwhile (its VMA is gone, as an unmapped range's).
+        return inserted == InsertResult.Occupied ? Errno.EEXIST : Errno.ENOENT;
+    }
+
     /// <inheritdoc />
     public bool TryGetCached(ulong pageOffset, out long pfn)
     {

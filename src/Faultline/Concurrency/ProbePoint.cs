@@ -93,4 +93,10 @@ internal enum ProbePoint
     /// accessed/dirty CAS, the fill and the access itself.
     /// </summary>
     TlbMissWalked,
+    /// <summary>User fault: the fault is queued on its channel and its lock released, before it sleeps.</summary>
+    UserFaultBlocked,
+    /// <summary>User fault: the sleep ended (woken or timed out), before the fault is retried.</summary>
+    UserFaultWoken,
+    /// <summary>User-fault resolution (<c>UFFDIO_COPY</c> and kin): the page is filled, before the PTE lock.</summary>
+    UserFaultFillBeforePteLock,
 }

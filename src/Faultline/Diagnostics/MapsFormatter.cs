@@ -100,11 +100,11 @@ internal static class MapsFormatter
         [
             (VmFlags.Read, "rd"), (VmFlags.Write, "wr"), (VmFlags.Exec, "ex"), (VmFlags.Shared, "sh"),
             (VmFlags.MayRead, "mr"), (VmFlags.MayWrite, "mw"), (VmFlags.MayExec, "me"), (VmFlags.MayShare, "ms"),
-            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.PfnMap, "pf"), (VmFlags.Locked, "lo"), (VmFlags.Io, "io"),
+            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.PfnMap, "pf"), (VmFlags.UserfaultWp, "uw"), (VmFlags.Locked, "lo"), (VmFlags.Io, "io"),
             (VmFlags.SequentialRead, "sr"), (VmFlags.RandomRead, "rr"), (VmFlags.DontCopy, "dc"), (VmFlags.DontExpand, "de"),
             (VmFlags.LockOnFault, "lf"), (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"), (VmFlags.Sync, "sf"),
             (VmFlags.WipeOnFork, "wf"), (VmFlags.DontDump, "dd"), (VmFlags.SoftDirty, "sd"), (VmFlags.MixedMap, "mm"), (VmFlags.HugePage, "hg"), (VmFlags.NoHugePage, "nh"),
-            (VmFlags.Sealed, "sl"),
+            (VmFlags.UserfaultMinor, "ui"), (VmFlags.Sealed, "sl"),
         ];
         var text = new StringBuilder();
         foreach ((VmFlags flag, string name) in names)

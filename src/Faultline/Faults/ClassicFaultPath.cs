@@ -38,6 +38,15 @@ internal static class ClassicFaultPath
             {
                 return result;
             }
+            if (fault.PendingUserFault is not null)
+            {
+                // handle_userfault queued the fault and the mmap lock is now released: sleep, then retry.
+                result = UserFaultDelivery.WaitUnlocked(ref fault);
+                if ((result & FaultResult.Retry) == 0)
+                {
+                    return result;
+                }
+            }
             fault.Cpu.Counters.Add(VmEvent.ClassicRetry);
             if ((fault.Flags & FaultFlags.Tried) != 0 && (fault.Flags & FaultFlags.AllowRetry) == 0)
             {

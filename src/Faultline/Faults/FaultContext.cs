@@ -39,6 +39,11 @@ internal struct FaultContext
     public FaultCpu Cpu;
     /// <summary>The address space.</summary>
     public MemoryDescriptor Mm;
+    /// <summary>
+    /// Set by <c>handle_userfault</c> when the fault must sleep on a user-fault channel: the path sleeps on it once it
+    /// has released its lock, then retries.
+    /// </summary>
+    public UserFaultWaiter? PendingUserFault;
 
     /// <summary>Starts a fault.</summary>
     public FaultContext(MemoryDescriptor mm, FaultCpu cpu, ulong address, AccessKind access)

@@ -11,12 +11,17 @@ namespace Faultline.Faults;
 /// </summary>
 internal sealed class FaultCpu
 {
+    private static long s_nextId;
+
     /// <summary>Creates the state over an arena and a grace-period domain.</summary>
     public FaultCpu(PhysicalMemory memory, RcuDomain rcu)
     {
         Frames = new FrameCache(memory);
         Reader = new RcuReader(rcu.Generation);
     }
+
+    /// <summary>A process-unique number (the Cpu id a user-fault event carries).</summary>
+    public long Id { get; } = Interlocked.Increment(ref s_nextId);
 
     /// <summary>This Cpu's read section.</summary>
     public RcuReader Reader { get; }

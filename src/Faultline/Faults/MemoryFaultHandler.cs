@@ -74,6 +74,12 @@ internal static class MemoryFaultHandler
         }
         if (fault.IsWrite && (pte & Pte.Writable) == 0 && Pte.IsPresent(pte))
         {
+            if ((pte & Pte.UffdWp) != 0 && (fault.VmaFlags & VmFlags.UserfaultWp) != 0)
+            {
+                // do_wp_page: userfaultfd_pte_wp → handle_userfault(VM_UFFD_WP), with the PTE lock dropped.
+                SpinWord.Exit(ref ptl);
+                return UserFaultDelivery.Handle(ref fault, UserFaultModes.WriteProtect);
+            }
             return DoWriteProtectPage(ref fault, pte);
         }
         // Spurious (another Cpu raced, or a PROT_NONE entry left by a protect that is now widening): mark young.
@@ -169,9 +175,8 @@ internal static class MemoryFaultHandler
         PageTable table = mm.PageTable;
         if ((fault.VmaFlags & VmFlags.UserfaultMissing) != 0)
         {
-            // handle_userfault cannot run speculatively (the SPF "goto setpte" skips only the delivery); no
-            // user-fault handler exists yet, so the classic path reports SIGBUS as an unhandled uffd would.
-            return fault.IsSpeculative ? FaultResult.Retry : FaultResult.SigBus;
+            // userfaultfd_missing: the channel fills the page (the speculative path bailed out on such a VMA earlier).
+            return UserFaultDelivery.Handle(ref fault, UserFaultModes.Missing);
         }
         if (!fault.IsWrite && mm.Settings.MapZeroPageOnRead)
         {
@@ -356,6 +361,15 @@ internal static class MemoryFaultHandler
     /// </summary>
     private static FaultResult DoFault(ref FaultContext fault)
     {
+        if ((fault.VmaFlags & (VmFlags.UserfaultMissing | VmFlags.UserfaultMinor)) != 0 && fault.Vma!.Backing is IPageCacheBacking registered)
+        {
+            // shmem_get_folio_gfp: a cached page not mapped here is a minor fault, a hole a missing one.
+            bool cached = registered.IsCached(fault.PageOffset);
+            if ((fault.VmaFlags & (cached ? VmFlags.UserfaultMinor : VmFlags.UserfaultMissing)) != 0)
+            {
+                return UserFaultDelivery.Handle(ref fault, cached ? UserFaultModes.Minor : UserFaultModes.Missing);
+            }
+        }
         if (!fault.IsWrite)
         {
             return DoReadFault(ref fault);
@@ -366,7 +380,9 @@ internal static class MemoryFaultHandler
     /// <summary><c>do_read_fault</c>: the backing's frame, mapped read-only (a later write faults again to copy or dirty it).</summary>
     private static FaultResult DoReadFault(ref FaultContext fault)
     {
-        if (fault.Vma!.Backing is IPageCacheBacking cache && fault.Mm.Settings.FaultAroundPages > 1)
+        // uffd_disable_fault_around: a write-protect or minor registration must see every page's first fault.
+        if (fault.Vma!.Backing is IPageCacheBacking cache && fault.Mm.Settings.FaultAroundPages > 1
+            && (fault.VmaFlags & (VmFlags.UserfaultWp | VmFlags.UserfaultMinor)) == 0)
         {
             // should_fault_around: a backing with a page cache (->map_pages) maps what it has cached around the
             // address first; if that mapped the faulting page, nothing is left to do (VM_FAULT_NOPAGE).

@@ -85,7 +85,7 @@ internal static class SpeculativeFaultPath
         // lookup is lock-free and never sleeps; finish_fault re-checks the page under pte_map_lock and RETRYs on change).
         if (!backing.IsSpeculativeSafe
             || (backing.IsAnonymous && vma.AnonVma is null)
-            || (flags & (VmFlags.UserfaultMissing | VmFlags.GrowsDown)) != 0
+            || (flags & (VmFlags.UserfaultFlags | VmFlags.GrowsDown)) != 0
             || vma.Policy == MemoryPolicy.Interleave)
         {
             counters.Add(VmEvent.SpeculativeVmaNotSupported);

@@ -45,6 +45,16 @@ internal static class VmaLockFaultPath
             return result;
         }
         fault.Cpu.Counters.Add(VmEvent.VmaLockRetry);
+        if (fault.PendingUserFault is not null)
+        {
+            // handle_userfault under the VMA lock (6.x): the lock is released, the fault sleeps, and the retry goes to
+            // the mmap-lock path as any VMA_LOCK_RETRY does.
+            FaultResult woken = UserFaultDelivery.WaitUnlocked(ref fault);
+            if ((woken & FaultResult.Retry) == 0)
+            {
+                return woken;
+            }
+        }
         return FaultResult.Retry;
     }
 

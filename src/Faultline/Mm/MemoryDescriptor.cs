@@ -107,6 +107,8 @@ internal sealed class MemoryDescriptor : IDisposable
     public RcuDomain Rcu { get; }
     /// <summary>TLB generation (advanced by every grace period of <see cref="Rcu"/>).</summary>
     public TlbGeneration Tlb { get; } = new();
+    /// <summary>The user-fault channels over this address space (their blocked faults wake at teardown).</summary>
+    public UserFaultRegistry UserFaults { get; } = new();
     /// <summary>Counters of events not tied to a Cpu (writers).</summary>
     public EventCounters SharedCounters { get; } = new();
 
@@ -358,6 +360,8 @@ internal sealed class MemoryDescriptor : IDisposable
         }
         // Pairs with the plain claim store and exit-mark read of every slow path (UseClaim's remarks).
         Interlocked.MemoryBarrierProcessWide();
+        // A fault asleep on a user-fault channel holds its claim: wake it (it sees the mark and ends with SIGBUS).
+        UserFaults.WakeAll();
         UseClaim[] claims;
         lock (_registry)
         {

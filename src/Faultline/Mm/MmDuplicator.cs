@@ -41,6 +41,7 @@ internal static class MmDuplicator
     {
         writeProtected = 0;
         var frames = new FrameCache(child.Memory);
+        List<(UserFaultContext Parent, UserFaultContext Child)>? userFaults = null;
         try
         {
             foreach (Vma vma in parent.Tree.All())
@@ -51,7 +52,7 @@ internal static class MmDuplicator
                 {
                     continue;
                 }
-                Vma copy = DuplicateVma(vma, child);
+                Vma copy = DuplicateVma(vma, child, ref userFaults);
                 childEditor.Attach(copy);
                 // vma_needs_copy: without an anon_vma no page of a private mapping was ever written, and a backed
                 // mapping's pages are found again by the child's faults; a wiped VMA starts empty. Host memory
@@ -75,6 +76,14 @@ internal static class MmDuplicator
             child.Brk = parent.Brk;
             child.DefaultFlags = parent.DefaultFlags & VmFlags.NoHugePage;
             parent.SharedCounters.AddShared(VmEvent.Fork);
+            // dup_userfaultfd_complete: each channel with UFFD_FEATURE_EVENT_FORK learns of the child's channel.
+            if (userFaults is not null)
+            {
+                foreach ((UserFaultContext parentChannel, UserFaultContext childChannel) in userFaults)
+                {
+                    parentChannel.Post(UserFaultMessage.Event(UserFaultEventKind.Fork, 0, 0, 0, childChannel));
+                }
+            }
             return Errno.None;
         }
         finally
@@ -83,12 +92,33 @@ internal static class MmDuplicator
         }
     }
 
-    // vm_area_dup with fork's adjustments: locked-memory (VM_LOCKED_MASK) and userfault flags do not pass to the child; a wiped VMA
-    // gets no anon_vma (fresh zero memory); any other one with an anon_vma gets a child of it (anon_vma_fork).
-    private static Vma DuplicateVma(Vma vma, MemoryDescriptor child)
+    // vm_area_dup with fork's adjustments: locked-memory (VM_LOCKED_MASK) flags do not pass to the child, userfault ones
+    // only to a new channel of the child when the VMA's has UFFD_FEATURE_EVENT_FORK (dup_userfaultfd: one child channel
+    // per parent channel); a wiped VMA gets no anon_vma (fresh zero memory); any other one with an anon_vma gets a child
+    // of it (anon_vma_fork).
+    private static Vma DuplicateVma(Vma vma, MemoryDescriptor child, ref List<(UserFaultContext Parent, UserFaultContext Child)>? userFaults)
     {
-        VmFlags flags = vma.Flags & ~(VmFlags.Locked | VmFlags.LockOnFault | VmFlags.UserfaultMissing);
+        VmFlags flags = vma.Flags & ~(VmFlags.Locked | VmFlags.LockOnFault);
+        UserFaultContext? userFault = null;
+        if (vma.UserFault is { } parentChannel && parentChannel.Has(UserFaultFeatures.EventFork))
+        {
+            userFaults ??= [];
+            int found = userFaults.FindIndex(pair => pair.Parent == parentChannel);
+            if (found < 0)
+            {
+                var created = new UserFaultContext(parentChannel.Features, child.Owner, parentChannel.FaultTimeout);
+                child.UserFaults.Add(created);
+                userFaults.Add((parentChannel, created));
+                found = userFaults.Count - 1;
+            }
+            userFault = userFaults[found].Child;
+        }
+        else
+        {
+            flags &= ~VmFlags.UserfaultFlags;
+        }
         Vma copy = child.CreateVma(vma.Start, vma.End, vma.PageOffset, flags, vma.Backing, vma.Policy);
+        copy.UserFault = userFault;
         if ((vma.Flags & VmFlags.WipeOnFork) == 0 && vma.AnonVma is { } anonVma)
         {
             copy.AnonVma = new AnonVma(anonVma);

@@ -116,12 +116,15 @@ internal sealed class VmaEditor
 
     /// <summary>
     /// <c>vm_area_dup</c> narrowed to [<paramref name="start"/>, <paramref name="end"/>) with <paramref name="flags"/>:
-    /// same backing, policy and anon_vma, page offset moved with the start (where a backing is told of a copy).
+    /// same backing, policy, anon_vma and user-fault channel, page offset moved with the start (where a backing is told
+    /// of a copy).
     /// </summary>
     public Vma CopyOf(Vma source, ulong start, ulong end, VmFlags flags)
     {
         Vma copy = _mm.CreateVma(start, end, source.PageOffset + ((start - source.Start) >> PageGeometry.PageShift), flags, source.Backing, source.Policy);
         copy.AnonVma = source.AnonVma;
+        // vm_area_dup copies vm_userfaultfd_ctx; a copy without VM_UFFD_* flags is registered with no channel.
+        copy.UserFault = (flags & VmFlags.UserfaultFlags) != 0 ? source.UserFault : null;
         return copy;
     }
 
@@ -153,6 +156,20 @@ internal sealed class VmaEditor
     }
 
     /// <summary>
+    /// <c>vma_modify_flags_uffd</c> without the merge: as <see cref="ReplaceFlags"/>, the part inside [start, end)
+    /// registered with <paramref name="userFault"/> (null: with none).
+    /// </summary>
+    public void ReplaceUserFault(Vma vma, ulong start, ulong end, VmFlags flags, UserFaultContext? userFault)
+    {
+        BeginWrite(vma);
+        Detach(vma);
+        SplitOutside(vma, start, end);
+        Vma piece = CopyOf(vma, Math.Max(start, vma.Start), Math.Min(end, vma.End), flags);
+        piece.UserFault = userFault;
+        Attach(piece);
+    }
+
+    /// <summary>
     /// <c>vma_merge_new_range</c> in <c>just_expand</c> mode (brk): replaces <paramref name="vma"/> by a copy ending at
     /// <paramref name="newEnd"/>, with the same flags (plus <paramref name="added"/>: brk's <c>VM_SOFTDIRTY</c>), page
     /// offset and anon_vma.
@@ -177,6 +194,7 @@ internal sealed class VmaEditor
         Detach(vma);
         Vma grown = _mm.CreateVma(newStart, vma.End, vma.PageOffset - grow, vma.Flags, vma.Backing, vma.Policy);
         grown.AnonVma = vma.AnonVma;
+        grown.UserFault = vma.UserFault;
         BeginWrite(grown);
         Attach(grown);
         return grown;

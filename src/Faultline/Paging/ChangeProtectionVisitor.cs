@@ -80,7 +80,8 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
     /// </summary>
     private bool CanChangePteWritable(ulong entry)
     {
-        if (!_vmaMayWrite || (entry & Pte.Special) != 0)
+        // userfaultfd_pte_wp: a page a user-fault channel write-protected stays read-only until the channel lifts it.
+        if (!_vmaMayWrite || (entry & (Pte.Special | Pte.UffdWp)) != 0)
         {
             // Host memory is only mapped shared and wants no write notification: writable in place, like shmem.
             return _vmaMayWrite && HostWindow.Contains(Pte.Frame(entry));

@@ -16,7 +16,7 @@ internal unsafe struct PageMapVisitor : IPageRangeVisitor
     public const ulong Swapped = 1UL << 62;
     /// <summary><c>PM_FILE</c>: a page that is not anonymous (page cache, shared anonymous memory).</summary>
     public const ulong FilePage = 1UL << 61;
-    /// <summary><c>PM_UFFD_WP</c>: here, an entry the dirty log armed.</summary>
+    /// <summary><c>PM_UFFD_WP</c>: an entry a user-fault channel write-protected, or one the dirty log armed (the kernel's <c>PAGEMAP_SCAN</c> arms with the same bit).</summary>
     public const ulong WriteProtected = 1UL << 57;
     /// <summary><c>PM_MMAP_EXCLUSIVE</c>: the page is mapped once.</summary>
     public const ulong Exclusive = 1UL << 56;
@@ -90,7 +90,7 @@ internal unsafe struct PageMapVisitor : IPageRangeVisitor
             return flags | Swapped | ((type | (offset << 5)) & FrameMask);
         }
         flags |= Present;
-        if ((entry & Pte.WriteTracked) != 0)
+        if ((entry & (Pte.WriteTracked | Pte.UffdWp)) != 0)
         {
             flags |= WriteProtected;
         }

@@ -4,14 +4,16 @@ namespace Faultline.Paging;
 /// x86-64-style page-table entry encoding, used at every level (pgd/pud/pmd/pte). Bits: 0 present, 1 writable,
 /// 2 user, 5 accessed, 6 dirty, 7 huge (PSE, upper levels only), 8 PROT_NONE (the kernel's <c>_PAGE_PROTNONE</c>:
 /// not present to the hardware walker, but still mapping its frame), 9 special (the kernel's <c>_PAGE_SPECIAL</c>,
-/// a frame with no refcounting such as the zero frame), 12-51 frame number, 63 no-execute. A non-zero entry that
+/// a frame with no refcounting such as the zero frame), 10 uffd-wp (the kernel's <c>_PAGE_UFFD_WP</c>, software bit 2),
+/// 12-51 frame number, 63 no-execute. A non-zero entry that
 /// is neither present nor PROT_NONE is a swap entry (type in bits 1-5, offset in bits 12-50), reserved for swap.
-/// Write tracking uses software bits the hardware walker ignores, none inside a swap entry's type or offset: 10
-/// write-tracked (the place of x86's <c>_PAGE_UFFD_WP</c>: the dirty log armed the entry read-only, the next write
-/// fault clears it), 11 soft-dirty (x86's <c>_PAGE_SOFT_DIRTY</c>; a swap entry keeps it in the same bit, where x86
-/// uses bit 1 for <c>_PAGE_SWP_SOFT_DIRTY</c>, since bits 1-5 hold the type here), 58 write-watched (x86's fourth
+/// Write tracking uses software bits the hardware walker ignores, none inside a swap entry's type or offset: 11
+/// soft-dirty (x86's <c>_PAGE_SOFT_DIRTY</c>; a swap entry keeps it in the same bit, where x86 uses bit 1 for
+/// <c>_PAGE_SWP_SOFT_DIRTY</c>, since bits 1-5 hold the type here), 57 write-tracked (x86's fourth software bit: the
+/// dirty log armed the entry read-only, the next write fault clears it; kept apart from bit 10 so a user-fault
+/// channel's write protection and the dirty log never consume each other's state), 58 write-watched (x86's fifth
 /// software bit: a write watch armed the entry read-only, the next write fault notifies and clears it). An entry
-/// with bit 10 or 58 set is never writable.
+/// with bit 10, 57 or 58 set is never writable.
 /// </summary>
 internal static class Pte
 {
@@ -23,9 +25,14 @@ internal static class Pte
     public const ulong Huge = 1UL << 7;
     public const ulong ProtNone = 1UL << 8;
     public const ulong Special = 1UL << 9;
+    /// <summary>
+    /// <c>_PAGE_UFFD_WP</c>: write-protected for a user-fault channel (a write faults to the handler). Bit 10, outside
+    /// the swap-entry fields (type 1-5, offset 12-50), so it could mark a swap entry as the kernel's swap bit does.
+    /// </summary>
+    public const ulong UffdWp = 1UL << 10;
     public const ulong NoExecute = 1UL << 63;
-    /// <summary>Armed by the dirty log: read-only until a write fault clears it (the bit of x86's <c>_PAGE_UFFD_WP</c>).</summary>
-    public const ulong WriteTracked = 1UL << 10;
+    /// <summary>Armed by the dirty log: read-only until a write fault clears it.</summary>
+    public const ulong WriteTracked = 1UL << 57;
     /// <summary><c>_PAGE_SOFT_DIRTY</c>: set with <see cref="Dirty"/> by every fault that dirties (<c>pte_mkdirty</c>), cleared by <c>clear_refs</c>.</summary>
     public const ulong SoftDirty = 1UL << 11;
     /// <summary>Armed by a write watch: read-only until a write fault notifies the watch and clears it.</summary>
@@ -84,13 +91,13 @@ internal static class Pte
         return entry;
     }
 
-    /// <summary><c>pte_modify</c>: same frame, dirty, accessed and write-tracking bits (<c>_PAGE_CHG_MASK</c>), new protection.</summary>
+    /// <summary><c>pte_modify</c>: same frame, dirty, accessed, uffd-wp and write-tracking bits (<c>_PAGE_CHG_MASK</c>), new protection.</summary>
     public static ulong Modify(ulong entry, PageProtection protection, bool writable)
     {
-        ulong kept = entry & (FrameMask | Accessed | Dirty | Special | SoftDirty | WriteNotify);
+        ulong kept = entry & (FrameMask | Accessed | Dirty | Special | SoftDirty | WriteNotify | UffdWp);
         kept |= User;
         kept |= protection.IsAccessible ? Present : ProtNone;
-        if (writable && protection.Write && (entry & WriteNotify) == 0)
+        if (writable && protection.Write && (entry & (WriteNotify | UffdWp)) == 0)
         {
             kept |= Writable;
         }

@@ -169,6 +169,7 @@ internal sealed class MadviseSyscall
                 // vfs_fallocate(PUNCH_HOLE | KEEP_SIZE): the pages leave the object and every mapping of them, in every
                 // address space (the next touch reads zeros).
                 ulong firstPage = vma.PageOffset + ((from - vma.Start) >> PageGeometry.PageShift);
+                UserFaultEvents.NotifyRemove(vma, from, to);
                 file.PunchHole(firstPage, firstPage + ((to - from) >> PageGeometry.PageShift));
                 return Errno.None;
             case Advice.WillNeed:
@@ -192,10 +193,12 @@ internal sealed class MadviseSyscall
                     {
                         return Errno.EINVAL;
                     }
+                    UserFaultEvents.NotifyRemove(vma, from, to);
                     _mm.PageTable.MarkLazyFree(from, to, gather);
                 }
                 else
                 {
+                    UserFaultEvents.NotifyRemove(vma, from, to);
                     zapped += _mm.PageTable.Zap(from, to, gather, _mm.Probes);
                 }
                 return Errno.None;

@@ -374,8 +374,11 @@ internal sealed class MremapSyscall
         {
             pageOffset = target >> PageGeometry.PageShift;
         }
-        Vma created = _mm.CreateVma(target, target + newLength, pageOffset, vmFlags, vma.Backing, vma.Policy);
+        VmFlags createdFlags = vmFlags;
+        Areas.UserFaultContext? userFault = UserFaultEvents.PrepareRemap(vma, ref createdFlags);
+        Vma created = _mm.CreateVma(target, target + newLength, pageOffset, createdFlags, vma.Backing, vma.Policy);
         created.AnonVma = vma.AnonVma;
+        created.UserFault = userFault;
         _editor.InsertAndMerge(created);
         ulong moved = MovePageTables(vma.AnonVma, address, target, oldLength);
         bool failed = moved < oldLength;
@@ -409,6 +412,7 @@ internal sealed class MremapSyscall
             _mm.Tree.Publish();
             _editor.EndWriteSections();
         }
+        UserFaultEvents.CompleteRemap(userFault, address, target, oldLength);
         remapped = target;
         return Errno.None;
     }
