@@ -1,3 +1,4 @@
+using Faultline.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -6,8 +7,11 @@ namespace Faultline.Tests.Unit;
 /// <summary>
 /// The control plane allocates no managed memory per call once warm: map/unmap, an mprotect split and merge,
 /// MADV_DONTNEED and brk reuse tree nodes, VMAs, gathers and scratch lists. Counted on the calling thread with
-/// <see cref="GC.GetAllocatedBytesForCurrentThread"/> around the calls only.
+/// <see cref="GC.GetAllocatedBytesForCurrentThread"/> around the calls only. Run alone: beside other tests that
+/// allocate heavily, a few hundred bytes per thousand calls were counted now and then (cause not yet found; a second
+/// thread allocating in a loop reproduced it once in five runs), which a quiet process never showed.
 /// </summary>
+[Collection(ProcessWideStateCollection.Name)]
 public sealed class ControlPlaneAllocationTests(ITestOutputHelper output)
 {
     private const ulong Page = PageGeometry.PageSize;
