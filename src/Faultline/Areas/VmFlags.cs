@@ -18,6 +18,8 @@ internal enum VmFlags : ulong
     MayShare = 0x80,
     GrowsDown = 0x100,
     UserfaultMissing = 0x200,
+    /// <summary><c>VM_PFNMAP</c>: page ranges with no <c>struct page</c> (here: a device mapping, with no frame at all).</summary>
+    PfnMap = 0x400,
     /// <summary><c>VM_LOCKED</c>: <c>mlock</c>ed; faulted in and never reclaimed.</summary>
     Locked = 0x2000,
     /// <summary><c>VM_IO</c>: memory-mapped I/O.</summary>
@@ -28,6 +30,8 @@ internal enum VmFlags : ulong
     RandomRead = 0x10000,
     /// <summary><c>VM_DONTCOPY</c> (<c>MADV_DONTFORK</c>): fork leaves the VMA out of the child.</summary>
     DontCopy = 0x20000,
+    /// <summary><c>VM_DONTEXPAND</c>: mremap may not grow the VMA.</summary>
+    DontExpand = 0x40000,
     /// <summary><c>VM_LOCKONFAULT</c>: <c>MLOCK_ONFAULT</c>, locked pages are faulted in on access, not at once.</summary>
     LockOnFault = 0x80000,
     Account = 0x100000,
@@ -47,6 +51,9 @@ internal enum VmFlags : ulong
 
     /// <summary>The access bits (<c>VM_ACCESS_FLAGS</c>).</summary>
     AccessFlags = Read | Write | Exec,
+
+    /// <summary><c>VM_SPECIAL</c> without <c>VM_MIXEDMAP</c>: VMAs that never merge and that mlock leaves alone.</summary>
+    Special = Io | DontExpand | PfnMap,
 
     /// <summary><c>VM_LOCKED_MASK</c>: the bits <c>munlock</c> clears.</summary>
     LockedMask = Locked | LockOnFault,

@@ -7,12 +7,14 @@ namespace Faultline.Areas;
 internal static class VmaMergeRules
 {
     /// <summary>
-    /// True when <paramref name="left"/> (ending where <paramref name="right"/> starts) can merge with it: same flags,
+    /// True when <paramref name="left"/> (ending where <paramref name="right"/> starts) can merge with it: same flags
+    /// and none of <c>VM_SPECIAL</c> (<c>vma_merge_new_range</c> never merges those),
     /// backing and policy, continuous page offsets, and anon_vmas that are equal or not both set.
     /// </summary>
     public static bool CanMerge(Vma left, Vma right) =>
         left.End == right.Start
         && left.Flags == right.Flags
+        && (left.Flags & VmFlags.Special) == 0
         && ReferenceEquals(left.Backing, right.Backing)
         && left.Policy == right.Policy
         && OffsetsContinue(left, right)

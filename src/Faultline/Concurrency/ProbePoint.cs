@@ -79,4 +79,9 @@ internal enum ProbePoint
     /// the TLB flush of the old range (<c>move_ptes</c>, <c>move_normal_pmd</c>).
     /// </summary>
     RemapMovedBeforeFlush,
+    /// <summary>
+    /// Any fault path: a device (MMIO) VMA is held in place — mmap read lock or VMA read lock — and the access allowed,
+    /// before the device is called.
+    /// </summary>
+    DeviceAccessLocked,
 }

@@ -100,8 +100,8 @@ internal static class MapsFormatter
         [
             (VmFlags.Read, "rd"), (VmFlags.Write, "wr"), (VmFlags.Exec, "ex"), (VmFlags.Shared, "sh"),
             (VmFlags.MayRead, "mr"), (VmFlags.MayWrite, "mw"), (VmFlags.MayExec, "me"), (VmFlags.MayShare, "ms"),
-            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.Locked, "lo"), (VmFlags.Io, "io"),
-            (VmFlags.SequentialRead, "sr"), (VmFlags.RandomRead, "rr"), (VmFlags.DontCopy, "dc"),
+            (VmFlags.GrowsDown, "gd"), (VmFlags.UserfaultMissing, "um"), (VmFlags.PfnMap, "pf"), (VmFlags.Locked, "lo"), (VmFlags.Io, "io"),
+            (VmFlags.SequentialRead, "sr"), (VmFlags.RandomRead, "rr"), (VmFlags.DontCopy, "dc"), (VmFlags.DontExpand, "de"),
             (VmFlags.LockOnFault, "lf"), (VmFlags.Account, "ac"), (VmFlags.NoReserve, "nr"), (VmFlags.Sync, "sf"),
             (VmFlags.WipeOnFork, "wf"), (VmFlags.DontDump, "dd"), (VmFlags.HugePage, "hg"), (VmFlags.NoHugePage, "nh"),
             (VmFlags.Sealed, "sl"),

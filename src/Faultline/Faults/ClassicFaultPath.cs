@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Mm;
@@ -93,6 +94,11 @@ internal static class ClassicFaultPath
             fault.Vma = vma;
             fault.Cpu.Counters.Add(VmEvent.SegvAccErr);
             return FaultResult.SigSegv;
+        }
+        if (vma.Backing is DeviceBacking)
+        {
+            // MMIO: the device is reached under the mmap read lock, which keeps the VMA in place.
+            return fault.Cpu.Device.Perform(ref fault, vma);
         }
         fault.SnapshotStable(vma);
         fault.Cpu.Counters.Add(VmEvent.ClassicFault);

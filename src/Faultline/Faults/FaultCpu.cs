@@ -26,4 +26,6 @@ internal sealed class FaultCpu
     public EventCounters Counters { get; } = new();
     /// <summary>The thread inside this Cpu's slow path, if any.</summary>
     public UseClaim Claim { get; } = new();
+    /// <summary>This Cpu's access to a memory-mapped I/O region, carried by its faults.</summary>
+    public DeviceRequest Device { get; } = new();
 }

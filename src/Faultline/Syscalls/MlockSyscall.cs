@@ -210,7 +210,8 @@ internal sealed class MlockSyscall
     private Errno Fixup(Vma vma, ulong from, ulong to, VmFlags newFlags, ref bool changed)
     {
         VmFlags oldFlags = vma.Flags;
-        if (newFlags == oldFlags)
+        // mlock_fixup leaves VM_SPECIAL (device) VMAs unlocked and uncounted, without an error.
+        if (newFlags == oldFlags || (oldFlags & VmFlags.Special) != 0)
         {
             return Errno.None;
         }

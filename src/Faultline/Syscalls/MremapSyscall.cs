@@ -176,6 +176,11 @@ internal sealed class MremapSyscall
         {
             return Errno.EINVAL;
         }
+        // vma_to_resize: a device (VM_PFNMAP) or VM_DONTEXPAND mapping cannot grow.
+        if ((vma.Flags & (VmFlags.DontExpand | VmFlags.PfnMap)) != 0)
+        {
+            return Errno.EFAULT;
+        }
         // mlock_future_ok for the growth of a locked mapping.
         return _mm.MayLockMore(vma.Flags, newLength - oldLength) ? Errno.None : Errno.EAGAIN;
     }

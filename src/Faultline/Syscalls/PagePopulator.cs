@@ -45,7 +45,8 @@ internal sealed class PagePopulator
                 (ulong vmaStart, ulong vmaEnd, VmFlags flags) = found;
                 ulong first = Math.Max(address, vmaStart), last = Math.Min(to, vmaEnd);
                 address = last;
-                if ((flags & VmFlags.LockOnFault) != 0)
+                // __mm_populate skips VM_IO and VM_PFNMAP VMAs: a device has no pages to fault in.
+                if ((flags & VmFlags.LockOnFault) != 0 || (flags & (VmFlags.Io | VmFlags.PfnMap)) != 0)
                 {
                     continue;
                 }
