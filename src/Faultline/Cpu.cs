@@ -61,6 +61,8 @@ public sealed unsafe class Cpu : IDisposable
     private long _scopeId;               // the open (or last) scope's number, so a copy of an ended scope is refused
     private AccessOutcome _lastOutcome;
     private bool _disposed;
+    private ulong _devicePage;           // page + 1 of the last device access (0: none), valid while the tree's version is
+    private long _deviceVersion;         // _deviceVersion: the miss path then skips the fault that would only find the device
 
     internal Cpu(AddressSpace addressSpace, MemoryDescriptor mm)
     {
@@ -863,6 +865,14 @@ public sealed unsafe class Cpu : IDisposable
                 return (byte*)host + (address & PageOffsetMask);
             }
             LeaveSection();
+            if (page + 1 == _devicePage && _mm.Tree.PublishedVersion == _deviceVersion)
+            {
+                // The same device VMA as last time (no version published since): its fault would only find the device,
+                // so go straight to the device access (MissChunk), which looks it up again under its lock.
+                _faultCpu.Device.MarkReached();
+                _lastOutcome = AccessOutcome.BusError;
+                return null;
+            }
             AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
             if (outcome != AccessOutcome.Ok)
             {
@@ -1040,8 +1050,12 @@ public sealed unsafe class Cpu : IDisposable
             }
             LeaveSection();
             request.Arm(address, host, length, register);
+            // Read before the lookup: an edit during the access publishes a newer version, and the hint never matches.
+            long version = _mm.Tree.PublishedVersion;
             AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
             completed = request.Completed;
+            _devicePage = completed ? (address >> PageGeometry.PageShift) + 1 : 0;
+            _deviceVersion = version;
             _lastOutcome = outcome;
             return outcome;
         }

@@ -98,6 +98,7 @@ internal static class ClassicFaultPath
         if (vma.Backing is DeviceBacking)
         {
             // MMIO: the device is reached under the mmap read lock, which keeps the VMA in place.
+            fault.Cpu.Counters.Add(VmEvent.ClassicFault);
             return fault.Cpu.Device.Perform(ref fault, vma);
         }
         fault.SnapshotStable(vma);

@@ -55,6 +55,9 @@ internal sealed unsafe class DeviceRequest
         Reached = false;
     }
 
+    /// <summary>Records that the address is known to be in a device region without faulting (the Cpu's hint).</summary>
+    public void MarkReached() => Reached = true;
+
     /// <summary>Forgets what an earlier fault found (the start of every fault).</summary>
     public void Clear() => Reached = false;
 
