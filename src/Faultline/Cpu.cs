@@ -61,8 +61,9 @@ public sealed unsafe class Cpu : IDisposable
     private long _scopeId;               // the open (or last) scope's number, so a copy of an ended scope is refused
     private AccessOutcome _lastOutcome;
     private bool _disposed;
-    private ulong _devicePage;           // page + 1 of the last device access (0: none), valid while the tree's version is
-    private long _deviceVersion;         // _deviceVersion: the miss path then skips the fault that would only find the device
+    private ulong _devicePage;           // page + 1 of the last device access (0: none), of kind _deviceKind, valid while the
+    private AccessKind _deviceKind;      // tree's version is _deviceVersion: the miss path then skips the fault that would
+    private long _deviceVersion;         // only find the device (and that would check the access first: hence the kind)
 
     internal Cpu(AddressSpace addressSpace, MemoryDescriptor mm)
     {
@@ -865,7 +866,7 @@ public sealed unsafe class Cpu : IDisposable
                 return (byte*)host + (address & PageOffsetMask);
             }
             LeaveSection();
-            if (page + 1 == _devicePage && _mm.Tree.PublishedVersion == _deviceVersion)
+            if (page + 1 == _devicePage && kind == _deviceKind && _mm.Tree.PublishedVersion == _deviceVersion)
             {
                 // The same device VMA as last time (no version published since): its fault would only find the device,
                 // so go straight to the device access (MissChunk), which looks it up again under its lock.
@@ -1055,6 +1056,7 @@ public sealed unsafe class Cpu : IDisposable
             AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
             completed = request.Completed;
             _devicePage = completed ? (address >> PageGeometry.PageShift) + 1 : 0;
+            _deviceKind = kind;
             _deviceVersion = version;
             _lastOutcome = outcome;
             return outcome;

@@ -57,6 +57,24 @@ public sealed class AtomicTests
     }
 
     [Fact]
+    public void AtomicsOnResidentMemoryAllocateNothing()
+    {
+        using AddressSpace space = NewSpace();
+        ulong a = MapFixed(space, Base, Page);
+        using Cpu cpu = space.AttachCpu();
+        ulong sum = Operations(cpu, a);
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
+        sum += Operations(cpu, a);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - allocated);
+        Assert.NotEqual(0ul, sum);
+
+        static ulong Operations(Cpu cpu, ulong a) =>
+            cpu.Exchange(a, 1ul) + cpu.FetchAdd(a, 2ul) + cpu.FetchAnd(a, 7ul) + cpu.FetchOr(a, 8ul) + cpu.FetchXor(a, 1ul)
+            + cpu.CompareExchange(a, 5ul, 3ul) + cpu.FetchAdd<byte>(a + 8, 1) + cpu.FetchXor<ushort>(a + 10, 1)
+            + cpu.CompareExchange<ushort>(a + 12, 1, 0) + (cpu.TryFetchOr(a + 16, 1u, out uint old) == AccessOutcome.Ok ? old : 0);
+    }
+
+    [Fact]
     public void NarrowAtomicsLeaveTheNeighbouringBytesAlone()
     {
         using AddressSpace space = NewSpace();

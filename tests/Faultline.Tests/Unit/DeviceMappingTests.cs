@@ -53,9 +53,10 @@ public sealed class DeviceMappingTests
         ];
         Assert.Equal(expected, device.Calls.ToArray());
         Assert.Equal(0, Delta(before, space, VmCounters.TlbFill));
-        // One fault per access, which performs it under the path's lock; an access to another page than the Cpu's last
-        // device access is found by a fault of its own first (the hint holds one page): 5 of the 9 here.
-        Assert.Equal(9 + 5, Delta(before, space, HandledOnPathCounter(path)));
+        // One fault per access, which performs it under the path's lock; an access to another page, or of another
+        // kind, than the Cpu's last device access is found by a fault of its own first (the hint holds one page and
+        // kind): 6 of the 9 here.
+        Assert.Equal(9 + 6, Delta(before, space, HandledOnPathCounter(path)));
         Assert.Equal(0, space.ResidentPages);
         Assert.False(space.IsResident(a));
     }
@@ -138,6 +139,9 @@ public sealed class DeviceMappingTests
         Assert.Equal(AccessOutcome.Ok, cpu.TryStore(a, 9));
         Assert.Equal(AccessOutcome.SegvAccErr, cpu.TryFetch(a, out int _));
         Assert.Equal(["read", "read", "write"], device.Calls.Select(c => c.Kind));
+        space.Protect(a, Page, Protection.Read);
+        Assert.Equal(AccessOutcome.Ok, cpu.TryLoad(a, out int _)); // the Cpu now knows the page as a device read
+        Assert.Equal(AccessOutcome.SegvAccErr, cpu.TryFetchAdd(a, 1u, out _)); // the access check still comes first
     }
 
     [Theory]
@@ -224,6 +228,25 @@ public sealed class DeviceMappingTests
         Assert.DoesNotContain(" lo", space.GetSmaps().Split('\n').Single(l => l.StartsWith("VmFlags:", StringComparison.Ordinal)));
         Assert.Empty(device.Calls); // nothing was populated through the device
         Assert.Equal(1, space.MapCount);
+        // madvise_vma_behavior refuses DOFORK and DODUMP on VM_IO; MADV_POPULATE_* fails in GUP's check_vma_flags (EFAULT).
+        Assert.Equal(Errno.EINVAL, space.TryAdvise(a, Page, Advice.DoFork));
+        Assert.Equal(Errno.EINVAL, space.TryAdvise(a, Page, Advice.DoDump));
+        Assert.Equal(Errno.EFAULT, space.TryAdvise(a, Page, Advice.PopulateRead));
+        Assert.Empty(device.Calls);
+    }
+
+    [Fact]
+    public void APartialCopyCountsTheDeviceBytesAndStopsAtTheHoleAfterThem()
+    {
+        using AddressSpace space = NewSpace(FaultPath.VmaLock);
+        var device = new RecordingDevice();
+        ulong a = MapDevice(space, device, pages: 2);
+        using Cpu cpu = space.AttachCpu();
+        var buffer = new byte[3 * (int)Page];
+        Assert.Equal(new GuestTransfer(2 * (int)Page - 16, AccessOutcome.SegvMapErr, a + 2 * Page), cpu.ReadPartial(a + 16, buffer));
+        Assert.Equal(new GuestTransfer((int)Page, AccessOutcome.SegvMapErr, a + 2 * Page), cpu.WritePartial(a + Page, buffer));
+        Assert.Equal(new GuestTransfer(10, AccessOutcome.SegvMapErr, a + 2 * Page), cpu.FillPartial(a + 2 * Page - 10, 20, 1));
+        Assert.Equal(["read-span", "read-span", "write-span", "write-span"], device.Calls.Select(c => c.Kind));
     }
 
     [Fact]

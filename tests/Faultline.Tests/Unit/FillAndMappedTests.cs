@@ -68,6 +68,12 @@ public sealed class FillAndMappedTests
         Assert.Equal(0, Delta(before, space, VmCounters.PageFault));
         Assert.Equal(frames, space.FramesInUse);
         Assert.Equal(0, space.ResidentPages);
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            cpu.IsMapped(a, 3 * Page, AccessKind.Read);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - allocated);
         space.Dispose();
         Assert.Throws<ObjectDisposedException>(() => cpu.IsMapped(a, 1, AccessKind.Read));
     }
