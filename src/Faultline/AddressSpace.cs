@@ -186,6 +186,46 @@ public sealed partial class AddressSpace : IDisposable
     }
 
     /// <summary>
+    /// <c>mmap</c> of a memory-mapped I/O region: every load and store a <see cref="Cpu"/> makes in
+    /// [start, start + <paramref name="length"/>) calls <paramref name="device"/> at offset
+    /// <paramref name="deviceOffset"/> + (address − start), from the accessing Cpu's thread. No frame backs the region and
+    /// the software TLB never holds a translation of it; protections are checked as for memory (PROT_NONE or read-only
+    /// refuse with SIGSEGV). The VMA is <c>VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP</c>, named
+    /// <paramref name="name"/> in the maps: mremap cannot grow it (EFAULT), <c>MADV_DONTNEED</c>/<c>MADV_FREE</c> on it
+    /// is EINVAL, mlock leaves it unlocked without an error, fork gives the child the same device, mprotect and partial
+    /// munmap work as for memory, and atomic read-modify-writes on it end in SIGBUS. <paramref name="flags"/> must be
+    /// <see cref="MapFlags.Shared"/> (plus placement flags such as <see cref="MapFlags.Fixed"/>). Returns the start.
+    /// </summary>
+    /// <remarks>See <see cref="IMmioDevice"/> for when and how the device is called.</remarks>
+    /// <exception cref="MemoryOperationException">With Linux's errno: EINVAL for a private mapping or a device offset
+    /// that is not page-aligned, else as <see cref="Map"/>.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="device"/> or <paramref name="name"/> is null.</exception>
+    public ulong MapDevice(ulong address, ulong length, Protection protection, MapFlags flags, IMmioDevice device, string name,
+        ulong deviceOffset = 0)
+    {
+        Errno error = TryMapDevice(address, length, protection, flags, device, name, deviceOffset, out ulong mapped);
+        return error == Errno.None ? mapped : throw new MemoryOperationException("mmap", error, address, length, protection, flags);
+    }
+
+    /// <summary><see cref="MapDevice"/>, returning the errno (<see cref="Errno.None"/> on success).</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="device"/> or <paramref name="name"/> is null.</exception>
+    public Errno TryMapDevice(ulong address, ulong length, Protection protection, MapFlags flags, IMmioDevice device, string name,
+        ulong deviceOffset, out ulong mapped)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(name);
+        ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+        mapped = 0;
+        // The mmap system call's offset check (in bytes, before it becomes a page offset).
+        if ((deviceOffset & PageGeometry.PageOffsetMask) != 0)
+        {
+            return Errno.EINVAL;
+        }
+        return _mmap.MapDevice(address, length, protection, flags, new DeviceBacking(device, name), deviceOffset >> PageGeometry.PageShift,
+            out mapped);
+    }
+
+    /// <summary>
     /// <c>fork</c> for memory: a child address space over the same guest RAM with a copy of every mapping, private
     /// pages shared copy-on-write (the first write of either side to a shared page copies it; an exclusive page is
     /// reused). Mappings advised <c>MADV_DONTFORK</c> are left out, <c>MADV_WIPEONFORK</c> ones start zero-filled in the

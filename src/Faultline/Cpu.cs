@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.InteropServices;
 using Faultline.Areas;
 using Faultline.Concurrency;
@@ -60,6 +61,9 @@ public sealed unsafe class Cpu : IDisposable
     private long _scopeId;               // the open (or last) scope's number, so a copy of an ended scope is refused
     private AccessOutcome _lastOutcome;
     private bool _disposed;
+    private ulong _devicePage;           // page + 1 of the last device access (0: none), of kind _deviceKind, valid while the
+    private AccessKind _deviceKind;      // tree's version is _deviceVersion: the miss path then skips the fault that would
+    private long _deviceVersion;         // only find the device (and that would check the access first: hence the kind)
 
     internal Cpu(AddressSpace addressSpace, MemoryDescriptor mm)
     {
@@ -99,7 +103,7 @@ public sealed unsafe class Cpu : IDisposable
                 ExitSection();
                 return value;
             }
-            ThrowFault(address, AccessKind.Read);
+            return LoadMiss<T>(address, AccessKind.Read);
         }
         return LoadAcrossPages<T>(address, AccessKind.Read);
     }
@@ -117,8 +121,7 @@ public sealed unsafe class Cpu : IDisposable
                 ExitSection();
                 return AccessOutcome.Ok;
             }
-            value = default;
-            return _lastOutcome;
+            return TryLoadMiss(address, AccessKind.Read, out value);
         }
         return TryLoadSplit(address, AccessKind.Read, out value);
     }
@@ -139,8 +142,7 @@ public sealed unsafe class Cpu : IDisposable
                 ExitSection();
                 return AccessOutcome.Ok;
             }
-            value = default;
-            return _lastOutcome;
+            return TryLoadMiss(address, AccessKind.Execute, out value);
         }
         return TryLoadSplit(address, AccessKind.Execute, out value);
     }
@@ -158,7 +160,8 @@ public sealed unsafe class Cpu : IDisposable
                 ExitSection();
                 return;
             }
-            ThrowFault(address, AccessKind.Write);
+            StoreMiss(address, value);
+            return;
         }
         StoreAcrossPages(address, value);
     }
@@ -176,7 +179,7 @@ public sealed unsafe class Cpu : IDisposable
                 ExitSection();
                 return AccessOutcome.Ok;
             }
-            return _lastOutcome;
+            return TryStoreMiss(address, value);
         }
         return TryWrite(address, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)));
     }
@@ -287,7 +290,13 @@ public sealed unsafe class Cpu : IDisposable
             byte* guest = EnterTranslated(at, access);
             if (guest == null)
             {
-                return new GuestTransfer(done, _lastOutcome, at);
+                AccessOutcome missed = MissChunk(at, access, host + done, chunk, register: false);
+                if (missed != AccessOutcome.Ok)
+                {
+                    return new GuestTransfer(done, missed, at);
+                }
+                done += chunk;
+                continue;
             }
             if (access == AccessKind.Write)
             {
@@ -380,6 +389,201 @@ public sealed unsafe class Cpu : IDisposable
         original = Interlocked.CompareExchange(ref Unsafe.AsRef<long>(p), value, comparand);
         ExitSection();
         return AccessOutcome.Ok;
+    }
+
+    // The atomics below take any 1-, 2-, 4- or 8-byte integer type (byte, ushort, uint, ulong and the signed ones). They
+    // are writes whatever they change (x86 locked instructions write back even an unchanged value): they need write
+    // permission, break copy-on-write and dirty the page exactly like Store. An address not aligned to the value's size
+    // is SIGBUS (AccessOutcome.BusError) before any translation: x86 would run a misaligned locked instruction (a split
+    // lock if it crosses a cache line), but one crossing a page cannot be atomic over two frames translated one at a
+    // time, the host's Interlocked makes no promise for misaligned addresses (ARM64 hosts fault on them), and Linux
+    // with split_lock_detect=fatal sends SIGBUS for split locks too; an aligned value never crosses a page. On a
+    // memory-mapped I/O region they are SIGBUS as well: a device sees loads and stores, not read-modify-writes.
+
+    /// <summary>
+    /// Atomic exchange (<c>xchg</c>) of the aligned value at <paramref name="address"/>; returns the old value. A write:
+    /// needs write permission and breaks copy-on-write like <see cref="Store{T}"/>.
+    /// </summary>
+    /// <exception cref="SegmentationFaultException">SIGSEGV, or SIGBUS when misaligned or on a device region.</exception>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is wider than 8 bytes.</exception>
+    public T Exchange<T>(ulong address, T value) where T : unmanaged, IBinaryInteger<T> =>
+        Atomic(address, AtomicOperation.Exchange, value, default);
+
+    /// <summary><see cref="Exchange{T}"/>, returning the outcome; <paramref name="original"/> is the old value on success.</summary>
+    public AccessOutcome TryExchange<T>(ulong address, T value, out T original) where T : unmanaged, IBinaryInteger<T> =>
+        TryAtomic(address, AtomicOperation.Exchange, value, default, out original);
+
+    /// <summary>
+    /// Atomic fetch-and-add (<c>lock xadd</c>, wrapping) of the aligned value at <paramref name="address"/>; returns the
+    /// old value (unlike <see cref="Interlocked.Add(ref int, int)"/>, which returns the new one). Rules as <see cref="Exchange{T}"/>.
+    /// </summary>
+    /// <exception cref="SegmentationFaultException">SIGSEGV, or SIGBUS when misaligned or on a device region.</exception>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is wider than 8 bytes.</exception>
+    public T FetchAdd<T>(ulong address, T value) where T : unmanaged, IBinaryInteger<T> =>
+        Atomic(address, AtomicOperation.Add, value, default);
+
+    /// <summary><see cref="FetchAdd{T}"/>, returning the outcome; <paramref name="original"/> is the old value on success.</summary>
+    public AccessOutcome TryFetchAdd<T>(ulong address, T value, out T original) where T : unmanaged, IBinaryInteger<T> =>
+        TryAtomic(address, AtomicOperation.Add, value, default, out original);
+
+    /// <summary>Atomic fetch-and-AND (<c>lock and</c>); returns the old value. Rules as <see cref="Exchange{T}"/>.</summary>
+    /// <exception cref="SegmentationFaultException">SIGSEGV, or SIGBUS when misaligned or on a device region.</exception>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is wider than 8 bytes.</exception>
+    public T FetchAnd<T>(ulong address, T value) where T : unmanaged, IBinaryInteger<T> =>
+        Atomic(address, AtomicOperation.And, value, default);
+
+    /// <summary><see cref="FetchAnd{T}"/>, returning the outcome; <paramref name="original"/> is the old value on success.</summary>
+    public AccessOutcome TryFetchAnd<T>(ulong address, T value, out T original) where T : unmanaged, IBinaryInteger<T> =>
+        TryAtomic(address, AtomicOperation.And, value, default, out original);
+
+    /// <summary>Atomic fetch-and-OR (<c>lock or</c>); returns the old value. Rules as <see cref="Exchange{T}"/>.</summary>
+    /// <exception cref="SegmentationFaultException">SIGSEGV, or SIGBUS when misaligned or on a device region.</exception>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is wider than 8 bytes.</exception>
+    public T FetchOr<T>(ulong address, T value) where T : unmanaged, IBinaryInteger<T> =>
+        Atomic(address, AtomicOperation.Or, value, default);
+
+    /// <summary><see cref="FetchOr{T}"/>, returning the outcome; <paramref name="original"/> is the old value on success.</summary>
+    public AccessOutcome TryFetchOr<T>(ulong address, T value, out T original) where T : unmanaged, IBinaryInteger<T> =>
+        TryAtomic(address, AtomicOperation.Or, value, default, out original);
+
+    /// <summary>Atomic fetch-and-XOR (<c>lock xor</c>); returns the old value. Rules as <see cref="Exchange{T}"/>.</summary>
+    /// <exception cref="SegmentationFaultException">SIGSEGV, or SIGBUS when misaligned or on a device region.</exception>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is wider than 8 bytes.</exception>
+    public T FetchXor<T>(ulong address, T value) where T : unmanaged, IBinaryInteger<T> =>
+        Atomic(address, AtomicOperation.Xor, value, default);
+
+    /// <summary><see cref="FetchXor{T}"/>, returning the outcome; <paramref name="original"/> is the old value on success.</summary>
+    public AccessOutcome TryFetchXor<T>(ulong address, T value, out T original) where T : unmanaged, IBinaryInteger<T> =>
+        TryAtomic(address, AtomicOperation.Xor, value, default, out original);
+
+    /// <summary>
+    /// Atomic compare-and-exchange (<c>lock cmpxchg</c>) of the aligned value at <paramref name="address"/>: stores
+    /// <paramref name="value"/> if the old value equals <paramref name="comparand"/>; returns the old value. A write even
+    /// when the comparison fails, as on x86. Rules as <see cref="Exchange{T}"/>.
+    /// </summary>
+    /// <exception cref="SegmentationFaultException">SIGSEGV, or SIGBUS when misaligned or on a device region.</exception>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is wider than 8 bytes.</exception>
+    public T CompareExchange<T>(ulong address, T value, T comparand) where T : unmanaged, IBinaryInteger<T> =>
+        Atomic(address, AtomicOperation.CompareExchange, value, comparand);
+
+    /// <summary><see cref="CompareExchange{T}"/>, returning the outcome; <paramref name="original"/> is the old value on success.</summary>
+    public AccessOutcome TryCompareExchange<T>(ulong address, T value, T comparand, out T original) where T : unmanaged, IBinaryInteger<T> =>
+        TryAtomic(address, AtomicOperation.CompareExchange, value, comparand, out original);
+
+    private T Atomic<T>(ulong address, AtomicOperation operation, T operand, T comparand) where T : unmanaged, IBinaryInteger<T> =>
+        Check(TryAtomic(address, operation, operand, comparand, out T original), address, AccessKind.Write, original);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private AccessOutcome TryAtomic<T>(ulong address, AtomicOperation operation, T operand, T comparand, out T original)
+        where T : unmanaged, IBinaryInteger<T>
+    {
+        original = default;
+        if (sizeof(T) > sizeof(ulong))
+        {
+            throw new NotSupportedException($"atomics are 1, 2, 4 or 8 bytes wide, not {sizeof(T)}");
+        }
+        if ((address & (ulong)(sizeof(T) - 1)) != 0)
+        {
+            return AccessOutcome.BusError;
+        }
+        byte* p = EnterTranslated(address, AccessKind.Write);
+        if (p == null)
+        {
+            return _lastOutcome;
+        }
+        original = GuestAtomics.Apply(p, operation, operand, comparand);
+        ExitSection();
+        return AccessOutcome.Ok;
+    }
+
+    /// <summary>
+    /// Sets <paramref name="length"/> bytes from <paramref name="address"/> to <paramref name="value"/> (<c>memset</c>),
+    /// one translation per page; a device region gets the bytes through its span form. Throws at the first page that
+    /// cannot be written; the pages before it keep the value.
+    /// </summary>
+    /// <exception cref="GuestAccessException">An unresolvable fault; its address is the first byte not written.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative.</exception>
+    public void Fill(ulong address, int length, byte value)
+    {
+        GuestTransfer transfer = FillPartial(address, length, value);
+        if (!transfer.IsComplete)
+        {
+            throw GuestAccessException.For(transfer.FaultAddress, AccessKind.Write, transfer.Outcome);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Fill"/> that stops at the first page that cannot be written and reports the bytes set before it and the
+    /// failing address, as <see cref="WritePartial"/> does.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative.</exception>
+    public GuestTransfer FillPartial(ulong address, int length, byte value)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        int done = 0;
+        while (done < length)
+        {
+            ulong at = address + (ulong)done;
+            int chunk = (int)Math.Min((ulong)(length - done), PageSize - (at & PageOffsetMask));
+            byte* guest = EnterTranslated(at, AccessKind.Write);
+            if (guest == null)
+            {
+                AccessOutcome missed = FillMiss(at, chunk, value);
+                if (missed != AccessOutcome.Ok)
+                {
+                    return new GuestTransfer(done, missed, at);
+                }
+            }
+            else
+            {
+                new Span<byte>(guest, chunk).Fill(value);
+                ExitSection();
+            }
+            done += chunk;
+        }
+        return new GuestTransfer(done, AccessOutcome.Ok, 0);
+    }
+
+    /// <summary>
+    /// True when every page of [<paramref name="address"/>, + <paramref name="length"/>) lies in a mapping that allows
+    /// <paramref name="access"/> (an access that would not end in SIGSEGV, as <c>access_error</c> judges it; a
+    /// write-only mapping is readable, as on x86). Takes no fault, allocates nothing and holds no lock: the answer is
+    /// one published version of the mapping tree, so it may be stale by the time the caller acts on it. An empty range
+    /// is mapped; one that wraps past the top of the address space is not. A device region counts as mapped.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The Cpu or its address space is disposed.</exception>
+    public bool IsMapped(ulong address, ulong length, AccessKind access)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_mm.IsExiting)
+        {
+            ThrowAddressSpaceDisposed();
+        }
+        ulong end = address + length;
+        if (end < address)
+        {
+            return false;
+        }
+        // A walk section: the version read below, and its VMAs, are not reused until it ends (RcuRecycler).
+        _reader.EnterWalk(_mm.Rcu.WalkEpoch);
+        try
+        {
+            VmaTreeNode? version = _mm.Tree.Published;
+            for (ulong at = address & ~PageOffsetMask; at < end;)
+            {
+                Vma? vma = VmaTree.Containing(version, at);
+                if (vma is null || AccessCheck.IsError(vma.Flags, access))
+                {
+                    return false;
+                }
+                at = vma.End;
+            }
+            return true;
+        }
+        finally
+        {
+            _reader.ExitWalk();
+        }
     }
 
     /// <summary>
@@ -668,6 +872,14 @@ public sealed unsafe class Cpu : IDisposable
                 return (byte*)host + (address & PageOffsetMask);
             }
             LeaveSection();
+            if (page + 1 == _devicePage && kind == _deviceKind && _mm.Tree.PublishedVersion == _deviceVersion)
+            {
+                // The same device VMA as last time (no version published since): its fault would only find the device,
+                // so go straight to the device access (MissChunk), which looks it up again under its lock.
+                _faultCpu.Device.MarkReached();
+                _lastOutcome = AccessOutcome.BusError;
+                return null;
+            }
             AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
             if (_faultCpu.TakeWatchedWrite(out ulong watched))
             {
@@ -739,14 +951,137 @@ public sealed unsafe class Cpu : IDisposable
             byte* p = EnterTranslated(at, kind);
             if (p == null)
             {
-                value = default;
-                return _lastOutcome;
+                AccessOutcome missed;
+                fixed (byte* host = bytes)
+                {
+                    missed = MissChunk(at, kind, host + done, chunk, register: false);
+                }
+                if (missed != AccessOutcome.Ok)
+                {
+                    value = default;
+                    return missed;
+                }
+                done += chunk;
+                continue;
             }
             new ReadOnlySpan<byte>(p, chunk).CopyTo(bytes.Slice(done, chunk));
             ExitSection();
             done += chunk;
         }
         return AccessOutcome.Ok;
+    }
+
+    // The cold branch of a load or fetch within a page: a device region is read through its device (a register access
+    // for 1, 2, 4 and 8 bytes), anything else was a fault.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal T LoadMiss<T>(ulong address, AccessKind kind) where T : unmanaged =>
+        Check(TryLoadMiss(address, kind, out T value), address, kind, value);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal AccessOutcome TryLoadMiss<T>(ulong address, AccessKind kind, out T value) where T : unmanaged
+    {
+        T read = default;
+        AccessOutcome outcome = MissChunk(address, kind, (byte*)&read, sizeof(T), IsRegisterSize(sizeof(T)));
+        value = outcome == AccessOutcome.Ok ? read : default;
+        return outcome;
+    }
+
+    // The cold branch of a store within a page: a device region is written through its device, anything else was a fault.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal void StoreMiss<T>(ulong address, T value) where T : unmanaged
+    {
+        AccessOutcome outcome = MissChunk(address, AccessKind.Write, (byte*)&value, sizeof(T), IsRegisterSize(sizeof(T)));
+        if (outcome != AccessOutcome.Ok)
+        {
+            throw GuestAccessException.For(address, AccessKind.Write, outcome);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal AccessOutcome TryStoreMiss<T>(ulong address, T value) where T : unmanaged =>
+        MissChunk(address, AccessKind.Write, (byte*)&value, sizeof(T), IsRegisterSize(sizeof(T)));
+
+    private static bool IsRegisterSize(int size) => size is 1 or 2 or 4 or 8;
+
+    // A fill's page that missed: the bytes come from a buffer of the value (only a device or a changed mapping gets here).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private AccessOutcome FillMiss(ulong at, int chunk, byte value)
+    {
+        byte* bytes = stackalloc byte[chunk];
+        new Span<byte>(bytes, chunk).Fill(value);
+        return MissChunk(at, AccessKind.Write, bytes, chunk, register: false);
+    }
+
+    // After EnterTranslated failed at `at`: when the fault found a device region, moves `length` bytes (within one
+    // page) between `host` and the device; when the region turned into memory meanwhile, through the TLB like any
+    // access; else the fault's outcome stands.
+    private AccessOutcome MissChunk(ulong at, AccessKind kind, byte* host, int length, bool register)
+    {
+        while (_lastOutcome == AccessOutcome.BusError && _faultCpu.Device.Reached)
+        {
+            AccessOutcome outcome = DeviceTransfer(at, kind, host, length, register, out bool completed);
+            if (completed || outcome != AccessOutcome.Ok)
+            {
+                return outcome;
+            }
+            byte* guest = EnterTranslated(at, kind);
+            if (guest != null)
+            {
+                if (kind == AccessKind.Write)
+                {
+                    Buffer.MemoryCopy(host, guest, length, length);
+                }
+                else
+                {
+                    Buffer.MemoryCopy(guest, host, length, length);
+                }
+                ExitSection();
+                return AccessOutcome.Ok;
+            }
+        }
+        return _lastOutcome;
+    }
+
+    // The access to a device region: a fault with the request armed, whose path calls the device while it holds the
+    // VMA in place (see DeviceRequest). Claimed like the slow path and outside the read section, since the callback
+    // may block (a scope's section comes back before returning). `completed` is false when the fault found memory.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private AccessOutcome DeviceTransfer(ulong address, AccessKind kind, byte* host, int length, bool register, out bool completed)
+    {
+        UseClaim claim = _faultCpu.Claim;
+        if (!claim.TryEnter(Environment.CurrentManagedThreadId))
+        {
+            ThrowUsedByAnotherThread();
+        }
+        DeviceRequest request = _faultCpu.Device;
+        try
+        {
+            // Read after the claim store (UseClaim's pairing with MemoryDescriptor.Dispose).
+            if (_mm.IsExiting)
+            {
+                ThrowAddressSpaceDisposed();
+            }
+            LeaveSection();
+            request.Arm(address, host, length, register);
+            // Read before the lookup: an edit during the access publishes a newer version, and the hint never matches.
+            long version = _mm.Tree.PublishedVersion;
+            AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
+            completed = request.Completed;
+            _devicePage = completed ? (address >> PageGeometry.PageShift) + 1 : 0;
+            _deviceKind = kind;
+            _deviceVersion = version;
+            _lastOutcome = outcome;
+            return outcome;
+        }
+        finally
+        {
+            request.Disarm();
+            if (_scopeOpen && !_reader.IsInside && !_mm.IsExiting)
+            {
+                _reader.Enter();
+            }
+            claim.Exit();
+        }
     }
 
     // Debug builds only (the call vanishes from Release builds, so the hit path stays as it is): a thread arriving

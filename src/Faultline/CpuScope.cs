@@ -51,7 +51,7 @@ public readonly unsafe struct CpuScope : IDisposable
             {
                 return Unsafe.ReadUnaligned<T>(p);
             }
-            _cpu.ThrowFaultInScope(address, AccessKind.Read);
+            return _cpu.LoadMiss<T>(address, AccessKind.Read);
         }
         return _cpu.LoadAcrossPagesInScope<T>(address);
     }
@@ -68,8 +68,7 @@ public readonly unsafe struct CpuScope : IDisposable
                 value = Unsafe.ReadUnaligned<T>(p);
                 return AccessOutcome.Ok;
             }
-            value = default;
-            return _cpu.LastOutcome;
+            return _cpu.TryLoadMiss(address, AccessKind.Read, out value);
         }
         return _cpu.TryLoadAcrossPagesInScope(address, out value);
     }
@@ -86,7 +85,8 @@ public readonly unsafe struct CpuScope : IDisposable
                 Unsafe.WriteUnaligned(p, value);
                 return;
             }
-            _cpu.ThrowFaultInScope(address, AccessKind.Write);
+            _cpu.StoreMiss(address, value);
+            return;
         }
         _cpu.StoreAcrossPagesInScope(address, value);
     }
@@ -103,9 +103,105 @@ public readonly unsafe struct CpuScope : IDisposable
                 Unsafe.WriteUnaligned(p, value);
                 return AccessOutcome.Ok;
             }
-            return _cpu.LastOutcome;
+            return _cpu.TryStoreMiss(address, value);
         }
         return _cpu.TryStore(address, value);
+    }
+
+    // Zero-copy spans. Why the frame under a span cannot be freed and reused while the span is valid: every writer that
+    // takes a translation away (munmap's zap, mprotect, madvise, a copy-on-write fault, mremap, fork's write-protect)
+    // drops the frame's mapping under the PTE lock but its reference (put_page) only in MmuGather's deferred release,
+    // which runs after RcuDomain.Synchronize: the grace period bumps the TLB generation and waits for every read section
+    // that published an older one. This scope published "inside" at _scopeGeneration when it opened, and nothing
+    // republishes it until the scope ends, QuiescentPoint, or an access of this Cpu misses and catches up (or faults,
+    // which leaves the section); so until one of those, the release waits and the frame keeps its reference. Hence the
+    // validity rule below. The one writer that does not wait is one running on this scope's own thread (a grace period
+    // skips the caller's scope), so the thread holding a span must not unmap, protect, remap or fork meanwhile either.
+    // Races/ScopedSpanRaceTests stages munmap against a live span.
+
+    /// <summary>
+    /// Zero-copy access to the guest bytes [<paramref name="address"/>, + <paramref name="length"/>), which must lie
+    /// within one page: the frame itself, translated for a write (write permission needed; copy-on-write is broken and
+    /// the page dirtied, as by <see cref="Store{T}"/>). Valid until the scope ends, <see cref="QuiescentPoint"/> is
+    /// called, or this Cpu makes any other access (scoped or plain: one that misses the TLB may pass a quiescent point),
+    /// whichever comes first; until then no writer on another thread can free or reuse the frame (an unmap waits). A
+    /// writer on this thread (unmap, protect, remap, fork) also ends it. A device region has no bytes to lend: SIGBUS.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is not positive, or the range crosses a page.</exception>
+    /// <exception cref="GuestAccessException">The page cannot be written (SIGSEGV, SIGBUS, out of memory).</exception>
+    /// <exception cref="ObjectDisposedException">The scope has ended.</exception>
+    public Span<byte> GetSpan(ulong address, int length)
+    {
+        CheckWithinPage(address, length);
+        byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
+        if (p == null)
+        {
+            _cpu.ThrowFaultInScope(address, AccessKind.Write);
+        }
+        return new Span<byte>(p, length);
+    }
+
+    /// <summary><see cref="GetSpan"/>, returning the outcome instead of throwing on a fault (<paramref name="span"/> is empty then).</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is not positive, or the range crosses a page.</exception>
+    /// <exception cref="ObjectDisposedException">The scope has ended.</exception>
+    public AccessOutcome TryGetSpan(ulong address, int length, out Span<byte> span)
+    {
+        CheckWithinPage(address, length);
+        byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
+        span = p == null ? default : new Span<byte>(p, length);
+        return p == null ? _cpu.LastOutcome : AccessOutcome.Ok;
+    }
+
+    /// <summary>
+    /// Zero-copy read access to [<paramref name="address"/>, + <paramref name="length"/>) within one page, translated for
+    /// <paramref name="access"/> (<see cref="AccessKind.Read"/> or <see cref="AccessKind.Execute"/>). Valid as long as
+    /// a span from <see cref="GetSpan"/> would be. Another Cpu's copy-on-write of the page afterwards is not seen
+    /// through it (it keeps showing the frame it was given, as a stale TLB entry would).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is not positive, the range crosses a page,
+    /// or <paramref name="access"/> is a write.</exception>
+    /// <exception cref="GuestAccessException">The page cannot be read (SIGSEGV, SIGBUS, out of memory).</exception>
+    /// <exception cref="ObjectDisposedException">The scope has ended.</exception>
+    public ReadOnlySpan<byte> GetReadOnlySpan(ulong address, int length, AccessKind access = AccessKind.Read)
+    {
+        CheckWithinPage(address, length);
+        CheckReadKind(access);
+        byte* p = _cpu.TranslateInScope(address, access, _id);
+        if (p == null)
+        {
+            _cpu.ThrowFaultInScope(address, access);
+        }
+        return new ReadOnlySpan<byte>(p, length);
+    }
+
+    /// <summary><see cref="GetReadOnlySpan"/>, returning the outcome instead of throwing on a fault (<paramref name="span"/> is empty then).</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is not positive, the range crosses a page,
+    /// or <paramref name="access"/> is a write.</exception>
+    /// <exception cref="ObjectDisposedException">The scope has ended.</exception>
+    public AccessOutcome TryGetReadOnlySpan(ulong address, int length, AccessKind access, out ReadOnlySpan<byte> span)
+    {
+        CheckWithinPage(address, length);
+        CheckReadKind(access);
+        byte* p = _cpu.TranslateInScope(address, access, _id);
+        span = p == null ? default : new ReadOnlySpan<byte>(p, length);
+        return p == null ? _cpu.LastOutcome : AccessOutcome.Ok;
+    }
+
+    private static void CheckWithinPage(ulong address, int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        if ((address & PageOffsetMask) + (ulong)length > PageSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), $"[0x{address:x}, +{length}) crosses a page");
+        }
+    }
+
+    private static void CheckReadKind(AccessKind access)
+    {
+        if (access == AccessKind.Write)
+        {
+            throw new ArgumentOutOfRangeException(nameof(access), "a read-only span is for reads and fetches; use GetSpan to write");
+        }
     }
 
     /// <summary>

@@ -6,8 +6,9 @@ namespace Faultline;
 /// </summary>
 /// <remarks>
 /// Thrown by the <see cref="Cpu"/> accessors (<c>Load</c>, <c>Store</c>, <c>Read</c>, <c>Write</c>, <c>Fetch</c>,
-/// <c>CompareExchange</c>); each has a <c>Try*</c> form that returns the <see cref="AccessOutcome"/> instead. The
-/// address space is unchanged by the failed access and stays usable. Immutable once thrown.
+/// <c>Fill</c>, the atomics) and the <see cref="CpuScope"/> ones (including its spans); each has a <c>Try*</c> form
+/// (for <c>Fill</c>, <c>FillPartial</c>) that returns the <see cref="AccessOutcome"/> instead. The address space is
+/// unchanged by the failed access and stays usable. Immutable once thrown.
 /// </remarks>
 public abstract class GuestAccessException : Exception
 {

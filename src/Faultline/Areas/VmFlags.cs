@@ -19,7 +19,10 @@ internal enum VmFlags : ulong
     GrowsDown = 0x100,
     /// <summary><c>VM_UFFD_MISSING</c>: a user-fault channel resolves faults on missing pages.</summary>
     UserfaultMissing = 0x200,
-    /// <summary><c>VM_PFNMAP</c>: page-frame numbers with no <c>struct page</c> (host memory): no refcount, no rmap.</summary>
+    /// <summary>
+    /// <c>VM_PFNMAP</c>: page ranges with no <c>struct page</c>: host memory (raw frames, no refcount, no rmap) or a
+    /// device mapping (no frame at all).
+    /// </summary>
     PfnMap = 0x400,
     /// <summary><c>VM_UFFD_WP</c>: a user-fault channel resolves writes to pages it write-protected.</summary>
     UserfaultWp = 0x1000,
@@ -50,9 +53,9 @@ internal enum VmFlags : ulong
     /// only in an address space that tracks soft-dirty pages (<c>CONFIG_MEM_SOFT_DIRTY</c>).
     /// </summary>
     SoftDirty = 0x8000000,
-    /// <summary><c>VM_HUGEPAGE</c>: <c>MADV_HUGEPAGE</c>.</summary>
     /// <summary><c>VM_MIXEDMAP</c>: refcounted frames and raw page-frame numbers mixed (never set here; part of <see cref="SpecialMask"/>).</summary>
     MixedMap = 0x10000000,
+    /// <summary><c>VM_HUGEPAGE</c>: <c>MADV_HUGEPAGE</c>.</summary>
     HugePage = 0x20000000,
     /// <summary><c>VM_NOHUGEPAGE</c>: <c>MADV_NOHUGEPAGE</c> or <c>MAP_STACK</c>.</summary>
     NoHugePage = 0x40000000,

@@ -9,8 +9,8 @@ internal static class VmaMergeRules
     /// <summary>
     /// True when <paramref name="left"/> (ending where <paramref name="right"/> starts) can merge with it: same flags
     /// but for <c>VM_SOFTDIRTY</c> (which the merged VMA keeps if either had it: <see cref="MergedFlags"/>), none of
-    /// them <c>VM_SPECIAL</c>, backing, policy and user-fault channel (<c>is_mergeable_vm_userfaultfd_ctx</c>),
-    /// continuous page offsets, and anon_vmas that are equal or not both set.
+    /// them <c>VM_SPECIAL</c> (<c>vma_merge_new_range</c> never merges those), backing, policy and user-fault channel
+    /// (<c>is_mergeable_vm_userfaultfd_ctx</c>), continuous page offsets, and anon_vmas that are equal or not both set.
     /// </summary>
     public static bool CanMerge(Vma left, Vma right) =>
         left.End == right.Start

@@ -48,6 +48,13 @@ internal sealed class VmaTree
     /// <summary>The readers' root: an acquire load, pairing with the release store in <see cref="Publish"/>.</summary>
     public VmaTreeNode? Published => Volatile.Read(ref _published);
 
+    /// <summary>
+    /// How many versions were published: it moves whenever the readers' version may differ. A plain write under the
+    /// mmap write lock, read here without it; a caller that ordered itself after an edit (by a lock or a join) sees
+    /// the edit's bump, and a concurrent one is ordered before the edit. Never torn (an aligned long).
+    /// </summary>
+    public long PublishedVersion => Volatile.Read(ref _version);
+
     /// <summary>The node recycler (tests).</summary>
     internal RcuRecycler<VmaTreeNode> Nodes => _nodes;
 

@@ -216,6 +216,9 @@ internal sealed class MmapLock
     /// <summary>True while held for read or write (<c>mmap_assert_locked</c>).</summary>
     public bool IsLocked => Volatile.Read(ref _state) != 0;
 
+    /// <summary>Writers that announced themselves and do not hold the lock yet (tests: a writer is queued).</summary>
+    public int WritersWaiting => Volatile.Read(ref _writersWaiting);
+
     /// <summary>
     /// <c>mm_lock_seq</c>: an acquire read; odd while a write section is open. A VMA whose stamped sequence equals
     /// it is write-locked.

@@ -99,4 +99,9 @@ internal enum ProbePoint
     UserFaultWoken,
     /// <summary>User-fault resolution (<c>UFFDIO_COPY</c> and kin): the page is filled, before the PTE lock.</summary>
     UserFaultFillBeforePteLock,
+    /// <summary>
+    /// Any fault path: a device (MMIO) VMA is held in place — mmap read lock or VMA read lock — and the access allowed,
+    /// before the device is called.
+    /// </summary>
+    DeviceAccessLocked,
 }

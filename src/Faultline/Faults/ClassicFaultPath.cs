@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Mm;
@@ -102,6 +103,12 @@ internal static class ClassicFaultPath
             fault.Vma = vma;
             fault.Cpu.Counters.Add(VmEvent.SegvAccErr);
             return FaultResult.SigSegv;
+        }
+        if (vma.Backing is DeviceBacking)
+        {
+            // MMIO: the device is reached under the mmap read lock, which keeps the VMA in place.
+            fault.Cpu.Counters.Add(VmEvent.ClassicFault);
+            return fault.Cpu.Device.Perform(ref fault, vma);
         }
         fault.SnapshotStable(vma);
         fault.Cpu.Counters.Add(VmEvent.ClassicFault);

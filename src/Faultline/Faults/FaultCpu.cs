@@ -53,4 +53,7 @@ internal sealed class FaultCpu
         HasWatchedWrite = false;
         return pending;
     }
+
+    /// <summary>This Cpu's access to a memory-mapped I/O region, carried by its faults.</summary>
+    public DeviceRequest Device { get; } = new();
 }

@@ -15,6 +15,7 @@ internal static class FaultRouter
     public static AccessOutcome Fault(MemoryDescriptor mm, FaultCpu cpu, ulong address, AccessKind access)
     {
         cpu.Counters.Add(VmEvent.PageFault);
+        cpu.Device.Clear();
         var fault = new FaultContext(mm, cpu, address, access);
         FaultResult result = FaultResult.Retry;
         switch (mm.Settings.FaultPath)

@@ -108,6 +108,11 @@ internal static class SpeculativeFaultPath
             counters.Add(VmEvent.SegvAccErr);
             return FaultResult.SigSegv;
         }
+        if (backing is Backing.DeviceBacking)
+        {
+            // MMIO: no page table to walk; the device is reached with the VMA read-locked, no mmap lock.
+            return fault.Cpu.Device.PerformSpeculative(ref fault, vma, sequence);
+        }
         fault.VmaFlags = flags;
         fault.Protection = protection;
         fault.Sequence = sequence;

@@ -1,4 +1,5 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Concurrency;
 using Faultline.VmStat;
 using Faultline.Mm;
@@ -30,6 +31,12 @@ internal static class VmaLockFaultPath
                 fault.Cpu.Counters.Add(VmEvent.SegvAccErr);
                 fault.Vma = vma;
                 return FaultResult.SigSegv;
+            }
+            if (vma.Backing is DeviceBacking)
+            {
+                // MMIO: the device is reached under the VMA read lock (released below), no mmap lock.
+                fault.Cpu.Counters.Add(VmEvent.VmaLockSuccess);
+                return fault.Cpu.Device.Perform(ref fault, vma);
             }
             fault.Flags |= FaultFlags.VmaLock;
             fault.SnapshotStable(vma);

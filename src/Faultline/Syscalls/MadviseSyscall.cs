@@ -187,6 +187,11 @@ internal sealed class MadviseSyscall
                 {
                     return Errno.EINVAL;
                 }
+                // madvise_dontneed_free_valid_vma: a VM_PFNMAP (device) mapping has no pages to drop.
+                if ((flags & VmFlags.PfnMap) != 0)
+                {
+                    return Errno.EINVAL;
+                }
                 if (advice == Advice.Free)
                 {
                     if (!anonymous)

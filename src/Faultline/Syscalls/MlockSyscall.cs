@@ -210,7 +210,7 @@ internal sealed class MlockSyscall
     private Errno Fixup(Vma vma, ulong from, ulong to, VmFlags newFlags, ref bool changed)
     {
         VmFlags oldFlags = vma.Flags;
-        // VM_SPECIAL (host memory): neither locked nor counted, and no error.
+        // mlock_fixup leaves VM_SPECIAL VMAs (host memory, devices) unlocked and uncounted, without an error.
         if (newFlags == oldFlags || (oldFlags & VmFlags.SpecialMask) != 0)
         {
             return Errno.None;

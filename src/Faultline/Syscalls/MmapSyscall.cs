@@ -59,7 +59,11 @@ internal sealed class MmapSyscall
     /// <c>vm_pgoff</c>), private or shared.
     /// </summary>
     public Errno MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset,
-        out ulong mapped)
+        out ulong mapped) => MapBacking(address, length, protection, flags, backing, pageOffset, VmFlags.None, out mapped);
+
+    // MapBacking with the flags a driver's mmap sets on the new VMA (device mappings).
+    private Errno MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset,
+        VmFlags driverFlags, out ulong mapped)
     {
         mapped = 0;
         _mm.SharedCounters.AddShared(VmEvent.MapCall);
@@ -77,7 +81,26 @@ internal sealed class MmapSyscall
         {
             return Errno.EOVERFLOW;
         }
-        return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags), flags, backing, pageOffset, out mapped);
+        return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags) | driverFlags, flags, backing, pageOffset, out mapped);
+    }
+
+    /// <summary>
+    /// <c>mmap</c> of a memory-mapped I/O region (a driver's <c>mmap</c> doing <c>io_remap_pfn_range</c>): a shared
+    /// mapping of <paramref name="backing"/> from page <paramref name="pageOffset"/> of the device, flagged
+    /// <c>VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP</c>. A private mapping is EINVAL, as drivers such as VFIO's
+    /// (<c>vfio_pci_core_mmap</c>) refuse one: copy-on-write of device registers has no meaning.
+    /// </summary>
+    public Errno MapDevice(ulong address, ulong length, Protection protection, MapFlags flags, DeviceBacking backing, ulong pageOffset,
+        out ulong mapped)
+    {
+        mapped = 0;
+        if (((int)flags & 0x0f) is not (1 or 3))
+        {
+            _mm.SharedCounters.AddShared(VmEvent.MapCall);
+            return Errno.EINVAL;
+        }
+        return MapBacking(address, length, protection, flags, backing, pageOffset, VmFlags.Io | VmFlags.PfnMap | VmFlags.DontExpand | VmFlags.DontDump,
+            out mapped);
     }
 
     /// <summary>

@@ -176,7 +176,7 @@ internal sealed class MremapSyscall
         {
             return Errno.EINVAL;
         }
-        // Host memory (VM_DONTEXPAND | VM_PFNMAP) never grows.
+        // vma_to_resize: host memory and devices (VM_DONTEXPAND | VM_PFNMAP) never grow.
         if ((vma.Flags & (VmFlags.DontExpand | VmFlags.PfnMap)) != 0)
         {
             return Errno.EFAULT;

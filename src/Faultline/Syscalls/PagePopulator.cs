@@ -45,7 +45,7 @@ internal sealed class PagePopulator
                 (ulong vmaStart, ulong vmaEnd, VmFlags flags) = found;
                 ulong first = Math.Max(address, vmaStart), last = Math.Min(to, vmaEnd);
                 address = last;
-                // VM_IO | VM_PFNMAP: host memory is mapped by its own faults, never populated.
+                // __mm_populate skips VM_IO and VM_PFNMAP VMAs: host memory is mapped by its own faults, a device has no pages.
                 if ((flags & (VmFlags.LockOnFault | VmFlags.Io | VmFlags.PfnMap)) != 0)
                 {
                     continue;

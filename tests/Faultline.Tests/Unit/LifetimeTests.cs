@@ -165,6 +165,8 @@ public sealed class LifetimeTests
         {
             [nameof(AddressSpace.Map)] = () => space.Map(0, Page, Protection.Read, MapFlags.PrivateAnonymous),
             [nameof(AddressSpace.TryMap)] = () => space.TryMap(0, Page, Protection.Read, MapFlags.PrivateAnonymous, out _),
+            [nameof(AddressSpace.MapDevice)] = () => space.MapDevice(0, Page, Protection.Read, MapFlags.Shared, new RecordingDevice(), "dev"),
+            [nameof(AddressSpace.TryMapDevice)] = () => space.TryMapDevice(0, Page, Protection.Read, MapFlags.Shared, new RecordingDevice(), "dev", 0, out _),
             [nameof(AddressSpace.Unmap)] = () => space.Unmap(a, Page),
             [nameof(AddressSpace.TryUnmap)] = () => space.TryUnmap(a, Page),
             [nameof(AddressSpace.Protect)] = () => space.Protect(a, Page, Protection.Read),
