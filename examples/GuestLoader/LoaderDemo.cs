@@ -9,6 +9,9 @@ public static class LoaderDemo
     /// <summary>Where the UART's page is mapped (QEMU's <c>virt</c> machine puts its UART near here too).</summary>
     public const ulong UartAddress = 0x1000_0000;
 
+    /// <summary>Pages of heap the program grows with brk before the snapshot.</summary>
+    public const ulong HeapPages = 64;
+
     /// <summary>Runs the demonstration on the ELF at <paramref name="path"/>, narrating to <paramref name="output"/>.</summary>
     public static LoaderReport Run(string path, TextWriter output, FaultPath faultPath = FaultPath.VmaLock)
     {
@@ -16,7 +19,9 @@ public static class LoaderDemo
         long imagePages = image.Segments.Sum(s => (long)((s.PageEnd - s.PageStart) / PageGeometry.PageSize));
         output.WriteLine($"{path}: {image.Segments.Count} loadable segments, {imagePages} pages, entry 0x{image.Entry:x}");
 
-        using var space = new AddressSpace(new FaultlineOptions { FaultPath = faultPath });
+        // The heap starts right after the image, as load_elf_binary sets mm->start_brk with randomisation off.
+        ulong imageEnd = image.Segments.Max(s => s.PageEnd);
+        using var space = new AddressSpace(new FaultlineOptions { FaultPath = faultPath, BrkStart = imageEnd });
         using var loader = new DemandLoader(space, image);
         var uart = new Uart(output);
         space.MapDevice(UartAddress, PageGeometry.PageSize, Protection.ReadWrite, MapFlags.Shared | MapFlags.Fixed, uart, "uart16550");
@@ -52,52 +57,66 @@ public static class LoaderDemo
     private static (int Written, long Restored, bool Matches) SnapshotAndRestore(AddressSpace space, Cpu cpu, TraceCpu trace,
         ElfImage image, TextWriter output)
     {
+        // The program's writable memory: its last writable segment (.data and .bss) and a heap grown with brk, as a
+        // C runtime would at start-up.
+        var ranges = new List<(ulong Start, ulong Length)>();
         ElfSegment[] writable = image.Segments.Where(s => (s.Protection & Protection.Write) != 0).ToArray();
-        if (writable.Length == 0)
+        if (writable.Length > 0)
         {
-            output.WriteLine("no writable segment: nothing to snapshot");
-            return (0, 0, true);
+            ranges.Add((writable[^1].PageStart, writable[^1].PageEnd - writable[^1].PageStart));
         }
-        ElfSegment data = writable[^1];
-        ulong start = data.PageStart;
-        ulong length = data.PageEnd - start;
-        int pages = (int)(length / PageGeometry.PageSize);
-        var bitmap = new ulong[(pages + 63) / 64];
+        ulong heap = space.Brk(0);
+        space.Brk(heap + HeapPages * PageGeometry.PageSize);
+        ranges.Add((heap, HeapPages * PageGeometry.PageSize));
 
-        // The snapshot reads every page (filling them through the handler), then arms the dirty log.
-        byte[] snapshot = new byte[length];
-        cpu.Read(start, snapshot);
-        space.GetAndClearDirtyLog(start, length, bitmap);
+        // The snapshot reads every page (filling the segment's through the handler), then arms the dirty log.
+        var snapshots = new List<byte[]>();
+        foreach ((ulong start, ulong length) in ranges)
+        {
+            byte[] snapshot = new byte[length];
+            cpu.Read(start, snapshot);
+            snapshots.Add(snapshot);
+            space.GetAndClearDirtyLog(start, length, new ulong[BitmapWords(length)]);
+        }
 
-        ulong[] targets = [start, start + (ulong)(pages / 2) * PageGeometry.PageSize, start + (ulong)(pages - 1) * PageGeometry.PageSize];
-        int written = targets.Distinct().Count();
-        foreach (ulong page in targets.Distinct())
+        // The program runs: it writes a word in the first data page and in three heap pages.
+        var targets = new HashSet<ulong> { ranges[0].Start, heap + 3 * PageGeometry.PageSize, heap + 17 * PageGeometry.PageSize, heap + 42 * PageGeometry.PageSize };
+        foreach (ulong page in targets)
         {
             trace.Store(page + 8, 0xFA17_11E0_0000_0000UL | page);
         }
 
         // Restore: only the pages the dirty log reports are copied back; then re-arm, since the restore wrote them.
-        Array.Clear(bitmap);
-        long dirty = space.GetAndClearDirtyLog(start, length, bitmap);
+        long dirty = 0;
         long restored = 0;
-        for (int i = 0; i < pages; i++)
+        bool matches = true;
+        long pages = 0;
+        for (int r = 0; r < ranges.Count; r++)
         {
-            if ((bitmap[i / 64] & (1UL << (i % 64))) != 0)
+            (ulong start, ulong length) = ranges[r];
+            var bitmap = new ulong[BitmapWords(length)];
+            dirty += space.GetAndClearDirtyLog(start, length, bitmap);
+            int rangePages = (int)(length / PageGeometry.PageSize);
+            pages += rangePages;
+            for (int i = 0; i < rangePages; i++)
             {
-                ulong page = start + (ulong)i * PageGeometry.PageSize;
-                cpu.Write(page, snapshot.AsSpan(i * PageGeometry.PageSize, PageGeometry.PageSize));
-                restored++;
+                if ((bitmap[i / 64] & (1UL << (i % 64))) != 0)
+                {
+                    cpu.Write(start + (ulong)i * PageGeometry.PageSize, snapshots[r].AsSpan(i * PageGeometry.PageSize, PageGeometry.PageSize));
+                    restored++;
+                }
             }
+            space.GetAndClearDirtyLog(start, length, bitmap);
+            byte[] after = new byte[length];
+            cpu.Read(start, after);
+            matches &= after.AsSpan().SequenceEqual(snapshots[r]);
         }
-        space.GetAndClearDirtyLog(start, length, bitmap);
-
-        byte[] after = new byte[length];
-        cpu.Read(start, after);
-        bool matches = after.AsSpan().SequenceEqual(snapshot);
-        output.WriteLine($"snapshot of {pages} writable pages at 0x{start:x}: {written} written, {dirty} reported dirty, "
+        output.WriteLine($"snapshot of {pages} writable pages (data segment and heap): {targets.Count} written, {dirty} reported dirty, "
             + $"{restored} restored, {(matches ? "memory equals the snapshot" : "memory DIFFERS from the snapshot")}");
-        return (written, restored, matches);
+        return (targets.Count, restored, matches);
     }
+
+    private static int BitmapWords(ulong length) => (int)((length / PageGeometry.PageSize + 63) / 64);
 
     // The NUL-terminated string the file holds at a guest address, at most `limit` bytes.
     private static string ReadString(ElfImage image, ulong address, int limit)
