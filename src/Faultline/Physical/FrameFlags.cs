@@ -25,4 +25,11 @@ internal enum FrameFlags
     /// PTE stays clean; a write dirties the PTE and keeps it.
     /// </summary>
     LazyFree = 1 << 4,
+    /// <summary>
+    /// <c>PG_head</c>: the first frame of a huge (order-9) block from <see cref="PhysicalMemory.TryAllocateHuge"/>; it
+    /// holds the block's reference count.
+    /// </summary>
+    HugeHead = 1 << 5,
+    /// <summary>A tail frame of a huge block (<c>PageTail</c>): no references of its own; the head's count covers it.</summary>
+    HugeTail = 1 << 6,
 }

@@ -10,7 +10,7 @@ namespace Faultline.Physical;
 /// <c>MemoryDescriptor</c> over it is a user (<see cref="AddUser"/>, <see cref="Dispose"/>), and the host mapping goes
 /// back when the last one goes. Frame ownership follows <see cref="FrameInfo"/>'s reference rules.
 /// </remarks>
-internal sealed unsafe class PhysicalMemory : IDisposable
+internal sealed unsafe partial class PhysicalMemory : IDisposable
 {
     /// <summary>Bytes in a frame.</summary>
     public const int FrameSize = PageGeometry.PageSize;
@@ -24,7 +24,7 @@ internal sealed unsafe class PhysicalMemory : IDisposable
     private readonly ArenaHandle _arena;
     private readonly byte* _base;
     private readonly FrameInfo[] _frames;
-    private readonly int[] _freeStack;    // free frames ready for use: zeroed, or poisoned in poisoning runs
+    private readonly int[] _freeStack;    // free frames ready for use: zeroed, or poisoned in poisoning runs (a split huge block: as Zeroed says)
     private int _freeCount;
     private readonly int[]? _dirtyStack;  // free frames the background zeroer has not cleared yet (null: zeroing on free)
     private int _dirtyCount;
@@ -57,6 +57,7 @@ internal sealed unsafe class PhysicalMemory : IDisposable
         _frames = new FrameInfo[frameCount];
         _freeStack = new int[frameCount];
         _dirtyStack = backgroundZeroing && !poisonFreedFrames ? new int[frameCount] : null;
+        _hugeStack = new int[frameCount / HugeFrames];
         _frames[ZeroFrame].Kind = FrameKind.Zero;
         _frames[ZeroFrame].RefCount = 1;
         HostPages.MakeReadOnly(_base, FrameSize);
@@ -120,6 +121,15 @@ internal sealed unsafe class PhysicalMemory : IDisposable
             while (n < into.Length && _dirtyCount > 0)
             {
                 into[n++] = _dirtyStack![--_dirtyCount];
+            }
+            // Last, a free huge block is broken up (the kernel's fallback to a higher order when order 0 is empty).
+            while (n < into.Length && _hugeCount > 0)
+            {
+                SplitFreeHugeBlock();
+                while (n < into.Length && _freeCount > 0)
+                {
+                    into[n++] = _freeStack[--_freeCount];
+                }
             }
             bool zeroerHoldsFrames = n == 0 && _inZeroer > 0;
             Concurrency.SpinWord.Exit(ref _lock);
