@@ -690,9 +690,14 @@ public sealed partial class AddressSpace : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(options), "FaultAroundBytes must be a power of two from 4 KiB to 2 MiB");
         }
+        if (!Enum.IsDefined(options.TransparentHugePages))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "TransparentHugePages must be Always, Madvise or Never");
+        }
         return new MmSettings((int)frames, options.PoisonFreedFrames, options.FaultPath, options.SpeculativePageTableAllocation,
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.MemoryLockLimit,
             options.CapIpcLock, options.BrkStart, options.BackgroundZeroing, options.StackLimit,
-            options.FaultAroundBytes >> PageGeometry.PageShift, options.ThpAlignedPlacement, options.SoftDirty);
+            options.FaultAroundBytes >> PageGeometry.PageShift, options.ThpAlignedPlacement, options.SoftDirty,
+            options.TransparentHugePages);
     }
 }

@@ -92,6 +92,14 @@ public sealed record FaultlineOptions
     /// </summary>
     public bool SoftDirty { get; init; }
 
+    /// <summary>
+    /// <c>/sys/kernel/mm/transparent_hugepage/enabled</c>: which private anonymous mappings may get 2 MiB pages, with
+    /// <see cref="Advice.HugePage"/> and <see cref="Advice.NoHugePage"/> choosing per mapping. Default
+    /// <see cref="TransparentHugePageMode.Madvise"/>, the common distribution default, which changes nothing for a guest
+    /// that does not ask. Faultline records the choice and keeps huge frames ready; faults still map 4 KiB pages.
+    /// </summary>
+    public TransparentHugePageMode TransparentHugePages { get; init; } = TransparentHugePageMode.Madvise;
+
     /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
     public bool PoisonFreedFrames { get; init; }
 }
