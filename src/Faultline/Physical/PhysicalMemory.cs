@@ -168,6 +168,7 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
             ref FrameInfo info = ref _frames[pfn];
             Debug.Assert(pfn != ZeroFrame && info.Kind != FrameKind.Free, "double free or zero frame");
             Debug.Assert(info.PinCount == 0, "a pinned frame freed");
+            Debug.Assert((info.Flags & (int)(FrameFlags.HugeHead | FrameFlags.HugeTail)) == 0, "a huge block's frame freed alone (FreeHuge)");
             info.Kind = FrameKind.Free;
             info.RefCount = 0;
             info.MapCount = 0;
