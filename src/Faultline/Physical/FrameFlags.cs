@@ -25,4 +25,6 @@ internal enum FrameFlags
     /// PTE stays clean; a write dirties the PTE and keeps it.
     /// </summary>
     LazyFree = 1 << 4,
+    /// <summary><c>PG_writeback</c>: a page-cache frame being written back to its file; it is clean meanwhile.</summary>
+    Writeback = 1 << 5,
 }
