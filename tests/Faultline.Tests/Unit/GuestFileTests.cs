@@ -272,4 +272,43 @@ public sealed class GuestFileTests : IDisposable
             }
         }
     }
+
+    [Fact]
+    public void Readers_racing_to_read_in_the_same_pages_share_one_copy_of_each()
+    {
+        byte[] contents = Pattern(16 * Page, 10);
+        File.WriteAllBytes(_path, contents);
+        using HostFile file = HostFile.Open(_space, _path, writable: false);
+        int before = Memory.FramesInUse;
+        var failures = new System.Collections.Concurrent.ConcurrentBag<int>();
+        using var start = new Barrier(4);
+        var readers = new Thread[4];
+        for (int t = 0; t < readers.Length; t++)
+        {
+            int thread = t;
+            readers[t] = new Thread(() =>
+            {
+                var back = new byte[contents.Length];
+                start.SignalAndWait();
+                // Each thread walks the pages in its own order, so fills of one page overlap across threads.
+                for (int i = 0; i < 16; i++)
+                {
+                    int page = (i * (thread + 1) * 5) % 16;
+                    if (file.Read((long)page * Page, back.AsSpan(page * Page, Page)) != Page
+                        || !back.AsSpan(page * Page, Page).SequenceEqual(contents.AsSpan(page * Page, Page)))
+                    {
+                        failures.Add(page);
+                    }
+                }
+            });
+            readers[t].Start();
+        }
+        foreach (Thread reader in readers)
+        {
+            reader.Join();
+        }
+        Assert.Empty(failures);
+        Assert.Equal(16, file.CachedPages);
+        Assert.Equal(before + 16, Memory.FramesInUse);
+    }
 }
