@@ -27,6 +27,8 @@ public enum Errno
     EEXIST = 17,
     /// <summary><c>EINVAL</c>: misaligned, zero length, bad flags.</summary>
     EINVAL = 22,
+    /// <summary><c>EFBIG</c>: a guest file over a host file grown past the host file system's largest file.</summary>
+    EFBIG = 27,
     /// <summary><c>EOVERFLOW</c>: a mapping's last page offset would wrap.</summary>
     EOVERFLOW = 75,
     /// <summary><c>EOPNOTSUPP</c>: unknown flag with <c>MAP_SHARED_VALIDATE</c>.</summary>

@@ -31,7 +31,19 @@ internal sealed class HostFileStore : IFileStore
     public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_handle, data, offset);
 
     /// <inheritdoc />
-    public void SetLength(long length) => RandomAccess.SetLength(_handle, length);
+    /// <remarks>.NET reports the host's EFBIG as an argument error; it becomes an <see cref="IOException"/> carrying
+    /// the errno (27) as its HResult, as .NET's other raw errnos are.</remarks>
+    public void SetLength(long length)
+    {
+        try
+        {
+            RandomAccess.SetLength(_handle, length);
+        }
+        catch (ArgumentOutOfRangeException tooLarge)
+        {
+            throw new IOException(tooLarge.Message, (int)Errno.EFBIG);
+        }
+    }
 
     /// <inheritdoc />
     public void Flush() => RandomAccess.FlushToDisk(_handle);

@@ -68,13 +68,17 @@ internal sealed unsafe class PageCache : IDisposable
     public Errno Read(long offset, Span<byte> buffer, out int read)
     {
         read = 0;
-        if (offset < 0 || offset > long.MaxValue - buffer.Length)
+        if (offset < 0)
         {
             return Errno.EINVAL;
         }
         if (Volatile.Read(ref _released) != 0)
         {
             return Errno.EBADF;
+        }
+        if (offset > long.MaxValue - buffer.Length)
+        {
+            return Errno.EINVAL;
         }
         long size = Length;
         if (offset >= size || buffer.IsEmpty)
@@ -107,15 +111,20 @@ internal sealed unsafe class PageCache : IDisposable
     public Errno Write(long offset, ReadOnlySpan<byte> data, out int written)
     {
         written = 0;
-        if (offset < 0 || offset > long.MaxValue - data.Length)
+        if (offset < 0)
         {
             return Errno.EINVAL;
         }
         lock (_inodeLock)
         {
+            // ksys_pwrite64's order: a negative offset, the descriptor, FMODE_WRITE, then rw_verify_area's overflow.
             if (Volatile.Read(ref _released) != 0 || !CanWrite)
             {
                 return Errno.EBADF;
+            }
+            if (offset > long.MaxValue - data.Length)
+            {
+                return Errno.EINVAL;
             }
             while (written < data.Length)
             {
@@ -147,8 +156,8 @@ internal sealed unsafe class PageCache : IDisposable
     /// <c>ftruncate</c>: the file becomes <paramref name="length"/> bytes. Shrinking drops the cached pages past the
     /// new end and zeroes the tail of the page it falls in (<c>truncate_inode_pages_range</c>), so a later extension
     /// reads zeros; the store is resized first. EINVAL for a negative length or a read-only file (as
-    /// <c>ftruncate</c> on a descriptor without <c>FMODE_WRITE</c>), EBADF after release, EIO when the store fails
-    /// (nothing changed then).
+    /// <c>ftruncate</c> on a descriptor without <c>FMODE_WRITE</c>), EBADF after release, EFBIG past the host file
+    /// system's largest file, EIO when the store fails otherwise (nothing changed then).
     /// </summary>
     public Errno Truncate(long length)
     {
@@ -170,9 +179,9 @@ internal sealed unsafe class PageCache : IDisposable
             {
                 _store?.SetLength(length);
             }
-            catch (IOException)
+            catch (IOException failure)
             {
-                return Errno.EIO;
+                return HostErrno(failure);
             }
             long old = _size;
             // Release store; readers clamp to the new size before the pages go.
@@ -201,7 +210,7 @@ internal sealed unsafe class PageCache : IDisposable
     /// <summary>
     /// <c>fsync</c>: every dirty page is written back to the store (dirty cleared and writeback set while it is
     /// written, <c>folio_start_writeback</c>), then the store is flushed. A page that fails stays dirty and the call
-    /// returns EIO; EBADF after release. Without a store there is nothing to write (tmpfs).
+    /// returns EIO (EFBIG past the host file system's largest file); EBADF after release. Without a store there is nothing to write (tmpfs).
     /// </summary>
     public Errno Sync()
     {
@@ -236,15 +245,16 @@ internal sealed unsafe class PageCache : IDisposable
                 _memory.SetFlags(frame, FrameFlags.Writeback);
                 UnlockPage(frame);
                 long start = (long)pageOffset << PageShift;
-                int bytes = (int)Math.Min(PageSize, _size - start);
+                // A page a racing read-in left past the end holds only zeros the file does not have: nothing to write.
+                int bytes = (int)Math.Clamp(_size - start, 0, PageSize);
                 try
                 {
                     _store.Write(start, new ReadOnlySpan<byte>(_memory.FrameAddress(frame), bytes));
                 }
-                catch (IOException)
+                catch (IOException failure)
                 {
                     _memory.SetFlags(frame, FrameFlags.Dirty);
-                    result = Errno.EIO;
+                    result = HostErrno(failure);
                 }
                 _memory.ClearFlags(frame, FrameFlags.Writeback);
                 _memory.Put(frame);
@@ -402,6 +412,10 @@ internal sealed unsafe class PageCache : IDisposable
             return Errno.None;
         }
     }
+
+    // The host's errno where .NET kept it (an IOException's HResult is the raw errno for the errors it has no type
+    // for): EFBIG past the host file system's largest file; EIO for everything else.
+    private static Errno HostErrno(IOException failure) => failure.HResult == (int)Errno.EFBIG ? Errno.EFBIG : Errno.EIO;
 
     // read_folio: the page's bytes from the store; what the store lacks (past its end, or no store) stays zero.
     private Errno Fill(ulong pageOffset, int frame)

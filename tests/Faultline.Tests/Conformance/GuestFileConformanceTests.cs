@@ -66,6 +66,8 @@ public sealed class GuestFileConformanceTests : IDisposable
         {
             using HostFile file = HostFile.Open(_space, _hostPath, writable: false);
             Assert.Equal(LibC.PwriteErrno(fd, [1, 2], 0, out _), (int)file.TryWrite(0, [1, 2], out _));
+            Assert.Equal(LibC.PwriteErrno(fd, [1, 2], long.MaxValue - 1, out _), (int)file.TryWrite(long.MaxValue - 1, [1, 2], out _));
+            Assert.Equal(LibC.PwriteErrno(fd, [1, 2], -1, out _), (int)file.TryWrite(-1, [1, 2], out _));
             Assert.Equal(LibC.FtruncateErrno(fd, 0), (int)file.Truncate(0));
             Assert.Equal(LibC.FtruncateErrno(fd, -1), (int)file.Truncate(-1));
             var expected = new byte[200];
@@ -73,6 +75,29 @@ public sealed class GuestFileConformanceTests : IDisposable
             Assert.Equal(LibC.PreadErrno(fd, expected, 0, out int hostRead), (int)file.TryRead(0, actual, out int guestRead));
             Assert.Equal(hostRead, guestRead);
             Assert.Equal(expected, actual);
+        }
+        finally
+        {
+            LibC.Close(fd);
+        }
+    }
+
+    [Fact]
+    public void Truncation_past_the_largest_file_and_offsets_that_overflow_fail_as_on_the_host()
+    {
+        File.WriteAllBytes(_hostPath, Pattern(100, 11));
+        File.WriteAllBytes(_guestPath, Pattern(100, 11));
+        int fd = LibC.Open(_hostPath, LibC.O_RDWR);
+        Assert.True(fd >= 0, "open of the oracle file");
+        try
+        {
+            using HostFile file = HostFile.Open(_space, _guestPath, writable: true);
+            int hostError = LibC.FtruncateErrno(fd, long.MaxValue);
+            Assert.Equal(hostError, (int)file.Truncate(long.MaxValue));
+            Assert.Equal(new FileInfo(_hostPath).Length, file.Length);
+            Assert.Equal(LibC.PwriteErrno(fd, [1, 2], long.MaxValue - 1, out _), (int)file.TryWrite(long.MaxValue - 1, [1, 2], out _));
+            var buffer = new byte[2];
+            Assert.Equal(LibC.PreadErrno(fd, buffer, long.MaxValue - 1, out _), (int)file.TryRead(long.MaxValue - 1, buffer, out _));
         }
         finally
         {
