@@ -311,4 +311,18 @@ public sealed class GuestFileTests : IDisposable
         Assert.Equal(16, file.CachedPages);
         Assert.Equal(before + 16, Memory.FramesInUse);
     }
+
+    [Fact]
+    public void A_file_outlives_the_address_space_it_was_made_in()
+    {
+        var space = new AddressSpace(new FaultlineOptions { PhysicalMemoryBytes = 16 << 20 });
+        using var file = new MemoryFile(space);
+        file.Write(0, Pattern(2 * Page, 12));
+        space.Dispose();
+        file.Write(2 * Page, Pattern(Page, 13));
+        var back = new byte[3 * Page];
+        Assert.Equal(3 * Page, file.Read(0, back));
+        Assert.Equal(Pattern(2 * Page, 12), back.AsSpan(0, 2 * Page).ToArray());
+        Assert.Equal(Pattern(Page, 13), back.AsSpan(2 * Page).ToArray());
+    }
 }
