@@ -13,7 +13,8 @@ namespace Faultline;
 /// <para>Offsets and lengths are bytes; a call with bad input returns Linux's errno (the <c>Try</c> forms) or throws
 /// <see cref="MemoryOperationException"/> carrying it, and changes nothing: EINVAL for a negative offset or one whose
 /// end overflows a signed 64-bit offset (<c>rw_verify_area</c>), EBADF for a write to a file opened read-only or for
-/// any call after <see cref="Dispose()"/>.</para>
+/// any call after <see cref="Dispose()"/>. The host file system's size limit is met at write-back: a write past it
+/// succeeds in the cache and <see cref="Sync"/> reports EFBIG, where Linux's <c>pwrite</c> fails at once.</para>
 /// <para>Thread-safety: reads run concurrently with each other and with everything else, without a file lock; writes,
 /// truncations and syncs take the file's inode lock and run one at a time (Linux's <c>i_rwsem</c>); a read that races
 /// a write of the same bytes may see part of it, as on Linux. Disposal must not overlap any other call on the file.</para>
