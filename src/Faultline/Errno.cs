@@ -9,7 +9,9 @@ public enum Errno
     EPERM = 1,
     /// <summary><c>ENOENT</c>: a user-fault resolution outside a registered mapping (<c>UFFDIO_COPY</c> and kin).</summary>
     ENOENT = 2,
-    /// <summary><c>EBADF</c>: a file mapping without a file.</summary>
+    /// <summary><c>EIO</c>: a guest file's page could not be read from or written back to its host file.</summary>
+    EIO = 5,
+    /// <summary><c>EBADF</c>: a file mapping without a file; a write to a guest file opened read-only, or to one disposed.</summary>
     EBADF = 9,
     /// <summary><c>EAGAIN</c>: over the lock limit (mmap with MAP_LOCKED, mlock's populate), or no memory to split a VMA in madvise.</summary>
     EAGAIN = 11,
@@ -25,6 +27,8 @@ public enum Errno
     EEXIST = 17,
     /// <summary><c>EINVAL</c>: misaligned, zero length, bad flags.</summary>
     EINVAL = 22,
+    /// <summary><c>EFBIG</c>: a guest file over a host file grown past the host file system's largest file.</summary>
+    EFBIG = 27,
     /// <summary><c>EOVERFLOW</c>: a mapping's last page offset would wrap.</summary>
     EOVERFLOW = 75,
     /// <summary><c>EOPNOTSUPP</c>: unknown flag with <c>MAP_SHARED_VALIDATE</c>.</summary>

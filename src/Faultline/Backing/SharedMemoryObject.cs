@@ -10,8 +10,8 @@ namespace Faultline.Backing;
 /// and a forked child's copy — so writes through one are seen by all, and never copied on write.
 /// </summary>
 /// <remarks>
-/// <para>The page index (the kernel's xarray) is a radix of fixed fanout whose leaves hold frame numbers (0: none; frame
-/// 0 is the zero frame, never cached). Readers walk it without a lock; writers change it under <c>_pagesLock</c> (the
+/// <para>The page index (the kernel's xarray, <see cref="PageIndex"/>) maps offsets to frame numbers. Readers walk it
+/// without a lock; writers change it under <c>_pagesLock</c> (the
 /// xarray's lock, a leaf lock), publishing new nodes and entries with release stores. A lookup that found a frame takes
 /// a reference only if the count is not zero and then re-reads the entry (<c>folio_try_get</c> + <c>xas_reload</c>), so
 /// a frame removed and freed meanwhile is never returned.</para>
@@ -29,33 +29,22 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
     /// <summary>The device shmem's internal mount has on Linux (the first anonymous device, <c>00:01</c>).</summary>
     public const int ShmemDeviceMinor = 1;
 
-    private const int FanoutShift = 6;
-    private const int Fanout = 1 << FanoutShift;
-    private const int FanoutMask = Fanout - 1;
-
     private static long s_nextInode;
 
     private readonly PhysicalMemory _memory;
-    private readonly int _levels;
-    private readonly object _root;
+    private readonly PageIndex _index;
     private readonly List<(object Vma, IMappingZapper Zapper, ulong PageOffset, ulong Pages)> _mappings = [];
     private readonly object _mappingLock = new();
     private int _pagesLock;
     private int _references;
     private int _released;
-    private long _cachedPages;
 
     /// <summary>An object of <paramref name="pages"/> pages (the mapping's length: <c>i_size</c>), all holes.</summary>
     public SharedMemoryObject(PhysicalMemory memory, ulong pages)
     {
         _memory = memory;
         SizePages = pages;
-        _levels = 1;
-        while (_levels * FanoutShift < 64 && (pages - 1) >> (_levels * FanoutShift) != 0)
-        {
-            _levels++;
-        }
-        _root = _levels == 1 ? new int[Fanout] : new object?[Fanout];
+        _index = new PageIndex(pages);
         Inode = (ulong)Interlocked.Increment(ref s_nextInode);
     }
 
@@ -63,7 +52,7 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
     public ulong SizePages { get; }
 
     /// <summary>Pages cached now (the object's share of <c>nr_shmem</c>). A snapshot.</summary>
-    public long CachedPages => Volatile.Read(ref _cachedPages);
+    public long CachedPages => _index.Count;
 
     /// <summary>VMAs linked now (the file's reference count from mappings). A snapshot taken under the mapping lock.</summary>
     public int MappingCount
@@ -291,8 +280,7 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
         }
         var removed = new List<int>();
         SpinWord.Enter(ref _pagesLock);
-        RemoveRange(_root, _levels - 1, 0, firstPageOffset, endPageOffset, removed);
-        Interlocked.Add(ref _cachedPages, -removed.Count);
+        _index.RemoveRange(firstPageOffset, endPageOffset, removed);
         SpinWord.Exit(ref _pagesLock);
         lock (_mappingLock)
         {
@@ -316,8 +304,7 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
         var removed = new List<int>();
         SpinWord.Enter(ref _pagesLock);
         Volatile.Write(ref _released, 1);
-        RemoveRange(_root, _levels - 1, 0, 0, SizePages, removed);
-        Interlocked.Add(ref _cachedPages, -removed.Count);
+        _index.RemoveRange(0, SizePages, removed);
         SpinWord.Exit(ref _pagesLock);
         _memory.PutBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(removed));
     }
@@ -340,32 +327,14 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
             {
                 return InsertResult.Released;
             }
-            object node = _root;
-            for (int level = _levels - 1; level > 0; level--)
-            {
-                object?[] interior = (object?[])node;
-                int index = (int)(pageOffset >> (level * FanoutShift)) & FanoutMask;
-                object? child = interior[index];
-                if (child is null)
-                {
-                    child = level == 1 ? new int[Fanout] : new object?[Fanout];
-                    // Release store: the new (zeroed) node is complete before a lock-free reader can reach it.
-                    Volatile.Write(ref interior[index], child);
-                }
-                node = child;
-            }
-            int[] leaf = (int[])node;
-            int slot = (int)pageOffset & FanoutMask;
-            if (leaf[slot] != 0)
+            if (_index.Lookup(pageOffset) != 0)
             {
                 return InsertResult.Occupied;
             }
             // The caller's reference, taken before the page can be found (and removed by a punch).
             _memory.Get(frame);
-            // Release store: the frame's contents and metadata are visible before a lock-free lookup finds it; pairs
-            // with the acquire reads of Lookup.
-            Volatile.Write(ref leaf[slot], frame);
-            Interlocked.Increment(ref _cachedPages);
+            // Publishes with a release store (see PageIndex.TryInsert); the slot is free, checked under this lock.
+            _index.TryInsert(pageOffset, frame);
             return InsertResult.Inserted;
         }
         finally
@@ -374,52 +343,6 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
         }
     }
 
-    // The lock-free walk: each node pointer and the leaf entry with acquire reads, pairing with Insert's release stores
-    // (a reader sees a complete node and a frame whose metadata is set) and RemoveRange's exchanges.
-    private int Lookup(ulong pageOffset)
-    {
-        if (pageOffset >= SizePages)
-        {
-            return 0;
-        }
-        object? node = _root;
-        for (int level = _levels - 1; level > 0; level--)
-        {
-            node = Volatile.Read(ref ((object?[])node)[(int)(pageOffset >> (level * FanoutShift)) & FanoutMask]);
-            if (node is null)
-            {
-                return 0;
-            }
-        }
-        return Volatile.Read(ref ((int[])node)[(int)pageOffset & FanoutMask]);
-    }
-
-    // Under _pagesLock: clears every entry in [first, end) below `node` (covering pages from `nodeBase`), collecting the
-    // frames. Nodes stay (they are managed memory a lock-free reader may still be walking; the collector reclaims them).
-    private static void RemoveRange(object node, int level, ulong nodeBase, ulong first, ulong end, List<int> removed)
-    {
-        ulong span = 1UL << (level * FanoutShift);
-        for (int index = 0; index < Fanout; index++)
-        {
-            ulong childBase = nodeBase + ((ulong)index * span);
-            if (childBase >= end || childBase + span <= first)
-            {
-                continue;
-            }
-            if (level == 0)
-            {
-                // Full fence: the removal is visible before the punch reads any page-table entry to zap (the fault's
-                // side orders its table install before its re-check with the PTE lock's acquire).
-                int frame = Interlocked.Exchange(ref ((int[])node)[index], 0);
-                if (frame != 0)
-                {
-                    removed.Add(frame);
-                }
-            }
-            else if (((object?[])node)[index] is { } child)
-            {
-                RemoveRange(child, level - 1, childBase, first, end, removed);
-            }
-        }
-    }
+    // The lock-free walk (PageIndex.Lookup), bounded by the object's size.
+    private int Lookup(ulong pageOffset) => pageOffset >= SizePages ? 0 : _index.Lookup(pageOffset);
 }

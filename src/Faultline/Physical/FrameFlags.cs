@@ -32,4 +32,6 @@ internal enum FrameFlags
     HugeHead = 1 << 5,
     /// <summary>A tail frame of a huge block (<c>PageTail</c>): no references of its own; the head's count covers it.</summary>
     HugeTail = 1 << 6,
+    /// <summary><c>PG_writeback</c>: a page-cache frame being written back to its file; it is clean meanwhile.</summary>
+    Writeback = 1 << 7,
 }

@@ -1,0 +1,461 @@
+using Faultline.Concurrency;
+using Faultline.Physical;
+
+namespace Faultline.Backing;
+
+/// <summary>
+/// A file's page cache (the kernel's <c>address_space</c> with its inode's size): the file's pages in guest RAM frames,
+/// indexed by page offset, read in from the <see cref="IFileStore"/> on first use and written back on <see cref="Sync"/>.
+/// File reads and writes go through it (<c>filemap_read</c>, <c>generic_perform_write</c>), so every user of the file
+/// sees one copy of each page.
+/// </summary>
+/// <remarks>
+/// <para>Page state lives in the frame's flags: <see cref="FrameFlags.Locked"/> (<c>PG_locked</c>: held while a page is
+/// filled, written into, zeroed by a truncate or put under writeback; <see cref="TryLockPage"/> never waits, for the
+/// speculative fault path), <see cref="FrameFlags.Uptodate"/> (the contents are valid: set once the fill succeeded),
+/// <see cref="FrameFlags.Dirty"/> (newer than the store) and <see cref="FrameFlags.Writeback"/> (being written back,
+/// clean meanwhile).</para>
+/// <para>References: the cache holds one reference on each indexed frame; a lookup takes its own with
+/// <c>folio_try_get</c> and re-reads the entry, so a page removed and freed meanwhile is never used. A truncate or the
+/// release removes the pages from the index first (full fences), then drops the cache's references: a frame still
+/// held by a reader lives until that reader puts it.</para>
+/// <para>Thread-safety: <see cref="Read"/>, <see cref="TryGetCached"/> and <see cref="Length"/> take no file lock and
+/// run concurrently with everything. <see cref="Write"/>, <see cref="Truncate"/>, <see cref="Sync"/> and
+/// <see cref="Dispose"/> take the inode lock (<c>i_rwsem</c>), so they run one at a time; writeback therefore never
+/// overlaps a write, and a write never waits on <see cref="FrameFlags.Writeback"/>. Lock order: the inode lock, then a
+/// page lock, then <c>_pagesLock</c> (the index's leaf lock). <see cref="Dispose"/> must not overlap another call.</para>
+/// </remarks>
+internal sealed unsafe class PageCache : IDisposable
+{
+    private const int PageSize = PhysicalMemory.FrameSize;
+    private const int PageShift = PhysicalMemory.FrameShift;
+
+    private readonly PhysicalMemory _memory;
+    private readonly IFileStore? _store;
+    private readonly PageIndex _index;
+    private readonly object _inodeLock = new();
+    private int _pagesLock;
+    private long _size;
+    private int _released;
+
+    /// <summary>
+    /// A cache over <paramref name="store"/> (null: the pages live only here, as tmpfs's) in <paramref name="memory"/>,
+    /// whose user it becomes until <see cref="Dispose"/>; the store is disposed with the cache.
+    /// </summary>
+    public PageCache(PhysicalMemory memory, IFileStore? store)
+    {
+        memory.AddUser();
+        _memory = memory;
+        _store = store;
+        _size = store?.Length ?? 0;
+        _index = new PageIndex((ulong)((_size + PageSize - 1) >> PageShift));
+    }
+
+    /// <summary><c>i_size</c>: the file's length in bytes. Acquire read; pairs with the release stores of the size.</summary>
+    public long Length => Volatile.Read(ref _size);
+
+    /// <summary>True when writes are allowed (a store opened for writing, or no store).</summary>
+    public bool CanWrite => _store?.CanWrite ?? true;
+
+    /// <summary>Pages cached now (<c>nrpages</c>). A snapshot.</summary>
+    public long CachedPages => _index.Count;
+
+    /// <summary>
+    /// <c>pread</c>: up to <paramref name="buffer"/>'s length bytes from <paramref name="offset"/>, fewer at the end of
+    /// the file (0 at or past it). EINVAL for a negative offset or one whose end overflows, EBADF after release,
+    /// ENOMEM without a frame, EIO when the store fails; an error after some bytes were read returns those bytes.
+    /// </summary>
+    public Errno Read(long offset, Span<byte> buffer, out int read)
+    {
+        read = 0;
+        if (offset < 0)
+        {
+            return Errno.EINVAL;
+        }
+        if (Volatile.Read(ref _released) != 0)
+        {
+            return Errno.EBADF;
+        }
+        if (offset > long.MaxValue - buffer.Length)
+        {
+            return Errno.EINVAL;
+        }
+        long size = Length;
+        if (offset >= size || buffer.IsEmpty)
+        {
+            return Errno.None;
+        }
+        int count = (int)Math.Min(buffer.Length, size - offset);
+        while (read < count)
+        {
+            long position = offset + read;
+            int inPage = (int)(position & (PageSize - 1));
+            int chunk = Math.Min(count - read, PageSize - inPage);
+            Errno error = GetPage((ulong)(position >> PageShift), out int frame);
+            if (error != Errno.None)
+            {
+                return read > 0 ? Errno.None : error;
+            }
+            new ReadOnlySpan<byte>(_memory.FrameAddress(frame) + inPage, chunk).CopyTo(buffer.Slice(read, chunk));
+            _memory.Put(frame);
+            read += chunk;
+        }
+        return Errno.None;
+    }
+
+    /// <summary>
+    /// <c>pwrite</c>: all of <paramref name="data"/> at <paramref name="offset"/> into the cache (the pages become
+    /// dirty), extending the file past its end. EINVAL for a negative offset or one whose end overflows, EBADF when the
+    /// file is read-only or released, ENOMEM or EIO as <see cref="Read"/>; an error after some bytes returns those.
+    /// </summary>
+    public Errno Write(long offset, ReadOnlySpan<byte> data, out int written)
+    {
+        written = 0;
+        if (offset < 0)
+        {
+            return Errno.EINVAL;
+        }
+        lock (_inodeLock)
+        {
+            // ksys_pwrite64's order: a negative offset, the descriptor, FMODE_WRITE, then rw_verify_area's overflow.
+            if (Volatile.Read(ref _released) != 0 || !CanWrite)
+            {
+                return Errno.EBADF;
+            }
+            if (offset > long.MaxValue - data.Length)
+            {
+                return Errno.EINVAL;
+            }
+            while (written < data.Length)
+            {
+                long position = offset + written;
+                int inPage = (int)(position & (PageSize - 1));
+                int chunk = Math.Min(data.Length - written, PageSize - inPage);
+                Errno error = GetPage((ulong)(position >> PageShift), out int frame);
+                if (error != Errno.None)
+                {
+                    return written > 0 ? Errno.None : error;
+                }
+                LockPage(frame);
+                data.Slice(written, chunk).CopyTo(new Span<byte>(_memory.FrameAddress(frame) + inPage, chunk));
+                _memory.SetFlags(frame, FrameFlags.Dirty);
+                UnlockPage(frame);
+                _memory.Put(frame);
+                written += chunk;
+                if (position + chunk > _size)
+                {
+                    // Release store: the page's new bytes are visible before a reader sees the size that covers them.
+                    Volatile.Write(ref _size, position + chunk);
+                }
+            }
+            return Errno.None;
+        }
+    }
+
+    /// <summary>
+    /// <c>ftruncate</c>: the file becomes <paramref name="length"/> bytes. Shrinking drops the cached pages past the
+    /// new end and zeroes the tail of the page it falls in (<c>truncate_inode_pages_range</c>), so a later extension
+    /// reads zeros; the store is resized first. EINVAL for a negative length or a read-only file (as
+    /// <c>ftruncate</c> on a descriptor without <c>FMODE_WRITE</c>), EBADF after release, EFBIG past the host file
+    /// system's largest file, EIO when the store fails otherwise (nothing changed then).
+    /// </summary>
+    public Errno Truncate(long length)
+    {
+        if (length < 0)
+        {
+            return Errno.EINVAL;
+        }
+        lock (_inodeLock)
+        {
+            if (Volatile.Read(ref _released) != 0)
+            {
+                return Errno.EBADF;
+            }
+            if (!CanWrite)
+            {
+                return Errno.EINVAL;
+            }
+            try
+            {
+                _store?.SetLength(length);
+            }
+            catch (IOException failure)
+            {
+                return HostErrno(failure);
+            }
+            long old = _size;
+            // Release store; readers clamp to the new size before the pages go.
+            Volatile.Write(ref _size, length);
+            if (length < old)
+            {
+                var removed = new List<int>();
+                SpinWord.Enter(ref _pagesLock);
+                _index.RemoveRange(((ulong)length + PageSize - 1) >> PageShift, ulong.MaxValue, removed);
+                SpinWord.Exit(ref _pagesLock);
+                int tail = (int)(length & (PageSize - 1));
+                if (tail != 0 && TryGetCached((ulong)(length >> PageShift), out long partial))
+                {
+                    LockPage(partial);
+                    new Span<byte>(_memory.FrameAddress(partial) + tail, PageSize - tail).Clear();
+                    UnlockPage(partial);
+                    _memory.Put(partial);
+                }
+                // No mapping can hold these frames yet; a reader that still holds one keeps it alive by its reference.
+                _memory.PutBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(removed));
+            }
+            return Errno.None;
+        }
+    }
+
+    /// <summary>
+    /// <c>fsync</c>: every dirty page is written back to the store (dirty cleared and writeback set while it is
+    /// written, <c>folio_start_writeback</c>), then the store is flushed. A page that fails stays dirty and the call
+    /// returns EIO (EFBIG past the host file system's largest file); EBADF after release. Without a store there is nothing to write (tmpfs).
+    /// </summary>
+    public Errno Sync()
+    {
+        lock (_inodeLock)
+        {
+            if (Volatile.Read(ref _released) != 0)
+            {
+                return Errno.EBADF;
+            }
+            if (_store is null)
+            {
+                return Errno.None;
+            }
+            Errno result = Errno.None;
+            var pages = new List<(ulong PageOffset, int Frame)>();
+            _index.CollectRange(0, ulong.MaxValue, pages);
+            foreach ((ulong pageOffset, int entry) in pages)
+            {
+                if (!TryGetCached(pageOffset, out long frame))
+                {
+                    continue;
+                }
+                Debug.Assert(frame == entry, "a page changed under the inode lock");
+                LockPage(frame);
+                if (!_memory.HasFlags(frame, FrameFlags.Dirty))
+                {
+                    UnlockPage(frame);
+                    _memory.Put(frame);
+                    continue;
+                }
+                _memory.ClearFlags(frame, FrameFlags.Dirty);
+                _memory.SetFlags(frame, FrameFlags.Writeback);
+                UnlockPage(frame);
+                long start = (long)pageOffset << PageShift;
+                // A page a racing read-in left past the end holds only zeros the file does not have: nothing to write.
+                int bytes = (int)Math.Clamp(_size - start, 0, PageSize);
+                try
+                {
+                    _store.Write(start, new ReadOnlySpan<byte>(_memory.FrameAddress(frame), bytes));
+                }
+                catch (IOException failure)
+                {
+                    _memory.SetFlags(frame, FrameFlags.Dirty);
+                    result = HostErrno(failure);
+                }
+                _memory.ClearFlags(frame, FrameFlags.Writeback);
+                _memory.Put(frame);
+            }
+            try
+            {
+                _store.Flush();
+            }
+            catch (IOException)
+            {
+                result = Errno.EIO;
+            }
+            return result;
+        }
+    }
+
+    /// <summary>
+    /// The cached page at <paramref name="pageOffset"/> with one reference for the caller, or false when none is
+    /// cached (nothing is read in). Lock-free; the page may not be uptodate yet (its filler holds the page lock).
+    /// </summary>
+    public bool TryGetCached(ulong pageOffset, out long pfn)
+    {
+        while (true)
+        {
+            int frame = _index.Lookup(pageOffset);
+            if (frame == 0)
+            {
+                pfn = PhysicalMemory.NoFrame;
+                return false;
+            }
+            if (_memory.TryGet(frame))
+            {
+                // xas_reload: the frame may have been removed, freed and reused between the read and the reference.
+                if (_index.Lookup(pageOffset) == frame)
+                {
+                    pfn = frame;
+                    return true;
+                }
+                _memory.Put(frame);
+            }
+        }
+    }
+
+    /// <summary><c>folio_trylock</c>: takes the page lock of <paramref name="pfn"/> if free; never waits.</summary>
+    /// <remarks>Full fence (acquire on success); pairs with <see cref="UnlockPage"/>'s.</remarks>
+    public bool TryLockPage(long pfn) =>
+        (Interlocked.Or(ref _memory.Info(pfn).Flags, (int)FrameFlags.Locked) & (int)FrameFlags.Locked) == 0;
+
+    /// <summary><c>folio_lock</c>: takes the page lock of <paramref name="pfn"/>, waiting (yielding) while it is held.</summary>
+    public void LockPage(long pfn)
+    {
+        var spinner = new SpinWait();
+        while (!TryLockPage(pfn))
+        {
+            spinner.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+
+    /// <summary><c>folio_unlock</c>: releases the page lock; the page's changes are visible to the next holder.</summary>
+    /// <remarks>Full fence; pairs with <see cref="TryLockPage"/>'s.</remarks>
+    public void UnlockPage(long pfn) => _memory.ClearFlags(pfn, FrameFlags.Locked);
+
+    /// <summary>
+    /// Drops every page (dirty ones too: the owner writes back first if it wants them kept), disposes the store and
+    /// stops using the guest RAM. Later calls answer EBADF. Must not overlap another call.
+    /// </summary>
+    public void Dispose()
+    {
+        lock (_inodeLock)
+        {
+            var removed = new List<int>();
+            SpinWord.Enter(ref _pagesLock);
+            if (_released != 0)
+            {
+                SpinWord.Exit(ref _pagesLock);
+                return;
+            }
+            Volatile.Write(ref _released, 1);
+            _index.RemoveRange(0, ulong.MaxValue, removed);
+            SpinWord.Exit(ref _pagesLock);
+            _memory.PutBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(removed));
+            _store?.Dispose();
+            _memory.Dispose();
+        }
+    }
+
+    // filemap_get_pages: the uptodate page at pageOffset with a reference for the caller, read in when not cached (a
+    // new frame, locked while it is filled and published at once so concurrent readers wait on it instead of reading).
+    private Errno GetPage(ulong pageOffset, out int pfn)
+    {
+        while (true)
+        {
+            if (TryGetCached(pageOffset, out long found))
+            {
+                if (!_memory.HasFlags(found, FrameFlags.Uptodate))
+                {
+                    // Its filler holds the lock: wait for it, then see whether the fill succeeded.
+                    LockPage(found);
+                    bool valid = _memory.HasFlags(found, FrameFlags.Uptodate) && _index.Lookup(pageOffset) == found;
+                    UnlockPage(found);
+                    if (!valid)
+                    {
+                        _memory.Put(found);
+                        continue;
+                    }
+                }
+                pfn = (int)found;
+                return Errno.None;
+            }
+            int frame = _memory.Allocate();
+            if (frame == PhysicalMemory.NoFrame)
+            {
+                pfn = PhysicalMemory.NoFrame;
+                return Errno.ENOMEM;
+            }
+            _memory.PrepareZeroed(frame);
+            ref FrameInfo info = ref _memory.Info(frame);
+            info.Kind = _store is null ? FrameKind.Shmem : FrameKind.PageCache;
+            info.Mapping = this;
+            info.Index = pageOffset;
+            _memory.SetFlags(frame, FrameFlags.Locked);
+            SpinWord.Enter(ref _pagesLock);
+            bool released = _released != 0;
+            bool inserted = !released && _index.TryInsert(pageOffset, frame);
+            if (inserted)
+            {
+                // The caller's reference, taken before a truncate can remove the page and drop the cache's.
+                _memory.Get(frame);
+            }
+            SpinWord.Exit(ref _pagesLock);
+            if (!inserted)
+            {
+                // Never published: still zero, back to the allocator.
+                _memory.MarkUnused(frame);
+                _memory.Put(frame);
+                if (released)
+                {
+                    pfn = PhysicalMemory.NoFrame;
+                    return Errno.EBADF;
+                }
+                continue;
+            }
+            Errno error = Fill(pageOffset, frame);
+            if (error != Errno.None)
+            {
+                RemoveFailed(pageOffset, frame);
+                UnlockPage(frame);
+                _memory.Put(frame);
+                pfn = PhysicalMemory.NoFrame;
+                return error;
+            }
+            _memory.SetFlags(frame, FrameFlags.Uptodate);
+            UnlockPage(frame);
+            pfn = frame;
+            return Errno.None;
+        }
+    }
+
+    // The host's errno where .NET kept it (an IOException's HResult is the raw errno for the errors it has no type
+    // for): EFBIG past the host file system's largest file; EIO for everything else.
+    private static Errno HostErrno(IOException failure) => failure.HResult == (int)Errno.EFBIG ? Errno.EFBIG : Errno.EIO;
+
+    // read_folio: the page's bytes from the store; what the store lacks (past its end, or no store) stays zero.
+    private Errno Fill(ulong pageOffset, int frame)
+    {
+        if (_store is null)
+        {
+            return Errno.None;
+        }
+        var page = new Span<byte>(_memory.FrameAddress(frame), PageSize);
+        long start = (long)pageOffset << PageShift;
+        try
+        {
+            int filled = 0;
+            while (filled < PageSize)
+            {
+                int got = _store.Read(start + filled, page[filled..]);
+                if (got == 0)
+                {
+                    break;
+                }
+                filled += got;
+            }
+            return Errno.None;
+        }
+        catch (IOException)
+        {
+            return Errno.EIO;
+        }
+    }
+
+    // A page whose fill failed leaves the index (if a truncate has not removed it already) with the cache's reference.
+    private void RemoveFailed(ulong pageOffset, int frame)
+    {
+        var removed = new List<int>();
+        SpinWord.Enter(ref _pagesLock);
+        if (_index.Lookup(pageOffset) == frame)
+        {
+            _index.RemoveRange(pageOffset, pageOffset + 1, removed);
+        }
+        SpinWord.Exit(ref _pagesLock);
+        _memory.PutBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(removed));
+    }
+}
