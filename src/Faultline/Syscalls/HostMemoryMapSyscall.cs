@@ -51,6 +51,6 @@ internal sealed class HostMemoryMapSyscall
         {
             return Errno.EINVAL;
         }
-        return _mmap.MapSpecial(address, length, protection, flags, new HostMemoryBacking(host, pages), HostMemoryFlags, out mapped);
+        return _mmap.MapBacking(address, length, protection, flags, new HostMemoryBacking(host, pages), 0, HostMemoryFlags, out mapped);
     }
 }

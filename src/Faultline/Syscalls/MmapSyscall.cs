@@ -61,8 +61,11 @@ internal sealed class MmapSyscall
     public Errno MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset,
         out ulong mapped) => MapBacking(address, length, protection, flags, backing, pageOffset, VmFlags.None, out mapped);
 
-    // MapBacking with the flags a driver's mmap sets on the new VMA (device mappings).
-    private Errno MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset,
+    /// <summary>
+    /// <see cref="MapBacking(ulong, ulong, Protection, MapFlags, IBacking, ulong, out ulong)"/> with the flags a
+    /// driver's <c>mmap</c> sets on the new VMA (<c>VM_IO | VM_PFNMAP</c> and kin: devices, host memory).
+    /// </summary>
+    public Errno MapBacking(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, ulong pageOffset,
         VmFlags driverFlags, out ulong mapped)
     {
         mapped = 0;
@@ -101,24 +104,6 @@ internal sealed class MmapSyscall
         }
         return MapBacking(address, length, protection, flags, backing, pageOffset, VmFlags.Io | VmFlags.PfnMap | VmFlags.DontExpand | VmFlags.DontDump,
             out mapped);
-    }
-
-    /// <summary>
-    /// <c>mmap</c> of a device-like <paramref name="backing"/> from its page 0, whose VMA also carries
-    /// <paramref name="specialFlags"/> (<c>VM_IO | VM_PFNMAP</c> and kin, which a driver's <c>mmap</c> handler sets).
-    /// The caller validated the mapping type; the range checks are mmap's.
-    /// </summary>
-    public Errno MapSpecial(ulong address, ulong length, Protection protection, MapFlags flags, IBacking backing, VmFlags specialFlags,
-        out ulong mapped)
-    {
-        mapped = 0;
-        _mm.SharedCounters.AddShared(VmEvent.MapCall);
-        Errno invalid = ValidateRange(ref address, ref length, flags);
-        if (invalid != Errno.None)
-        {
-            return invalid;
-        }
-        return InsertMapping(address, length, VmFlagBits.ForMmap(protection, flags) | specialFlags, flags, backing, 0, out mapped);
     }
 
     // mmap_region: places the range, unmaps what MAP_FIXED replaces and inserts the new VMA (anonymous memory's page
