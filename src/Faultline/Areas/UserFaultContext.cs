@@ -141,6 +141,7 @@ internal sealed class UserFaultContext
     /// </summary>
     public bool TryRead(out UserFaultMessage message)
     {
+        // Unlocked fast check: pairs with UpdateReadableLocked's release store; a stale non-zero is re-checked under the lock.
         if (Volatile.Read(ref _readable) == 0)
         {
             message = default;

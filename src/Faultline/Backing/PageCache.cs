@@ -72,6 +72,7 @@ internal sealed unsafe class PageCache : IDisposable
         {
             return Errno.EINVAL;
         }
+        // Pairs with Release's store: a call made after Dispose returned sees it (Dispose must not overlap a call: GuestFile).
         if (Volatile.Read(ref _released) != 0)
         {
             return Errno.EBADF;

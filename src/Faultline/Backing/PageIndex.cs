@@ -56,12 +56,14 @@ internal sealed class PageIndex
         object? node = top.Node;
         for (int level = top.Levels - 1; level > 0; level--)
         {
+            // Acquire: pairs with Insert's release store of a new interior node, so the node is seen complete.
             node = Volatile.Read(ref ((object?[])node)[(int)(pageOffset >> (level * FanoutShift)) & FanoutMask]);
             if (node is null)
             {
                 return 0;
             }
         }
+        // Acquire: pairs with Insert's release store of the frame, published after the caller prepared the page.
         return Volatile.Read(ref ((int[])node)[(int)pageOffset & FanoutMask]);
     }
 
