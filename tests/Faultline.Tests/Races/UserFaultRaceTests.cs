@@ -26,16 +26,43 @@ public sealed class UserFaultRaceTests
 
     private static byte[] Filled(byte value) => Enumerable.Repeat(value, (int)Page).ToArray();
 
+    // An address space with `pages` private pages at Base registered for missing faults, the faulting Cpu and a second
+    // attached Cpu (so grace periods are not skipped as for a lone Cpu).
+    private sealed class Stage : IDisposable
+    {
+        private readonly AddressSpace _space;
+        private readonly Cpu _cpu;
+        private readonly Cpu _other;
+        private readonly UserFaultChannel _channel;
+
+        public Stage(FaultPath path, ulong pages)
+        {
+            _space = NewSpace(path);
+            _space.Map(Base, pages * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+            _cpu = _space.AttachCpu();
+            _other = _space.AttachCpu();
+            _channel = new UserFaultChannel(_space);
+            Assert.Equal(Errno.None, _channel.Register(Base, pages * Page, UserFaultModes.Missing));
+        }
+
+        public void Deconstruct(out AddressSpace space, out ulong start, out Cpu cpu, out UserFaultChannel channel) =>
+            (space, start, cpu, channel) = (_space, Base, _cpu, _channel);
+
+        public void Dispose()
+        {
+            _channel.Dispose();
+            _other.Dispose();
+            _cpu.Dispose();
+            _space.Dispose();
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Paths))]
     public void ABlockedFaultHoldsNoLockSoWritersOfItsVmaFinish(FaultPath path)
     {
-        using AddressSpace space = NewSpace(path);
-        ulong a = space.Map(Base, 4 * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
-        using Cpu cpu = space.AttachCpu();
-        using Cpu other = space.AttachCpu();
-        using var channel = new UserFaultChannel(space);
-        Assert.Equal(Errno.None, channel.Register(a, 4 * Page, UserFaultModes.Missing));
+        using var stage = new Stage(path, pages: 4);
+        (AddressSpace space, ulong a, Cpu cpu, UserFaultChannel channel) = stage;
 
         using var threads = new ThreadScope();
         using var blocked = new ProbeGate(space, ProbePoint.UserFaultBlocked, ThreadRole.Is(Faulter));
@@ -59,12 +86,8 @@ public sealed class UserFaultRaceTests
     [MemberData(nameof(Paths))]
     public void ACopyAfterMunmapAnswersEnoentAndTheWokenFaultGetsSigsegv(FaultPath path)
     {
-        using AddressSpace space = NewSpace(path);
-        ulong a = space.Map(Base, 2 * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
-        using Cpu cpu = space.AttachCpu();
-        using Cpu other = space.AttachCpu();
-        using var channel = new UserFaultChannel(space);
-        Assert.Equal(Errno.None, channel.Register(a, 2 * Page, UserFaultModes.Missing));
+        using var stage = new Stage(path, pages: 2);
+        (AddressSpace space, ulong a, Cpu cpu, UserFaultChannel channel) = stage;
 
         using var threads = new ThreadScope();
         var fault = threads.Run(Faulter, () => cpu.TryStore(a + Page, 1L));
@@ -84,12 +107,8 @@ public sealed class UserFaultRaceTests
     [MemberData(nameof(Paths))]
     public void AMunmapWaitingForACopyInFlightRemovesItsPageBeforeTheWokenFaultRetries(FaultPath path)
     {
-        using AddressSpace space = NewSpace(path);
-        ulong a = space.Map(Base, 2 * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
-        using Cpu cpu = space.AttachCpu();
-        using Cpu other = space.AttachCpu();
-        using var channel = new UserFaultChannel(space);
-        Assert.Equal(Errno.None, channel.Register(a, 2 * Page, UserFaultModes.Missing));
+        using var stage = new Stage(path, pages: 2);
+        (AddressSpace space, ulong a, Cpu cpu, UserFaultChannel channel) = stage;
 
         using var threads = new ThreadScope();
         using var woken = new ProbeGate(space, ProbePoint.UserFaultWoken, ThreadRole.Is(Faulter));
