@@ -137,6 +137,39 @@ internal sealed class UserFaultContext
     }
 
     /// <summary>
+    /// The prepare half of an event sent once its change is done (<c>userfaultfd_unmap_prep</c>,
+    /// <c>mremap_userfaultfd_prep</c>): raises <c>mmap_changing</c> now, so resolutions answer EAGAIN from before the
+    /// change until the event is read. <see cref="PostPrepared"/> follows.
+    /// </summary>
+    public void Prepare()
+    {
+        lock (_lock)
+        {
+            if (!IsReleased)
+            {
+                Interlocked.Increment(ref _mappingsChanging);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Posts an event whose <see cref="Prepare"/> already raised <c>mmap_changing</c> (nothing when the channel was
+    /// released meanwhile: the release reset the count and drops events).
+    /// </summary>
+    public void PostPrepared(UserFaultMessage message)
+    {
+        lock (_lock)
+        {
+            if (IsReleased)
+            {
+                return;
+            }
+            _events.Enqueue(message);
+            SignalReadersLocked();
+        }
+    }
+
+    /// <summary>
     /// <c>userfaultfd_ctx_read</c> without blocking: the oldest unread fault still waiting, else the oldest event.
     /// </summary>
     public bool TryRead(out UserFaultMessage message)

@@ -38,6 +38,7 @@ internal sealed class BrkSyscall
         ulong original = _mm.Brk;
         ulong oldBreak = PageGeometry.PageAlign(original), newBreak = PageGeometry.PageAlign(requested);
         bool populate = false;
+        List<UserFaultNotice>? unmapEvents = null;
         try
         {
             if (requested < _mm.StartBrk)
@@ -60,6 +61,8 @@ internal sealed class BrkSyscall
                     return original;
                 }
                 _mm.Brk = requested;
+                // do_vmi_align_munmap with brk's uf list: the shrink is reported as an unmap.
+                UserFaultEvents.PrepareUnmap(_mm, newBreak, oldBreak, ref unmapEvents);
                 _unmapper.Unmap(newBreak, oldBreak, downgrade: true);
                 writeHeld = false;
                 return requested;
@@ -81,6 +84,7 @@ internal sealed class BrkSyscall
             {
                 _mm.MmapLock.ExitRead();
             }
+            UserFaultEvents.Complete(unmapEvents);
         }
         if (populate)
         {

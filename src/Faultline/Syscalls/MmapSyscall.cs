@@ -113,6 +113,7 @@ internal sealed class MmapSyscall
     {
         mapped = 0;
         _mm.EnterWriteUnlessExiting(_owner);
+        List<UserFaultNotice>? unmapEvents = null;
         try
         {
             vmFlags |= _mm.DefaultFlags;
@@ -150,6 +151,8 @@ internal sealed class MmapSyscall
             }
             if (_mm.Tree.FindFirstEndingAbove(start) is { } overlap && overlap.Start < end)
             {
+                // vms_gather_munmap_vmas with mmap's uf list: what MAP_FIXED replaces is reported as unmapped.
+                UserFaultEvents.PrepareUnmap(_mm, start, end, ref unmapEvents);
                 _unmapper.Unmap(start, end, downgrade: false);
             }
             if ((vmFlags & VmFlags.SpecialMask) != 0)
@@ -170,6 +173,8 @@ internal sealed class MmapSyscall
         finally
         {
             _mm.MmapLock.ExitWrite();
+            // vm_mmap_pgoff: userfaultfd_unmap_complete once the lock is dropped, before the populate.
+            UserFaultEvents.Complete(unmapEvents);
         }
         // do_mmap's populate: a locked VMA, or MAP_POPULATE unless MAP_NONBLOCK.
         if ((vmFlags & VmFlags.Locked) != 0 || (flags & (MapFlags.Populate | MapFlags.NonBlock)) == MapFlags.Populate)

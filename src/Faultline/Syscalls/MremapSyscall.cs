@@ -32,6 +32,10 @@ internal sealed class MremapSyscall
     private readonly UnmappedAreaSearch _search;
     private readonly PagePopulator _populator;
     private readonly object _owner;
+    // The user-fault events of the call in progress (the kernel's uf_unmap_early, uf and uf_unmap lists), posted in that
+    // order once the lock is dropped. Written under the mmap write lock, or after a shrink's downgrade under the read
+    // lock the same call still holds (which keeps every other mremap out); the call takes them before it unlocks.
+    private List<UserFaultNotice>? _unmapEarly, _remapEvents, _unmapLate;
 
     /// <summary><c>mremap</c> over <paramref name="mm"/>; <paramref name="owner"/> as for <see cref="MmapSyscall"/>.</summary>
     public MremapSyscall(MemoryDescriptor mm, VmaEditor editor, RegionUnmapper unmapper, PagePopulator populator, object owner)
@@ -92,6 +96,8 @@ internal sealed class MremapSyscall
         }
         finally
         {
+            (List<UserFaultNotice>? early, List<UserFaultNotice>? remaps, List<UserFaultNotice>? late) = (_unmapEarly, _remapEvents, _unmapLate);
+            (_unmapEarly, _remapEvents, _unmapLate) = (null, null, null);
             if (writeHeld)
             {
                 _mm.MmapLock.ExitWrite();
@@ -100,6 +106,10 @@ internal sealed class MremapSyscall
             {
                 _mm.MmapLock.ExitRead();
             }
+            // do_mremap: userfaultfd_unmap_complete(uf_unmap_early), mremap_userfaultfd_complete, then uf_unmap.
+            UserFaultEvents.Complete(early);
+            UserFaultEvents.Complete(remaps);
+            UserFaultEvents.Complete(late);
         }
         if (result == Errno.None && populate)
         {
@@ -197,7 +207,7 @@ internal sealed class MremapSyscall
         if (newLength < oldLength)
         {
             // shrink_vma with the lock dropped: munmap of the tail, which may reach past the VMA.
-            Errno shrunk = UnmapChecked(address + newLength, address + oldLength, downgrade: true, ref writeHeld);
+            Errno shrunk = UnmapChecked(address + newLength, address + oldLength, downgrade: true, ref writeHeld, ref _unmapLate);
             remapped = shrunk == Errno.None ? address : 0;
             return shrunk;
         }
@@ -233,7 +243,7 @@ internal sealed class MremapSyscall
         if ((flags & RemapFlags.Fixed) != 0)
         {
             // Like MAP_FIXED: whatever is mapped at the destination goes first (sealed VMAs refuse, EPERM).
-            Errno cleared = UnmapChecked(newAddress, newAddress + newLength, downgrade: false, ref ignored);
+            Errno cleared = UnmapChecked(newAddress, newAddress + newLength, downgrade: false, ref ignored, ref _unmapEarly);
             if (cleared != Errno.None)
             {
                 return cleared;
@@ -247,7 +257,7 @@ internal sealed class MremapSyscall
         if (newLength < oldLength)
         {
             // shrink_vma keeping the lock, then the kept part moves.
-            Errno shrunk = UnmapChecked(address + newLength, address + oldLength, downgrade: false, ref ignored);
+            Errno shrunk = UnmapChecked(address + newLength, address + oldLength, downgrade: false, ref ignored, ref _unmapLate);
             if (shrunk != Errno.None)
             {
                 return shrunk;
@@ -393,6 +403,7 @@ internal sealed class MremapSyscall
         }
         if (failed)
         {
+            UserFaultEvents.PrepareUnmap(_mm, target, target + newLength, ref _unmapLate);
             _unmapper.Unmap(target, target + newLength, downgrade: false);
             return Errno.ENOMEM;
         }
@@ -404,6 +415,8 @@ internal sealed class MremapSyscall
         }
         else if (oldLength != 0)
         {
+            // unmap_source_vma: the source still names its channel, so its unmap is reported too.
+            UserFaultEvents.PrepareUnmap(_mm, address, address + oldLength, ref _unmapLate);
             _unmapper.Unmap(address, address + oldLength, downgrade: false);
         }
         else
@@ -412,7 +425,7 @@ internal sealed class MremapSyscall
             _mm.Tree.Publish();
             _editor.EndWriteSections();
         }
-        UserFaultEvents.CompleteRemap(userFault, address, target, oldLength);
+        UserFaultEvents.PrepareRemapEvent(userFault, address, target, oldLength, ref _remapEvents);
         remapped = target;
         return Errno.None;
     }
@@ -462,7 +475,7 @@ internal sealed class MremapSyscall
     }
 
     // do_vmi_munmap's checks, in munmap's order (map count, seal, may_split), then the unmap; nothing mapped is fine.
-    private Errno UnmapChecked(ulong start, ulong end, bool downgrade, ref bool writeHeld)
+    private Errno UnmapChecked(ulong start, ulong end, bool downgrade, ref bool writeHeld, ref List<UserFaultNotice>? unmapEvents)
     {
         if (_mm.Tree.FindFirstEndingAbove(start) is not { } first || first.Start >= end)
         {
@@ -480,6 +493,7 @@ internal sealed class MremapSyscall
         {
             return Errno.EINVAL;
         }
+        UserFaultEvents.PrepareUnmap(_mm, start, end, ref unmapEvents);
         _unmapper.Unmap(start, end, downgrade);
         if (downgrade)
         {

@@ -44,7 +44,7 @@ internal sealed class MunmapSyscall
         bool writeHeld = true;
         MmuGather? released = null;
         bool keepsArena = false;
-        List<Areas.UserFaultContext>? unmapEvents = null;
+        List<UserFaultNotice>? unmapEvents = null;
         try
         {
             if (_mm.Tree.FindFirstEndingAbove(address) is not { } first || first.Start >= end)
@@ -68,7 +68,7 @@ internal sealed class MunmapSyscall
             // The arena outlives a Dispose that runs once the lock is dropped, until the frees below are done.
             _mm.Memory.AddUser();
             keepsArena = true;
-            unmapEvents = UserFaultEvents.PrepareUnmap(_mm, address, end);
+            UserFaultEvents.PrepareUnmap(_mm, address, end, ref unmapEvents);
             released = _unmapper.UnmapGathered(address, end, downgrade: true);
             writeHeld = false;
         }
@@ -93,7 +93,7 @@ internal sealed class MunmapSyscall
             }
             _mm.Memory.Dispose();
         }
-        UserFaultEvents.CompleteUnmap(unmapEvents, address, end);
+        UserFaultEvents.Complete(unmapEvents);
         return Errno.None;
     }
 }

@@ -451,6 +451,9 @@ public sealed class UserFaultTests
         Assert.Equal(Errno.EAGAIN, channel.Copy(moved, Filled(2)));
         UserFaultEvent remapped = channel.Read();
         Assert.Equal((UserFaultEventKind.Remap, a, moved, 2 * Page), (remapped.Kind, remapped.Address, remapped.To, remapped.Length));
+        // The source's unmap is reported after the move (unmap_source_vma's uf_unmap list).
+        UserFaultEvent sourceGone = channel.Read();
+        Assert.Equal((UserFaultEventKind.Unmap, a, a + 2 * Page), (sourceGone.Kind, sourceGone.Address, sourceGone.End));
         // The moved range stays registered with the channel.
         Assert.Equal(Errno.None, channel.Copy(moved, Filled(2)));
         Assert.Equal(0x0202_0202_0202_0202L, cpu.Load<long>(moved));
