@@ -104,4 +104,11 @@ internal enum ProbePoint
     /// before the device is called.
     /// </summary>
     DeviceAccessLocked,
+    /// <summary>
+    /// User-fault resolution or move (<c>uffd_lock_vma</c>): the lockless lookup found the VMA, inside the walk section,
+    /// before <c>vma_start_read</c>.
+    /// </summary>
+    UserFaultLockAfterLookup,
+    /// <summary><c>UFFDIO_MOVE</c>: both VMAs are locked and the source page is known, before the two PTE locks.</summary>
+    UserFaultMoveBeforePteLocks,
 }

@@ -10,8 +10,10 @@ namespace Faultline.Syscalls;
 
 /// <summary>
 /// The resolutions of a user-fault channel (<c>mm/userfaultfd.c</c>): <c>UFFDIO_COPY</c>, <c>UFFDIO_ZEROPAGE</c>,
-/// <c>UFFDIO_CONTINUE</c> (<c>mfill_atomic</c>, page by page under the mmap read lock) and <c>UFFDIO_WRITEPROTECT</c>
-/// (<c>mwriteprotect_range</c>). Each wakes the faults waiting in what it resolved unless told not to.
+/// <c>UFFDIO_CONTINUE</c> (<c>mfill_atomic</c>, page by page under the VMA's read lock since 6.6, see
+/// <see cref="UserFaultVmaLock"/>) and <c>UFFDIO_WRITEPROTECT</c> (<c>mwriteprotect_range</c>, which walks every VMA
+/// of its range and so, as on Linux, still holds the mmap read lock). Each wakes the faults waiting in what it resolved
+/// unless told not to.
 /// </summary>
 /// <remarks>Thread safety: any thread; the frame cache is shared under its own lock.</remarks>
 internal sealed class UserFaultFill
@@ -19,6 +21,7 @@ internal sealed class UserFaultFill
     private readonly MemoryDescriptor _mm;
     private readonly object _owner;
     private readonly FrameCache _frames;
+    private readonly UserFaultVmaLock _vmaLock;
 
     /// <summary>Resolutions in <paramref name="mm"/>; <paramref name="owner"/> names it in exceptions.</summary>
     public UserFaultFill(MemoryDescriptor mm, object owner)
@@ -26,6 +29,7 @@ internal sealed class UserFaultFill
         _mm = mm;
         _owner = owner;
         _frames = new FrameCache(mm.Memory);
+        _vmaLock = new UserFaultVmaLock(mm, owner);
     }
 
     /// <summary>
@@ -51,25 +55,29 @@ internal sealed class UserFaultFill
             return Errno.EINVAL;
         }
         bool protect = (flags & UserFaultResolveFlags.WriteProtect) != 0;
-        Errno error;
-        _mm.EnterReadUnlessExiting(_owner);
+        Errno error = _vmaLock.Lock(start, out UserFaultHeldVma held);
+        if (error != Errno.None)
+        {
+            return error;
+        }
         try
         {
-            Vma? vma = _mm.Tree.FindContaining(start);
-            if (vma is null || start + length > vma.End || vma.UserFault is null)
+            Vma vma = held.Vma;
+            // uffd_mfill_lock's validate_dst_vma: the range inside one registered VMA.
+            if (start + length > vma.End || vma.UserFault is null)
             {
                 return Errno.ENOENT;
+            }
+            // mfill_atomic re-reads mmap_changing with the VMA held: an event prepared meanwhile refuses the fill.
+            if (context.MappingsChanging)
+            {
+                return Errno.EAGAIN;
             }
             bool shmem = vma.Backing is SharedMemoryObject;
             if ((protect && (vma.Flags & VmFlags.UserfaultWp) == 0) || (!vma.Backing.IsAnonymous && !shmem) || (kind == UserFaultFillKind.Continue && !shmem))
             {
                 return Errno.EINVAL;
             }
-            if (vma.Backing.IsAnonymous && vma.AnonVma is null && !(kind == UserFaultFillKind.ZeroPage && _mm.Settings.MapZeroPageOnRead))
-            {
-                AnonVmaPreparation.Prepare(_mm, vma);
-            }
-            error = Errno.None;
             for (ulong address = start; address < start + length; address += PageGeometry.PageSize)
             {
                 ReadOnlySpan<byte> page = kind == UserFaultFillKind.Copy ? source.Slice((int)(address - start), PageGeometry.PageSize) : default;
@@ -83,7 +91,7 @@ internal sealed class UserFaultFill
         }
         finally
         {
-            _mm.MmapLock.ExitRead();
+            _vmaLock.Unlock(held);
         }
         if (done == 0)
         {
@@ -272,9 +280,10 @@ internal sealed class UserFaultFill
         return Errno.None;
     }
 
-    /// <summary>Returns the cached frames to the arena (the channel is closing).</summary>
+    /// <summary>Returns the cached frames to the arena and unregisters the lookup context (the channel is closing).</summary>
     public void Drain()
     {
+        _vmaLock.Dispose();
         lock (_frames)
         {
             _frames.DrainAll();

@@ -116,7 +116,7 @@ public sealed class UserFaultRaceTests
         var fault = threads.Run(Faulter, () => cpu.TryLoad(a, out long _));
         UserFaultEvent message = channel.Read();
 
-        // The copy holds the mmap read lock with its page filled; the munmap waits for it.
+        // The copy holds the VMA read lock with its page filled; the munmap waits for it in vma_start_write.
         var copy = threads.Run(Resolver, () => channel.Copy(message.Address, Filled(2)));
         filling.WaitArrived();
         var unmap = threads.Run(Writer, () => space.TryUnmap(a, 2 * Page));
