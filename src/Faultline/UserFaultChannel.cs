@@ -14,10 +14,12 @@ namespace Faultline;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Thread safety: every member may be called from any thread, concurrently. Resolutions and registrations take the
-/// address space's mmap lock (write for <see cref="Register"/> and <see cref="Unregister"/>, read for the others), so
-/// they must not be called from a thread that is itself blocked in a fault of this address space (a handler runs on
-/// another thread).
+/// Thread safety: every member may be called from any thread, concurrently. <see cref="Register"/> and
+/// <see cref="Unregister"/> take the address space's mmap lock for write and <see cref="WriteProtect"/> for read; the
+/// copy, zero-page, continue and move resolutions hold only their VMAs' read locks as Linux 6.6+ does (the mmap read
+/// lock briefly when a VMA's lock cannot be taken without it, or throughout while another thread's resolution uses the
+/// channel's lock-free lookup). None may be called from a thread that is itself blocked in a fault of this address
+/// space (a handler runs on another thread).
 /// </para>
 /// <para>
 /// Disposal (<c>close</c> of the userfaultfd): the channel is released, every range registered with it becomes an
@@ -45,11 +47,13 @@ public sealed class UserFaultChannel : IDisposable
 {
     private const UserFaultFeatures Supported = UserFaultFeatures.EventFork | UserFaultFeatures.EventRemap | UserFaultFeatures.EventRemove
         | UserFaultFeatures.MissingShmem | UserFaultFeatures.EventUnmap | UserFaultFeatures.SigBus | UserFaultFeatures.ThreadId
-        | UserFaultFeatures.MinorShmem;
+        | UserFaultFeatures.MinorShmem | UserFaultFeatures.Move;
 
     private readonly UserFaultContext _context;
     private readonly UserFaultRegistration _registration;
     private readonly UserFaultFill _fill;
+    private readonly UserFaultVmaLock _vmaLock;
+    private readonly UserFaultMove _move;
     private int _disposed;
 
     /// <summary>
@@ -76,7 +80,9 @@ public sealed class UserFaultChannel : IDisposable
         _context = new UserFaultContext(features, space, faultTimeout ?? Timeout.InfiniteTimeSpan);
         _context.Channel = this;
         _registration = new UserFaultRegistration(space.Descriptor, space.Editor, space);
-        _fill = new UserFaultFill(space.Descriptor, space);
+        _vmaLock = new UserFaultVmaLock(space.Descriptor, space);
+        _fill = new UserFaultFill(space.Descriptor, space, _vmaLock);
+        _move = new UserFaultMove(space.Descriptor, _vmaLock);
         space.Descriptor.UserFaults.Add(_context);
     }
 
@@ -87,7 +93,9 @@ public sealed class UserFaultChannel : IDisposable
         _context = context;
         _context.Channel = this;
         _registration = new UserFaultRegistration(space.Descriptor, space.Editor, space);
-        _fill = new UserFaultFill(space.Descriptor, space);
+        _vmaLock = new UserFaultVmaLock(space.Descriptor, space);
+        _fill = new UserFaultFill(space.Descriptor, space, _vmaLock);
+        _move = new UserFaultMove(space.Descriptor, _vmaLock);
     }
 
     /// <summary>The address space whose ranges register here.</summary>
@@ -182,6 +190,34 @@ public sealed class UserFaultChannel : IDisposable
         _fill.WriteProtect(Live, address, length, protect, flags);
 
     /// <summary>
+    /// <c>UFFDIO_MOVE</c> (Linux 6.8): moves the pages of [<paramref name="source"/>, + <paramref name="length"/>) to
+    /// <paramref name="destination"/>, which must lie in one VMA registered with this channel, by moving the page-table
+    /// entries (no copy), then wakes the faults waiting on them (unless <see cref="UserFaultMoveFlags.DontWake"/>). The
+    /// source becomes unmapped page by page. Both ranges must be private anonymous memory of this address space with the
+    /// same access and lock flags, writable; they may overlap (each page moves in turn, as on Linux).
+    /// </summary>
+    /// <param name="destination">The first destination page.</param>
+    /// <param name="source">The first source page.</param>
+    /// <param name="length">Bytes, a whole number of pages.</param>
+    /// <param name="flags">Wake and hole modes.</param>
+    /// <param name="moved">Bytes moved (holes skipped with <see cref="UserFaultMoveFlags.AllowSourceHoles"/> count) before any error (<c>uffdio_move.move</c>).</param>
+    /// <returns>
+    /// <see cref="Errno.EEXIST"/> when the first destination page is mapped; <see cref="Errno.ENOENT"/> when the first
+    /// source page is a hole (without <see cref="UserFaultMoveFlags.AllowSourceHoles"/>) or a range has no VMA;
+    /// <see cref="Errno.EBUSY"/> when the first source page is shared copy-on-write with a forked relative or pinned;
+    /// <see cref="Errno.EINVAL"/> for a bad range or mode, ranges not each inside one VMA, shared or non-anonymous VMAs,
+    /// differing access or lock flags, a read-only source, or a destination not registered here;
+    /// <see cref="Errno.EAGAIN"/> after a partial move, or while a non-cooperative event is unread;
+    /// <see cref="Errno.ENOMEM"/>.
+    /// </returns>
+    public Errno Move(ulong destination, ulong source, ulong length, UserFaultMoveFlags flags, out ulong moved) =>
+        _move.Move(Live, destination, source, length, flags, out moved);
+
+    /// <summary><see cref="Move(ulong, ulong, ulong, UserFaultMoveFlags, out ulong)"/> without the byte count.</summary>
+    public Errno Move(ulong destination, ulong source, ulong length, UserFaultMoveFlags flags = UserFaultMoveFlags.None) =>
+        Move(destination, source, length, flags, out _);
+
+    /// <summary>
     /// <c>UFFDIO_WAKE</c>: wakes the faults waiting in [<paramref name="address"/>, + <paramref name="length"/>) (each
     /// retries: one whose page is still missing blocks again). <see cref="Errno.EINVAL"/> for a bad range.
     /// </summary>
@@ -262,7 +298,9 @@ public sealed class UserFaultChannel : IDisposable
             if (!mm.IsExiting)
             {
                 _fill.Drain();
+                _move.Drain();
             }
+            _vmaLock.Dispose();
         }
         finally
         {

@@ -3,7 +3,7 @@ namespace Faultline;
 /// <summary>
 /// Features of a <see cref="UserFaultChannel"/>, chosen when it is created (<c>UFFD_FEATURE_*</c> of
 /// <c>UFFDIO_API</c>, kernel values). Faults on missing shared memory, minor faults on shared memory and the faulting
-/// thread's id are always delivered, so their features are accepted and change nothing.
+/// thread's id are always delivered, and moves always offered, so their features are accepted and change nothing.
 /// </summary>
 [Flags]
 public enum UserFaultFeatures : ulong
@@ -18,7 +18,10 @@ public enum UserFaultFeatures : ulong
     EventRemove = 1 << 3,
     /// <summary><c>UFFD_FEATURE_MISSING_SHMEM</c>: missing faults of shared memory (always on).</summary>
     MissingShmem = 1 << 5,
-    /// <summary><c>UFFD_FEATURE_EVENT_UNMAP</c>: munmap of a registered range sends <see cref="UserFaultEventKind.Unmap"/>.</summary>
+    /// <summary>
+    /// <c>UFFD_FEATURE_EVENT_UNMAP</c>: an unmap of a registered range sends <see cref="UserFaultEventKind.Unmap"/> (munmap, a
+    /// <see cref="MapFlags.Fixed"/> map over it, an mremap's shrink, source or destination, a brk shrink).
+    /// </summary>
     EventUnmap = 1 << 6,
     /// <summary><c>UFFD_FEATURE_SIGBUS</c>: a fault in a registered range is not delivered; the access gets SIGBUS at once.</summary>
     SigBus = 1 << 7,
@@ -26,4 +29,6 @@ public enum UserFaultFeatures : ulong
     ThreadId = 1 << 8,
     /// <summary><c>UFFD_FEATURE_MINOR_SHMEM</c>: minor faults of shared memory (always on).</summary>
     MinorShmem = 1 << 10,
+    /// <summary><c>UFFD_FEATURE_MOVE</c>: <see cref="UserFaultChannel.Move(ulong, ulong, ulong, UserFaultMoveFlags, out ulong)"/> is offered (always).</summary>
+    Move = 1 << 16,
 }

@@ -23,13 +23,16 @@ internal sealed class UserFaultFill
     private readonly FrameCache _frames;
     private readonly UserFaultVmaLock _vmaLock;
 
-    /// <summary>Resolutions in <paramref name="mm"/>; <paramref name="owner"/> names it in exceptions.</summary>
-    public UserFaultFill(MemoryDescriptor mm, object owner)
+    /// <summary>
+    /// Resolutions in <paramref name="mm"/>, holding VMAs through <paramref name="vmaLock"/>; <paramref name="owner"/>
+    /// names it in exceptions.
+    /// </summary>
+    public UserFaultFill(MemoryDescriptor mm, object owner, UserFaultVmaLock vmaLock)
     {
         _mm = mm;
         _owner = owner;
         _frames = new FrameCache(mm.Memory);
-        _vmaLock = new UserFaultVmaLock(mm, owner);
+        _vmaLock = vmaLock;
     }
 
     /// <summary>
@@ -280,10 +283,9 @@ internal sealed class UserFaultFill
         return Errno.None;
     }
 
-    /// <summary>Returns the cached frames to the arena and unregisters the lookup context (the channel is closing).</summary>
+    /// <summary>Returns the cached frames to the arena (the channel is closing).</summary>
     public void Drain()
     {
-        _vmaLock.Dispose();
         lock (_frames)
         {
             _frames.DrainAll();

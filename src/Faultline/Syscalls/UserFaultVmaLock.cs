@@ -67,7 +67,7 @@ internal sealed class UserFaultVmaLock : IDisposable
             Release();
             ObjectDisposedException.ThrowIf(true, _owner);
         }
-        Vma? vma = LockVmaUnderRcu(address);
+        Vma? vma = LockVmaUnderRcu(address, requireAnonVma: true);
         if (vma is not null)
         {
             held = new UserFaultHeldVma(vma, mmapLocked: false);
@@ -97,6 +97,104 @@ internal sealed class UserFaultVmaLock : IDisposable
         }
         held = new UserFaultHeldVma(vma, mmapLocked: false);
         return Errno.None;
+    }
+
+    /// <summary>
+    /// <c>uffd_move_lock</c>: the VMAs containing <paramref name="destination"/> (with its anon_vma) and
+    /// <paramref name="source"/> (the same VMA when it contains both), each read-locked, or both held by the mmap read
+    /// lock. <see cref="Errno.ENOENT"/> when either has no VMA, <see cref="Errno.EAGAIN"/> as for <see cref="Lock"/>.
+    /// Every success is followed by <see cref="UnlockPair"/>.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The address space is being torn down.</exception>
+    public Errno LockPair(ulong destination, ulong source, out UserFaultHeldVma dst, out UserFaultHeldVma src)
+    {
+        dst = src = default;
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+        {
+            Errno error = LockUnderMmapLock(destination, out dst);
+            if (error != Errno.None)
+            {
+                return error;
+            }
+            if (_mm.Tree.FindContaining(source) is not { } found)
+            {
+                _mm.MmapLock.ExitRead();
+                dst = default;
+                return Errno.ENOENT;
+            }
+            src = new UserFaultHeldVma(found, mmapLocked: true);
+            return Errno.None;
+        }
+        bool claimed = _claim.TryEnter(Environment.CurrentManagedThreadId);
+        Debug.Assert(claimed, "the claim is used only by the holder of _busy");
+        // Read after the claim store (UseClaim's pairing with MemoryDescriptor.Dispose).
+        if (_mm.IsExiting)
+        {
+            Release();
+            ObjectDisposedException.ThrowIf(true, _owner);
+        }
+        if (LockVmaUnderRcu(destination, requireAnonVma: true) is { } dstVma)
+        {
+            if (dstVma.Contains(source))
+            {
+                dst = src = new UserFaultHeldVma(dstVma, mmapLocked: false);
+                return Errno.None;
+            }
+            if (LockVmaUnderRcu(source, requireAnonVma: false) is { } srcVma)
+            {
+                dst = new UserFaultHeldVma(dstVma, mmapLocked: false);
+                src = new UserFaultHeldVma(srcVma, mmapLocked: false);
+                return Errno.None;
+            }
+            dstVma.EndRead();
+        }
+        // find_vmas_mm_locked, then vma_start_read_locked on both, under the mmap read lock only for the while.
+        _mm.MmapLock.EnterRead();
+        try
+        {
+            Vma? d = _mm.Tree.FindContaining(destination);
+            Vma? s = _mm.Tree.FindContaining(source);
+            if (d is null || s is null)
+            {
+                Release();
+                return Errno.ENOENT;
+            }
+            PrepareAnon(d);
+            if (d.TryStartRead() != VmaReadLock.Locked)
+            {
+                Release();
+                return Errno.EAGAIN;
+            }
+            if (!ReferenceEquals(s, d) && s.TryStartRead() != VmaReadLock.Locked)
+            {
+                d.EndRead();
+                Release();
+                return Errno.EAGAIN;
+            }
+            dst = new UserFaultHeldVma(d, mmapLocked: false);
+            src = new UserFaultHeldVma(s, mmapLocked: false);
+            return Errno.None;
+        }
+        finally
+        {
+            _mm.MmapLock.ExitRead();
+        }
+    }
+
+    /// <summary><c>uffd_move_unlock</c>: drops what <see cref="LockPair"/> took.</summary>
+    public void UnlockPair(in UserFaultHeldVma dst, in UserFaultHeldVma src)
+    {
+        if (dst.MmapLocked)
+        {
+            _mm.MmapLock.ExitRead();
+            return;
+        }
+        if (!ReferenceEquals(src.Vma, dst.Vma))
+        {
+            src.Vma.EndRead();
+        }
+        dst.Vma.EndRead();
+        Release();
     }
 
     /// <summary><c>uffd_mfill_unlock</c>: drops what <see cref="Lock"/> took.</summary>
@@ -137,9 +235,9 @@ internal sealed class UserFaultVmaLock : IDisposable
     }
 
     // lock_vma_under_rcu as uffd_lock_vma uses it: a VMA write-locked, busy or shrunk meanwhile is left to the mmap-lock
-    // fallback, a detached one is looked up again, and a private VMA without anon_vma (which only the mmap lock may
-    // assign) is given up too.
-    private Vma? LockVmaUnderRcu(ulong address)
+    // fallback, a detached one is looked up again, and (when the caller needs it) a private VMA without anon_vma, which
+    // only the mmap lock may assign, is given up too.
+    private Vma? LockVmaUnderRcu(ulong address, bool requireAnonVma)
     {
         while (true)
         {
@@ -168,7 +266,7 @@ internal sealed class UserFaultVmaLock : IDisposable
             {
                 return null;
             }
-            if (!vma.Contains(address) || NeedsAnonVma(vma))
+            if (!vma.Contains(address) || (requireAnonVma && NeedsAnonVma(vma)))
             {
                 vma.EndRead();
                 return null;

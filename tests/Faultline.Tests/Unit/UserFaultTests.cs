@@ -54,7 +54,7 @@ public sealed class UserFaultTests
         Assert.Equal(Errno.None, other.Unregister(a, 4 * Page));
         // Unregistered pieces merge back into one VMA.
         Assert.Equal(2, space.MapCount);
-        Assert.Throws<MemoryOperationException>(() => new UserFaultChannel(space, (UserFaultFeatures)(1UL << 16)));
+        Assert.Throws<MemoryOperationException>(() => new UserFaultChannel(space, (UserFaultFeatures)(1UL << 15)));
     }
 
     [Theory]
