@@ -17,4 +17,9 @@ internal enum FaultFlags
     Interruptible = 1 << 9,
     VmaLock = 1 << 12,
     Speculative = 1 << 13,
+    /// <summary>
+    /// <c>FAULT_FLAG_UNSHARE</c>: a read pin (<c>FOLL_PIN</c> without <c>FOLL_WRITE</c>) met an anonymous page shared
+    /// copy-on-write; make it exclusive (copied if needed) without making it writable.
+    /// </summary>
+    Unshare = 1 << 10,
 }

@@ -11,12 +11,16 @@ namespace Faultline.Faults;
 /// </summary>
 internal static class FaultRouter
 {
-    /// <summary>Raises a fault for an access and returns its outcome.</summary>
-    public static AccessOutcome Fault(MemoryDescriptor mm, FaultCpu cpu, ulong address, AccessKind access)
+    /// <summary>
+    /// Raises a fault for an access and returns its outcome; <paramref name="extra"/> adds flags the caller asks for
+    /// (<see cref="FaultFlags.Unshare"/> from a read pin).
+    /// </summary>
+    public static AccessOutcome Fault(MemoryDescriptor mm, FaultCpu cpu, ulong address, AccessKind access, FaultFlags extra = FaultFlags.None)
     {
         cpu.Counters.Add(VmEvent.PageFault);
         cpu.Device.Clear();
         var fault = new FaultContext(mm, cpu, address, access);
+        fault.Flags |= extra;
         FaultResult result = FaultResult.Retry;
         switch (mm.Settings.FaultPath)
         {
@@ -35,6 +39,7 @@ internal static class FaultRouter
         {
             bool fellBack = mm.Settings.FaultPath != FaultPath.MmapLock;
             fault = new FaultContext(mm, cpu, address, access);
+            fault.Flags |= extra;
             if (fellBack)
             {
                 fault.Flags |= FaultFlags.Tried;

@@ -72,8 +72,13 @@ internal static class MemoryFaultHandler
             fault.Cpu.Counters.Add(VmEvent.FaultRaceLost);
             return FaultResult.Ok;
         }
-        if (fault.IsWrite && (pte & Pte.Writable) == 0 && Pte.IsPresent(pte))
+        bool unshare = (fault.Flags & FaultFlags.Unshare) != 0;
+        if ((fault.IsWrite || unshare) && (pte & Pte.Writable) == 0 && Pte.IsPresent(pte))
         {
+            if (unshare)
+            {
+                return DoUnsharePage(ref fault, pte);
+            }
             if ((pte & Pte.UffdWp) != 0 && (fault.VmaFlags & VmFlags.UserfaultWp) != 0)
             {
                 // do_wp_page: userfaultfd_pte_wp → handle_userfault(VM_UFFD_WP), with the PTE lock dropped.
@@ -285,6 +290,30 @@ internal static class MemoryFaultHandler
     }
 
     /// <summary>
+    /// <c>do_wp_page</c> with <c>FAULT_FLAG_UNSHARE</c>, entered with the PTE lock held on a present read-only PTE: an
+    /// anonymous page that may be reused is only marked exclusive; one still shared copy-on-write is copied and the copy
+    /// mapped read-only (<c>wp_page_copy</c> without <c>maybe_mkwrite</c>), so a later write reuses it in place and a
+    /// read pin of it sees every write this mapping makes. Nothing else needs unsharing.
+    /// </summary>
+    private static FaultResult DoUnsharePage(ref FaultContext fault, ulong pte)
+    {
+        MemoryDescriptor mm = fault.Mm;
+        ref int ptl = ref mm.PageTable.PteLock(fault.Location.PteTable);
+        long oldPfn = Pte.Frame(pte);
+        if ((pte & Pte.Special) != 0 || (fault.VmaFlags & VmFlags.Shared) != 0 || mm.Memory.Info(oldPfn).Kind != FrameKind.Anonymous
+            || mm.Memory.IsExclusiveAnonymous(oldPfn))
+        {
+            SpinWord.Exit(ref ptl);
+            return FaultResult.Ok;
+        }
+        mm.Memory.Get(oldPfn);
+        SpinWord.Exit(ref ptl);
+        FaultResult copied = WritePageCopy(ref fault, pte, fromZeroFrame: false);
+        mm.Memory.Put(oldPfn);
+        return copied;
+    }
+
+    /// <summary>
     /// <c>wp_page_copy</c>: allocates a frame, fills it from the old one (zeroes it for the zero frame), and installs it
     /// writable if the PTE is still <paramref name="pte"/> under the lock. The old frame loses its map count there and
     /// its mapping's reference through a gather after the flush: another Cpu may still read it through its TLB.
@@ -327,8 +356,16 @@ internal static class MemoryFaultHandler
             return FaultResult.Ok;
         }
         SetNewAnonymous(ref fault, pfn);
-        table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.DirtyBits);
-        NoteWatchedWrite(ref fault, pte);
+        if ((fault.Flags & FaultFlags.Unshare) != 0)
+        {
+            // An unshare maps the copy as the old entry was: read-only, clean, its soft-dirty state kept.
+            table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: false, special: false) | Pte.Accessed | (pte & Pte.SoftDirty));
+        }
+        else
+        {
+            table.WritePte(fault.Location, Pte.MakeLeaf(pfn, fault.Protection, writable: true, special: false) | Pte.Accessed | Pte.DirtyBits);
+            NoteWatchedWrite(ref fault, pte);
+        }
         var gather = new MmuGather(mm.Memory, mm.Rcu, caller: fault.Cpu.Reader);
         // MM_ANONPAGES grows unless the page replaced was anonymous already (a frame shared by fork).
         bool replacedAnonymous = !fromZeroFrame && mm.Memory.Info(oldPfn).Kind == FrameKind.Anonymous;

@@ -67,7 +67,7 @@ internal sealed class PinSyscall
                 keepsArena = true;
                 for (; done < frames.Length; done++)
                 {
-                    Errno refused = TryPinLocked(start + ((ulong)done << PageGeometry.PageShift), write, out frames[done], out bool grabbed);
+                    Errno refused = TryPinLocked(start + ((ulong)done << PageGeometry.PageShift), write, out frames[done], out bool grabbed, out _);
                     if (refused != Errno.None)
                     {
                         return refused;
@@ -127,10 +127,10 @@ internal sealed class PinSyscall
         {
             _mm.EnterReadUnlessExiting(_owner);
             Errno refused;
-            bool grabbed;
+            bool grabbed, unshare;
             try
             {
-                refused = TryPinLocked(address, write, out pfn, out grabbed);
+                refused = TryPinLocked(address, write, out pfn, out grabbed, out unshare);
             }
             finally
             {
@@ -140,7 +140,9 @@ internal sealed class PinSyscall
             {
                 return refused;
             }
-            AccessOutcome outcome = FaultRouter.Fault(_mm, context, address, write ? AccessKind.Write : AccessKind.Read);
+            // faultin_page: a write for a write pin; for a read pin of a page shared copy-on-write, FAULT_FLAG_UNSHARE.
+            AccessOutcome outcome = FaultRouter.Fault(_mm, context, address, write ? AccessKind.Write : AccessKind.Read,
+                unshare ? FaultFlags.Unshare : FaultFlags.None);
             if (outcome != AccessOutcome.Ok)
             {
                 return outcome == AccessOutcome.OutOfMemory ? Errno.ENOMEM : Errno.EFAULT;
@@ -151,26 +153,31 @@ internal sealed class PinSyscall
 
     // follow_page_mask under the mmap read lock: EFAULT when the VMA forbids the pin (check_vma_flags), else whether the
     // page was pinned (false: it must be faulted in first).
-    private Errno TryPinLocked(ulong address, bool write, out long pfn, out bool grabbed)
+    private Errno TryPinLocked(ulong address, bool write, out long pfn, out bool grabbed, out bool unshare)
     {
         pfn = -1;
         grabbed = false;
+        unshare = false;
         Vma? vma = _mm.Tree.FindFirstEndingAbove(address) is { } found && found.Start <= address ? found : null;
         if (vma is null || (vma.Flags & (VmFlags.Io | VmFlags.PfnMap)) != 0 || (vma.Flags & (write ? VmFlags.Write : VmFlags.Read)) == 0)
         {
             return Errno.EFAULT;
         }
         // The walk stays inside a VMA of the published tree, whose tables the read lock keeps.
-        grabbed = TryGrab(address, write, out pfn);
+        grabbed = TryGrab(address, write, out pfn, out unshare);
         return Errno.None;
     }
 
     // follow_page_pte with FOLL_PIN: a present entry that allows the access (writable for a write pin: can_follow_write_pte)
     // is pinned under its PTE lock and marked young (and dirty for a write, FOLL_TOUCH). A read pin of the zero frame
-    // takes no count (is_zero_folio). Anything else faults first.
-    private bool TryGrab(ulong address, bool write, out long pfn)
+    // takes no count (is_zero_folio). A read pin of an anonymous page not known exclusive (shared copy-on-write with a
+    // forked relative) is refused with `unshare` set (gup_must_unshare): pinned as it is, the page would go on being
+    // the child's while this mapping's next write copied it away, so the pin would no longer see this mapping's data.
+    // Anything else faults first.
+    private bool TryGrab(ulong address, bool write, out long pfn, out bool unshare)
     {
         pfn = -1;
+        unshare = false;
         PageTable table = _mm.PageTable;
         if (table.WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
         {
@@ -194,6 +201,12 @@ internal sealed class PinSyscall
                 }
                 pfn = frame;
                 return true;
+            }
+            if (!write && (pte & Pte.Writable) == 0 && _mm.Memory.Info(frame).Kind == FrameKind.Anonymous
+                && !_mm.Memory.HasFlags(frame, FrameFlags.AnonExclusive))
+            {
+                unshare = true;
+                return false;
             }
             _mm.Memory.Pin(frame);
             // A Cpu's TLB fill sets the same bits with a CAS and no lock: retry on the value it left.
