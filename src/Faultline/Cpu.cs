@@ -872,10 +872,12 @@ public sealed unsafe class Cpu : IDisposable
                 return (byte*)host + (address & PageOffsetMask);
             }
             LeaveSection();
-            if (page + 1 == _devicePage && kind == _deviceKind && _mm.Tree.PublishedVersion == _deviceVersion)
+            if ((page + 1 == _devicePage && kind == _deviceKind && _mm.Tree.PublishedVersion == _deviceVersion)
+                || (_mm.HasDeviceMappings && IsDeviceAccess(address, kind)))
             {
-                // The same device VMA as last time (no version published since): its fault would only find the device,
-                // so go straight to the device access (MissChunk), which looks it up again under its lock.
+                // The same device VMA as last time (no version published since), or a device VMA in the published tree:
+                // its fault would only find the device without the access's bytes (this path has none) and answer SIGBUS,
+                // so go straight to the device access (MissChunk), whose one fault looks it up again under its lock.
                 _faultCpu.Device.MarkReached();
                 _lastOutcome = AccessOutcome.BusError;
                 return null;
@@ -1126,4 +1128,21 @@ public sealed unsafe class Cpu : IDisposable
 
     private static T Check<T>(AccessOutcome outcome, ulong address, AccessKind kind, T value) =>
         outcome == AccessOutcome.Ok ? value : throw GuestAccessException.For(address, kind, outcome);
+
+    // Whether the published tree maps `address` with a device that allows `kind`: a lockless lookup in a walk section
+    // (the VMA read is not reused meanwhile). Only a hint; the device access's fault decides under the VMA's lock. A
+    // refused access takes the ordinary fault, whose access check answers SIGSEGV before anything touches the device.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool IsDeviceAccess(ulong address, AccessKind kind)
+    {
+        _reader.EnterWalk(_mm.Rcu.WalkEpoch);
+        try
+        {
+            return _mm.Tree.LookupLockless(address) is { Backing: Backing.DeviceBacking } vma && !AccessCheck.IsError(vma.Flags, kind);
+        }
+        finally
+        {
+            _reader.ExitWalk();
+        }
+    }
 }

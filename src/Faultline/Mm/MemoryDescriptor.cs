@@ -406,4 +406,15 @@ internal sealed class MemoryDescriptor : IDisposable
         gather.Finish(Probes);
         PageTable.FreeRoot();
     }
+
+    private int _hasDeviceMappings;
+
+    /// <summary>
+    /// True once a device (MMIO) mapping was made in this address space; never cleared. An acquire read, pairing with
+    /// <see cref="NoteDeviceMapping"/>: a Cpu that misses it takes the ordinary fault, which still finds the device.
+    /// </summary>
+    public bool HasDeviceMappings => Volatile.Read(ref _hasDeviceMappings) != 0;
+
+    /// <summary>Records a device mapping (release store, before the VMA is published).</summary>
+    public void NoteDeviceMapping() => Volatile.Write(ref _hasDeviceMappings, 1);
 }

@@ -102,6 +102,8 @@ internal sealed class MmapSyscall
             _mm.SharedCounters.AddShared(VmEvent.MapCall);
             return Errno.EINVAL;
         }
+        // Before the VMA is published: a Cpu's miss path may then go to the device without a first, unarmed fault.
+        _mm.NoteDeviceMapping();
         return MapBacking(address, length, protection, flags, backing, pageOffset, VmFlags.Io | VmFlags.PfnMap | VmFlags.DontExpand | VmFlags.DontDump,
             out mapped);
     }
