@@ -521,7 +521,8 @@ public sealed partial class AddressSpace : IDisposable
     /// An unmap or <see cref="Advice.DontNeed"/> of a pinned page succeeds and drops the mapping; the frame and its
     /// contents stay with the handle. A fork copies pinned private anonymous pages for the child at once, so the parent
     /// keeps the pinned frame mapped (the kernel's <c>copy_present_page</c>). A read pin of a page shared
-    /// copy-on-write with a forked relative pins the shared frame (Linux since 5.19 unshares it first).
+    /// copy-on-write with a forked relative unshares it first, as Linux (since 5.19) does: this mapping gets an
+    /// exclusive read-only copy, so the pin sees its later writes.
     /// </remarks>
     /// <exception cref="MemoryOperationException">EINVAL for a zero length; EFAULT for a page outside every mapping, in
     /// host memory, without the access (PROT_NONE, or read-only for a write pin) or whose fault fails; ENOMEM when
