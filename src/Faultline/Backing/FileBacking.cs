@@ -49,7 +49,7 @@ internal sealed class FileBacking : IPageCacheBacking
     /// <inheritdoc />
     /// <remarks>
     /// True: <c>filemap_fault</c> may take part once a page lock or I/O it would sleep on answers RETRY instead (the SPF
-    /// v2 review, 2017-08); <see cref="Fault"/> does exactly that when asked speculatively.
+    /// v2 review, 2017-08); <see cref="Fault(ulong, AccessKind, bool, out long)"/> does exactly that when asked speculatively.
     /// </remarks>
     public bool IsSpeculativeSafe => true;
 
@@ -61,18 +61,20 @@ internal sealed class FileBacking : IPageCacheBacking
 
     /// <inheritdoc />
     /// <remarks>
-    /// The classic path reads a missing page in; the speculative and VMA-lock paths never do I/O (RETRY, and the
-    /// mmap-lock path reads it, as <c>filemap_fault</c> under the VMA lock falls back to), and the speculative path
-    /// never waits on a page lock either.
+    /// The classic path reads a missing page in (and its neighbours, read-around); the speculative path never does I/O
+    /// or waits on a page lock (RETRY, and the mmap-lock path reads it).
     /// </remarks>
     public BackingFaultStatus Fault(ulong pageOffset, AccessKind access, bool speculative, out long pfn) =>
-        _cache.FaultPage(pageOffset, speculative, mayReadIn: !speculative, out pfn);
+        _cache.FaultPage(pageOffset, speculative, mayReadIn: !speculative, ReadAround.Around, out pfn);
 
     /// <summary>
-    /// <see cref="Fault"/> for a fault under the VMA lock: cached pages only, RETRY for anything that needs I/O.
+    /// <see cref="Fault(ulong, AccessKind, bool, out long)"/> as the fault handler asks it, knowing the path and the VMA's access advice: a fault under the
+    /// VMA lock maps cached pages only and answers RETRY for anything that needs I/O (<paramref name="mayReadIn"/>
+    /// false), as <c>filemap_fault</c> under the VMA lock falls back to the mmap-lock path; a read-in brings the
+    /// neighbours <paramref name="around"/> names.
     /// </summary>
-    public BackingFaultStatus FaultCachedOnly(ulong pageOffset, out long pfn) =>
-        _cache.FaultPage(pageOffset, speculative: false, mayReadIn: false, out pfn);
+    public BackingFaultStatus Fault(ulong pageOffset, bool speculative, bool mayReadIn, ReadAround around, out long pfn) =>
+        _cache.FaultPage(pageOffset, speculative, mayReadIn && !speculative, around, out pfn);
 
     /// <inheritdoc />
     /// <remarks>Only pages fault-around may map: uptodate, unlocked and inside the file.</remarks>

@@ -30,6 +30,9 @@ internal sealed unsafe class PageCache : IDisposable
     private const int PageSize = PhysicalMemory.FrameSize;
     private const int PageShift = PhysicalMemory.FrameShift;
 
+    /// <summary>Pages a fault that misses reads in (the kernel's default <c>ra_pages</c>: 128 KiB).</summary>
+    public const int ReadAroundPages = 32;
+
     private readonly PhysicalMemory _memory;
     private readonly IFileStore? _store;
     private readonly PageIndex _index;
@@ -400,9 +403,11 @@ internal sealed unsafe class PageCache : IDisposable
     /// <paramref name="mayReadIn"/> a missing page is read in under its page lock and a page being filled is waited for;
     /// without it (the speculative and VMA-lock paths) nothing sleeps or does I/O: a page not cached or not uptodate
     /// answers RETRY, and so does a locked one when <paramref name="speculative"/> (<c>__lock_page_or_retry</c> with
-    /// <c>FAULT_FLAG_SPECULATIVE</c>, the SPF v2 review, 2017-08). A read error is SIGBUS, as on Linux.
+    /// <c>FAULT_FLAG_SPECULATIVE</c>, the SPF v2 review, 2017-08). A read error is SIGBUS, as on Linux. A page read in
+    /// brings its neighbours as <paramref name="around"/> says (<c>do_sync_mmap_readahead</c>), so the next faults near
+    /// it, and fault-around, find them cached.
     /// </summary>
-    public BackingFaultStatus FaultPage(ulong pageOffset, bool speculative, bool mayReadIn, out long pfn)
+    public BackingFaultStatus FaultPage(ulong pageOffset, bool speculative, bool mayReadIn, ReadAround around, out long pfn)
     {
         pfn = PhysicalMemory.NoFrame;
         if (pageOffset >= SizePages)
@@ -411,11 +416,16 @@ internal sealed unsafe class PageCache : IDisposable
         }
         if (mayReadIn && !speculative)
         {
+            bool miss = _store is not null && !IsCached(pageOffset);
             Errno error = GetPage(pageOffset, out int frame);
             if (error != Errno.None)
             {
                 // EBADF: released, which a linked VMA prevents; the fault's re-validation decides.
                 return error switch { Errno.ENOMEM => BackingFaultStatus.Oom, Errno.EIO => BackingFaultStatus.SigBus, _ => BackingFaultStatus.Retry };
+            }
+            if (miss && around != ReadAround.None)
+            {
+                ReadIn(pageOffset, around);
             }
             pfn = frame;
             return BackingFaultStatus.Ok;
@@ -608,6 +618,27 @@ internal sealed unsafe class PageCache : IDisposable
         new Span<byte>(_memory.FrameAddress(page) + tail, PageSize - tail).Clear();
         UnlockPage(page);
         _memory.Put(page);
+    }
+
+    // do_sync_mmap_readahead after a miss at pageOffset: the window's other pages not cached are read in (each under its
+    // page lock, as a read-in is); a failure ends it quietly, as a read-ahead's does (the fault's own page is in).
+    private void ReadIn(ulong pageOffset, ReadAround around)
+    {
+        ulong first = around == ReadAround.Sequential ? pageOffset + 1 : pageOffset - Math.Min(pageOffset, ReadAroundPages / 2);
+        // Around: [index - 16, index + 16); sequential: [index, index + 32), the faulting page included in both.
+        ulong end = Math.Min(SizePages, first + (ulong)ReadAroundPages - (around == ReadAround.Sequential ? 1UL : 0UL));
+        for (ulong page = first; page < end; page++)
+        {
+            if (page == pageOffset || IsCached(page))
+            {
+                continue;
+            }
+            if (GetPage(page, out int frame) != Errno.None)
+            {
+                return;
+            }
+            _memory.Put(frame);
+        }
     }
 
     // The host's errno where .NET kept it (an IOException's HResult is the raw errno for the errors it has no type

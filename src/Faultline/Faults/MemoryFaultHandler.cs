@@ -584,9 +584,12 @@ internal static class MemoryFaultHandler
     /// </summary>
     private static FaultResult BackingFault(ref FaultContext fault, out long pfn)
     {
-        // filemap_fault under the VMA lock maps what is cached and leaves I/O to the mmap-lock path (RETRY).
-        BackingFaultStatus status = fault.Vma!.Backing is FileBacking file && (fault.Flags & FaultFlags.VmaLock) != 0
-            ? file.FaultCachedOnly(fault.PageOffset, out pfn)
+        // filemap_fault under the VMA lock maps what is cached and leaves I/O to the mmap-lock path (RETRY); a read-in
+        // reads around the page as the VMA's advice says (do_sync_mmap_readahead).
+        BackingFaultStatus status = fault.Vma!.Backing is FileBacking file
+            ? file.Fault(fault.PageOffset, fault.IsSpeculative, mayReadIn: (fault.Flags & FaultFlags.VmaLock) == 0,
+                (fault.VmaFlags & VmFlags.RandomRead) != 0 ? ReadAround.None
+                : (fault.VmaFlags & VmFlags.SequentialRead) != 0 ? ReadAround.Sequential : ReadAround.Around, out pfn)
             : fault.Vma!.Backing.Fault(fault.PageOffset, fault.Access, fault.IsSpeculative, out pfn);
         return status switch
         {

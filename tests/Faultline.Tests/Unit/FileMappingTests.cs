@@ -9,8 +9,8 @@ namespace Faultline.Tests.Unit;
 /// Mappings of guest files on each fault path: mmap's errnos, shared and private semantics (stores reach the file or
 /// stay private), write notification (a clean shared page of a host file is read-only until written, and again after
 /// msync), SIGBUS past the end of the file, truncation unmapping every mapping (private copies too), msync and fsync
-/// writing the mappings' stores to the host file, the page offset through split, merge and mremap, the maps line,
-/// and a mapping keeping a disposed file's pages.
+/// writing the mappings' stores to the host file, read-around on a cache miss as the access advice says, the page
+/// offset through split, merge and mremap, the maps line, and a mapping keeping a disposed file's pages.
 /// </summary>
 public sealed class FileMappingTests : IDisposable
 {
@@ -209,6 +209,25 @@ public sealed class FileMappingTests : IDisposable
         Assert.Equal(5L, BitConverter.ToInt64(stage.HostBytes, Page));
         Assert.False(stage.PteWritable(a + Page), "fsync cleaned the mapping too");
         memory.Put(pfn);
+    }
+
+    [Theory]
+    [InlineData(Advice.Normal, 4, 36)]
+    [InlineData(Advice.Random, 20, 21)]
+    [InlineData(Advice.Sequential, 20, 52)]
+    public void A_fault_that_misses_the_cache_reads_around_its_page_as_the_advice_says(Advice advice, int first, int end)
+    {
+        using var stage = new FileStage(FaultPath.MmapLock, 64, MapFlags.Shared, Protection.Read, faultAround: false);
+        stage.Space.Advise(stage.Address, 64 * Page, advice);
+        Assert.Equal(FileStage.ByteAt(20 * Page), stage.Cpu.Load<byte>(stage.Address + 20 * Page));
+        Assert.Equal(end - first, stage.File.CachedPages);
+        for (ulong page = 0; page < 64; page++)
+        {
+            Assert.Equal(page >= (ulong)first && page < (ulong)end, stage.File.Cache.IsCached(page));
+        }
+        // A neighbour read in beside the fault maps without I/O, whatever the path.
+        Assert.Equal(FileStage.ByteAt((end - 1) * Page), stage.Cpu.Load<byte>(stage.Address + (ulong)(end - 1) * Page));
+        Assert.Equal(end - first, stage.File.CachedPages);
     }
 
     [Fact]
