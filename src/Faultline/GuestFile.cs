@@ -89,6 +89,32 @@ public abstract class GuestFile : IDisposable
     /// <summary><c>fsync</c>: dirty pages are written back and the host file is flushed. EIO on a host failure, EBADF after disposal.</summary>
     public Errno Sync() => Cache.Sync();
 
+    /// <summary>
+    /// Starts a background flusher for this file (the kernel's writeback worker at <c>dirty_background_ratio</c>):
+    /// every <paramref name="period"/>, once the file's dirty pages reach <paramref name="dirtyRatio"/> of its cached
+    /// pages, they are written back as <see cref="Sync"/> writes them (mappings cleaned first, so later stores dirty the
+    /// pages again). A second call replaces the first; it stops when the file's pages are released. A
+    /// <see cref="MemoryFile"/> has nothing to write back. EBADF after disposal.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dirtyRatio"/> not in (0, 1], or a period not positive.</exception>
+    public Errno StartBackgroundWriteback(double dirtyRatio, TimeSpan period)
+    {
+        if (!(dirtyRatio > 0 && dirtyRatio <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(dirtyRatio), dirtyRatio, "must be in (0, 1]");
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(period, TimeSpan.Zero);
+        if (IsDisposed)
+        {
+            return Errno.EBADF;
+        }
+        Cache.StartBackgroundWriteback(dirtyRatio, period);
+        return Errno.None;
+    }
+
+    /// <summary>Write-backs the background flusher has run so far (0 without one). A snapshot.</summary>
+    public int BackgroundWritebacks => Cache.BackgroundWritebacks;
+
     /// <summary>Releases the file's pages and its hold on guest RAM (see the class remarks). Idempotent.</summary>
     public void Dispose()
     {

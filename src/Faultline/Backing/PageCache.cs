@@ -41,6 +41,7 @@ internal sealed unsafe class PageCache : IDisposable
     private long _size;
     private int _released;
     private int _closed;
+    private BackgroundWriteback? _flusher;
 
     /// <summary>
     /// A cache over <paramref name="store"/> (null: the pages live only here, as tmpfs's) in <paramref name="memory"/>,
@@ -514,10 +515,68 @@ internal sealed unsafe class PageCache : IDisposable
         }
     }
 
+    /// <summary>
+    /// Starts a background flusher (<see cref="BackgroundWriteback"/>): every <paramref name="period"/>, once dirty
+    /// pages are at least <paramref name="dirtyRatio"/> of the cached ones, they are written back. Replaces an earlier
+    /// flusher; nothing to do without a store. It stops when the cache is released.
+    /// </summary>
+    public void StartBackgroundWriteback(double dirtyRatio, TimeSpan period)
+    {
+        if (_store is null)
+        {
+            return;
+        }
+        BackgroundWriteback? previous;
+        lock (_inodeLock)
+        {
+            if (Volatile.Read(ref _released) != 0)
+            {
+                return;
+            }
+            previous = _flusher;
+            // Release store; pairs with the acquire reads of the release and of the count.
+            Volatile.Write(ref _flusher, new BackgroundWriteback(this, dirtyRatio, period));
+        }
+        previous?.Dispose();
+    }
+
+    /// <summary>Write-backs the background flusher has started (0 without one).</summary>
+    public int BackgroundWritebacks => Volatile.Read(ref _flusher)?.Runs ?? 0;
+
+    /// <summary>
+    /// The flusher's check: under the inode lock, when the cache's dirty pages are at least <paramref name="ratio"/> of
+    /// its cached pages (and there is one), writes the dirty pages back as <see cref="Sync"/> does (mappings cleaned
+    /// first); true when it did. Nothing after release.
+    /// </summary>
+    public bool WriteBackIfDirtyAbove(double ratio)
+    {
+        lock (_inodeLock)
+        {
+            if (Volatile.Read(ref _released) != 0 || _store is null)
+            {
+                return false;
+            }
+            var pages = new List<(ulong PageOffset, int Frame)>();
+            _index.CollectRange(0, ulong.MaxValue, pages);
+            int dirty = 0;
+            foreach ((_, int frame) in pages)
+            {
+                dirty += _memory.HasFlags(frame, FrameFlags.Dirty) ? 1 : 0;
+            }
+            if (dirty == 0 || dirty < ratio * pages.Count)
+            {
+                return false;
+            }
+            _ = WriteBack(0, ulong.MaxValue);
+            return true;
+        }
+    }
+
     // The last reference went (the file is closed and no mapping is left): the pages mappings dirtied since the last
     // sync are written back, then every page is dropped, the store disposed and the guest RAM no longer used.
     private void Release()
     {
+        Volatile.Read(ref _flusher)?.Dispose();
         lock (_inodeLock)
         {
             _ = WriteBack(0, ulong.MaxValue);

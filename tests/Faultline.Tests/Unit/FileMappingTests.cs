@@ -9,7 +9,8 @@ namespace Faultline.Tests.Unit;
 /// Mappings of guest files on each fault path: mmap's errnos, shared and private semantics (stores reach the file or
 /// stay private), write notification (a clean shared page of a host file is read-only until written, and again after
 /// msync), SIGBUS past the end of the file, truncation unmapping every mapping (private copies too), msync and fsync
-/// writing the mappings' stores to the host file, read-around on a cache miss as the access advice says, the page
+/// writing the mappings' stores to the host file, the background flusher's ratio, read-around on a cache miss as the
+/// access advice says, the page
 /// offset through split, merge and mremap, the maps line, and a mapping keeping a disposed file's pages.
 /// </summary>
 public sealed class FileMappingTests : IDisposable
@@ -228,6 +229,29 @@ public sealed class FileMappingTests : IDisposable
         // A neighbour read in beside the fault maps without I/O, whatever the path.
         Assert.Equal(FileStage.ByteAt((end - 1) * Page), stage.Cpu.Load<byte>(stage.Address + (ulong)(end - 1) * Page));
         Assert.Equal(end - first, stage.File.CachedPages);
+    }
+
+    [Fact]
+    public void The_background_flusher_writes_back_once_dirty_pages_reach_its_ratio()
+    {
+        using var stage = new FileStage(FaultPath.VmaLock, 4, MapFlags.Shared);
+        Assert.Throws<ArgumentOutOfRangeException>(() => stage.File.StartBackgroundWriteback(0, TimeSpan.FromMilliseconds(5)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => stage.File.StartBackgroundWriteback(0.5, TimeSpan.Zero));
+        Assert.Equal(Errno.None, stage.File.StartBackgroundWriteback(0.5, TimeSpan.FromMilliseconds(5)));
+        stage.Cpu.Read(stage.Address, new byte[4 * Page]);
+        stage.Cpu.Store(stage.Address, 1L);
+        // One dirty page of four is under the ratio: the flusher leaves it (whenever it runs).
+        Thread.Sleep(100);
+        Assert.Equal(0, stage.File.BackgroundWritebacks);
+        Assert.NotEqual(1L, BitConverter.ToInt64(stage.HostBytes, 0));
+
+        stage.Cpu.Store(stage.Address + Page, 2L);
+        ThreadRole.WaitUntil(() => stage.File.BackgroundWritebacks > 0, "the flusher wrote the dirty pages back");
+        Assert.Equal(1L, BitConverter.ToInt64(stage.HostBytes, 0));
+        Assert.Equal(2L, BitConverter.ToInt64(stage.HostBytes, Page));
+        Assert.False(stage.PteWritable(stage.Address), "the flusher cleaned the mapping");
+        stage.File.Dispose();
+        Assert.Equal(Errno.EBADF, stage.File.StartBackgroundWriteback(0.5, TimeSpan.FromMilliseconds(5)));
     }
 
     [Fact]
