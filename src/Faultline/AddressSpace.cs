@@ -13,7 +13,7 @@ namespace Faultline;
 
 /// <summary>
 /// A guest address space with Linux semantics (the kernel's <c>mm_struct</c> and its system calls): anonymous
-/// mappings created with <see cref="Map"/>, removed with <see cref="Unmap"/>, re-protected with <see cref="Protect"/>,
+/// mappings created with <see cref="Map(ulong, ulong, Protection, MapFlags)"/>, removed with <see cref="Unmap"/>, re-protected with <see cref="Protect"/>,
 /// demand-paged on first touch by the <see cref="Cpu"/>s attached to it through the configured
 /// <see cref="Faultline.FaultPath"/>.
 /// </summary>
@@ -198,7 +198,7 @@ public sealed partial class AddressSpace : IDisposable
     /// </summary>
     /// <remarks>See <see cref="IMmioDevice"/> for when and how the device is called.</remarks>
     /// <exception cref="MemoryOperationException">With Linux's errno: EINVAL for a private mapping or a device offset
-    /// that is not page-aligned, else as <see cref="Map"/>.</exception>
+    /// that is not page-aligned, else as <see cref="Map(ulong, ulong, Protection, MapFlags)"/>.</exception>
     /// <exception cref="ArgumentNullException"><paramref name="device"/> or <paramref name="name"/> is null.</exception>
     public ulong MapDevice(ulong address, ulong length, Protection protection, MapFlags flags, IMmioDevice device, string name,
         ulong deviceOffset = 0)
@@ -418,8 +418,11 @@ public sealed partial class AddressSpace : IDisposable
     }
 
     /// <summary>
-    /// <c>msync</c> of anonymous memory: nothing to write back, only Linux's checks (EINVAL for bad flags or
-    /// alignment, ENOMEM over a hole, EBUSY for <see cref="SyncFlags.Invalidate"/> of locked memory).
+    /// <c>msync</c>: with <see cref="SyncFlags.Sync"/> the dirty pages of the shared file mappings in the range are
+    /// written back (each mapping of them cleaned first, so later stores dirty them again) and the file flushed (EIO on
+    /// a host failure); anonymous memory and private mappings have nothing to write back, and
+    /// <see cref="SyncFlags.Async"/> and <see cref="SyncFlags.Invalidate"/> only check, as on Linux. Linux's checks:
+    /// EINVAL for bad flags or alignment, ENOMEM over a hole, EBUSY for <see cref="SyncFlags.Invalidate"/> of locked memory.
     /// </summary>
     public Errno Msync(ulong address, ulong length, SyncFlags flags)
     {
@@ -475,7 +478,7 @@ public sealed partial class AddressSpace : IDisposable
     /// <c>remap_pfn_range</c> (a <c>VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP</c> VMA): guest loads and stores
     /// through the TLB reach <paramref name="hostMemory"/> itself, at the speed of guest RAM once translated.
     /// <paramref name="flags"/> must be <see cref="MapFlags.Shared"/> (or <see cref="MapFlags.SharedValidate"/>) plus
-    /// placement flags, as for <see cref="Map"/>; the mapping covers <paramref name="length"/> rounded up to whole pages.
+    /// placement flags, as for <see cref="Map(ulong, ulong, Protection, MapFlags)"/>; the mapping covers <paramref name="length"/> rounded up to whole pages.
     /// Returns the start.
     /// </summary>
     /// <remarks>

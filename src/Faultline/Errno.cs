@@ -25,6 +25,8 @@ public enum Errno
     EBUSY = 16,
     /// <summary><c>EEXIST</c>: <c>MAP_FIXED_NOREPLACE</c> over an existing mapping.</summary>
     EEXIST = 17,
+    /// <summary><c>ENODEV</c>: a guest file mapped into an address space whose guest RAM does not hold its pages.</summary>
+    ENODEV = 19,
     /// <summary><c>EINVAL</c>: misaligned, zero length, bad flags.</summary>
     EINVAL = 22,
     /// <summary><c>EFBIG</c>: a guest file over a host file grown past the host file system's largest file.</summary>

@@ -18,15 +18,20 @@ namespace Faultline;
 /// <para>Thread-safety: reads run concurrently with each other and with everything else, without a file lock; writes,
 /// truncations and syncs take the file's inode lock and run one at a time (Linux's <c>i_rwsem</c>); a read that races
 /// a write of the same bytes may see part of it, as on Linux. Disposal must not overlap any other call on the file.</para>
-/// <para>Disposal: <see cref="Dispose()"/> releases the cached pages (a <see cref="HostFile"/> writes its dirty pages back
-/// first) and the file's hold on the address space's guest RAM, which outlives the address space until then.</para>
+/// <para>Disposal: <see cref="Dispose()"/> closes the file. Without mappings it releases the cached pages (a
+/// <see cref="HostFile"/> writes its dirty pages back first) and the file's hold on the address space's guest RAM, which
+/// outlives the address space until then; mappings of the file keep it (as a mapping keeps a closed descriptor's file
+/// on Linux) until the last one goes, which writes back what they dirtied.</para>
+/// <para>Mappings: <see cref="AddressSpace.Map(ulong, ulong, Protection, MapFlags, GuestFile, long)"/> maps the file's
+/// pages, shared or private; file reads and writes and the mappings see one copy of each page.</para>
 /// </remarks>
 public abstract class GuestFile : IDisposable
 {
-    private protected GuestFile(AddressSpace space, IFileStore? store)
+    private protected GuestFile(AddressSpace space, IFileStore? store, string mapsName, int deviceMajor, int deviceMinor, ulong inode)
     {
         ArgumentNullException.ThrowIfNull(space);
         Cache = new PageCache(space.Descriptor.Memory, store);
+        Backing = new FileBacking(Cache, mapsName, deviceMajor, deviceMinor, inode);
     }
 
     /// <summary>The file's length in bytes (<c>i_size</c>; <c>fstat</c>'s <c>st_size</c>). A snapshot.</summary>
@@ -40,6 +45,12 @@ public abstract class GuestFile : IDisposable
 
     /// <summary>The page cache (for the file-mapping layer and tests).</summary>
     internal PageCache Cache { get; }
+
+    /// <summary>The file as the backing of its mappings (<c>vm_file</c>).</summary>
+    internal FileBacking Backing { get; }
+
+    /// <summary>True once <see cref="Dispose()"/> ran: file calls and new mappings answer EBADF (existing mappings stay).</summary>
+    public bool IsDisposed => Cache.IsClosed;
 
     /// <summary>
     /// <c>pread</c>: reads up to <paramref name="buffer"/>'s length bytes at <paramref name="offset"/> into it; returns
@@ -77,6 +88,32 @@ public abstract class GuestFile : IDisposable
 
     /// <summary><c>fsync</c>: dirty pages are written back and the host file is flushed. EIO on a host failure, EBADF after disposal.</summary>
     public Errno Sync() => Cache.Sync();
+
+    /// <summary>
+    /// Starts a background flusher for this file (the kernel's writeback worker at <c>dirty_background_ratio</c>):
+    /// every <paramref name="period"/>, once the file's dirty pages reach <paramref name="dirtyRatio"/> of its cached
+    /// pages, they are written back as <see cref="Sync"/> writes them (mappings cleaned first, so later stores dirty the
+    /// pages again). A second call replaces the first; it stops when the file's pages are released. A
+    /// <see cref="MemoryFile"/> has nothing to write back. EBADF after disposal.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dirtyRatio"/> not in (0, 1], or a period not positive.</exception>
+    public Errno StartBackgroundWriteback(double dirtyRatio, TimeSpan period)
+    {
+        if (!(dirtyRatio > 0 && dirtyRatio <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(dirtyRatio), dirtyRatio, "must be in (0, 1]");
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(period, TimeSpan.Zero);
+        if (IsDisposed)
+        {
+            return Errno.EBADF;
+        }
+        Cache.StartBackgroundWriteback(dirtyRatio, period);
+        return Errno.None;
+    }
+
+    /// <summary>Write-backs the background flusher has run so far (0 without one). A snapshot.</summary>
+    public int BackgroundWritebacks => Cache.BackgroundWritebacks;
 
     /// <summary>Releases the file's pages and its hold on guest RAM (see the class remarks). Idempotent.</summary>
     public void Dispose()

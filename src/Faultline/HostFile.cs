@@ -12,8 +12,8 @@ namespace Faultline;
 /// as a close's writeback errors are unless fsync reported them), then closes a handle the file opened itself.</remarks>
 public sealed class HostFile : GuestFile
 {
-    private HostFile(AddressSpace space, HostFileStore store)
-        : base(space, store)
+    private HostFile(AddressSpace space, HostFileStore store, HostFileIdentity identity)
+        : base(space, store, identity.Path, identity.DeviceMajor, identity.DeviceMinor, identity.Inode)
     {
     }
 
@@ -28,7 +28,7 @@ public sealed class HostFile : GuestFile
             FileShare.ReadWrite);
         try
         {
-            return new HostFile(space, new HostFileStore(handle, writable, ownsHandle: true));
+            return new HostFile(space, new HostFileStore(handle, writable, ownsHandle: true), HostFileIdentity.Of(handle));
         }
         catch
         {
@@ -45,7 +45,7 @@ public sealed class HostFile : GuestFile
     {
         ArgumentNullException.ThrowIfNull(space);
         ArgumentNullException.ThrowIfNull(handle);
-        return new HostFile(space, new HostFileStore(handle, writable, ownsHandle: false));
+        return new HostFile(space, new HostFileStore(handle, writable, ownsHandle: false), HostFileIdentity.Of(handle));
     }
 
     /// <inheritdoc />

@@ -4,6 +4,7 @@ namespace Faultline.Cli.Paths;
 internal sealed class FaultlineTarget : IMemoryTarget
 {
     private readonly AddressSpace _space;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, MemoryFile> _files = new();
 
     /// <summary>Creates an address space with an arena of <paramref name="physicalBytes"/>.</summary>
     public FaultlineTarget(PathKind path, long physicalBytes)
@@ -42,7 +43,27 @@ internal sealed class FaultlineTarget : IMemoryTarget
     public IReadOnlyDictionary<string, long> SnapshotCounters() => _space.GetCounters();
 
     /// <inheritdoc />
-    public void Dispose() => _space.Dispose();
+    /// <remarks>The file is a <see cref="MemoryFile"/> (tmpfs) in the address space's guest RAM.</remarks>
+    public ulong MapFile(int worker, ulong length, bool shared, bool writable)
+    {
+        MemoryFile file = _files.GetOrAdd(worker, static (w, size) =>
+        {
+            var created = new MemoryFile(size.Space, $"bench-{w}");
+            created.Truncate((long)size.Length);
+            return created;
+        }, (Space: _space, Length: length));
+        return _space.Map(0, length, writable ? Protection.ReadWrite : Protection.Read, shared ? MapFlags.Shared : MapFlags.Private, file, 0);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _space.Dispose();
+        foreach (MemoryFile file in _files.Values)
+        {
+            file.Dispose();
+        }
+    }
 }
 
 /// <summary>A Faultline <see cref="Cpu"/>: every access goes through its software TLB and, on a miss, a fault path.</summary>

@@ -24,4 +24,11 @@ internal interface IMemoryTarget : IDisposable
 
     /// <summary>The counters of the address space now (Faultline's vmstat names; for the kernel, getrusage fields).</summary>
     IReadOnlyDictionary<string, long> SnapshotCounters();
+
+    /// <summary>
+    /// <c>mmap(NULL, length, PROT_READ[|PROT_WRITE], MAP_SHARED or MAP_PRIVATE, fd, 0)</c> of worker
+    /// <paramref name="worker"/>'s tmpfs file of <paramref name="length"/> bytes (made on first use and kept, with its
+    /// cached pages, until the target is disposed: will-it-scale's per-task temporary file).
+    /// </summary>
+    ulong MapFile(int worker, ulong length, bool shared, bool writable);
 }

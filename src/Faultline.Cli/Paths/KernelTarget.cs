@@ -10,6 +10,8 @@ namespace Faultline.Cli.Paths;
 /// </summary>
 internal sealed unsafe class KernelTarget : IMemoryTarget
 {
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, Microsoft.Win32.SafeHandles.SafeFileHandle> _files = new();
+
     /// <inheritdoc />
     public PathKind Path => PathKind.Kernel;
 
@@ -58,8 +60,30 @@ internal sealed unsafe class KernelTarget : IMemoryTarget
     }
 
     /// <inheritdoc />
+    /// <remarks>The file is made in /dev/shm (tmpfs) and unlinked at once; its descriptor stays open.</remarks>
+    public ulong MapFile(int worker, ulong length, bool shared, bool writable)
+    {
+        Microsoft.Win32.SafeHandles.SafeFileHandle file = _files.GetOrAdd(worker, static (w, size) =>
+        {
+            string path = System.IO.Path.Combine("/dev/shm", $"faultline-bench-{Environment.ProcessId}-{w}-{Guid.NewGuid():N}");
+            Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite);
+            File.Delete(path);
+            RandomAccess.SetLength(handle, (long)size);
+            return handle;
+        }, length);
+        int prot = Linux.PROT_READ | (writable ? Linux.PROT_WRITE : 0);
+        int error = LibC.MmapErrno(0, length, prot, shared ? Linux.MAP_SHARED : Linux.MAP_PRIVATE, (int)file.DangerousGetHandle(), 0,
+            out ulong mapped);
+        return error == 0 ? mapped : throw new InvalidOperationException($"mmap of a tmpfs file failed, errno {error}");
+    }
+
+    /// <inheritdoc />
     public void Dispose()
     {
+        foreach (Microsoft.Win32.SafeHandles.SafeFileHandle file in _files.Values)
+        {
+            file.Dispose();
+        }
     }
 }
 

@@ -15,6 +15,9 @@ internal static class WorkloadCatalog
         new ForkChurnWorkload(),
         new MallocWorkload(),
         new UserfaultWorkload(),
+        FileFaultWorkload.PrivateWrite,
+        FileFaultWorkload.SharedWrite,
+        FileFaultWorkload.CachedRead,
     ];
 
     /// <summary>Parses a comma list of names, <c>replay:TRACE</c> (a recorded program) or <c>all</c>.</summary>

@@ -17,4 +17,11 @@ internal interface IMappingZapper
     /// before the mappings' references go.
     /// </summary>
     void ZapMappedPages(object vma, ulong firstPageOffset, ulong endPageOffset);
+
+    /// <summary>
+    /// <c>folio_mkclean</c> (<c>page_mkclean_one</c> for each page): every entry of <paramref name="vma"/> mapping a page
+    /// of <paramref name="owner"/> among pages [<paramref name="firstPageOffset"/>, <paramref name="endPageOffset"/>) is
+    /// write-protected and cleaned, a dirty entry marking its page dirty, and the TLBs are flushed before the call returns.
+    /// </summary>
+    void CleanMappedPages(object vma, ulong firstPageOffset, ulong endPageOffset, object owner);
 }

@@ -8,8 +8,11 @@ namespace Faultline.Backing;
 /// <remarks>Every member is thread-safe. The lookups take no lock and may run on the speculative fault path.</remarks>
 internal interface IPageCacheBacking : IBacking
 {
-    /// <summary>The file's device, minor number (the maps line's <c>00:mm</c>; the major is 0).</summary>
+    /// <summary>The file's device, minor number (the maps line's <c>MM:mm</c>).</summary>
     int DeviceMinor { get; }
+
+    /// <summary>The file's device, major number (0 for shmem's internal mount).</summary>
+    int DeviceMajor => 0;
 
     /// <summary>The file's inode number (the maps line's inode column).</summary>
     ulong Inode { get; }
@@ -60,4 +63,11 @@ internal interface IPageCacheBacking : IBacking
     /// address space; the next touch reads zeros.
     /// </summary>
     void PunchHole(ulong firstPageOffset, ulong endPageOffset);
+
+    /// <summary>
+    /// <c>vma_wants_writenotify</c> for a shared writable mapping: true when the backing must see each page's first
+    /// store (a file whose dirty pages are written back), so clean pages are mapped read-only. False by default: shmem
+    /// maps shared pages writable at once.
+    /// </summary>
+    bool WantsWriteNotify => false;
 }

@@ -30,6 +30,9 @@ internal sealed unsafe class PageCache : IDisposable
     private const int PageSize = PhysicalMemory.FrameSize;
     private const int PageShift = PhysicalMemory.FrameShift;
 
+    /// <summary>Pages a fault that misses reads in (the kernel's default <c>ra_pages</c>: 128 KiB).</summary>
+    public const int ReadAroundPages = 32;
+
     private readonly PhysicalMemory _memory;
     private readonly IFileStore? _store;
     private readonly PageIndex _index;
@@ -37,6 +40,8 @@ internal sealed unsafe class PageCache : IDisposable
     private int _pagesLock;
     private long _size;
     private int _released;
+    private int _closed;
+    private BackgroundWriteback? _flusher;
 
     /// <summary>
     /// A cache over <paramref name="store"/> (null: the pages live only here, as tmpfs's) in <paramref name="memory"/>,
@@ -49,13 +54,32 @@ internal sealed unsafe class PageCache : IDisposable
         _store = store;
         _size = store?.Length ?? 0;
         _index = new PageIndex((ulong)((_size + PageSize - 1) >> PageShift));
+        Mappings = new MappingSet(references: 1, Release);
     }
+
+    /// <summary>
+    /// The file's reverse map and reference count (<c>i_mmap</c>, <c>f_count</c>): the open file holds one reference
+    /// (dropped by <see cref="Dispose"/>), every mapping one more; the last one releases the pages and the store.
+    /// </summary>
+    public MappingSet Mappings { get; }
+
+    /// <summary>Pages up to the end of the file (<c>DIV_ROUND_UP(i_size, PAGE_SIZE)</c>): a fault at or past it is SIGBUS.</summary>
+    public ulong SizePages => (ulong)((Length + PageSize - 1) >> PageShift);
 
     /// <summary><c>i_size</c>: the file's length in bytes. Acquire read; pairs with the release stores of the size.</summary>
     public long Length => Volatile.Read(ref _size);
 
     /// <summary>True when writes are allowed (a store opened for writing, or no store).</summary>
     public bool CanWrite => _store?.CanWrite ?? true;
+
+    /// <summary>False for a cache without a store (tmpfs, memfd: <c>mapping_can_writeback</c> is false for shmem).</summary>
+    public bool CanWriteBack => _store is not null;
+
+    /// <summary>True once <see cref="Dispose"/> closed the file. Acquire read; pairs with the close's exchange.</summary>
+    public bool IsClosed => Volatile.Read(ref _closed) != 0;
+
+    /// <summary>The guest RAM the pages live in.</summary>
+    public PhysicalMemory Memory => _memory;
 
     /// <summary>Pages cached now (<c>nrpages</c>). A snapshot.</summary>
     public long CachedPages => _index.Count;
@@ -72,8 +96,8 @@ internal sealed unsafe class PageCache : IDisposable
         {
             return Errno.EINVAL;
         }
-        // Pairs with Release's store: a call made after Dispose returned sees it (Dispose must not overlap a call: GuestFile).
-        if (Volatile.Read(ref _released) != 0)
+        // Pairs with Dispose's store: a call made after Dispose returned sees it (Dispose must not overlap a call: GuestFile).
+        if (Volatile.Read(ref _closed) != 0)
         {
             return Errno.EBADF;
         }
@@ -92,6 +116,13 @@ internal sealed unsafe class PageCache : IDisposable
             long position = offset + read;
             int inPage = (int)(position & (PageSize - 1));
             int chunk = Math.Min(count - read, PageSize - inPage);
+            if (_store is null && !IsCached((ulong)(position >> PageShift)))
+            {
+                // shmem_file_read_iter (SGP_READ): a hole reads as zeros and stays a hole.
+                buffer.Slice(read, chunk).Clear();
+                read += chunk;
+                continue;
+            }
             Errno error = GetPage((ulong)(position >> PageShift), out int frame);
             if (error != Errno.None)
             {
@@ -119,13 +150,17 @@ internal sealed unsafe class PageCache : IDisposable
         lock (_inodeLock)
         {
             // ksys_pwrite64's order: a negative offset, the descriptor, FMODE_WRITE, then rw_verify_area's overflow.
-            if (Volatile.Read(ref _released) != 0 || !CanWrite)
+            if (Volatile.Read(ref _closed) != 0 || !CanWrite)
             {
                 return Errno.EBADF;
             }
             if (offset > long.MaxValue - data.Length)
             {
                 return Errno.EINVAL;
+            }
+            if (offset + data.Length > _size)
+            {
+                ZeroPastEnd();
             }
             while (written < data.Length)
             {
@@ -168,7 +203,7 @@ internal sealed unsafe class PageCache : IDisposable
         }
         lock (_inodeLock)
         {
-            if (Volatile.Read(ref _released) != 0)
+            if (Volatile.Read(ref _closed) != 0)
             {
                 return Errno.EBADF;
             }
@@ -185,14 +220,23 @@ internal sealed unsafe class PageCache : IDisposable
                 return HostErrno(failure);
             }
             long old = _size;
+            if (length > old)
+            {
+                ZeroPastEnd();
+            }
             // Release store; readers clamp to the new size before the pages go.
             Volatile.Write(ref _size, length);
             if (length < old)
             {
                 var removed = new List<int>();
+                ulong holeBegin = ((ulong)length + PageSize - 1) >> PageShift;
                 SpinWord.Enter(ref _pagesLock);
-                _index.RemoveRange(((ulong)length + PageSize - 1) >> PageShift, ulong.MaxValue, removed);
+                _index.RemoveRange(holeBegin, ulong.MaxValue, removed);
                 SpinWord.Exit(ref _pagesLock);
+                // truncate_pagecache: unmap_mapping_range(…, even_cows=1) after the removal (full fences): every mapping
+                // of the cut pages goes, private copies too, so the next access is SIGBUS. A fault that looked a page up
+                // before the removal re-checks it and the size under its PTE lock (IsStillMapped), which this zap takes.
+                Mappings.Zap(holeBegin, ulong.MaxValue);
                 int tail = (int)(length & (PageSize - 1));
                 if (tail != 0 && TryGetCached((ulong)(length >> PageShift), out long partial))
                 {
@@ -201,7 +245,7 @@ internal sealed unsafe class PageCache : IDisposable
                     UnlockPage(partial);
                     _memory.Put(partial);
                 }
-                // No mapping can hold these frames yet; a reader that still holds one keeps it alive by its reference.
+                // The mappings' references went with their gathers; a reader that still holds one keeps its frame alive.
                 _memory.PutBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(removed));
             }
             return Errno.None;
@@ -217,17 +261,38 @@ internal sealed unsafe class PageCache : IDisposable
     {
         lock (_inodeLock)
         {
-            if (Volatile.Read(ref _released) != 0)
-            {
-                return Errno.EBADF;
-            }
+            return Volatile.Read(ref _closed) != 0 ? Errno.EBADF : WriteBack(0, ulong.MaxValue);
+        }
+    }
+
+    /// <summary>
+    /// <c>vfs_fsync_range</c> over pages [<paramref name="firstPageOffset"/>, <paramref name="endPageOffset"/>) (msync's
+    /// MS_SYNC): as <see cref="Sync"/>, but only the dirty pages there are written. Before any page is looked at, every
+    /// mapping of the range is cleaned (<c>folio_mkclean</c>: write-protected, its dirty bit passed to the page, TLBs
+    /// flushed), so a store made through a mapping is written, and the next store faults and dirties the page again.
+    /// The caller holds a reference (<see cref="MappingSet.Hold"/>): a mapping keeps a closed file's cache.
+    /// </summary>
+    public Errno SyncRange(ulong firstPageOffset, ulong endPageOffset)
+    {
+        lock (_inodeLock)
+        {
+            return WriteBack(firstPageOffset, endPageOffset);
+        }
+    }
+
+    // Under the inode lock: the mappings of the range are cleaned, then each of its dirty pages is written back and the
+    // store flushed. Without a store there is nothing to write (tmpfs).
+    private Errno WriteBack(ulong firstPageOffset, ulong endPageOffset)
+    {
+        {
             if (_store is null)
             {
                 return Errno.None;
             }
+            Mappings.Clean(firstPageOffset, endPageOffset, this);
             Errno result = Errno.None;
             var pages = new List<(ulong PageOffset, int Frame)>();
-            _index.CollectRange(0, ulong.MaxValue, pages);
+            _index.CollectRange(firstPageOffset, endPageOffset, pages);
             foreach ((ulong pageOffset, int entry) in pages)
             {
                 if (!TryGetCached(pageOffset, out long frame))
@@ -319,20 +384,204 @@ internal sealed unsafe class PageCache : IDisposable
     public void UnlockPage(long pfn) => _memory.ClearFlags(pfn, FrameFlags.Locked);
 
     /// <summary>
-    /// Drops every page (dirty ones too: the owner writes back first if it wants them kept), disposes the store and
-    /// stops using the guest RAM. Later calls answer EBADF. Must not overlap another call.
+    /// <c>close</c>: later file calls answer EBADF, and the open file's reference goes. Without mappings that releases the
+    /// cache at once: every page is dropped (dirty ones too: the owner writes back first if it wants them kept), the
+    /// store is disposed and the guest RAM is no longer used. Mappings keep the cache until the last one goes, which
+    /// writes the pages they dirtied back first (the flusher's late writeback). Must not overlap another call.
     /// </summary>
     public void Dispose()
     {
+        // Exchange (full fence): the only closer drops the reference; later calls see the mark (Read's acquire).
+        if (Interlocked.Exchange(ref _closed, 1) == 0)
+        {
+            Mappings.Unhold();
+        }
+    }
+
+    /// <summary>
+    /// The cache's page at <paramref name="pageOffset"/> for a fault (<c>filemap_fault</c>), with a reference for the
+    /// caller: SIGBUS at or past the end of the file (the page holding the end maps, its tail zero). With
+    /// <paramref name="mayReadIn"/> a missing page is read in under its page lock and a page being filled is waited for;
+    /// without it (the speculative and VMA-lock paths) nothing sleeps or does I/O: a page not cached or not uptodate
+    /// answers RETRY, and so does a locked one when <paramref name="speculative"/> (<c>__lock_page_or_retry</c> with
+    /// <c>FAULT_FLAG_SPECULATIVE</c>, the SPF v2 review, 2017-08). A read error is SIGBUS, as on Linux. A page read in
+    /// brings its neighbours as <paramref name="around"/> says (<c>do_sync_mmap_readahead</c>), so the next faults near
+    /// it, and fault-around, find them cached.
+    /// </summary>
+    public BackingFaultStatus FaultPage(ulong pageOffset, bool speculative, bool mayReadIn, ReadAround around, out long pfn)
+    {
+        pfn = PhysicalMemory.NoFrame;
+        if (pageOffset >= SizePages)
+        {
+            return BackingFaultStatus.SigBus;
+        }
+        if (mayReadIn && !speculative)
+        {
+            bool miss = _store is not null && !IsCached(pageOffset);
+            Errno error = GetPage(pageOffset, out int frame);
+            if (error != Errno.None)
+            {
+                // EBADF: released, which a linked VMA prevents; the fault's re-validation decides.
+                return error switch { Errno.ENOMEM => BackingFaultStatus.Oom, Errno.EIO => BackingFaultStatus.SigBus, _ => BackingFaultStatus.Retry };
+            }
+            if (miss && around != ReadAround.None)
+            {
+                ReadIn(pageOffset, around);
+            }
+            pfn = frame;
+            return BackingFaultStatus.Ok;
+        }
+        if (!TryGetCached(pageOffset, out long found))
+        {
+            return BackingFaultStatus.Retry;
+        }
+        FrameFlags refuse = speculative ? FrameFlags.Locked : 0;
+        if (!_memory.HasFlags(found, FrameFlags.Uptodate) || (refuse != 0 && _memory.HasFlags(found, refuse)))
+        {
+            _memory.Put(found);
+            return BackingFaultStatus.Retry;
+        }
+        pfn = found;
+        return BackingFaultStatus.Ok;
+    }
+
+    /// <summary>
+    /// <c>filemap_map_pages</c>' lookup: the page at <paramref name="pageOffset"/> with a reference when it is cached,
+    /// uptodate, unlocked and inside the file; false otherwise (nothing is read in or waited for). Lock-free.
+    /// </summary>
+    public bool TryGetMappable(ulong pageOffset, out long pfn)
+    {
+        if (pageOffset >= SizePages || !TryGetCached(pageOffset, out pfn))
+        {
+            pfn = PhysicalMemory.NoFrame;
+            return false;
+        }
+        if (!_memory.HasFlags(pfn, FrameFlags.Uptodate) || _memory.HasFlags(pfn, FrameFlags.Locked))
+        {
+            _memory.Put(pfn);
+            pfn = PhysicalMemory.NoFrame;
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// True while <paramref name="pfn"/> is the page at <paramref name="pageOffset"/> and that page is inside the file.
+    /// Asked under the PTE lock before a fault installs the page: a truncate lowers the size and removes the page before
+    /// its zap takes that lock, so the fault either installs first (and is zapped) or sees the change.
+    /// </summary>
+    public bool IsStillMapped(ulong pageOffset, long pfn) => pageOffset < SizePages && _index.Lookup(pageOffset) == pfn;
+
+    /// <summary><c>mincore_page</c>: true when a page is cached at <paramref name="pageOffset"/>. Lock-free, a snapshot.</summary>
+    public bool IsCached(ulong pageOffset) => _index.Lookup(pageOffset) != 0;
+
+    /// <summary>
+    /// <c>fallocate(PUNCH_HOLE | KEEP_SIZE)</c> over pages [<paramref name="firstPageOffset"/>,
+    /// <paramref name="endPageOffset"/>) inside the file: the pages leave the cache and every mapping (private copies
+    /// too), and the store's bytes there become zeros, so the next touch reads zeros.
+    /// </summary>
+    public void PunchHole(ulong firstPageOffset, ulong endPageOffset)
+    {
         lock (_inodeLock)
         {
-            var removed = new List<int>();
-            SpinWord.Enter(ref _pagesLock);
-            if (_released != 0)
+            endPageOffset = Math.Min(endPageOffset, SizePages);
+            if (firstPageOffset >= endPageOffset)
             {
-                SpinWord.Exit(ref _pagesLock);
                 return;
             }
+            var removed = new List<int>();
+            SpinWord.Enter(ref _pagesLock);
+            _index.RemoveRange(firstPageOffset, endPageOffset, removed);
+            SpinWord.Exit(ref _pagesLock);
+            Mappings.Zap(firstPageOffset, endPageOffset);
+            if (_store is not null)
+            {
+                long start = (long)firstPageOffset << PageShift;
+                long end = Math.Min(_size, (long)endPageOffset << PageShift);
+                try
+                {
+                    var zeros = new byte[Math.Min(end - start, 16 * PageSize)];
+                    for (long at = start; at < end; at += zeros.Length)
+                    {
+                        _store.Write(at, zeros.AsSpan(0, (int)Math.Min(zeros.Length, end - at)));
+                    }
+                }
+                catch (IOException)
+                {
+                    // fallocate's error has nowhere to go from madvise(MADV_REMOVE) here; the cache is punched anyway.
+                }
+            }
+            _memory.PutBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(removed));
+        }
+    }
+
+    /// <summary>
+    /// Starts a background flusher (<see cref="BackgroundWriteback"/>): every <paramref name="period"/>, once dirty
+    /// pages are at least <paramref name="dirtyRatio"/> of the cached ones, they are written back. Replaces an earlier
+    /// flusher; nothing to do without a store. It stops when the cache is released.
+    /// </summary>
+    public void StartBackgroundWriteback(double dirtyRatio, TimeSpan period)
+    {
+        if (_store is null)
+        {
+            return;
+        }
+        BackgroundWriteback? previous;
+        lock (_inodeLock)
+        {
+            if (Volatile.Read(ref _released) != 0)
+            {
+                return;
+            }
+            previous = _flusher;
+            // Release store; pairs with the acquire reads of the release and of the count.
+            Volatile.Write(ref _flusher, new BackgroundWriteback(this, dirtyRatio, period));
+        }
+        previous?.Dispose();
+    }
+
+    /// <summary>Write-backs the background flusher has started (0 without one).</summary>
+    public int BackgroundWritebacks => Volatile.Read(ref _flusher)?.Runs ?? 0;
+
+    /// <summary>
+    /// The flusher's check: under the inode lock, when the cache's dirty pages are at least <paramref name="ratio"/> of
+    /// its cached pages (and there is one), writes the dirty pages back as <see cref="Sync"/> does (mappings cleaned
+    /// first); true when it did. Nothing after release.
+    /// </summary>
+    public bool WriteBackIfDirtyAbove(double ratio)
+    {
+        lock (_inodeLock)
+        {
+            if (Volatile.Read(ref _released) != 0 || _store is null)
+            {
+                return false;
+            }
+            var pages = new List<(ulong PageOffset, int Frame)>();
+            _index.CollectRange(0, ulong.MaxValue, pages);
+            int dirty = 0;
+            foreach ((_, int frame) in pages)
+            {
+                dirty += _memory.HasFlags(frame, FrameFlags.Dirty) ? 1 : 0;
+            }
+            if (dirty == 0 || dirty < ratio * pages.Count)
+            {
+                return false;
+            }
+            _ = WriteBack(0, ulong.MaxValue);
+            return true;
+        }
+    }
+
+    // The last reference went (the file is closed and no mapping is left): the pages mappings dirtied since the last
+    // sync are written back, then every page is dropped, the store disposed and the guest RAM no longer used.
+    private void Release()
+    {
+        Volatile.Read(ref _flusher)?.Dispose();
+        lock (_inodeLock)
+        {
+            _ = WriteBack(0, ulong.MaxValue);
+            var removed = new List<int>();
+            SpinWord.Enter(ref _pagesLock);
             Volatile.Write(ref _released, 1);
             _index.RemoveRange(0, ulong.MaxValue, removed);
             SpinWord.Exit(ref _pagesLock);
@@ -411,6 +660,43 @@ internal sealed unsafe class PageCache : IDisposable
             UnlockPage(frame);
             pfn = frame;
             return Errno.None;
+        }
+    }
+
+    // Under the inode lock, before the size grows: the bytes of the end page past the end (stores through a mapping land
+    // there and are never written back) become zeros, as a disk file system's extension zeroes them (ext4 and xfs zero
+    // the old end's block; tmpfs keeps them, and so does a cache without a store).
+    private void ZeroPastEnd()
+    {
+        int tail = (int)(_size & (PageSize - 1));
+        if (_store is null || tail == 0 || !TryGetCached((ulong)(_size >> PageShift), out long page))
+        {
+            return;
+        }
+        LockPage(page);
+        new Span<byte>(_memory.FrameAddress(page) + tail, PageSize - tail).Clear();
+        UnlockPage(page);
+        _memory.Put(page);
+    }
+
+    // do_sync_mmap_readahead after a miss at pageOffset: the window's other pages not cached are read in (each under its
+    // page lock, as a read-in is); a failure ends it quietly, as a read-ahead's does (the fault's own page is in).
+    private void ReadIn(ulong pageOffset, ReadAround around)
+    {
+        ulong first = around == ReadAround.Sequential ? pageOffset + 1 : pageOffset - Math.Min(pageOffset, ReadAroundPages / 2);
+        // Around: [index - 16, index + 16); sequential: [index, index + 32), the faulting page included in both.
+        ulong end = Math.Min(SizePages, first + (ulong)ReadAroundPages - (around == ReadAround.Sequential ? 1UL : 0UL));
+        for (ulong page = first; page < end; page++)
+        {
+            if (page == pageOffset || IsCached(page))
+            {
+                continue;
+            }
+            if (GetPage(page, out int frame) != Errno.None)
+            {
+                return;
+            }
+            _memory.Put(frame);
         }
     }
 

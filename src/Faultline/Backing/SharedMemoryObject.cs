@@ -20,7 +20,7 @@ namespace Faultline.Backing;
 /// the object's references, and frames still mapped are freed when their last mapping goes (after its TLB flush). A
 /// writer editing a VMA of it holds it (<see cref="Hold"/>) until its edit ends, since an edit detaches the old VMA
 /// before it attaches the pieces.</para>
-/// <para>Lock order: <c>_mappingLock</c> (<c>i_mmap_rwsem</c>) comes after the VMA lock and before an anon_vma family's
+/// <para>Lock order: the mapping lock (<see cref="MappingSet"/>, <c>i_mmap_rwsem</c>) comes after the VMA lock and before an anon_vma family's
 /// lock and the PTE locks; a hole punch holds it across the zaps and their grace periods. <c>_pagesLock</c> is a leaf
 /// (nothing is taken or waited for inside it). Every member is thread-safe.</para>
 /// </remarks>
@@ -33,10 +33,8 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
 
     private readonly PhysicalMemory _memory;
     private readonly PageIndex _index;
-    private readonly List<(object Vma, IMappingZapper Zapper, ulong PageOffset, ulong Pages)> _mappings = [];
-    private readonly object _mappingLock = new();
+    private readonly MappingSet _mappings;
     private int _pagesLock;
-    private int _references;
     private int _released;
 
     /// <summary>An object of <paramref name="pages"/> pages (the mapping's length: <c>i_size</c>), all holes.</summary>
@@ -45,8 +43,12 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
         _memory = memory;
         SizePages = pages;
         _index = new PageIndex(pages);
-        Inode = (ulong)Interlocked.Increment(ref s_nextInode);
+        Inode = NextInode();
+        _mappings = new MappingSet(references: 0, Release);
     }
+
+    /// <summary>A new inode number on shmem's internal mount (<c>get_next_ino</c>), for this object or a memfd.</summary>
+    public static ulong NextInode() => (ulong)Interlocked.Increment(ref s_nextInode);
 
     /// <summary>Pages in the object (<c>i_size</c> in pages); a fault at or past it is SIGBUS.</summary>
     public ulong SizePages { get; }
@@ -55,16 +57,7 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
     public long CachedPages => _index.Count;
 
     /// <summary>VMAs linked now (the file's reference count from mappings). A snapshot taken under the mapping lock.</summary>
-    public int MappingCount
-    {
-        get
-        {
-            lock (_mappingLock)
-            {
-                return _mappings.Count;
-            }
-        }
-    }
+    public int MappingCount => _mappings.Count;
 
     /// <inheritdoc />
     public int DeviceMinor => ShmemDeviceMinor;
@@ -218,51 +211,16 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
     public bool MaySplit(ulong pageOffset, ulong pages, ulong splitPageOffset) => true;
 
     /// <inheritdoc />
-    public void Link(object vma, IMappingZapper zapper, ulong pageOffset, ulong pages)
-    {
-        lock (_mappingLock)
-        {
-            Debug.Assert(Volatile.Read(ref _released) == 0, "a VMA linked to a released object");
-            _mappings.Add((vma, zapper, pageOffset, pages));
-            _references++;
-        }
-    }
+    public void Link(object vma, IMappingZapper zapper, ulong pageOffset, ulong pages) => _mappings.Link(vma, zapper, pageOffset, pages);
 
     /// <inheritdoc />
-    public void Hold()
-    {
-        lock (_mappingLock)
-        {
-            Debug.Assert(Volatile.Read(ref _released) == 0, "a hold on a released object");
-            _references++;
-        }
-    }
+    public void Hold() => _mappings.Hold();
 
     /// <inheritdoc />
-    public void Unhold() => DropReference(unlink: null);
+    public void Unhold() => _mappings.Unhold();
 
     /// <inheritdoc />
-    public void Unlink(object vma) => DropReference(vma);
-
-    // fput: the link of `unlink` (if any) goes, and the last reference, link or hold, releases the pages.
-    private void DropReference(object? unlink)
-    {
-        bool last;
-        lock (_mappingLock)
-        {
-            if (unlink is not null)
-            {
-                int index = _mappings.FindIndex(m => ReferenceEquals(m.Vma, unlink));
-                Debug.Assert(index >= 0, "unlink of a VMA never linked");
-                _mappings.RemoveAt(index);
-            }
-            last = --_references == 0;
-        }
-        if (last)
-        {
-            Release();
-        }
-    }
+    public void Unlink(object vma) => _mappings.Unlink(vma);
 
     /// <inheritdoc />
     /// <remarks>
@@ -282,17 +240,7 @@ internal sealed class SharedMemoryObject : IPageCacheBacking
         SpinWord.Enter(ref _pagesLock);
         _index.RemoveRange(firstPageOffset, endPageOffset, removed);
         SpinWord.Exit(ref _pagesLock);
-        lock (_mappingLock)
-        {
-            foreach ((object vma, IMappingZapper zapper, ulong pageOffset, ulong pages) in _mappings)
-            {
-                ulong first = Math.Max(firstPageOffset, pageOffset), end = Math.Min(endPageOffset, pageOffset + pages);
-                if (first < end)
-                {
-                    zapper.ZapMappedPages(vma, first, end);
-                }
-            }
-        }
+        _mappings.Zap(firstPageOffset, endPageOffset);
         // The object's references back no translation: a frame still mapped elsewhere lives on through its mapping's.
         _memory.PutBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(removed));
     }

@@ -34,7 +34,7 @@ internal static class MapsFormatter
         string name = vma.Backing.IsAnonymous && vma.Start < brk && vma.End > startBrk ? "[heap]" : vma.Backing.MapsName;
         var info = new MappingInfo(vma.Start, vma.End, protection, (vma.Flags & VmFlags.MayShare) != 0, offset, name);
         // show_map_vma: a file's device and inode (shared anonymous memory's shmem object).
-        return vma.Backing is IPageCacheBacking file ? info with { DeviceMinor = file.DeviceMinor, Inode = file.Inode } : info;
+        return vma.Backing is IPageCacheBacking file ? info with { DeviceMajor = file.DeviceMajor, DeviceMinor = file.DeviceMinor, Inode = file.Inode } : info;
     }
 
     /// <summary>One maps line, without the newline; anonymous lines end in a space as the kernel's do.</summary>

@@ -492,7 +492,7 @@ internal static class MemoryFaultHandler
     /// whose soft-dirty bits are being tracked (<c>vma_soft_dirty_enabled</c> makes <c>vma_wants_writenotify</c> true).
     /// </summary>
     private static bool MapsWritableOnRead(ref FaultContext fault) =>
-        fault.Vma!.Backing is IPageCacheBacking && (fault.VmaFlags & (VmFlags.Shared | VmFlags.Write)) == (VmFlags.Shared | VmFlags.Write)
+        fault.Vma!.Backing is IPageCacheBacking { WantsWriteNotify: false } && (fault.VmaFlags & (VmFlags.Shared | VmFlags.Write)) == (VmFlags.Shared | VmFlags.Write)
         && !SoftDirtyEnabled(fault.Mm.Settings, fault.VmaFlags);
 
     /// <summary>
@@ -621,7 +621,13 @@ internal static class MemoryFaultHandler
     /// </summary>
     private static FaultResult BackingFault(ref FaultContext fault, out long pfn)
     {
-        BackingFaultStatus status = fault.Vma!.Backing.Fault(fault.PageOffset, fault.Access, fault.IsSpeculative, out pfn);
+        // filemap_fault under the VMA lock maps what is cached and leaves I/O to the mmap-lock path (RETRY); a read-in
+        // reads around the page as the VMA's advice says (do_sync_mmap_readahead).
+        BackingFaultStatus status = fault.Vma!.Backing is FileBacking file
+            ? file.Fault(fault.PageOffset, fault.IsSpeculative, mayReadIn: (fault.Flags & FaultFlags.VmaLock) == 0,
+                (fault.VmaFlags & VmFlags.RandomRead) != 0 ? ReadAround.None
+                : (fault.VmaFlags & VmFlags.SequentialRead) != 0 ? ReadAround.Sequential : ReadAround.Around, out pfn)
+            : fault.Vma!.Backing.Fault(fault.PageOffset, fault.Access, fault.IsSpeculative, out pfn);
         return status switch
         {
             BackingFaultStatus.Ok => FaultResult.Ok,

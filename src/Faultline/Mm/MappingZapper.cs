@@ -33,4 +33,18 @@ internal sealed class MappingZapper : IMappingZapper
         _mm.SharedCounters.AddShared(VmEvent.ShmemPages, -gather.ShmemPagesUnmapped);
         gather.Finish(_mm.Probes);
     }
+
+    /// <inheritdoc />
+    public void CleanMappedPages(object vma, ulong firstPageOffset, ulong endPageOffset, object owner)
+    {
+        var area = (Vma)vma;
+        ulong start = area.Start + ((firstPageOffset - area.PageOffset) << PageGeometry.PageShift);
+        ulong end = area.Start + ((endPageOffset - area.PageOffset) << PageGeometry.PageShift);
+        MmuGather gather = _mm.RentGather();
+        var visitor = new MkCleanVisitor(_mm.PageTable, gather, owner);
+        _mm.PageTable.Walker.Walk(start, end, ref visitor);
+        // flush_tlb_page for each cleaned entry, batched: no Cpu stores through a writable translation after this.
+        gather.Finish(_mm.Probes);
+        _mm.ReturnGather(gather);
+    }
 }

@@ -39,7 +39,7 @@ internal unsafe struct ZapVisitor : IPageRangeVisitor
             Volatile.Write(ref entries[i], 0UL);
             _gather.NoteTranslationChange(tableBase + ((ulong)i << PageGeometry.PageShift));
             if ((entry & (Pte.Dirty | Pte.Special)) == Pte.Dirty && Pte.MapsFrame(entry)
-                && _table.Memory.Info(Pte.Frame(entry)).Kind == Physical.FrameKind.Shmem)
+                && _table.Memory.Info(Pte.Frame(entry)).Kind is Physical.FrameKind.Shmem or Physical.FrameKind.PageCache)
             {
                 // zap_pte_range: a dirty PTE of a page-cache page passes its dirtiness to the page (folio_mark_dirty).
                 _table.Memory.SetFlags(Pte.Frame(entry), Physical.FrameFlags.Dirty);

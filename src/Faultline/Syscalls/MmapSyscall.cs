@@ -6,8 +6,8 @@ using Faultline.VmStat;
 namespace Faultline.Syscalls;
 
 /// <summary>
-/// <c>mmap</c> of anonymous memory, private or shared (<c>ksys_mmap_pgoff</c>, <c>do_mmap</c>, <c>mmap_region</c>;
-/// shared memory gets a shmem object of its own, <c>shmem_zero_setup</c>) with Linux's checks and errno values. Everything is validated first; after that the call cannot fail, so a failed call changes nothing.
+/// <c>mmap</c> of anonymous memory, private or shared, and of guest files (<c>ksys_mmap_pgoff</c>, <c>do_mmap</c>,
+/// <c>mmap_region</c>; shared memory gets a shmem object of its own, <c>shmem_zero_setup</c>) with Linux's checks and errno values. Everything is validated first; after that the call cannot fail, so a failed call changes nothing.
 /// </summary>
 internal sealed class MmapSyscall
 {
@@ -106,6 +106,58 @@ internal sealed class MmapSyscall
         _mm.NoteDeviceMapping();
         return MapBacking(address, length, protection, flags, backing, pageOffset, VmFlags.Io | VmFlags.PfnMap | VmFlags.DontExpand | VmFlags.DontDump,
             out mapped);
+    }
+
+    /// <summary>
+    /// <c>mmap</c> of a guest file from byte <paramref name="offset"/> (<paramref name="file"/> null: a closed file), with
+    /// the checks of <c>sys_mmap</c>, <c>ksys_mmap_pgoff</c> and <c>do_mmap</c> in Linux's order: an unaligned offset
+    /// EINVAL, a closed file EBADF (MAP_ANONYMOUS ignores the file), MAP_HUGETLB on a regular file EINVAL, the range
+    /// as for anonymous memory, an offset whose last page overflows EOVERFLOW, then the file's checks
+    /// (<see cref="FileMapChecks"/>). A file in another address space's guest RAM is ENODEV (it has no <c>mmap</c> here).
+    /// </summary>
+    public Errno MapFile(ulong address, ulong length, Protection protection, MapFlags flags, FileBacking? file, long offset,
+        out ulong mapped)
+    {
+        mapped = 0;
+        if ((offset & (long)PageGeometry.PageOffsetMask) != 0)
+        {
+            _mm.SharedCounters.AddShared(VmEvent.MapCall);
+            return Errno.EINVAL;
+        }
+        if ((flags & MapFlags.Anonymous) != 0)
+        {
+            // ksys_mmap_pgoff: with MAP_ANONYMOUS the descriptor is never looked at.
+            return Map(address, length, protection, flags, out mapped);
+        }
+        _mm.SharedCounters.AddShared(VmEvent.MapCall);
+        if (file is null)
+        {
+            return Errno.EBADF;
+        }
+        if ((flags & MapFlags.HugeTlb) != 0)
+        {
+            return Errno.EINVAL;
+        }
+        Errno invalid = ValidateRange(ref address, ref length, flags);
+        if (invalid != Errno.None)
+        {
+            return invalid;
+        }
+        ulong pageOffset = (ulong)offset >> PageGeometry.PageShift;
+        if (pageOffset + (length >> PageGeometry.PageShift) < pageOffset || !FileMapChecks.OffsetFits(offset, length))
+        {
+            return Errno.EOVERFLOW;
+        }
+        Errno refused = FileMapChecks.Check(protection, ref flags, file.Cache.CanWrite, out VmFlags vmFlags);
+        if (refused != Errno.None)
+        {
+            return refused;
+        }
+        if (!file.SharesMemory(_mm.Memory))
+        {
+            return Errno.ENODEV;
+        }
+        return InsertMapping(address, length, vmFlags, flags, file, pageOffset, out mapped);
     }
 
     // mmap_region: places the range, unmaps what MAP_FIXED replaces and inserts the new VMA (anonymous memory's page

@@ -132,13 +132,20 @@ internal sealed class MprotectSyscall
                 error = Errno.ENOMEM;
                 break;
             }
+            VmFlags newFlags = NewFlags(vma, access);
+            // do_mprotect_pkey: an access bit without its VM_MAY* bit (newflags >> 4), such as PROT_WRITE on a shared
+            // mapping of a file opened read-only.
+            if (((ulong)newFlags & ~((ulong)newFlags >> 4) & (ulong)VmFlags.AccessFlags) != 0)
+            {
+                error = Errno.EACCES;
+                break;
+            }
             // mprotect_fixup: a sealed VMA refuses even a change to what it already has.
             if ((vma.Flags & VmFlags.Sealed) != 0)
             {
                 error = Errno.EPERM;
                 break;
             }
-            VmFlags newFlags = NewFlags(vma, access);
             reached = Math.Min(end, vma.End);
             if (newFlags == vma.Flags)
             {

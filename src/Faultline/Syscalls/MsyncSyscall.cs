@@ -1,12 +1,14 @@
 using Faultline.Areas;
+using Faultline.Backing;
 using Faultline.Mm;
 
 namespace Faultline.Syscalls;
 
 /// <summary>
-/// <c>msync</c> with Linux's checks and errno values. Anonymous memory (and any private mapping) has nothing to write
-/// back, so the call only validates: the flags, the alignment, the mapped range, and MS_INVALIDATE against locked
-/// VMAs; no state changes.
+/// <c>msync</c> with Linux's checks and errno values: the flags, the alignment, the mapped range, and MS_INVALIDATE
+/// against locked VMAs. MS_SYNC writes back the shared file mappings of the range (<c>vfs_fsync_range</c>); anonymous
+/// memory and private mappings have nothing to write back, and MS_ASYNC and MS_INVALIDATE change nothing (Linux since
+/// 2.6.19 leaves dirty pages to the flusher and keeps the page cache coherent without invalidation).
 /// </summary>
 internal sealed class MsyncSyscall
 {
@@ -38,45 +40,73 @@ internal sealed class MsyncSyscall
         {
             return Errno.None;
         }
+        var files = new List<(FileBacking File, ulong First, ulong End)>();
+        Errno checkedResult;
         _mm.EnterReadUnlessExiting(_owner);
         try
         {
-            Errno unmapped = Errno.None;
-            ulong start = address;
-            // The msync loop: a hole is ENOMEM at the end (at once for plain MS_ASYNC); locked memory refuses MS_INVALIDATE.
-            while (true)
-            {
-                if (_mm.Tree.FindFirstEndingAbove(start) is not { } vma)
-                {
-                    return Errno.ENOMEM;
-                }
-                if (start < vma.Start)
-                {
-                    if (flags == SyncFlags.Async)
-                    {
-                        return Errno.ENOMEM;
-                    }
-                    start = vma.Start;
-                    if (start >= end)
-                    {
-                        return Errno.ENOMEM;
-                    }
-                    unmapped = Errno.ENOMEM;
-                }
-                if ((flags & SyncFlags.Invalidate) != 0 && (vma.Flags & VmFlags.Locked) != 0)
-                {
-                    return Errno.EBUSY;
-                }
-                start = vma.End;
-                if (start >= end)
-                {
-                    return unmapped;
-                }
-            }
+            checkedResult = Walk(address, end, flags, files);
         }
         finally
         {
             _mm.MmapLock.ExitRead();
+        }
+        // The msync loop's vfs_fsync_range runs with the mmap lock dropped and the file held (get_file/fput); the
+        // first writeback error is the answer, as the loop returns it at once.
+        Errno result = checkedResult;
+        foreach ((FileBacking file, ulong first, ulong last) in files)
+        {
+            if (result == checkedResult)
+            {
+                Errno written = file.Cache.SyncRange(first, last);
+                result = written != Errno.None ? written : result;
+            }
+            file.Unhold();
+        }
+        return result;
+    }
+
+    // The msync loop under the mmap read lock: a hole is ENOMEM at the end (at once for plain MS_ASYNC); locked memory
+    // refuses MS_INVALIDATE; each shared file mapping met before the answer is noted, held, for MS_SYNC's writeback.
+    private Errno Walk(ulong address, ulong end, SyncFlags flags, List<(FileBacking File, ulong First, ulong End)> files)
+    {
+        Errno unmapped = Errno.None;
+        ulong start = address;
+        while (true)
+        {
+            if (_mm.Tree.FindFirstEndingAbove(start) is not { } vma)
+            {
+                return Errno.ENOMEM;
+            }
+            if (start < vma.Start)
+            {
+                if (flags == SyncFlags.Async)
+                {
+                    return Errno.ENOMEM;
+                }
+                start = vma.Start;
+                if (start >= end)
+                {
+                    return Errno.ENOMEM;
+                }
+                unmapped = Errno.ENOMEM;
+            }
+            if ((flags & SyncFlags.Invalidate) != 0 && (vma.Flags & VmFlags.Locked) != 0)
+            {
+                return Errno.EBUSY;
+            }
+            if ((flags & SyncFlags.Sync) != 0 && (vma.Flags & VmFlags.Shared) != 0 && vma.Backing is FileBacking file)
+            {
+                ulong first = vma.PageOffset + ((start - vma.Start) >> PageGeometry.PageShift);
+                ulong last = vma.PageOffset + ((Math.Min(end, vma.End) - vma.Start) >> PageGeometry.PageShift);
+                file.Hold();
+                files.Add((file, first, last));
+            }
+            start = vma.End;
+            if (start >= end)
+            {
+                return unmapped;
+            }
         }
     }
 }
