@@ -2,24 +2,28 @@ namespace Faultline;
 
 /// <summary>
 /// A read scope of a <see cref="Cpu"/> (<see cref="Cpu.EnterScope"/>): the Cpu's read section is held from the scope's
-/// start to its end, so a TLB hit through the scope is a generation compare, a tag compare and the access itself,
-/// with no store — the model QEMU uses for its vCPUs, whose RCU read side spans many guest instructions.
+/// start to its end, so a TLB hit through the scope is a slot index, a tag compare and the access itself — no store
+/// and no generation check, the model QEMU uses for its vCPUs, whose RCU read side spans many guest instructions and
+/// which look for a flush request per block, not per access.
 /// </summary>
 /// <remarks>
 /// <para>
-/// What a scope obliges its thread to do: writers of the address space (munmap, mprotect, fork, a copy-on-write
-/// fault that frees a page, <see cref="AddressSpace.Dispose"/>) wait for every open scope to pass a quiescent point
-/// before they free anything. A scope passes one on each access after such a writer started (the access misses its
-/// hit path and catches up), on <see cref="QuiescentPoint"/>, and when it ends. So a thread must not sit in a scope
-/// without accessing memory: end it, or call <see cref="QuiescentPoint"/>, before blocking, sleeping or running long
-/// host-side work, or writers on other threads wait until it does. A writer called on the scope's own thread never
-/// waits for that scope.
+/// What a scope obliges its thread to do: writers of the address space (munmap, mprotect, madvise, mremap, fork, a
+/// copy-on-write fault that frees a page or replaces the zero page, <see cref="AddressSpace.Dispose"/>) wait for every
+/// scope open on another thread to pass a quiescent point before they return. A scope passes one on
+/// <see cref="QuiescentPoint"/>, when it ends, and on an access that misses its TLB (which catches up); a hit is not
+/// one, since it reads nothing a writer changes. So a thread must call <see cref="QuiescentPoint"/> regularly (an
+/// emulator: once per block of guest instructions, and on every backward branch of a loop that may spin), and end the
+/// scope or call it before blocking, sleeping, or waiting for another guest thread; otherwise those writers wait until
+/// it does, for ever if it never does. Until a writer returns, the scope may still read and write the old translation
+/// (as a CPU may before its TLB-shootdown IPI arrives); after it returned, never. A writer called on the scope's own
+/// thread does not wait: it flushes the scope's TLB itself.
 /// </para>
 /// <para>
 /// Thread safety: used only by the thread that opened it, like its Cpu; the Cpu's plain accesses stay allowed inside
 /// it. Disposal: <see cref="Dispose"/> ends the scope (a second call does nothing); an access through an ended scope, or
-/// one of its copies, throws <see cref="ObjectDisposedException"/> while no newer scope of its Cpu is open (the hit path
-/// checks only that some scope holds the section, which keeps it store-free and is all safety needs).
+/// one of its copies, throws <see cref="ObjectDisposedException"/> while no newer scope of its Cpu is open (an ended
+/// scope looks pages up in a TLB that never hits, which keeps the hit path check-free and is all safety needs).
 /// Disposing the Cpu ends its scope.
 /// </para>
 /// </remarks>
@@ -44,79 +48,62 @@ public readonly unsafe struct CpuScope : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Load<T>(ulong address) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        Cpu cpu = _cpu;
+        if (cpu.HitInScope(address, AccessKind.Read, sizeof(T), out byte* p))
         {
-            byte* p = _cpu.TranslateInScope(address, AccessKind.Read, _id);
-            if (p != null)
-            {
-                return Unsafe.ReadUnaligned<T>(p);
-            }
-            return _cpu.LoadMiss<T>(address, AccessKind.Read);
+            return Unsafe.ReadUnaligned<T>(p);
         }
-        return _cpu.LoadAcrossPagesInScope<T>(address);
+        return cpu.LoadInScopeSlow<T>(address, _id);
     }
 
     /// <summary>Reads a value, returning the outcome instead of throwing.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryLoad<T>(ulong address, out T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        Cpu cpu = _cpu;
+        if (cpu.HitInScope(address, AccessKind.Read, sizeof(T), out byte* p))
         {
-            byte* p = _cpu.TranslateInScope(address, AccessKind.Read, _id);
-            if (p != null)
-            {
-                value = Unsafe.ReadUnaligned<T>(p);
-                return AccessOutcome.Ok;
-            }
-            return _cpu.TryLoadMiss(address, AccessKind.Read, out value);
+            value = Unsafe.ReadUnaligned<T>(p);
+            return AccessOutcome.Ok;
         }
-        return _cpu.TryLoadAcrossPagesInScope(address, out value);
+        return cpu.TryLoadInScopeSlow(address, _id, out value);
     }
 
     /// <summary>Writes a value; throws <see cref="SegmentationFaultException"/> if the access cannot be resolved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store<T>(ulong address, T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        Cpu cpu = _cpu;
+        if (cpu.HitInScope(address, AccessKind.Write, sizeof(T), out byte* p))
         {
-            byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
-            if (p != null)
-            {
-                Unsafe.WriteUnaligned(p, value);
-                return;
-            }
-            _cpu.StoreMiss(address, value);
+            Unsafe.WriteUnaligned(p, value);
             return;
         }
-        _cpu.StoreAcrossPagesInScope(address, value);
+        cpu.StoreInScopeSlow(address, value, _id);
     }
 
     /// <summary>Writes a value, returning the outcome.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryStore<T>(ulong address, T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        Cpu cpu = _cpu;
+        if (cpu.HitInScope(address, AccessKind.Write, sizeof(T), out byte* p))
         {
-            byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
-            if (p != null)
-            {
-                Unsafe.WriteUnaligned(p, value);
-                return AccessOutcome.Ok;
-            }
-            return _cpu.TryStoreMiss(address, value);
+            Unsafe.WriteUnaligned(p, value);
+            return AccessOutcome.Ok;
         }
-        return _cpu.TryStore(address, value);
+        return cpu.TryStoreInScopeSlow(address, value, _id);
     }
 
     // Zero-copy spans. Why the frame under a span cannot be freed and reused while the span is valid: every writer that
     // takes a translation away (munmap's zap, mprotect, madvise, a copy-on-write fault, mremap, fork's write-protect)
     // drops the frame's mapping under the PTE lock but its reference (put_page) only in MmuGather's deferred release,
     // which runs after RcuDomain.Synchronize: the grace period bumps the TLB generation and waits for every read section
-    // that published an older one. This scope published "inside" at _scopeGeneration when it opened, and nothing
+    // that published an older one. This scope published "inside" at its TLB's generation when it opened, and nothing
     // republishes it until the scope ends, QuiescentPoint, or an access of this Cpu misses and catches up (or faults,
     // which leaves the section); so until one of those, the release waits and the frame keeps its reference. Hence the
     // validity rule below. The one writer that does not wait is one running on this scope's own thread (a grace period
-    // skips the caller's scope), so the thread holding a span must not unmap, protect, remap or fork meanwhile either.
+    // flushes the caller's scope instead), so the thread holding a span must not unmap, protect, remap or fork meanwhile.
     // Races/ScopedSpanRaceTests stages munmap against a live span.
 
     /// <summary>
@@ -205,8 +192,10 @@ public readonly unsafe struct CpuScope : IDisposable
     }
 
     /// <summary>
-    /// A quiescent point (<c>rcu_quiescent_state</c>): writers waiting for this scope may go on. Call it between
-    /// batches of accesses when the thread may not access memory for a while; the scope stays open.
+    /// A quiescent point (<c>rcu_quiescent_state</c>): writers waiting for this scope may go on, and the scope's TLB
+    /// catches up with what they changed. The scope stays open. Call it once per batch of accesses (a block of guest
+    /// instructions), in any loop that may spin, and before the thread blocks: writers on other threads wait for it.
+    /// Costs two stores and a load when no writer is waiting.
     /// </summary>
     public void QuiescentPoint() => _cpu.QuiescentPoint(_id);
 

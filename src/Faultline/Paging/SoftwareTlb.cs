@@ -2,14 +2,24 @@ namespace Faultline.Paging;
 
 /// <summary>
 /// A Cpu's direct-mapped software TLB. Only its owner thread reads or writes it; coherence comes from the address
-/// space's <see cref="Concurrency.TlbGeneration"/>, which the owner compares on entry to every access with the
-/// generation its contents are valid for, and flushes on change.
+/// space's <see cref="Concurrency.TlbGeneration"/>, which the owner compares with the generation its contents are valid
+/// for, and flushes on change: on entry to every plain access, and at a read scope's entry, quiescent points and misses
+/// (a scope's hits do not compare; writers wait for those points instead).
 /// </summary>
 internal sealed unsafe class SoftwareTlb
 {
     private readonly TlbEntry[] _storage;
     private readonly TlbEntry* _entries;
     private readonly ulong _mask;
+
+    // One slot that stays empty (pinned, never filled): with mask 0 every page maps to it and misses (no tag is 0).
+    private static readonly TlbEntry[] s_neverHitsStorage = GC.AllocateArray<TlbEntry>(1, pinned: true);
+
+    /// <summary>
+    /// A slot array of one empty slot: indexed with mask 0 it misses every page. What an ended read scope looks its
+    /// pages up in, so its hit path needs no other check.
+    /// </summary>
+    public static readonly TlbEntry* NeverHits = (TlbEntry*)Unsafe.AsPointer(ref s_neverHitsStorage[0]);
 
     /// <summary>Creates a TLB with <paramref name="entries"/> slots (a power of two).</summary>
     public SoftwareTlb(int entries)
@@ -51,7 +61,7 @@ internal sealed unsafe class SoftwareTlb
     {
         TlbEntry* slot = Slot(pageNumber);
         ulong tag = pageNumber + 1;
-        slot->HostPage = hostPage;
+        slot->Addend = hostPage - (nint)(pageNumber << PageGeometry.PageShift);
         slot->ReadTag = tag;
         // A write hit needs the dirty bit already set, so the first write after a read fill walks and sets it.
         slot->WriteTag = (pte & (Pte.Writable | Pte.Dirty)) == (Pte.Writable | Pte.Dirty) ? tag : 0;
