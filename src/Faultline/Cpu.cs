@@ -50,15 +50,11 @@ public sealed unsafe class Cpu : IDisposable
     private readonly long* _section;     // this Cpu's published read-section word (RcuReader), for the inlined hit path
     private readonly long* _generation;  // the address space's TLB generation
     private readonly TlbEntry* _tlbEntries;
-    private readonly ulong _tlbMask;
+    private readonly ulong _tlbOffsetMask; // SoftwareTlb.OffsetMask, for SoftwareTlb.SlotOf
     private long _tlbGeneration;         // the generation the TLB's contents are valid for
-    // The TLB as the scope's hit path sees it: this Cpu's slots while a scope is open, else SoftwareTlb.NeverHits with
-    // mask 0, so an access through an ended scope misses and is refused on the slow path. Owner-thread fields.
-    private TlbEntry* _scopeEntries = SoftwareTlb.NeverHits;
-    private ulong _scopeMask;
     private long _exitWord;              // what leaving an access publishes: "outside", or "inside" while a scope is open
     private bool _scopeOpen;
-    private long _scopeId;               // the open (or last) scope's number, so a copy of an ended scope is refused
+    private CpuScope? _openScope;        // the open scope, so an ended one is refused
     private AccessOutcome _lastOutcome;
     private bool _disposed;
     private ulong _devicePage;           // page + 1 of the last device access (0: none), of kind _deviceKind, valid while the
@@ -75,7 +71,7 @@ public sealed unsafe class Cpu : IDisposable
         _tlbGeneration = mm.Tlb.Current;
         _exitWord = _tlbGeneration << 1;
         _tlbEntries = _tlb.Entries;
-        _tlbMask = _tlb.Mask;
+        _tlbOffsetMask = _tlb.OffsetMask;
         _section = _reader.State;
         _generation = mm.Tlb.Address;
         _reader.OwnThreadShootdown = ShootDownOwnScope;
@@ -581,7 +577,8 @@ public sealed unsafe class Cpu : IDisposable
             throw new InvalidOperationException("a scope of this Cpu is already open");
         }
         UseClaim claim = _faultCpu.Claim;
-        if (!claim.TryEnter(Environment.CurrentManagedThreadId))
+        int thread = Environment.CurrentManagedThreadId;
+        if (!claim.TryEnter(thread))
         {
             ThrowUsedByAnotherThread();
         }
@@ -593,7 +590,7 @@ public sealed unsafe class Cpu : IDisposable
             }
             _scopeOpen = true;
             _exitWord = (_tlbGeneration << 1) | 1;
-            _reader.ScopeThread = Environment.CurrentManagedThreadId;
+            _reader.ScopeThread = thread;
             if (!_reader.HasOpenedScopes)
             {
                 // Once per Cpu, a full fence between the mark and the section's generation read below; pairs with the
@@ -603,9 +600,8 @@ public sealed unsafe class Cpu : IDisposable
                 Interlocked.MemoryBarrier();
             }
             EnterCaughtUp();
-            _scopeEntries = _tlbEntries;
-            _scopeMask = _tlbMask;
-            return new CpuScope(this, ++_scopeId);
+            _openScope = new CpuScope(this, _tlbEntries, _tlbOffsetMask);
+            return _openScope;
         }
         finally
         {
@@ -613,62 +609,27 @@ public sealed unsafe class Cpu : IDisposable
         }
     }
 
-    // The scope's hit path: a slot index, a tag compare and no store, no generation check. Why a stale slot cannot
-    // reach a reused frame: the scope holds the section "inside at g" (published by EnterCaughtUp, after which the TLB
-    // held nothing older than g); a writer that removes a translation bumps past g and waits in RcuDomain.Synchronize
-    // until this word changes, which it does only at a quiescent point, a miss (CatchUp) or the scope's end, each of
-    // which flushes what the bump invalidated before the next hit (or ends the hits). A writer on this thread cannot
-    // wait for it and flushes instead (ShootDownOwnScope).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal byte* TranslateInScope(ulong address, AccessKind kind, long scopeId)
-    {
-        CheckNotInUseElsewhere();
-        ulong page = address >> PageGeometry.PageShift;
-        TlbEntry* slot = _scopeEntries + (page & _scopeMask);
-        if (TlbEntry.TagOf(slot, kind) == page + 1)
-        {
-            return (byte*)(address + (ulong)slot->Addend);
-        }
-        return TranslateInScopeSlow(address, kind, scopeId);
-    }
-
-    // The scope's hit path of an access of `size` bytes (its loads and stores): the host address if the slot translates
-    // the whole access for `kind`, else false and the caller takes its slow path. See TranslateInScope for safety.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool HitInScope(ulong address, AccessKind kind, int size, out byte* host)
-    {
-        CheckNotInUseElsewhere();
-        TlbEntry* slot = _scopeEntries + ((address >> PageGeometry.PageShift) & _scopeMask);
-        if (TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
-        {
-            host = (byte*)(address + (ulong)slot->Addend);
-            return true;
-        }
-        host = null;
-        return false;
-    }
-
-    // The rest of a scoped load, store and their Try forms after HitInScope said no: a page-crossing access is split by
+    // The rest of a scoped load, store and their Try forms after CpuScope's hit path said no: a page-crossing access is split by
     // the plain paths, anything else is translated slowly with the scope's section held throughout.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal T LoadInScopeSlow<T>(ulong address, long scopeId) where T : unmanaged
+    internal T LoadInScopeSlow<T>(ulong address, CpuScope scope) where T : unmanaged
     {
         if (CrossesPage(address, sizeof(T)))
         {
             return LoadAcrossPages<T>(address, AccessKind.Read);
         }
-        byte* p = TranslateInScopeSlow(address, AccessKind.Read, scopeId);
+        byte* p = TranslateInScopeSlow(address, AccessKind.Read, scope);
         return p == null ? LoadMiss<T>(address, AccessKind.Read) : Unsafe.ReadUnaligned<T>(p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal AccessOutcome TryLoadInScopeSlow<T>(ulong address, long scopeId, out T value) where T : unmanaged
+    internal AccessOutcome TryLoadInScopeSlow<T>(ulong address, CpuScope scope, out T value) where T : unmanaged
     {
         if (CrossesPage(address, sizeof(T)))
         {
             return TryLoadSplit(address, AccessKind.Read, out value);
         }
-        byte* p = TranslateInScopeSlow(address, AccessKind.Read, scopeId);
+        byte* p = TranslateInScopeSlow(address, AccessKind.Read, scope);
         if (p == null)
         {
             return TryLoadMiss(address, AccessKind.Read, out value);
@@ -678,14 +639,14 @@ public sealed unsafe class Cpu : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal void StoreInScopeSlow<T>(ulong address, T value, long scopeId) where T : unmanaged
+    internal void StoreInScopeSlow<T>(ulong address, T value, CpuScope scope) where T : unmanaged
     {
         if (CrossesPage(address, sizeof(T)))
         {
             StoreAcrossPages(address, value);
             return;
         }
-        byte* p = TranslateInScopeSlow(address, AccessKind.Write, scopeId);
+        byte* p = TranslateInScopeSlow(address, AccessKind.Write, scope);
         if (p == null)
         {
             StoreMiss(address, value);
@@ -695,13 +656,13 @@ public sealed unsafe class Cpu : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal AccessOutcome TryStoreInScopeSlow<T>(ulong address, T value, long scopeId) where T : unmanaged
+    internal AccessOutcome TryStoreInScopeSlow<T>(ulong address, T value, CpuScope scope) where T : unmanaged
     {
         if (CrossesPage(address, sizeof(T)))
         {
             return TryStore(address, value);
         }
-        byte* p = TranslateInScopeSlow(address, AccessKind.Write, scopeId);
+        byte* p = TranslateInScopeSlow(address, AccessKind.Write, scope);
         if (p == null)
         {
             return TryStoreMiss(address, value);
@@ -711,9 +672,9 @@ public sealed unsafe class Cpu : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private byte* TranslateInScopeSlow(ulong address, AccessKind kind, long scopeId)
+    internal byte* TranslateInScopeSlow(ulong address, AccessKind kind, CpuScope scope)
     {
-        if (!_scopeOpen || scopeId != _scopeId)
+        if (scope != _openScope)
         {
             ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
         }
@@ -725,9 +686,9 @@ public sealed unsafe class Cpu : IDisposable
     /// <c>rcu_quiescent_state</c> for an open scope: lets writers waiting for this Cpu's section go on, and catches the
     /// TLB up with what they changed. The scope stays open.
     /// </summary>
-    internal void QuiescentPoint(long scopeId)
+    internal void QuiescentPoint(CpuScope scope)
     {
-        if (!_scopeOpen || scopeId != _scopeId)
+        if (scope != _openScope)
         {
             ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
         }
@@ -773,10 +734,10 @@ public sealed unsafe class Cpu : IDisposable
         }
     }
 
-    /// <summary>Ends the scope <paramref name="scopeId"/> if it is the open one.</summary>
-    internal void ExitScope(long scopeId)
+    /// <summary>Ends <paramref name="scope"/> if it is the open one.</summary>
+    internal void ExitScope(CpuScope scope)
     {
-        if (_scopeOpen && scopeId == _scopeId)
+        if (scope == _openScope)
         {
             CloseScope();
         }
@@ -789,8 +750,8 @@ public sealed unsafe class Cpu : IDisposable
             return;
         }
         _scopeOpen = false;
-        _scopeEntries = SoftwareTlb.NeverHits;
-        _scopeMask = 0;
+        _openScope!.End();
+        _openScope = null;
         _exitWord = _tlbGeneration << 1;
         _reader.ScopeThread = 0;
         LeaveSection();
@@ -864,7 +825,7 @@ public sealed unsafe class Cpu : IDisposable
         Volatile.Write(ref *_section, (seen << 1) | 1);
         if (Volatile.Read(ref *_generation) == seen)
         {
-            TlbEntry* slot = _tlbEntries + (page & _tlbMask);
+            TlbEntry* slot = SoftwareTlb.SlotOf(_tlbEntries, _tlbOffsetMask, address);
             if (TlbEntry.TagOf(slot, kind) == page + 1)
             {
                 return (byte*)(address + (ulong)slot->Addend);
@@ -885,7 +846,7 @@ public sealed unsafe class Cpu : IDisposable
         // rcu_read_lock inlined (RcuReader's encoding), then the acquire read of the generation, paired with the
         // writer's Interlocked bump: a writer's scan either sees this section or this read sees its bump.
         Volatile.Write(ref *_section, (seen << 1) | 1);
-        TlbEntry* slot = _tlbEntries + ((address >> PageGeometry.PageShift) & _tlbMask);
+        TlbEntry* slot = SoftwareTlb.SlotOf(_tlbEntries, _tlbOffsetMask, address);
         if (Volatile.Read(ref *_generation) == seen && TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
         {
             host = (byte*)(address + (ulong)slot->Addend);
@@ -1060,7 +1021,7 @@ public sealed unsafe class Cpu : IDisposable
                 _lastOutcome = AccessOutcome.BusError;
                 return null;
             }
-            AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
+            AccessOutcome outcome = RaiseFault(address, kind);
             if (_faultCpu.TakeWatchedWrite(out ulong watched))
             {
                 // Outside every lock and read section, before the store is retried: the watch learns of the write
@@ -1085,6 +1046,11 @@ public sealed unsafe class Cpu : IDisposable
             _reader.Enter();
         }
     }
+
+    // The fault of the miss path, out of line: inlined (as profile-guided inlining does), its frame would make every
+    // TLB miss that only walks zero a few hundred bytes of stack.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private AccessOutcome RaiseFault(ulong address, AccessKind kind) => FaultRouter.Fault(_mm, _faultCpu, address, kind);
 
     // The shootdown: invalidate only the pages of the bumps missed since the TLB's generation when there are few and
     // small ones, else flush everything.

@@ -1,3 +1,5 @@
+using Faultline.Paging;
+
 namespace Faultline;
 
 /// <summary>
@@ -21,24 +23,29 @@ namespace Faultline;
 /// </para>
 /// <para>
 /// Thread safety: used only by the thread that opened it, like its Cpu; the Cpu's plain accesses stay allowed inside
-/// it. Disposal: <see cref="Dispose"/> ends the scope (a second call does nothing); an access through an ended scope, or
-/// one of its copies, throws <see cref="ObjectDisposedException"/> while no newer scope of its Cpu is open (an ended
-/// scope looks pages up in a TLB that never hits, which keeps the hit path check-free and is all safety needs).
-/// Disposing the Cpu ends its scope.
+/// it. Disposal: <see cref="Dispose"/> ends the scope (a second call does nothing); any later access through it throws
+/// <see cref="ObjectDisposedException"/>, even while a newer scope of its Cpu is open (an ended scope looks pages up in
+/// a TLB that never hits, which keeps the hit path check-free). Disposing the Cpu ends its scope. Each
+/// <see cref="Cpu.EnterScope"/> allocates one small object.
 /// </para>
 /// </remarks>
-public readonly unsafe struct CpuScope : IDisposable
+public sealed unsafe class CpuScope : IDisposable
 {
     private const ulong PageOffsetMask = PageGeometry.PageOffsetMask;
     private const int PageSize = PageGeometry.PageSize;
 
     private readonly Cpu _cpu;
-    private readonly long _id;
+    // The Cpu's TLB slots and offset mask (SoftwareTlb.SlotOf) while the scope is open; SoftwareTlb.NeverHits and 0 once it ended, so an access
+    // through it misses and its slow path refuses it. Written by the owner thread only. A class rather than a struct:
+    // the JIT keeps a using'd struct in memory (the finally takes its address) and reloads it on every access.
+    private TlbEntry* _entries;
+    private ulong _offsetMask;
 
-    internal CpuScope(Cpu cpu, long id)
+    internal CpuScope(Cpu cpu, TlbEntry* entries, ulong offsetMask)
     {
         _cpu = cpu;
-        _id = id;
+        _entries = entries;
+        _offsetMask = offsetMask;
     }
 
     /// <summary>The Cpu this scope belongs to.</summary>
@@ -48,51 +55,79 @@ public readonly unsafe struct CpuScope : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Load<T>(ulong address) where T : unmanaged
     {
-        Cpu cpu = _cpu;
-        if (cpu.HitInScope(address, AccessKind.Read, sizeof(T), out byte* p))
+        if (Hit(address, AccessKind.Read, sizeof(T), out byte* p))
         {
             return Unsafe.ReadUnaligned<T>(p);
         }
-        return cpu.LoadInScopeSlow<T>(address, _id);
+        return _cpu.LoadInScopeSlow<T>(address, this);
     }
 
     /// <summary>Reads a value, returning the outcome instead of throwing.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryLoad<T>(ulong address, out T value) where T : unmanaged
     {
-        Cpu cpu = _cpu;
-        if (cpu.HitInScope(address, AccessKind.Read, sizeof(T), out byte* p))
+        if (Hit(address, AccessKind.Read, sizeof(T), out byte* p))
         {
             value = Unsafe.ReadUnaligned<T>(p);
             return AccessOutcome.Ok;
         }
-        return cpu.TryLoadInScopeSlow(address, _id, out value);
+        return _cpu.TryLoadInScopeSlow(address, this, out value);
     }
 
     /// <summary>Writes a value; throws <see cref="SegmentationFaultException"/> if the access cannot be resolved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store<T>(ulong address, T value) where T : unmanaged
     {
-        Cpu cpu = _cpu;
-        if (cpu.HitInScope(address, AccessKind.Write, sizeof(T), out byte* p))
+        if (Hit(address, AccessKind.Write, sizeof(T), out byte* p))
         {
             Unsafe.WriteUnaligned(p, value);
             return;
         }
-        cpu.StoreInScopeSlow(address, value, _id);
+        _cpu.StoreInScopeSlow(address, value, this);
     }
 
     /// <summary>Writes a value, returning the outcome.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryStore<T>(ulong address, T value) where T : unmanaged
     {
-        Cpu cpu = _cpu;
-        if (cpu.HitInScope(address, AccessKind.Write, sizeof(T), out byte* p))
+        if (Hit(address, AccessKind.Write, sizeof(T), out byte* p))
         {
             Unsafe.WriteUnaligned(p, value);
             return AccessOutcome.Ok;
         }
-        return cpu.TryStoreInScopeSlow(address, value, _id);
+        return _cpu.TryStoreInScopeSlow(address, value, this);
+    }
+
+    // The hit path of a load or store of `size` bytes: a slot index, one tag compare (which also rejects a page
+    // crossing) and no store, no generation check. Why a stale slot cannot reach a reused frame: the scope holds its
+    // Cpu's section "inside at g" (published by Cpu.EnterCaughtUp, after which the TLB held nothing older than g); a
+    // writer that removes a translation bumps past g and waits in RcuDomain.Synchronize until that word changes, which
+    // it does only at a quiescent point, a miss (Cpu.CatchUp) or the scope's end, each of which flushes what the bump
+    // invalidated before the next hit (or ends the hits). A writer on this thread flushes instead of waiting
+    // (Cpu.ShootDownOwnScope). The fields read here are the owner's, written on this thread.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Hit(ulong address, AccessKind kind, int size, out byte* host)
+    {
+        TlbEntry* slot = SoftwareTlb.SlotOf(_entries, _offsetMask, address);
+        if (TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
+        {
+            host = (byte*)(address + (ulong)slot->Addend);
+            return true;
+        }
+        host = null;
+        return false;
+    }
+
+    // The spans' translation: the hit path for the first byte's page, else the Cpu's slow path (walk, fill, fault).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* Translate(ulong address, AccessKind kind) =>
+        Hit(address, kind, 1, out byte* host) ? host : _cpu.TranslateInScopeSlow(address, kind, this);
+
+    /// <summary>Ends the hits of this scope (its Cpu closed it).</summary>
+    internal void End()
+    {
+        _entries = SoftwareTlb.NeverHits;
+        _offsetMask = 0;
     }
 
     // Zero-copy spans. Why the frame under a span cannot be freed and reused while the span is valid: every writer that
@@ -120,7 +155,7 @@ public readonly unsafe struct CpuScope : IDisposable
     public Span<byte> GetSpan(ulong address, int length)
     {
         CheckWithinPage(address, length);
-        byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
+        byte* p = Translate(address, AccessKind.Write);
         if (p == null)
         {
             _cpu.ThrowFaultInScope(address, AccessKind.Write);
@@ -134,7 +169,7 @@ public readonly unsafe struct CpuScope : IDisposable
     public AccessOutcome TryGetSpan(ulong address, int length, out Span<byte> span)
     {
         CheckWithinPage(address, length);
-        byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
+        byte* p = Translate(address, AccessKind.Write);
         span = p == null ? default : new Span<byte>(p, length);
         return p == null ? _cpu.LastOutcome : AccessOutcome.Ok;
     }
@@ -153,7 +188,7 @@ public readonly unsafe struct CpuScope : IDisposable
     {
         CheckWithinPage(address, length);
         CheckReadKind(access);
-        byte* p = _cpu.TranslateInScope(address, access, _id);
+        byte* p = Translate(address, access);
         if (p == null)
         {
             _cpu.ThrowFaultInScope(address, access);
@@ -169,7 +204,7 @@ public readonly unsafe struct CpuScope : IDisposable
     {
         CheckWithinPage(address, length);
         CheckReadKind(access);
-        byte* p = _cpu.TranslateInScope(address, access, _id);
+        byte* p = Translate(address, access);
         span = p == null ? default : new ReadOnlySpan<byte>(p, length);
         return p == null ? _cpu.LastOutcome : AccessOutcome.Ok;
     }
@@ -197,8 +232,8 @@ public readonly unsafe struct CpuScope : IDisposable
     /// instructions), in any loop that may spin, and before the thread blocks: writers on other threads wait for it.
     /// Costs two stores and a load when no writer is waiting.
     /// </summary>
-    public void QuiescentPoint() => _cpu.QuiescentPoint(_id);
+    public void QuiescentPoint() => _cpu.QuiescentPoint(this);
 
     /// <summary>Ends the scope: the Cpu's read section is left. A second call, or one on a copy, does nothing.</summary>
-    public void Dispose() => _cpu?.ExitScope(_id);
+    public void Dispose() => _cpu.ExitScope(this);
 }

@@ -21,9 +21,11 @@ internal sealed unsafe class SoftwareTlb
     /// </summary>
     public static readonly TlbEntry* NeverHits = (TlbEntry*)Unsafe.AsPointer(ref s_neverHitsStorage[0]);
 
-    /// <summary>Creates a TLB with <paramref name="entries"/> slots (a power of two).</summary>
+    /// <summary>Creates a TLB with <paramref name="entries"/> slots (a power of two; at least two are made).</summary>
     public SoftwareTlb(int entries)
     {
+        // Two at least: TlbEntry.KeyFor's one wrapped key must not find page 0 in the slot it looks in.
+        entries = Math.Max(entries, 2);
         // Pinned so the hit path indexes a raw pointer with no bounds check.
         _storage = GC.AllocateArray<TlbEntry>(entries, pinned: true);
         fixed (TlbEntry* p = _storage)
@@ -31,6 +33,7 @@ internal sealed unsafe class SoftwareTlb
             _entries = p;
         }
         _mask = (ulong)entries - 1;
+        Debug.Assert(sizeof(TlbEntry) == 1 << EntryShift);
     }
 
     /// <summary>The slots, for the owner's inlined hit path.</summary>
@@ -38,6 +41,20 @@ internal sealed unsafe class SoftwareTlb
 
     /// <summary>Slot count minus one.</summary>
     public ulong Mask => _mask;
+
+    /// <summary>log2 of a slot's size: <see cref="SlotOf"/> indexes bytes, not slots.</summary>
+    public const int EntryShift = 5;
+
+    /// <summary>The mask <see cref="SlotOf"/> takes: slot count minus one, in bytes.</summary>
+    public ulong OffsetMask => _mask << EntryShift;
+
+    /// <summary>
+    /// The slot of the page <paramref name="address"/> lies in, for the inlined hit paths: the page number's low bits
+    /// taken straight as a byte offset (one shift and one mask, no scaling).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TlbEntry* SlotOf(TlbEntry* entries, ulong offsetMask, ulong address) =>
+        (TlbEntry*)((byte*)entries + ((address >> (PageGeometry.PageShift - EntryShift)) & offsetMask));
 
     /// <summary>The slot a virtual page maps to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

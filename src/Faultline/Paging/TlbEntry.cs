@@ -21,7 +21,9 @@ internal unsafe struct TlbEntry
     /// <summary>
     /// The tag a slot must hold for an access of <paramref name="size"/> bytes at <paramref name="address"/>: that of the
     /// page of its last byte. Looked up in the slot of its first byte's page, so one compare also rejects an access
-    /// that crosses into the next page (no slot of page p holds the tag of page p + 1); it misses and is split.
+    /// that crosses into the next page (no slot of page p holds the tag of page p + 1); it misses and is split. Never
+    /// 0 (an empty slot). Only an access within <paramref name="size"/> bytes of 2^64 wraps, to 1, page 0's tag, which
+    /// lives in slot 0 while that access looks in the last slot (a TLB has at least two).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong KeyFor(ulong address, int size) => ((address + (ulong)(size - 1)) >> PageGeometry.PageShift) + 1;
