@@ -564,8 +564,9 @@ public sealed unsafe class Cpu : IDisposable
 
     /// <summary>
     /// Opens a read scope: this Cpu's read section stays entered until the scope is disposed, so the TLB-hit accesses
-    /// of <see cref="CpuScope"/> store nothing (the model QEMU uses for its vCPUs). Plain accesses of this Cpu stay
-    /// allowed inside it. See <see cref="CpuScope"/> for what a scope obliges its thread to do.
+    /// of <see cref="CpuScope"/> store nothing and check no generation (the model QEMU uses for its vCPUs). Plain
+    /// accesses of this Cpu stay allowed inside it. Writers on other threads then wait for the scope's quiescent points:
+    /// see <see cref="CpuScope"/> for what a scope obliges its thread to do. Allocates the scope object.
     /// </summary>
     /// <exception cref="InvalidOperationException">A scope of this Cpu is already open.</exception>
     /// <exception cref="ObjectDisposedException">The Cpu or its address space is disposed.</exception>
@@ -1229,7 +1230,7 @@ public sealed unsafe class Cpu : IDisposable
     // Debug builds only (the call vanishes from Release builds, so the hit path stays as it is): a thread arriving
     // while another is inside this Cpu's slow path.
     [Conditional("DEBUG")]
-    private void CheckNotInUseElsewhere()
+    internal void CheckNotInUseElsewhere()
     {
         int holder = _faultCpu.Claim.Holder;
         if (holder != 0 && holder != Environment.CurrentManagedThreadId)

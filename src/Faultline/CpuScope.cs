@@ -108,6 +108,7 @@ public sealed unsafe class CpuScope : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Hit(ulong address, AccessKind kind, int size, out byte* host)
     {
+        _cpu.CheckNotInUseElsewhere();
         TlbEntry* slot = SoftwareTlb.SlotOf(_entries, _offsetMask, address);
         if (TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
         {

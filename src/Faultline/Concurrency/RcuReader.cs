@@ -73,8 +73,8 @@ internal sealed unsafe class RcuReader
 
     /// <summary>
     /// The managed thread holding this reader's section open across accesses (a Cpu scope), or 0. A writer running on
-    /// that very thread need not wait for the section: the thread is in the writer, not between the scope's accesses,
-    /// and its next access sees the new generation (the kernel's "the CPU calling synchronize_rcu is quiescent").
+    /// that very thread must not wait for the section (the thread is in the writer, not between the scope's accesses:
+    /// the kernel's "the CPU calling synchronize_rcu is quiescent"); it runs <see cref="OwnThreadShootdown"/> instead.
     /// </summary>
     /// <remarks>Written only by the owning thread; a writer compares it with its own id, so only its own write can
     /// match (program order), and a stale value read by another thread never equals that thread's id.</remarks>

@@ -85,11 +85,11 @@ public class TlbShootdownStressTests
         var workers = Enumerable.Range(0, 2).Select(id => new Thread(() =>
         {
             using Cpu cpu = space.AttachCpu();
-            using CpuScope scope = scoped ? cpu.EnterScope() : default;
+            using CpuScope? scope = scoped ? cpu.EnterScope() : null;
             var random = new Random(id);
             for (int round = 1; DateTime.UtcNow < deadline; round++)
             {
-                if (scoped && round % 64 == 0)
+                if (scope is not null && round % 64 == 0)
                 {
                     // A scope's hits do not see shootdowns; its quiescent points let the mutator's writers finish.
                     scope.QuiescentPoint();
@@ -98,9 +98,9 @@ public class TlbShootdownStressTests
                 ulong at = SlotAddress(slot) + (ulong)page * 4096;
                 long before = Volatile.Read(ref state[slot]);
                 ulong value;
-                AccessOutcome loaded = scoped ? scope.TryLoad(at, out value) : cpu.TryLoad(at, out value);
+                AccessOutcome loaded = scope is not null ? scope.TryLoad(at, out value) : cpu.TryLoad(at, out value);
                 ulong storeAt = at + 2048 + (ulong)id * 8;
-                AccessOutcome stored = scoped ? scope.TryStore(storeAt, (ulong)random.Next()) : cpu.TryStore(storeAt, (ulong)random.Next());
+                AccessOutcome stored = scope is not null ? scope.TryStore(storeAt, (ulong)random.Next()) : cpu.TryStore(storeAt, (ulong)random.Next());
                 long after = Volatile.Read(ref state[slot]);
                 Interlocked.Increment(ref loads);
                 Interlocked.Increment(ref stores);

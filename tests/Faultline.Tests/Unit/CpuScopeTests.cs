@@ -140,6 +140,8 @@ public sealed class CpuScopeTests
         {
             Assert.Equal(1L, next.Load<long>(a));
             Assert.Throws<ObjectDisposedException>(() => copy.QuiescentPoint());
+            // An ended scope never hits again, even while a newer one holds the section.
+            Assert.Throws<ObjectDisposedException>(() => copy.Load<long>(a));
         }
         Assert.Equal(1L, cpu.Load<long>(a));
     }
