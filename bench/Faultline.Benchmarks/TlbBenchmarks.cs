@@ -7,13 +7,14 @@ namespace Faultline.Benchmarks;
 /// <c>Load&lt;long&gt;</c> on resident memory. Hit: 64 loads within one page (the software TLB hits). Miss: one load per
 /// page across 64 MiB, more pages than the 1024-entry software TLB holds, so every load walks the page table and
 /// refills (no fault). The kernel rows are raw pointer loads of the same pattern (the hit row is the raw-load floor;
-/// the miss row pays the hardware TLB misses). The scoped hit row opens one read scope per 64 loads, as an emulator's
-/// vCPU loop would per block of guest instructions.
+/// the miss row pays the hardware TLB misses). The scoped hit rows open one read scope per 64 loads, or one per 4,096
+/// loads with a quiescent point per 64, as an emulator's vCPU loop would per block of guest instructions.
 /// </summary>
 [MemoryDiagnoser]
 public unsafe class TlbBenchmarks
 {
     private const int HitLoads = 64;
+    private const int QuiescentBlocks = 64;
     private const int MissPages = 16384;
     private const ulong Length = MissPages * 4096UL;
 
@@ -92,6 +93,40 @@ public unsafe class TlbBenchmarks
             for (int i = 0; i < HitLoads; i++)
             {
                 sum += *(long*)(a + (ulong)(i * 8));
+            }
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// A load that hits the TLB inside one long read scope with a quiescent point per 64 loads, as a vCPU loop would
+    /// pass one per block of guest instructions (<see cref="CpuScope.QuiescentPoint"/>). The kernel row is the raw load.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = HitLoads * QuiescentBlocks)]
+    public long LoadTlbHitInScopeQuiescent()
+    {
+        long sum = 0;
+        ulong a = _region;
+        if (_cpu is { } cpu)
+        {
+            using CpuScope scope = cpu.EnterScope();
+            for (int block = 0; block < QuiescentBlocks; block++)
+            {
+                for (int i = 0; i < HitLoads; i++)
+                {
+                    sum += scope.Load<long>(a + (ulong)(i * 8));
+                }
+                scope.QuiescentPoint();
+            }
+        }
+        else
+        {
+            for (int block = 0; block < QuiescentBlocks; block++)
+            {
+                for (int i = 0; i < HitLoads; i++)
+                {
+                    sum += *(long*)(a + (ulong)(i * 8));
+                }
             }
         }
         return sum;

@@ -42,9 +42,6 @@ public sealed unsafe class Cpu : IDisposable
     // A TLB generation the address space never reaches (it starts at 0 and only grows): a disposed Cpu takes it, so
     // every access misses the hit path and reaches the disposed check at no cost to the hit path itself.
     private const long DisposedGeneration = -1;
-    // The scope generation when no scope is open: never equal to the address space's generation, so a scoped access
-    // through an ended scope misses its hit path and is refused on the slow path.
-    private const long NoScope = -2;
 
     private readonly MemoryDescriptor _mm;
     private readonly FaultCpu _faultCpu;
@@ -53,12 +50,11 @@ public sealed unsafe class Cpu : IDisposable
     private readonly long* _section;     // this Cpu's published read-section word (RcuReader), for the inlined hit path
     private readonly long* _generation;  // the address space's TLB generation
     private readonly TlbEntry* _tlbEntries;
-    private readonly ulong _tlbMask;
+    private readonly ulong _tlbOffsetMask; // SoftwareTlb.OffsetMask, for SoftwareTlb.SlotOf
     private long _tlbGeneration;         // the generation the TLB's contents are valid for
-    private long _scopeGeneration = NoScope; // _tlbGeneration while a scope is open, else NoScope (never matches)
     private long _exitWord;              // what leaving an access publishes: "outside", or "inside" while a scope is open
     private bool _scopeOpen;
-    private long _scopeId;               // the open (or last) scope's number, so a copy of an ended scope is refused
+    private CpuScope? _openScope;        // the open scope, so an ended one is refused
     private AccessOutcome _lastOutcome;
     private bool _disposed;
     private ulong _devicePage;           // page + 1 of the last device access (0: none), of kind _deviceKind, valid while the
@@ -75,9 +71,10 @@ public sealed unsafe class Cpu : IDisposable
         _tlbGeneration = mm.Tlb.Current;
         _exitWord = _tlbGeneration << 1;
         _tlbEntries = _tlb.Entries;
-        _tlbMask = _tlb.Mask;
+        _tlbOffsetMask = _tlb.OffsetMask;
         _section = _reader.State;
         _generation = mm.Tlb.Address;
+        _reader.OwnThreadShootdown = ShootDownOwnScope;
         if (!mm.TryAttachCpu(_reader, _faultCpu.Counters, _faultCpu.Claim))
         {
             ObjectDisposedException.ThrowIf(true, addressSpace);
@@ -94,36 +91,26 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Load<T>(ulong address) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        if (EnterHit(address, AccessKind.Read, sizeof(T), out byte* p))
         {
-            byte* p = EnterTranslated(address, AccessKind.Read);
-            if (p != null)
-            {
-                T value = Unsafe.ReadUnaligned<T>(p);
-                ExitSection();
-                return value;
-            }
-            return LoadMiss<T>(address, AccessKind.Read);
+            T value = Unsafe.ReadUnaligned<T>(p);
+            ExitSection();
+            return value;
         }
-        return LoadAcrossPages<T>(address, AccessKind.Read);
+        return LoadSlow<T>(address);
     }
 
     /// <summary>Reads a value, returning the outcome instead of throwing.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryLoad<T>(ulong address, out T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        if (EnterHit(address, AccessKind.Read, sizeof(T), out byte* p))
         {
-            byte* p = EnterTranslated(address, AccessKind.Read);
-            if (p != null)
-            {
-                value = Unsafe.ReadUnaligned<T>(p);
-                ExitSection();
-                return AccessOutcome.Ok;
-            }
-            return TryLoadMiss(address, AccessKind.Read, out value);
+            value = Unsafe.ReadUnaligned<T>(p);
+            ExitSection();
+            return AccessOutcome.Ok;
         }
-        return TryLoadSplit(address, AccessKind.Read, out value);
+        return TryLoadSlow(address, out value);
     }
 
     /// <summary>Fetches instruction bytes (needs execute permission).</summary>
@@ -151,37 +138,26 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store<T>(ulong address, T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        if (EnterHit(address, AccessKind.Write, sizeof(T), out byte* p))
         {
-            byte* p = EnterTranslated(address, AccessKind.Write);
-            if (p != null)
-            {
-                Unsafe.WriteUnaligned(p, value);
-                ExitSection();
-                return;
-            }
-            StoreMiss(address, value);
+            Unsafe.WriteUnaligned(p, value);
+            ExitSection();
             return;
         }
-        StoreAcrossPages(address, value);
+        StoreSlow(address, value);
     }
 
     /// <summary>Writes a value, returning the outcome.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryStore<T>(ulong address, T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        if (EnterHit(address, AccessKind.Write, sizeof(T), out byte* p))
         {
-            byte* p = EnterTranslated(address, AccessKind.Write);
-            if (p != null)
-            {
-                Unsafe.WriteUnaligned(p, value);
-                ExitSection();
-                return AccessOutcome.Ok;
-            }
-            return TryStoreMiss(address, value);
+            Unsafe.WriteUnaligned(p, value);
+            ExitSection();
+            return AccessOutcome.Ok;
         }
-        return TryWrite(address, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)));
+        return TryStoreSlow(address, value);
     }
 
     /// <summary>Copies guest memory into <paramref name="destination"/>, across pages; throws on an unresolvable fault.</summary>
@@ -588,8 +564,9 @@ public sealed unsafe class Cpu : IDisposable
 
     /// <summary>
     /// Opens a read scope: this Cpu's read section stays entered until the scope is disposed, so the TLB-hit accesses
-    /// of <see cref="CpuScope"/> store nothing (the model QEMU uses for its vCPUs). Plain accesses of this Cpu stay
-    /// allowed inside it. See <see cref="CpuScope"/> for what a scope obliges its thread to do.
+    /// of <see cref="CpuScope"/> store nothing and check no generation (the model QEMU uses for its vCPUs). Plain
+    /// accesses of this Cpu stay allowed inside it. Writers on other threads then wait for the scope's quiescent points:
+    /// see <see cref="CpuScope"/> for what a scope obliges its thread to do. Allocates the scope object.
     /// </summary>
     /// <exception cref="InvalidOperationException">A scope of this Cpu is already open.</exception>
     /// <exception cref="ObjectDisposedException">The Cpu or its address space is disposed.</exception>
@@ -601,7 +578,8 @@ public sealed unsafe class Cpu : IDisposable
             throw new InvalidOperationException("a scope of this Cpu is already open");
         }
         UseClaim claim = _faultCpu.Claim;
-        if (!claim.TryEnter(Environment.CurrentManagedThreadId))
+        int thread = Environment.CurrentManagedThreadId;
+        if (!claim.TryEnter(thread))
         {
             ThrowUsedByAnotherThread();
         }
@@ -611,14 +589,20 @@ public sealed unsafe class Cpu : IDisposable
             {
                 ThrowAddressSpaceDisposed();
             }
-            _reader.Enter();
-            // The TLB is valid for _tlbGeneration only; the scope's hit path compares against it, and the section just
-            // published a generation no newer than the one the TLB catches up to on its first miss.
             _scopeOpen = true;
-            _scopeGeneration = _tlbGeneration;
             _exitWord = (_tlbGeneration << 1) | 1;
-            _reader.ScopeThread = Environment.CurrentManagedThreadId;
-            return new CpuScope(this, ++_scopeId);
+            _reader.ScopeThread = thread;
+            if (!_reader.HasOpenedScopes)
+            {
+                // Once per Cpu, a full fence between the mark and the section's generation read below; pairs with the
+                // Interlocked bump of RcuDomain.ShootDown before it reads the mark: a writer that finds no mark is
+                // seen by the catch-up. Later scopes need none: the mark stays.
+                _reader.HasOpenedScopes = true;
+                Interlocked.MemoryBarrier();
+            }
+            EnterCaughtUp();
+            _openScope = new CpuScope(this, _tlbEntries, _tlbOffsetMask);
+            return _openScope;
         }
         finally
         {
@@ -626,35 +610,72 @@ public sealed unsafe class Cpu : IDisposable
         }
     }
 
-    // The scope's hit path: a generation compare and a tag compare, no store (the section is held by the scope).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal byte* TranslateInScope(ulong address, AccessKind kind, long scopeId)
+    // The rest of a scoped load, store and their Try forms after CpuScope's hit path said no: a page-crossing access is split by
+    // the plain paths, anything else is translated slowly with the scope's section held throughout.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal T LoadInScopeSlow<T>(ulong address, CpuScope scope) where T : unmanaged
     {
-        CheckNotInUseElsewhere();
-        ulong page = address >> PageGeometry.PageShift;
-        // Acquire read; pairs with the writer's Interlocked bump. While it matches, the writer that bumps next waits
-        // for this section (odd since the scope opened) before it frees anything this TLB still maps.
-        if (Volatile.Read(ref *_generation) == _scopeGeneration)
+        if (CrossesPage(address, sizeof(T)))
         {
-            TlbEntry* slot = _tlbEntries + (page & _tlbMask);
-            ulong tag = kind switch
-            {
-                AccessKind.Read => slot->ReadTag,
-                AccessKind.Write => slot->WriteTag,
-                _ => slot->ExecuteTag,
-            };
-            if (tag == page + 1)
-            {
-                return (byte*)slot->HostPage + (address & PageOffsetMask);
-            }
+            return LoadAcrossPages<T>(address, AccessKind.Read);
         }
-        return TranslateInScopeSlow(address, kind, scopeId);
+        byte* p = TranslateInScopeSlow(address, AccessKind.Read, scope);
+        return p == null ? LoadMiss<T>(address, AccessKind.Read) : Unsafe.ReadUnaligned<T>(p);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private byte* TranslateInScopeSlow(ulong address, AccessKind kind, long scopeId)
+    internal AccessOutcome TryLoadInScopeSlow<T>(ulong address, CpuScope scope, out T value) where T : unmanaged
     {
-        if (!_scopeOpen || scopeId != _scopeId)
+        if (CrossesPage(address, sizeof(T)))
+        {
+            return TryLoadSplit(address, AccessKind.Read, out value);
+        }
+        byte* p = TranslateInScopeSlow(address, AccessKind.Read, scope);
+        if (p == null)
+        {
+            return TryLoadMiss(address, AccessKind.Read, out value);
+        }
+        value = Unsafe.ReadUnaligned<T>(p);
+        return AccessOutcome.Ok;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal void StoreInScopeSlow<T>(ulong address, T value, CpuScope scope) where T : unmanaged
+    {
+        if (CrossesPage(address, sizeof(T)))
+        {
+            StoreAcrossPages(address, value);
+            return;
+        }
+        byte* p = TranslateInScopeSlow(address, AccessKind.Write, scope);
+        if (p == null)
+        {
+            StoreMiss(address, value);
+            return;
+        }
+        Unsafe.WriteUnaligned(p, value);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal AccessOutcome TryStoreInScopeSlow<T>(ulong address, T value, CpuScope scope) where T : unmanaged
+    {
+        if (CrossesPage(address, sizeof(T)))
+        {
+            return TryStore(address, value);
+        }
+        byte* p = TranslateInScopeSlow(address, AccessKind.Write, scope);
+        if (p == null)
+        {
+            return TryStoreMiss(address, value);
+        }
+        Unsafe.WriteUnaligned(p, value);
+        return AccessOutcome.Ok;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal byte* TranslateInScopeSlow(ulong address, AccessKind kind, CpuScope scope)
+    {
+        if (scope != _openScope)
         {
             ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
         }
@@ -663,26 +684,61 @@ public sealed unsafe class Cpu : IDisposable
     }
 
     /// <summary>
-    /// <c>rcu_quiescent_state</c> for an open scope: lets writers waiting for this Cpu's section go on. The scope stays
-    /// open; the TLB catches up on the next access.
+    /// <c>rcu_quiescent_state</c> for an open scope: lets writers waiting for this Cpu's section go on, and catches the
+    /// TLB up with what they changed. The scope stays open.
     /// </summary>
-    internal void QuiescentPoint(long scopeId)
+    internal void QuiescentPoint(CpuScope scope)
     {
-        if (!_scopeOpen || scopeId != _scopeId)
+        if (scope != _openScope)
         {
             ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
         }
         LeaveSection();
-        if (!_mm.IsExiting)
+        ReenterScope();
+    }
+
+    // A scope's section comes back after it was left (a quiescent point, a fault): entered and caught up, or, when the
+    // address space is going, left for good with the TLB emptied, so the scope's hits miss and its slow path refuses.
+    private void ReenterScope()
+    {
+        if (_mm.IsExiting)
         {
-            _reader.Enter();
+            _tlb.Flush();
+            return;
+        }
+        EnterCaughtUp();
+    }
+
+    // rcu_read_lock for a section whose hits do not check the generation (a scope's): publishes "inside at the TLB's
+    // generation", then reads the current one (acquire) and catches up if it moved, which flushes before re-publishing.
+    // So the word never shows a generation the TLB has not caught up to. The store-then-load needs no fence: a writer
+    // whose process-wide barrier came before the store sees the bump read here; one whose barrier came after it sees
+    // the store and waits (RcuDomain.Synchronize's remarks).
+    private void EnterCaughtUp()
+    {
+        Volatile.Write(ref *_section, (_tlbGeneration << 1) | 1);
+        long current = Volatile.Read(ref *_generation);
+        if (current != _tlbGeneration)
+        {
+            CatchUp(current);
         }
     }
 
-    /// <summary>Ends the scope <paramref name="scopeId"/> if it is the open one.</summary>
-    internal void ExitScope(long scopeId)
+    // A writer on this Cpu's own thread found the scope's section older than its bump (RcuDomain.Synchronize): it cannot
+    // wait for the scope (the thread is in the writer, not between the scope's accesses), and the scope's hits will not
+    // notice the bump, so the TLB catches up here, before the writer frees anything. Nothing of this Cpu runs meanwhile.
+    private void ShootDownOwnScope(long generation)
     {
-        if (_scopeOpen && scopeId == _scopeId)
+        if (_scopeOpen && _reader.IsInside && generation > _tlbGeneration)
+        {
+            CatchUp(generation);
+        }
+    }
+
+    /// <summary>Ends <paramref name="scope"/> if it is the open one.</summary>
+    internal void ExitScope(CpuScope scope)
+    {
+        if (scope == _openScope)
         {
             CloseScope();
         }
@@ -695,19 +751,12 @@ public sealed unsafe class Cpu : IDisposable
             return;
         }
         _scopeOpen = false;
-        _scopeGeneration = NoScope;
+        _openScope!.End();
+        _openScope = null;
         _exitWord = _tlbGeneration << 1;
         _reader.ScopeThread = 0;
         LeaveSection();
     }
-
-    // The scope's out-of-line cases: the plain paths handle accesses across pages and throwing.
-    internal T LoadAcrossPagesInScope<T>(ulong address) where T : unmanaged => LoadAcrossPages<T>(address, AccessKind.Read);
-
-    internal void StoreAcrossPagesInScope<T>(ulong address, T value) where T : unmanaged => StoreAcrossPages(address, value);
-
-    internal AccessOutcome TryLoadAcrossPagesInScope<T>(ulong address, out T value) where T : unmanaged =>
-        TryLoadSplit(address, AccessKind.Read, out value);
 
     internal AccessOutcome LastOutcome => _lastOutcome;
 
@@ -777,20 +826,113 @@ public sealed unsafe class Cpu : IDisposable
         Volatile.Write(ref *_section, (seen << 1) | 1);
         if (Volatile.Read(ref *_generation) == seen)
         {
-            TlbEntry* slot = _tlbEntries + (page & _tlbMask);
-            ulong tag = kind switch
+            TlbEntry* slot = SoftwareTlb.SlotOf(_tlbEntries, _tlbOffsetMask, address);
+            if (TlbEntry.TagOf(slot, kind) == page + 1)
             {
-                AccessKind.Read => slot->ReadTag,
-                AccessKind.Write => slot->WriteTag,
-                _ => slot->ExecuteTag,
-            };
-            if (tag == page + 1)
-            {
-                return (byte*)slot->HostPage + (address & PageOffsetMask);
+                return (byte*)(address + (ulong)slot->Addend);
             }
         }
         return EnterTranslatedSlow(address, kind);
     }
+
+    // The plain hit path of an access of `size` bytes: enters the read section and, if the TLB's generation is current
+    // and its slot translates the whole access for `kind`, gives the host address (the caller then accesses it and
+    // leaves with ExitSection). Otherwise false, with the section still entered: the caller's slow path takes it from
+    // there. Two stores (enter, exit), the generation compare and one tag compare that also rejects a page crossing.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool EnterHit(ulong address, AccessKind kind, int size, out byte* host)
+    {
+        CheckNotInUseElsewhere();
+        long seen = _tlbGeneration;
+        // rcu_read_lock inlined (RcuReader's encoding), then the acquire read of the generation, paired with the
+        // writer's Interlocked bump: a writer's scan either sees this section or this read sees its bump.
+        Volatile.Write(ref *_section, (seen << 1) | 1);
+        TlbEntry* slot = SoftwareTlb.SlotOf(_tlbEntries, _tlbOffsetMask, address);
+        if (Volatile.Read(ref *_generation) == seen && TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
+        {
+            host = (byte*)(address + (ulong)slot->Addend);
+            return true;
+        }
+        host = null;
+        return false;
+    }
+
+    // The rest of a plain load, store and their Try forms after EnterHit said no, with the section entered: an access
+    // crossing a page is split (leaving the section first), anything else is translated slowly (walk, fill, fault).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private T LoadSlow<T>(ulong address) where T : unmanaged
+    {
+        if (CrossesPage(address, sizeof(T)))
+        {
+            ExitSection();
+            return LoadAcrossPages<T>(address, AccessKind.Read);
+        }
+        byte* p = EnterTranslatedSlow(address, AccessKind.Read);
+        if (p == null)
+        {
+            return LoadMiss<T>(address, AccessKind.Read);
+        }
+        T value = Unsafe.ReadUnaligned<T>(p);
+        ExitSection();
+        return value;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private AccessOutcome TryLoadSlow<T>(ulong address, out T value) where T : unmanaged
+    {
+        if (CrossesPage(address, sizeof(T)))
+        {
+            ExitSection();
+            return TryLoadSplit(address, AccessKind.Read, out value);
+        }
+        byte* p = EnterTranslatedSlow(address, AccessKind.Read);
+        if (p == null)
+        {
+            return TryLoadMiss(address, AccessKind.Read, out value);
+        }
+        value = Unsafe.ReadUnaligned<T>(p);
+        ExitSection();
+        return AccessOutcome.Ok;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void StoreSlow<T>(ulong address, T value) where T : unmanaged
+    {
+        if (CrossesPage(address, sizeof(T)))
+        {
+            ExitSection();
+            StoreAcrossPages(address, value);
+            return;
+        }
+        byte* p = EnterTranslatedSlow(address, AccessKind.Write);
+        if (p == null)
+        {
+            StoreMiss(address, value);
+            return;
+        }
+        Unsafe.WriteUnaligned(p, value);
+        ExitSection();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private AccessOutcome TryStoreSlow<T>(ulong address, T value) where T : unmanaged
+    {
+        if (CrossesPage(address, sizeof(T)))
+        {
+            ExitSection();
+            return TryWrite(address, MemoryMarshal.AsBytes(new ReadOnlySpan<T>(in value)));
+        }
+        byte* p = EnterTranslatedSlow(address, AccessKind.Write);
+        if (p == null)
+        {
+            return TryStoreMiss(address, value);
+        }
+        Unsafe.WriteUnaligned(p, value);
+        ExitSection();
+        return AccessOutcome.Ok;
+    }
+
+    private static bool CrossesPage(ulong address, int size) => (address & PageOffsetMask) > (ulong)(PageSize - size);
 
     // Entered with the read section held. The walk and any fault run with this Cpu claimed, which catches a second
     // thread using it meanwhile and makes an address space being disposed wait for them (or be seen here).
@@ -822,11 +964,11 @@ public sealed unsafe class Cpu : IDisposable
         }
         finally
         {
-            // A scope stays inside its section whatever the access did (a fault that failed or threw left it), unless
-            // the address space is going: its teardown must not wait for this Cpu.
-            if (_scopeOpen && !_reader.IsInside && !_mm.IsExiting)
+            // A scope stays inside its section whatever the access did (a fault that failed or threw left it), caught up
+            // since its hits do not check, unless the address space is going: its teardown must not wait for this Cpu.
+            if (_scopeOpen && !_reader.IsInside)
             {
-                _reader.Enter();
+                ReenterScope();
             }
             claim.Exit();
         }
@@ -882,7 +1024,7 @@ public sealed unsafe class Cpu : IDisposable
                 _lastOutcome = AccessOutcome.BusError;
                 return null;
             }
-            AccessOutcome outcome = FaultRouter.Fault(_mm, _faultCpu, address, kind);
+            AccessOutcome outcome = RaiseFault(address, kind);
             if (_faultCpu.TakeWatchedWrite(out ulong watched))
             {
                 // Outside every lock and read section, before the store is retried: the watch learns of the write
@@ -907,6 +1049,11 @@ public sealed unsafe class Cpu : IDisposable
             _reader.Enter();
         }
     }
+
+    // The fault of the miss path, out of line: inlined (as profile-guided inlining does), its frame would make every
+    // TLB miss that only walks zero a few hundred bytes of stack.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private AccessOutcome RaiseFault(ulong address, AccessKind kind) => FaultRouter.Fault(_mm, _faultCpu, address, kind);
 
     // The shootdown: invalidate only the pages of the bumps missed since the TLB's generation when there are few and
     // small ones, else flush everything.
@@ -933,10 +1080,6 @@ public sealed unsafe class Cpu : IDisposable
             _faultCpu.Counters.Add(VmEvent.TlbRangeFlush);
         }
         _tlbGeneration = generation;
-        if (_scopeOpen)
-        {
-            _scopeGeneration = generation;
-        }
         _exitWord = _scopeOpen ? (generation << 1) | 1 : generation << 1;
         _reader.Observe(generation);
     }
@@ -1078,9 +1221,9 @@ public sealed unsafe class Cpu : IDisposable
         finally
         {
             request.Disarm();
-            if (_scopeOpen && !_reader.IsInside && !_mm.IsExiting)
+            if (_scopeOpen && !_reader.IsInside)
             {
-                _reader.Enter();
+                ReenterScope();
             }
             claim.Exit();
         }
@@ -1089,7 +1232,7 @@ public sealed unsafe class Cpu : IDisposable
     // Debug builds only (the call vanishes from Release builds, so the hit path stays as it is): a thread arriving
     // while another is inside this Cpu's slow path.
     [Conditional("DEBUG")]
-    private void CheckNotInUseElsewhere()
+    internal void CheckNotInUseElsewhere()
     {
         int holder = _faultCpu.Claim.Holder;
         if (holder != 0 && holder != Environment.CurrentManagedThreadId)

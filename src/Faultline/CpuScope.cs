@@ -1,40 +1,51 @@
+using Faultline.Paging;
+
 namespace Faultline;
 
 /// <summary>
 /// A read scope of a <see cref="Cpu"/> (<see cref="Cpu.EnterScope"/>): the Cpu's read section is held from the scope's
-/// start to its end, so a TLB hit through the scope is a generation compare, a tag compare and the access itself,
-/// with no store — the model QEMU uses for its vCPUs, whose RCU read side spans many guest instructions.
+/// start to its end, so a TLB hit through the scope is a slot index, a tag compare and the access itself — no store
+/// and no generation check, the model QEMU uses for its vCPUs, whose RCU read side spans many guest instructions and
+/// which look for a flush request per block, not per access.
 /// </summary>
 /// <remarks>
 /// <para>
-/// What a scope obliges its thread to do: writers of the address space (munmap, mprotect, fork, a copy-on-write
-/// fault that frees a page, <see cref="AddressSpace.Dispose"/>) wait for every open scope to pass a quiescent point
-/// before they free anything. A scope passes one on each access after such a writer started (the access misses its
-/// hit path and catches up), on <see cref="QuiescentPoint"/>, and when it ends. So a thread must not sit in a scope
-/// without accessing memory: end it, or call <see cref="QuiescentPoint"/>, before blocking, sleeping or running long
-/// host-side work, or writers on other threads wait until it does. A writer called on the scope's own thread never
-/// waits for that scope.
+/// What a scope obliges its thread to do: writers of the address space (munmap, mprotect, madvise, mremap, fork, a
+/// copy-on-write fault that frees a page or replaces the zero page, <see cref="AddressSpace.Dispose"/>) wait for every
+/// scope open on another thread to pass a quiescent point before they return. A scope passes one on
+/// <see cref="QuiescentPoint"/>, when it ends, and on an access that misses its TLB (which catches up); a hit is not
+/// one, since it reads nothing a writer changes. So a thread must call <see cref="QuiescentPoint"/> regularly (an
+/// emulator: once per block of guest instructions, and on every backward branch of a loop that may spin), and end the
+/// scope or call it before blocking, sleeping, or waiting for another guest thread; otherwise those writers wait until
+/// it does, for ever if it never does. Until a writer returns, the scope may still read and write the old translation
+/// (as a CPU may before its TLB-shootdown IPI arrives); after it returned, never. A writer called on the scope's own
+/// thread does not wait: it flushes the scope's TLB itself.
 /// </para>
 /// <para>
 /// Thread safety: used only by the thread that opened it, like its Cpu; the Cpu's plain accesses stay allowed inside
-/// it. Disposal: <see cref="Dispose"/> ends the scope (a second call does nothing); an access through an ended scope, or
-/// one of its copies, throws <see cref="ObjectDisposedException"/> while no newer scope of its Cpu is open (the hit path
-/// checks only that some scope holds the section, which keeps it store-free and is all safety needs).
-/// Disposing the Cpu ends its scope.
+/// it. Disposal: <see cref="Dispose"/> ends the scope (a second call does nothing); any later access through it throws
+/// <see cref="ObjectDisposedException"/>, even while a newer scope of its Cpu is open (an ended scope looks pages up in
+/// a TLB that never hits, which keeps the hit path check-free). Disposing the Cpu ends its scope. Each
+/// <see cref="Cpu.EnterScope"/> allocates one small object.
 /// </para>
 /// </remarks>
-public readonly unsafe struct CpuScope : IDisposable
+public sealed unsafe class CpuScope : IDisposable
 {
     private const ulong PageOffsetMask = PageGeometry.PageOffsetMask;
     private const int PageSize = PageGeometry.PageSize;
 
     private readonly Cpu _cpu;
-    private readonly long _id;
+    // The Cpu's TLB slots and offset mask (SoftwareTlb.SlotOf) while the scope is open; SoftwareTlb.NeverHits and 0 once it ended, so an access
+    // through it misses and its slow path refuses it. Written by the owner thread only. A class rather than a struct:
+    // the JIT keeps a using'd struct in memory (the finally takes its address) and reloads it on every access.
+    private TlbEntry* _entries;
+    private ulong _offsetMask;
 
-    internal CpuScope(Cpu cpu, long id)
+    internal CpuScope(Cpu cpu, TlbEntry* entries, ulong offsetMask)
     {
         _cpu = cpu;
-        _id = id;
+        _entries = entries;
+        _offsetMask = offsetMask;
     }
 
     /// <summary>The Cpu this scope belongs to.</summary>
@@ -44,79 +55,91 @@ public readonly unsafe struct CpuScope : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Load<T>(ulong address) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        if (Hit(address, AccessKind.Read, sizeof(T), out byte* p))
         {
-            byte* p = _cpu.TranslateInScope(address, AccessKind.Read, _id);
-            if (p != null)
-            {
-                return Unsafe.ReadUnaligned<T>(p);
-            }
-            return _cpu.LoadMiss<T>(address, AccessKind.Read);
+            return Unsafe.ReadUnaligned<T>(p);
         }
-        return _cpu.LoadAcrossPagesInScope<T>(address);
+        return _cpu.LoadInScopeSlow<T>(address, this);
     }
 
     /// <summary>Reads a value, returning the outcome instead of throwing.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryLoad<T>(ulong address, out T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        if (Hit(address, AccessKind.Read, sizeof(T), out byte* p))
         {
-            byte* p = _cpu.TranslateInScope(address, AccessKind.Read, _id);
-            if (p != null)
-            {
-                value = Unsafe.ReadUnaligned<T>(p);
-                return AccessOutcome.Ok;
-            }
-            return _cpu.TryLoadMiss(address, AccessKind.Read, out value);
+            value = Unsafe.ReadUnaligned<T>(p);
+            return AccessOutcome.Ok;
         }
-        return _cpu.TryLoadAcrossPagesInScope(address, out value);
+        return _cpu.TryLoadInScopeSlow(address, this, out value);
     }
 
     /// <summary>Writes a value; throws <see cref="SegmentationFaultException"/> if the access cannot be resolved.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store<T>(ulong address, T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        if (Hit(address, AccessKind.Write, sizeof(T), out byte* p))
         {
-            byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
-            if (p != null)
-            {
-                Unsafe.WriteUnaligned(p, value);
-                return;
-            }
-            _cpu.StoreMiss(address, value);
+            Unsafe.WriteUnaligned(p, value);
             return;
         }
-        _cpu.StoreAcrossPagesInScope(address, value);
+        _cpu.StoreInScopeSlow(address, value, this);
     }
 
     /// <summary>Writes a value, returning the outcome.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryStore<T>(ulong address, T value) where T : unmanaged
     {
-        if ((address & PageOffsetMask) <= (ulong)(PageSize - sizeof(T)))
+        if (Hit(address, AccessKind.Write, sizeof(T), out byte* p))
         {
-            byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
-            if (p != null)
-            {
-                Unsafe.WriteUnaligned(p, value);
-                return AccessOutcome.Ok;
-            }
-            return _cpu.TryStoreMiss(address, value);
+            Unsafe.WriteUnaligned(p, value);
+            return AccessOutcome.Ok;
         }
-        return _cpu.TryStore(address, value);
+        return _cpu.TryStoreInScopeSlow(address, value, this);
+    }
+
+    // The hit path of a load or store of `size` bytes: a slot index, one tag compare (which also rejects a page
+    // crossing) and no store, no generation check. Why a stale slot cannot reach a reused frame: the scope holds its
+    // Cpu's section "inside at g" (published by Cpu.EnterCaughtUp, after which the TLB held nothing older than g); a
+    // writer that removes a translation bumps past g and waits in RcuDomain.Synchronize until that word changes, which
+    // it does only at a quiescent point, a miss (Cpu.CatchUp) or the scope's end, each of which flushes what the bump
+    // invalidated before the next hit (or ends the hits). A writer on this thread flushes instead of waiting
+    // (Cpu.ShootDownOwnScope). The fields read here are the owner's, written on this thread.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Hit(ulong address, AccessKind kind, int size, out byte* host)
+    {
+        _cpu.CheckNotInUseElsewhere();
+        TlbEntry* slot = SoftwareTlb.SlotOf(_entries, _offsetMask, address);
+        if (TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
+        {
+            host = (byte*)(address + (ulong)slot->Addend);
+            return true;
+        }
+        host = null;
+        return false;
+    }
+
+    // The spans' translation: the hit path for the first byte's page, else the Cpu's slow path (walk, fill, fault).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* Translate(ulong address, AccessKind kind) =>
+        Hit(address, kind, 1, out byte* host) ? host : _cpu.TranslateInScopeSlow(address, kind, this);
+
+    /// <summary>Ends the hits of this scope (its Cpu closed it).</summary>
+    internal void End()
+    {
+        _entries = SoftwareTlb.NeverHits;
+        _offsetMask = 0;
     }
 
     // Zero-copy spans. Why the frame under a span cannot be freed and reused while the span is valid: every writer that
     // takes a translation away (munmap's zap, mprotect, madvise, a copy-on-write fault, mremap, fork's write-protect)
     // drops the frame's mapping under the PTE lock but its reference (put_page) only in MmuGather's deferred release,
     // which runs after RcuDomain.Synchronize: the grace period bumps the TLB generation and waits for every read section
-    // that published an older one. This scope published "inside" at _scopeGeneration when it opened, and nothing
+    // that published an older one. This scope published "inside" at its TLB's generation when it opened, and nothing
     // republishes it until the scope ends, QuiescentPoint, or an access of this Cpu misses and catches up (or faults,
     // which leaves the section); so until one of those, the release waits and the frame keeps its reference. Hence the
     // validity rule below. The one writer that does not wait is one running on this scope's own thread (a grace period
-    // skips the caller's scope), so the thread holding a span must not unmap, protect, remap or fork meanwhile either.
+    // flushes the caller's scope instead), so the thread holding a span must not unmap, protect, remap or fork meanwhile.
     // Races/ScopedSpanRaceTests stages munmap against a live span.
 
     /// <summary>
@@ -133,7 +156,7 @@ public readonly unsafe struct CpuScope : IDisposable
     public Span<byte> GetSpan(ulong address, int length)
     {
         CheckWithinPage(address, length);
-        byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
+        byte* p = Translate(address, AccessKind.Write);
         if (p == null)
         {
             _cpu.ThrowFaultInScope(address, AccessKind.Write);
@@ -147,7 +170,7 @@ public readonly unsafe struct CpuScope : IDisposable
     public AccessOutcome TryGetSpan(ulong address, int length, out Span<byte> span)
     {
         CheckWithinPage(address, length);
-        byte* p = _cpu.TranslateInScope(address, AccessKind.Write, _id);
+        byte* p = Translate(address, AccessKind.Write);
         span = p == null ? default : new Span<byte>(p, length);
         return p == null ? _cpu.LastOutcome : AccessOutcome.Ok;
     }
@@ -166,7 +189,7 @@ public readonly unsafe struct CpuScope : IDisposable
     {
         CheckWithinPage(address, length);
         CheckReadKind(access);
-        byte* p = _cpu.TranslateInScope(address, access, _id);
+        byte* p = Translate(address, access);
         if (p == null)
         {
             _cpu.ThrowFaultInScope(address, access);
@@ -182,7 +205,7 @@ public readonly unsafe struct CpuScope : IDisposable
     {
         CheckWithinPage(address, length);
         CheckReadKind(access);
-        byte* p = _cpu.TranslateInScope(address, access, _id);
+        byte* p = Translate(address, access);
         span = p == null ? default : new ReadOnlySpan<byte>(p, length);
         return p == null ? _cpu.LastOutcome : AccessOutcome.Ok;
     }
@@ -205,11 +228,13 @@ public readonly unsafe struct CpuScope : IDisposable
     }
 
     /// <summary>
-    /// A quiescent point (<c>rcu_quiescent_state</c>): writers waiting for this scope may go on. Call it between
-    /// batches of accesses when the thread may not access memory for a while; the scope stays open.
+    /// A quiescent point (<c>rcu_quiescent_state</c>): writers waiting for this scope may go on, and the scope's TLB
+    /// catches up with what they changed. The scope stays open. Call it once per batch of accesses (a block of guest
+    /// instructions), in any loop that may spin, and before the thread blocks: writers on other threads wait for it.
+    /// Costs two stores and a load when no writer is waiting.
     /// </summary>
-    public void QuiescentPoint() => _cpu.QuiescentPoint(_id);
+    public void QuiescentPoint() => _cpu.QuiescentPoint(this);
 
     /// <summary>Ends the scope: the Cpu's read section is left. A second call, or one on a copy, does nothing.</summary>
-    public void Dispose() => _cpu?.ExitScope(_id);
+    public void Dispose() => _cpu.ExitScope(this);
 }

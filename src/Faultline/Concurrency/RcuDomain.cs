@@ -99,8 +99,15 @@ internal sealed class RcuDomain
         foreach (RcuReader reader in readers)
         {
             long seen = reader.ReadState();
-            if ((seen & 1) == 0 || (seen >> 1) >= target || reader.ScopeThread == self)
+            if ((seen & 1) == 0 || (seen >> 1) >= target)
             {
+                continue;
+            }
+            if (reader.ScopeThread == self)
+            {
+                // The caller's own scope, between two of its accesses: waiting would never end, so its TLB is flushed
+                // here instead (the kernel flushes the local TLB directly rather than by IPI).
+                reader.OwnThreadShootdown?.Invoke(target);
                 continue;
             }
             Interlocked.Increment(ref _readerWaits);
@@ -119,6 +126,27 @@ internal sealed class RcuDomain
         lock (_deferredGate)
         {
             _spareDeferred ??= due;
+        }
+    }
+
+    /// <summary>
+    /// <c>ptep_clear_flush</c> of a translation whose old frame is never freed (the zero frame): a plain access sees the
+    /// bump on its next access, so the bump alone is enough for Cpus outside read scopes; a scope's hits do not check
+    /// the generation, so when a Cpu other than <paramref name="caller"/>'s has ever opened one this is a full grace
+    /// period, and no scope keeps reading the old frame after the caller's write lands.
+    /// </summary>
+    public void ShootDown(ulong startPage, ulong endPage, RcuReader caller)
+    {
+        Generation.Bump(startPage, endPage);
+        // The bump is a full fence before the marks are read; pairs with the fence Cpu.EnterScope issues between
+        // setting the mark and reading the generation: either the mark is seen here, or the scope catches up with the bump.
+        foreach (RcuReader reader in Volatile.Read(ref _readers))
+        {
+            if (!ReferenceEquals(reader, caller) && reader.HasOpenedScopes)
+            {
+                Synchronize(startPage, endPage, caller);
+                return;
+            }
         }
     }
 

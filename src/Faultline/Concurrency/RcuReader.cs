@@ -73,8 +73,8 @@ internal sealed unsafe class RcuReader
 
     /// <summary>
     /// The managed thread holding this reader's section open across accesses (a Cpu scope), or 0. A writer running on
-    /// that very thread need not wait for the section: the thread is in the writer, not between the scope's accesses,
-    /// and its next access sees the new generation (the kernel's "the CPU calling synchronize_rcu is quiescent").
+    /// that very thread must not wait for the section (the thread is in the writer, not between the scope's accesses:
+    /// the kernel's "the CPU calling synchronize_rcu is quiescent"); it runs <see cref="OwnThreadShootdown"/> instead.
     /// </summary>
     /// <remarks>Written only by the owning thread; a writer compares it with its own id, so only its own write can
     /// match (program order), and a stale value read by another thread never equals that thread's id.</remarks>
@@ -85,6 +85,26 @@ internal sealed unsafe class RcuReader
     }
 
     private int _scopeThread;
+
+    /// <summary>
+    /// Set (for good) when the owner opens its first scope; a writer that only bumps the generation
+    /// (<see cref="RcuDomain.ShootDown"/>) waits for readers that have it, since a scope's hits do not check the bump.
+    /// </summary>
+    /// <remarks>Written once by the owner, then a full fence; read by writers after their Interlocked bump.</remarks>
+    public bool HasOpenedScopes
+    {
+        get => Volatile.Read(ref _hasOpenedScopes);
+        set => Volatile.Write(ref _hasOpenedScopes, value);
+    }
+
+    private bool _hasOpenedScopes;
+
+    /// <summary>
+    /// What a writer on <see cref="ScopeThread"/> does instead of waiting for the scope's section: the owner's TLB
+    /// catches up to the generation passed (a scope's hits do not check the generation, so without it they could reach
+    /// what the writer frees). Set once by the owner before the reader is registered.
+    /// </summary>
+    public Action<long>? OwnThreadShootdown { get; set; }
 
     // The VMA-tree walk word: 2 × e + 1 inside a walk section entered at walk epoch e, 0 outside.
     private long _walk;

@@ -384,8 +384,9 @@ internal static class MemoryFaultHandler
         if (fromZeroFrame)
         {
             // ptep_clear_flush: other Cpus may cache the read-only zero-frame translation; the zero frame is never
-            // freed, so a generation bump (no grace period) is enough for them to see the new frame on their next access.
-            mm.Tlb.Bump(fault.Address >> PageGeometry.PageShift, (fault.Address >> PageGeometry.PageShift) + 1);
+            // freed, so a generation bump (no grace period) is enough for them to see the new frame on their next access,
+            // except read scopes, which RcuDomain.ShootDown waits for.
+            mm.Rcu.ShootDown(fault.Address >> PageGeometry.PageShift, (fault.Address >> PageGeometry.PageShift) + 1, fault.Cpu.Reader);
             return FaultResult.Ok;
         }
         gather.Finish(mm.Probes);

@@ -2,8 +2,9 @@ namespace Faultline.Paging;
 
 /// <summary>
 /// A Cpu's direct-mapped software TLB. Only its owner thread reads or writes it; coherence comes from the address
-/// space's <see cref="Concurrency.TlbGeneration"/>, which the owner compares on entry to every access with the
-/// generation its contents are valid for, and flushes on change.
+/// space's <see cref="Concurrency.TlbGeneration"/>, which the owner compares with the generation its contents are valid
+/// for, and flushes on change: on entry to every plain access, and at a read scope's entry, quiescent points and misses
+/// (a scope's hits do not compare; writers wait for those points instead).
 /// </summary>
 internal sealed unsafe class SoftwareTlb
 {
@@ -11,9 +12,20 @@ internal sealed unsafe class SoftwareTlb
     private readonly TlbEntry* _entries;
     private readonly ulong _mask;
 
-    /// <summary>Creates a TLB with <paramref name="entries"/> slots (a power of two).</summary>
+    // One slot that stays empty (pinned, never filled): with mask 0 every page maps to it and misses (no tag is 0).
+    private static readonly TlbEntry[] s_neverHitsStorage = GC.AllocateArray<TlbEntry>(1, pinned: true);
+
+    /// <summary>
+    /// A slot array of one empty slot: indexed with mask 0 it misses every page. What an ended read scope looks its
+    /// pages up in, so its hit path needs no other check.
+    /// </summary>
+    public static readonly TlbEntry* NeverHits = (TlbEntry*)Unsafe.AsPointer(ref s_neverHitsStorage[0]);
+
+    /// <summary>Creates a TLB with <paramref name="entries"/> slots (a power of two; at least two are made).</summary>
     public SoftwareTlb(int entries)
     {
+        // Two at least: TlbEntry.KeyFor's one wrapped key must not find page 0 in the slot it looks in.
+        entries = Math.Max(entries, 2);
         // Pinned so the hit path indexes a raw pointer with no bounds check.
         _storage = GC.AllocateArray<TlbEntry>(entries, pinned: true);
         fixed (TlbEntry* p = _storage)
@@ -21,6 +33,7 @@ internal sealed unsafe class SoftwareTlb
             _entries = p;
         }
         _mask = (ulong)entries - 1;
+        Debug.Assert(sizeof(TlbEntry) == 1 << EntryShift);
     }
 
     /// <summary>The slots, for the owner's inlined hit path.</summary>
@@ -28,6 +41,20 @@ internal sealed unsafe class SoftwareTlb
 
     /// <summary>Slot count minus one.</summary>
     public ulong Mask => _mask;
+
+    /// <summary>log2 of a slot's size: <see cref="SlotOf"/> indexes bytes, not slots.</summary>
+    public const int EntryShift = 5;
+
+    /// <summary>The mask <see cref="SlotOf"/> takes: slot count minus one, in bytes.</summary>
+    public ulong OffsetMask => _mask << EntryShift;
+
+    /// <summary>
+    /// The slot of the page <paramref name="address"/> lies in, for the inlined hit paths: the page number's low bits
+    /// taken straight as a byte offset (one shift and one mask, no scaling).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TlbEntry* SlotOf(TlbEntry* entries, ulong offsetMask, ulong address) =>
+        (TlbEntry*)((byte*)entries + ((address >> (PageGeometry.PageShift - EntryShift)) & offsetMask));
 
     /// <summary>The slot a virtual page maps to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -51,7 +78,7 @@ internal sealed unsafe class SoftwareTlb
     {
         TlbEntry* slot = Slot(pageNumber);
         ulong tag = pageNumber + 1;
-        slot->HostPage = hostPage;
+        slot->Addend = hostPage - (nint)(pageNumber << PageGeometry.PageShift);
         slot->ReadTag = tag;
         // A write hit needs the dirty bit already set, so the first write after a read fill walks and sets it.
         slot->WriteTag = (pte & (Pte.Writable | Pte.Dirty)) == (Pte.Writable | Pte.Dirty) ? tag : 0;
