@@ -131,6 +131,7 @@ internal sealed class UserFaultFill
                 ulong from = Math.Max(start, vma.Start), to = Math.Min(end, vma.End);
                 bool mayWrite = (vma.Flags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
                 var visitor = new UffdWpVisitor(_mm.PageTable, protect, mayWrite, gather);
+                _mm.PageTable.SplitHugePmdEdges(from, to);
                 _mm.PageTable.Walker.Walk(from, to, ref visitor);
                 error = Errno.None;
                 reached = to;
