@@ -99,6 +99,15 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
         {
             return;
         }
+        if (_copyOnWrite && HasPinnedFrame(Volatile.Read(ref _parent.Entries(pmdTable)[pmdIndex])))
+        {
+            // copy_huge_pmd refuses a pinned block (folio_needs_cow_for_dma): split it, and copy_pte_range then copies
+            // the pinned pages for the child and shares the rest. The parent's mmap write lock keeps the table.
+            _parent.SplitHugePmd(address);
+            ulong table = Volatile.Read(ref _parent.Entries(pmdTable)[pmdIndex]);
+            VisitPteTable(Pte.Frame(table), 0, PageGeometry.EntriesPerTable, address);
+            return;
+        }
         int deposit = _child.AllocateDeposit(_frames);
         if (deposit == PhysicalMemory.NoFrame || !_child.WalkAllocatePmd(address, _frames, out long childPmdTable, out int childPmdIndex))
         {
@@ -134,6 +143,24 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
             bool installed = _child.TryInstallHugePmd(childPmdTable, childPmdIndex, childEntry, deposit, _frames);
             Debug.Assert(installed, "the child's PMD slot is private to the fork");
         }
+    }
+
+    // True when `entry` maps an anonymous block one of whose frames is pinned.
+    private readonly bool HasPinnedFrame(ulong entry)
+    {
+        if ((entry & (Pte.Special | Pte.Huge)) != Pte.Huge || !Pte.MapsFrame(entry))
+        {
+            return false;
+        }
+        long head = Pte.Frame(entry);
+        for (long pfn = head; pfn < head + PhysicalMemory.HugeFrames; pfn++)
+        {
+            if (_parent.Memory.IsPinned(pfn))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     // copy_huge_pmd's share of an anonymous block (its counts were taken): write-protect a copy-on-write PMD on the

@@ -404,4 +404,31 @@ public class TransparentHugePageTests
         }
         Assert.Equal(1, space.Descriptor.Memory.Info(head).RefCount);
     }
+
+    [Fact]
+    public void ForkOfABlockWithAPinnedPageSplitsItAndCopiesThePinnedPageForTheChild()
+    {
+        using var parent = NewSpace();
+        ulong a = MapHuge(parent);
+        using Cpu cpu = parent.AttachCpu();
+        cpu.Store(a + 2 * Page, 22L);
+        cpu.Store(a + 3 * Page, 33L);
+        long head = HeadAt(parent, a);
+        using PinnedPages pinned = parent.Pin(a + 2 * Page, Page, write: true);
+        using AddressSpace child = parent.Fork();
+
+        // copy_huge_pmd refuses a pinned block: the parent's PMD is split, the pinned page copied for the child.
+        Assert.False(IsHugeAt(parent, a));
+        Assert.False(IsHugeAt(child, a));
+        Assert.Equal(head + 2, Pte.Frame(parent.Descriptor.PageTable.Lookup(a + 2 * Page, parent.Descriptor.Probes)));
+        Assert.NotEqual(head + 2, Pte.Frame(child.Descriptor.PageTable.Lookup(a + 2 * Page, child.Descriptor.Probes)));
+        Assert.Equal(head + 3, Pte.Frame(child.Descriptor.PageTable.Lookup(a + 3 * Page, child.Descriptor.Probes)));
+        using Cpu childCpu = child.AttachCpu();
+        Assert.Equal(22L, childCpu.Load<long>(a + 2 * Page));
+        // The parent writes its pinned page in place: the pin keeps seeing the parent's page.
+        cpu.Store(a + 2 * Page, -22L);
+        Assert.Equal(head + 2, Pte.Frame(parent.Descriptor.PageTable.Lookup(a + 2 * Page, parent.Descriptor.Probes)));
+        Assert.Equal(22L, childCpu.Load<long>(a + 2 * Page));
+        Assert.Equal(33L, childCpu.Load<long>(a + 3 * Page));
+    }
 }
