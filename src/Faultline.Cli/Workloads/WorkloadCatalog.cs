@@ -15,6 +15,7 @@ internal static class WorkloadCatalog
         new ForkChurnWorkload(),
         new MallocWorkload(),
         new UserfaultWorkload(),
+        new ThpWorkload(),
     ];
 
     /// <summary>Parses a comma list of names, <c>replay:TRACE</c> (a recorded program) or <c>all</c>.</summary>
