@@ -997,11 +997,15 @@ public sealed unsafe class Cpu : IDisposable
                 _lastOutcome = AccessOutcome.SegvMapErr;
                 return null;
             }
-            if (table.WalkLockless(address, out PteLocation at, out ulong pte) == WalkStatus.Ok && Pte.Permits(pte, kind))
+            WalkStatus walked = table.WalkLockless(address, out PteLocation at, out ulong pte);
+            if ((walked == WalkStatus.Ok || walked == WalkStatus.HugePmd) && Pte.Permits(pte, kind))
             {
                 _mm.Probes.Hit(ProbePoint.TlbMissWalked);
                 bool dirty = kind == AccessKind.Write;
-                if (!table.TrySetAccessedDirty(at.PteTable, at.PteIndex, pte, dirty))
+                // A huge PMD fills a 4 KiB entry; its accessed/dirty bits live in the PMD.
+                if (walked == WalkStatus.HugePmd
+                    ? !table.TrySetAccessedDirtyPmd(at, at.PmdEntry, dirty)
+                    : !table.TrySetAccessedDirty(at.PteTable, at.PteIndex, pte, dirty))
                 {
                     continue;
                 }

@@ -130,6 +130,18 @@ public static class VmCounters
     /// <summary><c>rss_shmem</c>: Resident shared-memory pages mapped now (MM_SHMEMPAGES; /proc/pid/status RssShmem): a level, not a count of events.</summary>
     public const string ShmemPages = "rss_shmem";
 
+    /// <summary><c>thp_fault_alloc</c>: Huge pages a fault allocated and mapped with one PMD (/proc/vmstat thp_fault_alloc).</summary>
+    public const string ThpFaultAlloc = "thp_fault_alloc";
+
+    /// <summary><c>thp_fault_fallback</c>: Huge faults that found no free huge block and fell back to 4 KiB pages (/proc/vmstat thp_fault_fallback).</summary>
+    public const string ThpFaultFallback = "thp_fault_fallback";
+
+    /// <summary><c>thp_split_pmd</c>: Huge PMDs split into 512 PTEs (/proc/vmstat thp_split_pmd).</summary>
+    public const string ThpSplitPmd = "thp_split_pmd";
+
+    /// <summary><c>thp_zero_page_alloc</c>: Huge zero pages allocated (/proc/vmstat thp_zero_page_alloc).</summary>
+    public const string ThpZeroPageAlloc = "thp_zero_page_alloc";
+
     /// <summary>Every counter, in a fixed order: its name, unit, kind and meaning.</summary>
     public static IReadOnlyList<VmCounterInfo> All => EventNames.All;
 }

@@ -22,7 +22,7 @@ internal static class BenchCommand
     {
         var workload = new Option<string?>("--workload", "-w")
         {
-            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, fork, fork-churn, malloc, userfault, replay:TRACE (a program recorded by faultline record), or all (default: the suite, without the fork workloads)",
+            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, fork, fork-churn, malloc, userfault, thp, replay:TRACE (a program recorded by faultline record), or all (default: the suite, without the fork workloads)",
         };
         OptionChecks.Parses(workload, text => WorkloadCatalog.ParseList(text));
         var path = new Option<string?>("--path", "-p")

@@ -30,6 +30,24 @@ internal sealed class FaultlineTarget : IMemoryTarget
         _space.Map(0, length, writable ? Protection.ReadWrite : Protection.Read, MapFlags.PrivateAnonymous);
 
     /// <inheritdoc />
+    public ulong MapHugePageAdvised(ulong length)
+    {
+        // Over-map by 2 MiB and trim both ends to an aligned start (what thp_get_unmapped_area gives on the kernel).
+        ulong raw = _space.Map(0, length + PageGeometry.PmdSize, Protection.ReadWrite, MapFlags.PrivateAnonymous);
+        ulong aligned = (raw + PageGeometry.PmdSize - 1) & ~(PageGeometry.PmdSize - 1);
+        if (aligned > raw)
+        {
+            _space.Unmap(raw, aligned - raw);
+        }
+        if (raw + PageGeometry.PmdSize > aligned)
+        {
+            _space.Unmap(aligned + length, raw + PageGeometry.PmdSize - aligned);
+        }
+        _space.Advise(aligned, length, Advice.HugePage);
+        return aligned;
+    }
+
+    /// <inheritdoc />
     public void Unmap(ulong address, ulong length) => _space.Unmap(address, length);
 
     /// <inheritdoc />

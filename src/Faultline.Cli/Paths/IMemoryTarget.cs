@@ -13,6 +13,12 @@ internal interface IMemoryTarget : IDisposable
     /// <summary><c>mmap(NULL, length, PROT_READ[|PROT_WRITE], MAP_PRIVATE|MAP_ANONYMOUS)</c>.</summary>
     ulong Map(ulong length, bool writable = true);
 
+    /// <summary>
+    /// <c>mmap</c> of <paramref name="length"/> (a multiple of 2 MiB) private anonymous read-write memory at a 2 MiB-aligned
+    /// address, then <c>madvise(MADV_HUGEPAGE)</c>: every 2 MiB of it may be one huge page.
+    /// </summary>
+    ulong MapHugePageAdvised(ulong length);
+
     /// <summary><c>munmap</c>.</summary>
     void Unmap(ulong address, ulong length);
 

@@ -23,6 +23,32 @@ internal sealed unsafe class KernelTarget : IMemoryTarget
     }
 
     /// <inheritdoc />
+    public ulong MapHugePageAdvised(ulong length)
+    {
+        ulong extra = Linux.HPAGE_PMD_SIZE;
+        nint raw = LibC.Mmap(0, (nuint)(length + extra), Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS, -1, 0);
+        if (raw == -1)
+        {
+            throw new InvalidOperationException($"mmap({length}) failed, {LastError()}");
+        }
+        ulong start = (ulong)raw;
+        ulong aligned = (start + extra - 1) & ~(extra - 1);
+        if (aligned > start)
+        {
+            _ = LibC.Munmap(raw, (nuint)(aligned - start));
+        }
+        if (start + extra > aligned)
+        {
+            _ = LibC.Munmap((nint)(aligned + length), (nuint)(start + extra - aligned));
+        }
+        if (LibC.Madvise((nint)aligned, (nuint)length, Linux.MADV_HUGEPAGE) != 0)
+        {
+            throw new InvalidOperationException($"madvise(MADV_HUGEPAGE) failed, {LastError()}");
+        }
+        return aligned;
+    }
+
+    /// <inheritdoc />
     public void Unmap(ulong address, ulong length)
     {
         if (LibC.Munmap((nint)address, (nuint)length) != 0)

@@ -28,6 +28,8 @@ internal sealed record BenchResult
     public required long Faults { get; init; }
     /// <summary><see cref="Faults"/> per second (for the fork workloads, per second of their fault loops).</summary>
     public required double FaultsPerSec { get; init; }
+    /// <summary>Bytes touched per second, for a workload whose faults count 4 KiB pages (<c>IWorkload.ReportsBytes</c>).</summary>
+    public double? BytesPerSec { get; init; }
     /// <summary>
     /// CPU time of the faulting threads per fault, in ns (0 when there are no faults). For the fork workloads, the CPU
     /// time of their copy-on-write write loops only (for <c>fork</c>, the child's), each fault copying 4 KiB.

@@ -166,6 +166,7 @@ internal static class BenchRunner
             OpsPerSec = Math.Round(ops / seconds, 1),
             Faults = faults,
             FaultsPerSec = faultSeconds > 0 ? Math.Round(faults / faultSeconds, 1) : 0,
+            BytesPerSec = workload.ReportsBytes && faultSeconds > 0 ? Math.Round(faults * (double)PageGeometry.PageSize / faultSeconds) : null,
             NsPerFault = faults == 0 ? 0 : Math.Round(cpu * 1e9 / faults, 1),
             ChurnOpsPerSec = Math.Round(churn.Sum(s => s.ChurnOps) / seconds, 1),
             ForkMs = forkCount == 0 ? null : Math.Round(forks.Sum(f => f.ForkSeconds) * 1e3 / forkCount, 3),

@@ -39,6 +39,9 @@ internal interface IWorkload
     /// <summary>Null when the workload can run on <paramref name="path"/>; else one line saying why it cannot.</summary>
     string? Unavailable(PathKind path) => null;
 
+    /// <summary>True when each counted fault stands for one 4 KiB page touched, so the report gives bytes/s too.</summary>
+    bool ReportsBytes => false;
+
     /// <summary>Prepares a run on <paramref name="target"/>; workers then call <see cref="IWorkloadRun.Run"/>.</summary>
     IWorkloadRun Start(IMemoryTarget target, RunShape shape);
 }

@@ -18,6 +18,7 @@ internal static class WorkloadCatalog
         FileFaultWorkload.PrivateWrite,
         FileFaultWorkload.SharedWrite,
         FileFaultWorkload.CachedRead,
+        new ThpWorkload(),
     ];
 
     /// <summary>Parses a comma list of names, <c>replay:TRACE</c> (a recorded program) or <c>all</c>.</summary>

@@ -111,4 +111,11 @@ internal enum ProbePoint
     UserFaultLockAfterLookup,
     /// <summary><c>UFFDIO_MOVE</c>: both VMAs are locked and the source page is known, before the two PTE locks.</summary>
     UserFaultMoveBeforePteLocks,
+    /// <summary>
+    /// Huge anonymous fault (classic or VMA-lock path): the huge block is allocated and zeroed, before
+    /// <c>page_table_lock</c> is taken to install it over the empty PMD.
+    /// </summary>
+    HugeFaultBeforePmdLock,
+    /// <summary>Write fault on a read-only huge PMD (<c>do_huge_pmd_wp_page</c>), before the PMD is checked and changed under its lock.</summary>
+    HugeWriteProtectBeforePmdLock,
 }

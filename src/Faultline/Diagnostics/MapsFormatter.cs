@@ -78,7 +78,7 @@ internal static class MapsFormatter
             Field(text, "Referenced:", referenced * 4);
             Field(text, "Anonymous:", vma.Backing.IsAnonymous ? rss * 4 : 0);
             Field(text, "LazyFree:", counts.LazyFree * 4);
-            Field(text, "AnonHugePages:", 0);
+            Field(text, "AnonHugePages:", counts.AnonHugePages * 4);
             Field(text, "Swap:", 0);
             Field(text, "SwapPss:", 0);
             // __show_smap prints pss_locked: a locked page mapped twice counts half here, as in Pss.

@@ -17,15 +17,30 @@ namespace Faultline.Faults;
 internal static class MemoryFaultHandler
 {
     /// <summary>
-    /// <c>handle_mm_fault</c> for the classic and VMA-lock paths: walk allocating missing tables, read the PTE once,
-    /// then <see cref="HandlePteFault"/>.
+    /// <c>handle_mm_fault</c> for the classic and VMA-lock paths: an empty PMD in a huge-eligible range or a huge PMD
+    /// goes to <see cref="HugePmdFault"/>; otherwise walk allocating missing tables, read the PTE once, then
+    /// <see cref="HandlePteFault"/>.
     /// </summary>
     public static FaultResult HandleMmFault(ref FaultContext fault)
     {
         Debug.Assert(!fault.IsSpeculative);
-        if (!fault.Mm.PageTable.WalkAllocate(fault.Address, fault.Cpu.Frames, out fault.Location))
+        FaultResult huge;
+        if (HugePmdFault.IsEligible(fault.Vma!, fault.VmaFlags, fault.Mm.Settings, fault.Address)
+            && HugePmdFault.TryAnonymous(ref fault, out huge))
         {
-            return FaultResult.Oom;
+            return huge;
+        }
+        while (!fault.Mm.PageTable.WalkAllocate(fault.Address, fault.Cpu.Frames, out fault.Location))
+        {
+            // A huge PMD is there: handled at that level, or split for the 4 KiB path (then walk again).
+            if ((fault.Location.PmdEntry & Pte.Huge) == 0)
+            {
+                return FaultResult.Oom;
+            }
+            if (HugePmdFault.HandleHugePmd(ref fault, fault.Location.PmdEntry, out huge))
+            {
+                return huge;
+            }
         }
         fault.HasPteTable = true;
         fault.OriginalPte = fault.Mm.PageTable.ReadPte(fault.Location);

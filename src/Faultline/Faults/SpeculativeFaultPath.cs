@@ -163,8 +163,19 @@ internal static class SpeculativeFaultPath
                 fault.HasPteTable = true;
                 return FaultResult.Ok;
             case WalkStatus.UpperBad:
+            case WalkStatus.HugePmd:
+                // A huge PMD is the classic path's (the SPF series aborts on pmd_trans_huge).
                 counters.Add(VmEvent.SpeculativePmdChanged);
                 return FaultResult.Retry;
+        }
+        if (status == WalkStatus.PmdNone
+            && HugePmdFault.IsEligible(fault.Vma!, fault.VmaFlags, mm.Settings, fault.Address))
+        {
+            // An empty PMD in a huge-eligible range: the huge fault needs the mmap or VMA lock, so the classic path
+            // takes it rather than this path allocating a PTE table where a huge page belongs. (A VMA's range never
+            // changes, an edit replaces it, so its bounds are stable; the flags are the snapshot.)
+            counters.Add(VmEvent.SpeculativePmdChanged);
+            return FaultResult.Retry;
         }
         if (!mm.Settings.SpeculativePageTableAllocation)
         {

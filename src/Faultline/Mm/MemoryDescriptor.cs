@@ -69,6 +69,7 @@ internal sealed class MemoryDescriptor : IDisposable
         try
         {
             PageTable = new PageTable(Memory);
+            PageTable.Events = SharedCounters;
         }
         catch (OutOfMemoryException)
         {

@@ -235,6 +235,15 @@ internal sealed class VmaEditor
     // flags (where a backing is asked whether it may split).
     private void SplitOutside(Vma vma, ulong start, ulong end)
     {
+        // vma_adjust_trans_huge: a huge PMD across a new VMA boundary is split first (the VMA is write-locked).
+        if (vma.Start < start && (start & (PageGeometry.PmdSize - 1)) != 0)
+        {
+            _mm.PageTable.SplitHugePmd(start);
+        }
+        if (vma.End > end && (end & (PageGeometry.PmdSize - 1)) != 0)
+        {
+            _mm.PageTable.SplitHugePmd(end);
+        }
         if (vma.Start < start)
         {
             Attach(CopyOf(vma, vma.Start, start, vma.Flags));

@@ -23,6 +23,7 @@ internal static unsafe class WriteTracking
         ulong address = start;
         while (address < end && mm.Tree.FindFirstEndingAbove(address) is { } vma && vma.Start < end)
         {
+            mm.PageTable.SplitHugePmdEdges(Math.Max(address, vma.Start), Math.Min(end, vma.End));
             mm.PageTable.Walker.Walk(Math.Max(address, vma.Start), Math.Min(end, vma.End), ref visitor);
             address = vma.End;
         }

@@ -89,29 +89,101 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
         SpinWord.Exit(ref parentLock);
     }
 
-    /// <summary>Shares a huge PMD under both tables' <c>page_table_lock</c> (<c>copy_huge_pmd</c>).</summary>
+    /// <summary>
+    /// Shares a huge PMD under both tables' <c>page_table_lock</c> (<c>copy_huge_pmd</c>): the block gains a reference
+    /// and a map count on every frame and is exclusive no more; the child gets a PTE table deposited for its own split.
+    /// </summary>
     public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address)
     {
         if (OutOfMemory)
         {
             return;
         }
-        if (!_child.WalkAllocatePmd(address, _frames, out long childPmdTable, out int childPmdIndex))
+        if (_copyOnWrite && HasPinnedFrame(Volatile.Read(ref _parent.Entries(pmdTable)[pmdIndex])))
         {
+            // copy_huge_pmd refuses a pinned block (folio_needs_cow_for_dma): split it, and copy_pte_range then copies
+            // the pinned pages for the child and shares the rest. The parent's mmap write lock keeps the table.
+            _parent.SplitHugePmd(address);
+            ulong table = Volatile.Read(ref _parent.Entries(pmdTable)[pmdIndex]);
+            VisitPteTable(Pte.Frame(table), 0, PageGeometry.EntriesPerTable, address);
+            return;
+        }
+        int deposit = _child.AllocateDeposit(_frames);
+        if (deposit == PhysicalMemory.NoFrame || !_child.WalkAllocatePmd(address, _frames, out long childPmdTable, out int childPmdIndex))
+        {
+            if (deposit != PhysicalMemory.NoFrame)
+            {
+                _child.ReleaseDeposit(deposit, _frames);
+            }
             OutOfMemory = true;
             return;
         }
         _parent.EnterPageTableLock();
-        _child.EnterPageTableLock();
         ref ulong slot = ref _parent.Entries(pmdTable)[pmdIndex];
         ulong entry = slot;
+        ulong childEntry = 0;
         if (entry != 0)
         {
-            // Release store, as for a PTE; the head frame carries the counts of the whole huge page.
-            Volatile.Write(ref _child.Entries(childPmdTable)[childPmdIndex], Share(ref slot, entry));
+            // The huge zero page is shared as it is; an anonymous block gains its counts and is write-protected.
+            if ((entry & Pte.Special) == 0)
+            {
+                _parent.Memory.DuplicateHugeMapping(Pte.Frame(entry));
+                entry = ShareHuge(ref slot, entry);
+            }
+            childEntry = entry & ~(Pte.Accessed | Pte.WriteNotify);
         }
-        _child.ExitPageTableLock();
         _parent.ExitPageTableLock();
+        if (childEntry == 0)
+        {
+            _child.ReleaseDeposit(deposit, _frames);
+        }
+        else
+        {
+            // The child's tables are private to the fork until it returns, so its slot is still empty.
+            bool installed = _child.TryInstallHugePmd(childPmdTable, childPmdIndex, childEntry, deposit, _frames);
+            Debug.Assert(installed, "the child's PMD slot is private to the fork");
+        }
+    }
+
+    // True when `entry` maps an anonymous block one of whose frames is pinned.
+    private readonly bool HasPinnedFrame(ulong entry)
+    {
+        if ((entry & (Pte.Special | Pte.Huge)) != Pte.Huge || !Pte.MapsFrame(entry))
+        {
+            return false;
+        }
+        long head = Pte.Frame(entry);
+        for (long pfn = head; pfn < head + PhysicalMemory.HugeFrames; pfn++)
+        {
+            if (_parent.Memory.IsPinned(pfn))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    // copy_huge_pmd's share of an anonymous block (its counts were taken): write-protect a copy-on-write PMD on the
+    // parent's side; returns the parent's entry as it now is.
+    private ulong ShareHuge(ref ulong parentSlot, ulong entry)
+    {
+        AnonymousPages += PageGeometry.EntriesPerTable;
+        if (_copyOnWrite && (entry & Pte.Writable) != 0)
+        {
+            // A CAS: a TLB fill may set accessed or dirty on the PMD without the lock.
+            while (true)
+            {
+                ulong seen = Interlocked.CompareExchange(ref parentSlot, entry & ~Pte.Writable, entry);
+                if (seen == entry)
+                {
+                    break;
+                }
+                entry = seen;
+            }
+            entry &= ~Pte.Writable;
+            WriteProtected++;
+        }
+        return entry;
     }
 
     // copy_present_pte: the frame's reference and map count for the child's entry, the parent's entry write-protected

@@ -19,4 +19,12 @@ internal interface IPageRangeVisitor
     /// into it. The range covers it whole.
     /// </summary>
     void VisitHugePmd(long pmdTable, int pmdIndex, ulong address);
+
+    /// <summary>
+    /// A huge PMD the range covers only in part: pages [<paramref name="firstIndex"/>, <paramref name="endIndex"/>) of
+    /// the span at <paramref name="address"/>. Readers (pagemap, smaps) report those pages; an operation that changes
+    /// entries splits such a PMD before it walks (<c>split_huge_pmd</c>), so reaching it is a caller's error.
+    /// </summary>
+    void VisitHugePmdPart(long pmdTable, int pmdIndex, ulong address, int firstIndex, int endIndex) =>
+        throw new InvalidOperationException("a range cuts a huge PMD that was not split first");
 }

@@ -66,10 +66,37 @@ internal unsafe struct LazyFreeVisitor : IPageRangeVisitor
     }
 
     /// <summary>
-    /// A huge PMD is left as it is: nothing maps anonymous memory with one yet (the kernel's <c>madvise_free_huge_pmd</c>
-    /// marks or splits it, which comes with THP).
+    /// <c>madvise_free_huge_pmd</c> over a whole huge PMD: an anonymous block mapped once has every frame marked lazily
+    /// freeable and the PMD cleaned and made old, under <c>page_table_lock</c> (a part was split before the walk).
     /// </summary>
     public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address)
     {
+        _table.EnterPageTableLock();
+        ref ulong slot = ref _table.Entries(pmdTable)[pmdIndex];
+        ulong entry = Volatile.Read(ref slot);
+        long head = Pte.Frame(entry);
+        // Acquire read; pairs with the Interlocked map-count changes of fault, zap and fork.
+        if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0 && _memory.Info(head).Kind == FrameKind.Anonymous
+            && Volatile.Read(ref _memory.Info(head).MapCount) == 1)
+        {
+            for (long pfn = head; pfn < head + PhysicalMemory.HugeFrames; pfn++)
+            {
+                _memory.ClearFlags(pfn, FrameFlags.Dirty);
+                _memory.SetFlags(pfn, FrameFlags.LazyFree);
+            }
+            // A CAS, as for a PTE: a TLB fill sets accessed and dirty on the PMD without the lock.
+            while ((entry & (Pte.Accessed | Pte.Dirty)) != 0)
+            {
+                ulong seen = Interlocked.CompareExchange(ref slot, entry & ~(Pte.Accessed | Pte.Dirty), entry);
+                if (seen == entry)
+                {
+                    _gather.NoteTranslationChange(address);
+                    _gather.NoteTranslationChange(address + PageGeometry.PmdSize - PageGeometry.PageSize);
+                    break;
+                }
+                entry = seen;
+            }
+        }
+        _table.ExitPageTableLock();
     }
 }

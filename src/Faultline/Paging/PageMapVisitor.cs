@@ -65,11 +65,16 @@ internal unsafe struct PageMapVisitor : IPageRangeVisitor
     }
 
     /// <summary><c>pagemap_pmd_range</c>'s huge branch: each page reports the huge frame plus its index.</summary>
-    public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address)
+    public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address) =>
+        VisitHugePmdPart(pmdTable, pmdIndex, address, 0, PageGeometry.EntriesPerTable);
+
+    /// <summary>The huge branch for the pages of the PMD inside the range.</summary>
+    public void VisitHugePmdPart(long pmdTable, int pmdIndex, ulong address, int firstIndex, int endIndex)
     {
+        // Acquire load; pairs with the release store that installed the huge PMD.
         ulong entry = Volatile.Read(ref ((ulong*)_memory.FrameAddress(pmdTable))[pmdIndex]);
         ulong first = (address >> PageGeometry.PageShift) - _outputBase;
-        for (int i = 0; i < PageGeometry.EntriesPerTable; i++)
+        for (int i = firstIndex; i < endIndex; i++)
         {
             _output[first + (ulong)i] = Entry(entry, (ulong)i);
         }

@@ -28,8 +28,8 @@ internal readonly unsafe struct PageRangeWalker
     }
 
     /// <summary>
-    /// Walks [<paramref name="start"/>, <paramref name="end"/>). A huge PMD that the range covers only in part is a
-    /// caller's error (the kernel splits it first, <c>split_huge_pmd</c>). Locking: see the type's remarks.
+    /// Walks [<paramref name="start"/>, <paramref name="end"/>). A huge PMD that the range covers only in part goes to
+    /// <see cref="IPageRangeVisitor.VisitHugePmdPart"/>. Locking: see the type's remarks.
     /// </summary>
     public void Walk<TVisitor>(ulong start, ulong end, ref TVisitor visitor)
         where TVisitor : struct, IPageRangeVisitor
@@ -58,8 +58,15 @@ internal readonly unsafe struct PageRangeWalker
             ulong next = NextBoundary(address, PageGeometry.PmdSize, end);
             if ((pmd & Pte.Huge) != 0)
             {
-                Debug.Assert(address == tableBase && next == tableBase + PageGeometry.PmdSize, "range cuts a huge PMD");
-                visitor.VisitHugePmd(pmdTable, pmdIndex, tableBase);
+                if (address == tableBase && next == tableBase + PageGeometry.PmdSize)
+                {
+                    visitor.VisitHugePmd(pmdTable, pmdIndex, tableBase);
+                }
+                else
+                {
+                    int endIndex = next == tableBase + PageGeometry.PmdSize ? EntriesPerTable : IndexOf(next, PageGeometry.PageShift);
+                    visitor.VisitHugePmdPart(pmdTable, pmdIndex, tableBase, IndexOf(address, PageGeometry.PageShift), endIndex);
+                }
             }
             else if (pmd != 0)
             {

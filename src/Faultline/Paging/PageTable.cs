@@ -14,7 +14,7 @@ namespace Faultline.Paging;
 /// pointer also sees the table's zeroed contents. Table pages are freed only after being unhooked under
 /// <c>page_table_lock</c> and a grace period (<see cref="MmuGather"/>).
 /// </remarks>
-internal sealed unsafe class PageTable
+internal sealed unsafe partial class PageTable
 {
     private const int EntriesPerTable = PageGeometry.EntriesPerTable;
     private const int PgdShift = PageGeometry.PgdShift, PudShift = PageGeometry.PudShift, PmdShift = PageGeometry.PmdShift, PteShift = PageGeometry.PageShift;
@@ -91,7 +91,8 @@ internal sealed unsafe class PageTable
 
     /// <summary>
     /// Lockless walk (<c>gup_fast</c> style, the SPF walk): reads each level once. Must run inside a Cpu read
-    /// section, which keeps every table page it reaches from being freed. Huge or non-table upper entries abort.
+    /// section, which keeps every table page it reaches from being freed. Huge or non-table upper entries abort, except a
+    /// huge PMD leaf: <see cref="WalkStatus.HugePmd"/> with the 4 KiB entry it implies.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public WalkStatus WalkLockless(ulong address, out PteLocation at, out ulong pte)
@@ -127,6 +128,12 @@ internal sealed unsafe class PageTable
         }
         if ((pmd & (Pte.Present | Pte.Huge)) != Pte.Present)
         {
+            if ((pmd & Pte.Huge) != 0 && Pte.MapsFrame(pmd))
+            {
+                at.PteIndex = IndexOf(address, PteShift);
+                pte = HugeSubpageEntry(pmd, at.PteIndex);
+                return WalkStatus.HugePmd;
+            }
             return WalkStatus.UpperBad;
         }
         at.PteTable = Pte.Frame(pmd);
@@ -158,6 +165,8 @@ internal sealed unsafe class PageTable
         long pteTable = EnsureTable(pmdTable, at.PmdIndex, frames);
         if (pteTable < 0)
         {
+            // A huge PMD there (a racing huge fault): the caller sees it in PmdEntry and handles the huge entry instead.
+            at.PmdEntry = pteTable == HugeLeafFound ? Volatile.Read(ref Slot(pmdTable, at.PmdIndex)) : 0;
             return false;
         }
         at.PmdEntry = Volatile.Read(ref Slot(pmdTable, at.PmdIndex));
@@ -316,7 +325,7 @@ internal sealed unsafe class PageTable
         ulong entry = Volatile.Read(ref Slot(table, index));
         if (entry != 0)
         {
-            return Pte.Frame(entry);
+            return (entry & Pte.Huge) != 0 ? HugeLeafFound : Pte.Frame(entry);
         }
         int fresh = frames.Allocate();
         if (fresh == PhysicalMemory.NoFrame)
@@ -339,7 +348,7 @@ internal sealed unsafe class PageTable
         {
             DiscardTable(fresh, frames);
         }
-        return Pte.Frame(entry);
+        return (entry & Pte.Huge) != 0 ? HugeLeafFound : Pte.Frame(entry);
     }
 
     private void PrepareTable(int pfn)
@@ -364,7 +373,12 @@ internal sealed unsafe class PageTable
     /// </summary>
     public ulong Lookup(ulong address, ProbeSet probes)
     {
-        if (WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
+        WalkStatus status = WalkLockless(address, out PteLocation at, out ulong huge);
+        if (status == WalkStatus.HugePmd)
+        {
+            return huge;
+        }
+        if (status != WalkStatus.Ok)
         {
             return 0;
         }
@@ -379,7 +393,13 @@ internal sealed unsafe class PageTable
     /// </summary>
     public bool MapsFrameLocked(ulong address, long pfn)
     {
-        if (WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
+        WalkStatus status = WalkLockless(address, out PteLocation at, out _);
+        if (status == WalkStatus.HugePmd)
+        {
+            ulong entry = ReadHugeSubpageLocked(address, at);
+            return Pte.MapsFrame(entry) && (entry & Pte.Special) == 0 && Pte.Frame(entry) == pfn;
+        }
+        if (status != WalkStatus.Ok)
         {
             return false;
         }
@@ -396,7 +416,12 @@ internal sealed unsafe class PageTable
     /// </summary>
     public long GetMappedFrame(ulong address)
     {
-        if (WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
+        WalkStatus status = WalkLockless(address, out PteLocation at, out _);
+        if (status == WalkStatus.HugePmd)
+        {
+            return GetHugeSubpageLocked(address, at);
+        }
+        if (status != WalkStatus.Ok)
         {
             return -1;
         }
@@ -420,25 +445,6 @@ internal sealed unsafe class PageTable
     public ulong* Entries(long table) => (ulong*)_memory.FrameAddress(table);
 
     /// <summary>
-    /// Installs a huge PMD mapping <paramref name="pfn"/> at the PMD-aligned <paramref name="address"/>, allocating the
-    /// upper levels; the PMD slot must be empty. A test hook until transparent huge pages produce such entries.
-    /// </summary>
-    internal void InstallHugePmdForTest(ulong address, long pfn, PageProtection protection, bool writable, FrameCache frames)
-    {
-        Debug.Assert((address & (PmdSpan - 1)) == 0, "a huge PMD is PMD-aligned");
-        if (!WalkAllocatePmd(address, frames, out long pmdTable, out int pmdIndex))
-        {
-            throw new OutOfMemoryException("no frame for a page table");
-        }
-        EnterPageTableLock();
-        ref ulong slot = ref Slot(pmdTable, pmdIndex);
-        Debug.Assert(slot == 0, "the PMD slot is empty");
-        // Release store: the frame's metadata is visible before the entry (pairs with the walkers' acquire loads).
-        Volatile.Write(ref slot, Pte.MakeLeaf(pfn, protection, writable, special: false) | Pte.Huge);
-        ExitPageTableLock();
-    }
-
-    /// <summary>
     /// <c>unmap_page_range</c> over [start, end): clears every PTE under its table's lock (and every huge PMD under
     /// <c>page_table_lock</c>) and hands the frames to <paramref name="gather"/> (<see cref="ZapVisitor"/>). When the
     /// batch fills, the TLB flush and grace period happen with the PTE lock held, as the kernel's forced flush does.
@@ -449,6 +455,7 @@ internal sealed unsafe class PageTable
     public long Zap(ulong start, ulong end, MmuGather gather, ProbeSet probes)
     {
         SynchronizeWithTableInstallers();
+        SplitHugePmdEdges(start, end);
         var zap = new ZapVisitor(this, gather, probes);
         Walker.Walk(start, end, ref zap);
         return zap.Unmapped;
@@ -580,6 +587,7 @@ internal sealed unsafe class PageTable
     public void ChangeProtection(ulong start, ulong end, PageProtection protection, bool vmaMayWrite, MmuGather gather,
         bool softDirtyEnabled = false)
     {
+        SplitHugePmdEdges(start, end);
         var change = new ChangeProtectionVisitor(this, protection, vmaMayWrite, gather, softDirtyEnabled);
         Walker.Walk(start, end, ref change);
     }
@@ -591,6 +599,7 @@ internal sealed unsafe class PageTable
     /// </summary>
     public void MarkLazyFree(ulong start, ulong end, MmuGather gather)
     {
+        SplitHugePmdEdges(start, end);
         var free = new LazyFreeVisitor(this, gather);
         Walker.Walk(start, end, ref free);
     }

@@ -68,11 +68,9 @@ internal unsafe struct PageTableMover
             }
             if ((oldPmd & Pte.Huge) != 0)
             {
-                // Nothing makes huge PMDs yet except a test hook, and nothing splits one (split_huge_pmd): a range must
-                // cover one whole, as for every walk.
-                Debug.Assert(false, "range cuts a huge PMD");
-                done += extent;
-                continue;
+                // move_huge_pmd needs the whole PMD at both ends; otherwise split it and move its PTEs (split_huge_pmd).
+                _table.SplitHugePmd(oldAddress);
+                oldPmd = Volatile.Read(ref _table.Entries(oldPmdTable)[oldPmdIndex]);
             }
             if (!_table.WalkAllocate(newAddress, _frames, out PteLocation newAt))
             {

@@ -11,7 +11,7 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
 {
     private readonly PageTable _table;
     private long _rss, _present, _referenced, _dirty;
-    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty, _lazyFree;
+    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty, _lazyFree, _anonHuge;
 
     /// <summary>A count over <paramref name="table"/>.</summary>
     public ResidencyCountVisitor(PageTable table) => _table = table;
@@ -26,6 +26,7 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
         ScaledPss = _pss,
         ScaledPssDirty = _pssDirty,
         LazyFree = _lazyFree,
+        AnonHugePages = _anonHuge,
     };
 
     /// <summary>Counts the entries of one table.</summary>
@@ -41,8 +42,19 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
 
     /// <summary>Counts a huge PMD as the <see cref="PageGeometry.EntriesPerTable"/> pages it maps.</summary>
     public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address) =>
+        VisitHugePmdPart(pmdTable, pmdIndex, address, 0, PageGeometry.EntriesPerTable);
+
+    /// <summary>Counts the pages of a huge PMD inside the range (<c>smaps_pmd_entry</c>, <c>AnonHugePages</c> included).</summary>
+    public void VisitHugePmdPart(long pmdTable, int pmdIndex, ulong address, int firstIndex, int endIndex)
+    {
         // Acquire load: pairs with the release store that installed the huge PMD.
-        Count(Volatile.Read(ref _table.Entries(pmdTable)[pmdIndex]), PageGeometry.EntriesPerTable);
+        ulong entry = Volatile.Read(ref _table.Entries(pmdTable)[pmdIndex]);
+        Count(entry, endIndex - firstIndex);
+        if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0 && _table.Memory.Info(Pte.Frame(entry)).Kind == FrameKind.Anonymous)
+        {
+            _anonHuge += endIndex - firstIndex;
+        }
+    }
 
     private void Count(ulong entry, long pages)
     {

@@ -21,6 +21,8 @@ internal readonly record struct ResidentCounts(long Rss, long Present, long Refe
     public long ScaledPssDirty { get; init; }
     /// <summary>Clean entries of lazily freeable frames (smaps <c>LazyFree</c>, after <c>MADV_FREE</c>).</summary>
     public long LazyFree { get; init; }
+    /// <summary>Anonymous pages mapped by huge PMDs (smaps <c>AnonHugePages</c>, <c>smaps_pmd_entry</c>).</summary>
+    public long AnonHugePages { get; init; }
 
     /// <summary>The kernel's <c>PSS_SHIFT</c>: fixed-point bits that keep a page's share exact enough to sum.</summary>
     public const int PssShift = 12;

@@ -11,4 +11,9 @@ internal enum WalkStatus
     PmdNone,
     /// <summary>An upper entry is huge, a swap/migration entry, or otherwise not a table pointer.</summary>
     UpperBad,
+    /// <summary>
+    /// The PMD is a huge leaf (<c>pmd_trans_huge</c>): the PTE returned is the 4 KiB entry it implies for the address
+    /// (<see cref="PageTable.HugeSubpageEntry"/>); <see cref="PteLocation.PteTable"/> is 0.
+    /// </summary>
+    HugePmd,
 }

@@ -60,16 +60,24 @@ internal unsafe struct ZapVisitor : IPageRangeVisitor
         SpinWord.Exit(ref ptl);
     }
 
-    /// <summary>Clears the huge PMD under <c>page_table_lock</c> (the kernel's <c>pmd_lock</c>) and gathers its frame.</summary>
+    /// <summary>
+    /// <c>zap_huge_pmd</c>: clears the huge PMD under <c>page_table_lock</c> (the kernel's <c>pmd_lock</c>), withdraws its
+    /// deposited table and gathers its block (every frame's map count drops now, the head's reference after the flush).
+    /// </summary>
     public void VisitHugePmd(long pmdTable, int pmdIndex, ulong address)
     {
         _table.EnterPageTableLock();
         ref ulong slot = ref _table.Entries(pmdTable)[pmdIndex];
-        ulong entry = slot;
-        Volatile.Write(ref slot, 0UL);
+        // Exchange: a TLB fill's accessed/dirty CAS cannot land after the clear.
+        ulong entry = Interlocked.Exchange(ref slot, 0UL);
+        _table.WithdrawDepositLocked(_gather);
         _table.ExitPageTableLock();
         _gather.NoteTranslationChange(address);
         _gather.NoteTranslationChange(address + PageGeometry.PmdSize - PageGeometry.PageSize);
+        if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0)
+        {
+            _table.Memory.RemoveHugeTailMappings(Pte.Frame(entry));
+        }
         if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0 && _gather.RemoveMapping(Pte.Frame(entry)))
         {
             Unmapped += PageGeometry.EntriesPerTable;

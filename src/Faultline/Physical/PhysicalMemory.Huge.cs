@@ -26,9 +26,18 @@ namespace Faultline.Physical;
 /// </para>
 /// <para>
 /// References: the head frame (<see cref="FrameFlags.HugeHead"/>) holds the block's count; tail frames
-/// (<see cref="FrameFlags.HugeTail"/>) have none. Drop the last reference with <see cref="PutHuge"/> or
-/// <see cref="FreeHuge"/>, never with <see cref="Put"/>, which frees a single frame. Thread-safe: all stacks are under
-/// the allocator's lock.
+/// (<see cref="FrameFlags.HugeTail"/>) have none, and <see cref="Get"/>, <see cref="TryGet"/>, <see cref="Put"/>,
+/// <see cref="PutBatch"/> and <see cref="Pin"/> of any frame of the block count on the head (the folio's refcount),
+/// so the last put of any of them frees the whole block through <see cref="FreeHuge"/>. Map counts stay per frame
+/// (<c>page_mapcount</c>): a huge PMD counts once on each of its 512 frames, so a split changes none of them.
+/// Thread-safe: all stacks are under the allocator's lock.
+/// </para>
+/// <para>
+/// A split huge PMD keeps its block whole: the 512 PTEs that replace it hold one reference each on the head, and the
+/// block goes back to the huge stack when the last of them goes. Breaking the block into 512 independent frames
+/// (<c>split_huge_page</c>) would put them on the 4 KiB stack for good, since nothing here compacts frames back into
+/// blocks; the price is that the unmapped part of a partly unmapped block stays allocated until the rest is freed
+/// (the kernel's deferred split queue reclaims it; not built here).
 /// </para>
 /// </remarks>
 internal sealed unsafe partial class PhysicalMemory
@@ -144,6 +153,164 @@ internal sealed unsafe partial class PhysicalMemory
         {
             PrepareZeroed(pfn);
         }
+    }
+
+    private long _hugeZeroFrame; // 0 until the huge zero page exists (set once with a CAS)
+
+    /// <summary>
+    /// The frame whose count stands for <paramref name="pfn"/>'s references: the head of its huge block, or itself.
+    /// A plain read of the flags: they are set before the block's frames are published and stay until it is freed.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private long ReferenceHolder(long pfn) =>
+        (_frames[pfn].Flags & (int)FrameFlags.HugeTail) != 0 ? pfn & ~(long)(HugeFrames - 1) : pfn;
+
+    /// <summary>True when <paramref name="pfn"/> is the head of an allocated huge block.</summary>
+    public bool IsHugeHead(long pfn) => (_frames[pfn].Flags & (int)FrameFlags.HugeHead) != 0;
+
+    /// <summary>True when <paramref name="pfn"/> belongs to an allocated huge block (head or tail).</summary>
+    public bool IsHugeFrame(long pfn) => (_frames[pfn].Flags & (int)(FrameFlags.HugeHead | FrameFlags.HugeTail)) != 0;
+
+    // The last reference of a frame or of a huge block went (Put).
+    private void FreeUnreferenced(long holder)
+    {
+        if (IsHugeHead(holder))
+        {
+            FreeHuge(holder);
+        }
+        else
+        {
+            Free((int)holder);
+        }
+    }
+
+    /// <summary>
+    /// <c>wp_can_reuse_anon_folio</c>'s large-folio rule for a frame of a block mapped only by PTEs: the block's
+    /// references are exactly its frames' map counts (no pin, no reference without a mapping), so a frame mapped once
+    /// is this mapping's alone. A block that a huge PMD still maps counts one reference for 512 map counts and fails,
+    /// which only makes the write copy. The caller holds the PTE lock of an entry mapping <paramref name="pfn"/>.
+    /// </summary>
+    private bool IsSplitBlockUnreferenced(long pfn)
+    {
+        if ((_frames[pfn].Flags & (int)(FrameFlags.HugeHead | FrameFlags.HugeTail)) == 0)
+        {
+            return false;
+        }
+        long head = ReferenceHolder(pfn);
+        long mapped = 0;
+        for (long i = 0; i < HugeFrames; i++)
+        {
+            // Acquire reads; pair with the Interlocked map-count updates of faults, zaps and fork.
+            mapped += Volatile.Read(ref _frames[head + i].MapCount);
+        }
+        return mapped == Volatile.Read(ref _frames[head].RefCount);
+    }
+
+    /// <summary>
+    /// <c>folio_add_new_anon_rmap</c> for a fresh huge block a fault is about to map with one huge PMD: every frame
+    /// becomes anonymous, mapped once, exclusive, owned by <paramref name="anonVma"/> at consecutive indices from
+    /// <paramref name="firstIndex"/>. Plain stores: the PMD's release store publishes them.
+    /// </summary>
+    public void SetNewHugeAnonymous(long head, object? anonVma, ulong firstIndex)
+    {
+        for (long i = 0; i < HugeFrames; i++)
+        {
+            ref FrameInfo info = ref _frames[head + i];
+            info.Kind = FrameKind.Anonymous;
+            info.MapCount = 1;
+            info.Mapping = anonVma;
+            info.Index = firstIndex + (ulong)i;
+            info.Flags |= (int)FrameFlags.AnonExclusive;
+        }
+    }
+
+    /// <summary>
+    /// <c>folio_try_dup_anon_rmap_pmd</c> plus <c>folio_get</c>: a second huge PMD (a forked child's) maps the block. One
+    /// reference on the head, one map count on every frame, none exclusive. Called under the source PMD's lock.
+    /// </summary>
+    public void DuplicateHugeMapping(long head)
+    {
+        // Full fences; pair with the acquire reads in IsExclusiveAnonymous and the decrements of Put and the gather.
+        Interlocked.Increment(ref _frames[head].RefCount);
+        for (long i = 0; i < HugeFrames; i++)
+        {
+            Interlocked.Increment(ref _frames[head + i].MapCount);
+            ClearFlags(head + i, FrameFlags.AnonExclusive);
+        }
+    }
+
+    /// <summary>
+    /// A huge PMD mapping the block went away: the map count of every frame but the head drops now (the gather's
+    /// <c>RemoveMapping</c> of the head drops the head's, and its reference after the flush).
+    /// </summary>
+    public void RemoveHugeTailMappings(long head)
+    {
+        for (long i = 1; i < HugeFrames; i++)
+        {
+            // Full fence; pairs with the acquire read of the map count in IsExclusiveAnonymous.
+            Interlocked.Decrement(ref _frames[head + i].MapCount);
+        }
+    }
+
+    /// <summary>
+    /// <c>__split_huge_pmd_locked</c>'s accounting: the huge PMD's one reference becomes the 512 PTEs' references
+    /// (<c>folio_ref_add(HPAGE_PMD_NR - 1)</c>), and an exclusive block leaves every frame exclusive
+    /// (<c>PageAnonExclusive</c> per subpage). Called under the PMD's lock.
+    /// </summary>
+    public void SplitHugeMapping(long head)
+    {
+        // Full fence; pairs with Put's decrement.
+        Interlocked.Add(ref _frames[head].RefCount, HugeFrames - 1);
+        if (HasFlags(head, FrameFlags.AnonExclusive))
+        {
+            for (long i = 1; i < HugeFrames; i++)
+            {
+                SetFlags(head + i, FrameFlags.AnonExclusive);
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>mm_get_huge_zero_folio</c>: the huge zero page, allocated on first use and kept (read-only on the host) until
+    /// the arena goes. False, with nothing changed, when no huge block is free; <paramref name="allocated"/> says this
+    /// call made it (<c>thp_zero_page_alloc</c>). Thread-safe: racing first users agree on one block, the loser frees
+    /// its own.
+    /// </summary>
+    public bool TryGetHugeZeroFrame(out long head, out bool allocated)
+    {
+        allocated = false;
+        // Acquire; pairs with the CAS that published a block whose frames were cleared and protected before it.
+        head = Volatile.Read(ref _hugeZeroFrame);
+        if (head != 0)
+        {
+            return true;
+        }
+        if (!TryAllocateHuge(out long fresh))
+        {
+            return false;
+        }
+        PrepareZeroedHuge(fresh);
+        for (long i = 0; i < HugeFrames; i++)
+        {
+            _frames[fresh + i].Kind = FrameKind.Zero;
+        }
+        // Full fence: the cleared block is visible before its number (pairs with the acquire read above).
+        long winner = Interlocked.CompareExchange(ref _hugeZeroFrame, fresh, 0);
+        if (winner != 0)
+        {
+            for (long i = 0; i < HugeFrames; i++)
+            {
+                _frames[fresh + i].Kind = FrameKind.Allocated;
+            }
+            FreeHuge(fresh);
+            head = winner;
+            return true;
+        }
+        // Nothing writes to it; the protection makes a stray host write crash loudly, as for the zero frame.
+        HostPages.MakeReadOnly(FrameAddress(fresh), (nuint)(HugeFrames * FrameSize));
+        head = fresh;
+        allocated = true;
+        return true;
     }
 
     // Under _lock, with a free huge block: its frames join the 4 KiB free stack, lowest on top.

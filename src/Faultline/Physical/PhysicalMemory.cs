@@ -282,7 +282,7 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
 
     /// <summary><c>get_page</c>: one more reference. The caller already holds one, or holds the PTE lock of an entry mapping it.</summary>
     /// <remarks>Full fence; pairs with the decrement of <see cref="Put"/>, so the last put sees every get before it.</remarks>
-    public void Get(long pfn) => Interlocked.Increment(ref _frames[pfn].RefCount);
+    public void Get(long pfn) => Interlocked.Increment(ref _frames[ReferenceHolder(pfn)].RefCount);
 
     /// <summary>
     /// <c>get_page_unless_zero</c> (<c>folio_try_get</c>): one more reference unless the count is already zero (the
@@ -292,7 +292,7 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
     /// </summary>
     public bool TryGet(long pfn)
     {
-        ref int count = ref _frames[pfn].RefCount;
+        ref int count = ref _frames[ReferenceHolder(pfn)].RefCount;
         // Full fence per attempt; pairs with Put's decrement: an increment from a nonzero count cannot revive a frame
         // whose last put already happened, since that put left zero and the CAS would not match.
         int seen = Volatile.Read(ref count);
@@ -315,10 +315,11 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
     /// </summary>
     public void Put(long pfn)
     {
+        long holder = ReferenceHolder(pfn);
         // Full fence: orders this owner's last use of the frame before the free that the last put performs.
-        if (Interlocked.Decrement(ref _frames[pfn].RefCount) == 0)
+        if (Interlocked.Decrement(ref _frames[holder].RefCount) == 0)
         {
-            Free((int)pfn);
+            FreeUnreferenced(holder);
         }
     }
 
@@ -328,12 +329,18 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
         // Frames to free are collected on the stack and freed a chunk at a time (one allocator lock a chunk).
         Span<int> unreferenced = stackalloc int[256];
         int count = 0;
-        foreach (int pfn in frames)
+        foreach (int frame in frames)
         {
+            long pfn = ReferenceHolder(frame);
             // Full fence, as in Put.
             if (Interlocked.Decrement(ref _frames[pfn].RefCount) == 0)
             {
-                unreferenced[count++] = pfn;
+                if (IsHugeHead(pfn))
+                {
+                    FreeHuge(pfn);
+                    continue;
+                }
+                unreferenced[count++] = (int)pfn;
                 if (count == unreferenced.Length)
                 {
                     FreeBatch(unreferenced);
@@ -377,7 +384,8 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
             return true;
         }
         // Acquire reads; pair with the Interlocked updates of Get/Put and of the gather's map-count drop.
-        if (Volatile.Read(ref info.RefCount) != 1 || Volatile.Read(ref info.MapCount) != 1)
+        if (Volatile.Read(ref info.MapCount) != 1
+            || (Volatile.Read(ref _frames[ReferenceHolder(pfn)].RefCount) != 1 && !IsSplitBlockUnreferenced(pfn)))
         {
             return false;
         }
@@ -394,7 +402,7 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
         ref FrameInfo info = ref _frames[pfn];
         // Full fences; pair with the acquire reads of the counts in IsExclusiveAnonymous and the decrements of Put
         // and MmuGather.RemoveMapping.
-        Interlocked.Increment(ref info.RefCount);
+        Interlocked.Increment(ref _frames[ReferenceHolder(pfn)].RefCount);
         Interlocked.Increment(ref info.MapCount);
         ClearFlags(pfn, FrameFlags.AnonExclusive);
     }
@@ -406,7 +414,7 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
     public void Pin(long pfn)
     {
         // Full fences; pair with the acquire read in IsPinned and the decrements of Unpin and Put.
-        Interlocked.Increment(ref _frames[pfn].RefCount);
+        Interlocked.Increment(ref _frames[ReferenceHolder(pfn)].RefCount);
         Interlocked.Increment(ref _frames[pfn].PinCount);
     }
 

@@ -179,7 +179,12 @@ internal sealed class PinSyscall
         pfn = -1;
         unshare = false;
         PageTable table = _mm.PageTable;
-        if (table.WalkLockless(address, out PteLocation at, out _) != WalkStatus.Ok)
+        WalkStatus walked = table.WalkLockless(address, out PteLocation at, out _);
+        if (walked == WalkStatus.HugePmd)
+        {
+            return TryGrabHuge(table, address, at, write, out pfn);
+        }
+        if (walked != WalkStatus.Ok)
         {
             return false;
         }
@@ -221,5 +226,35 @@ internal sealed class PinSyscall
         {
             SpinWord.Exit(ref ptl);
         }
+    }
+
+    // follow_huge_pmd with FOLL_PIN: the subpage of a huge PMD that allows the access is pinned (counted on the block's
+    // head) under page_table_lock, and the PMD marked young (and dirty). The huge zero page is split instead, so a read
+    // pin finds the 4 KiB zero frame on the next try.
+    private bool TryGrabHuge(PageTable table, ulong address, in PteLocation at, bool write, out long pfn)
+    {
+        pfn = -1;
+        table.EnterPageTableLock();
+        ulong pmd = table.ReadPmdSlot(at.PmdTable, at.PmdIndex);
+        bool huge = (pmd & Pte.Huge) != 0 && Pte.IsPresent(pmd);
+        if (!huge || (write && (pmd & Pte.Writable) == 0) || (pmd & Pte.Special) != 0)
+        {
+            table.ExitPageTableLock();
+            if (huge && !write && (pmd & Pte.Special) != 0)
+            {
+                table.SplitHugePmd(address);
+            }
+            return false;
+        }
+        long frame = Pte.Frame(pmd) + (long)((address & (PageGeometry.PmdSize - 1)) >> PageGeometry.PageShift);
+        _mm.Memory.Pin(frame);
+        // A Cpu's TLB fill sets the same bits with a CAS and no lock: retry on the value it left.
+        while (!table.TrySetAccessedDirtyPmd(at, pmd, write))
+        {
+            pmd = table.ReadPmdSlot(at.PmdTable, at.PmdIndex);
+        }
+        table.ExitPageTableLock();
+        pfn = frame;
+        return true;
     }
 }

@@ -142,6 +142,11 @@ internal sealed class UserFaultFill
                 ulong from = Math.Max(start, vma.Start), to = Math.Min(end, vma.End);
                 bool mayWrite = (vma.Flags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
                 var visitor = new UffdWpVisitor(_mm.PageTable, protect, mayWrite, gather);
+                // Huge PMDs are write-protected 4 KiB at a time (no uffd-wp bit on a PMD here): split those in the range.
+                for (ulong pmd = from & ~(PageGeometry.PmdSize - 1); pmd < to; pmd += PageGeometry.PmdSize)
+                {
+                    _mm.PageTable.SplitHugePmd(Math.Max(pmd, from));
+                }
                 _mm.PageTable.Walker.Walk(from, to, ref visitor);
                 error = Errno.None;
                 reached = to;

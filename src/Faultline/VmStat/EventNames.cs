@@ -48,6 +48,10 @@ internal static class EventNames
         (VmEvent.GracePeriodReaderWait, new(VmCounters.GracePeriodReaderWait, "{reader}", VmCounterKind.Counter, "Cpus a grace period found inside an older read section and waited for.")),
         (VmEvent.AnonPages, new(VmCounters.AnonPages, "{page}", VmCounterKind.Level, "Resident anonymous pages now (MM_ANONPAGES; /proc/vmstat nr_anon_pages): a level, not a count of events.")),
         (VmEvent.ShmemPages, new(VmCounters.ShmemPages, "{page}", VmCounterKind.Level, "Resident shared-memory pages mapped now (MM_SHMEMPAGES; /proc/pid/status RssShmem): a level, not a count of events.")),
+        (VmEvent.ThpFaultAlloc, new(VmCounters.ThpFaultAlloc, "{fault}", VmCounterKind.Counter, "Huge pages a fault allocated and mapped with one PMD (/proc/vmstat thp_fault_alloc).")),
+        (VmEvent.ThpFaultFallback, new(VmCounters.ThpFaultFallback, "{fault}", VmCounterKind.Counter, "Huge faults that found no free huge block and fell back to 4 KiB pages (/proc/vmstat thp_fault_fallback).")),
+        (VmEvent.ThpSplitPmd, new(VmCounters.ThpSplitPmd, "{split}", VmCounterKind.Counter, "Huge PMDs split into 512 PTEs (/proc/vmstat thp_split_pmd).")),
+        (VmEvent.ThpZeroPageAlloc, new(VmCounters.ThpZeroPageAlloc, "{page}", VmCounterKind.Counter, "Huge zero pages allocated (/proc/vmstat thp_zero_page_alloc).")),
     ];
 
     private static readonly VmCounterInfo[] s_byEvent = Index();

@@ -90,4 +90,12 @@ internal enum VmEvent
     /// <see cref="AnonPages"/>.
     /// </summary>
     ShmemPages,
+    /// <summary><c>thp_fault_alloc</c>: huge pages a fault allocated and mapped with one PMD.</summary>
+    ThpFaultAlloc,
+    /// <summary><c>thp_fault_fallback</c>: huge faults that found no free huge block and fell back to 4 KiB pages.</summary>
+    ThpFaultFallback,
+    /// <summary><c>thp_split_pmd</c>: huge PMDs replaced by a table of 512 PTEs.</summary>
+    ThpSplitPmd,
+    /// <summary><c>thp_zero_page_alloc</c>: huge zero pages allocated.</summary>
+    ThpZeroPageAlloc,
 }

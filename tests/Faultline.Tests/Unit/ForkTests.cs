@@ -277,17 +277,13 @@ public sealed class ForkTests
         const ulong PmdSpan = PageGeometry.PmdSize;
         using var parent = NewSpace(FaultPath.MmapLock);
         ulong a = MapFixed(parent, Base, 2 * PmdSpan);
+        parent.Advise(a + PmdSpan, PmdSpan, Advice.HugePage);
         using Cpu cpu = parent.AttachCpu();
         cpu.Store(a, 1L);
+        cpu.Store(a + PmdSpan, 2L);
         MemoryDescriptor mm = parent.Descriptor;
-        int pfn = mm.Memory.Allocate();
-        ref FrameInfo info = ref mm.Memory.Info(pfn);
-        info.Kind = FrameKind.Anonymous;
-        info.MapCount = 1;
-        var frames = new FrameCache(mm.Memory);
-        mm.PageTable.InstallHugePmdForTest(a + PmdSpan, pfn, new PageProtection(true, true, false), writable: true, frames);
-        frames.DrainAll();
-
+        Assert.Equal(WalkStatus.HugePmd, mm.PageTable.WalkLockless(a + PmdSpan, out _, out ulong subpage));
+        long pfn = Pte.Frame(subpage);
         using AddressSpace child = parent.Fork();
 
         Assert.Equal(2, mm.Memory.Info(pfn).RefCount);

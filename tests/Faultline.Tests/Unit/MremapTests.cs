@@ -130,13 +130,13 @@ public sealed class MremapTests
         using var space = NewSpace();
         ulong a = MapFixed(space, Base, PmdSpan);
         MemoryDescriptor mm = space.Descriptor;
-        int pfn = mm.Memory.Allocate();
-        ref FrameInfo info = ref mm.Memory.Info(pfn);
-        info.Kind = FrameKind.Anonymous;
-        info.MapCount = 1;
-        var frames = new FrameCache(mm.Memory);
-        mm.PageTable.InstallHugePmdForTest(a, pfn, new PageProtection(true, true, false), writable: true, frames);
-        frames.DrainAll();
+        space.Advise(a, PmdSpan, Advice.HugePage);
+        using (Cpu cpu = space.AttachCpu())
+        {
+            cpu.Store(a + Page, 9L);
+        }
+        Assert.Equal(WalkStatus.HugePmd, mm.PageTable.WalkLockless(a, out _, out ulong subpage));
+        long pfn = Pte.Frame(subpage);
 
         ulong moved = space.Remap(a, PmdSpan, PmdSpan, RemapFlags.MayMove | RemapFlags.Fixed, Base + 2 * PmdSpan);
 
@@ -144,6 +144,9 @@ public sealed class MremapTests
         Assert.Equal(0, space.CountResidentPages(a, a + PmdSpan));
         Assert.Equal(1, mm.Memory.Info(pfn).RefCount);
         Assert.Equal(1, mm.Memory.Info(pfn).MapCount);
+        Assert.Equal(WalkStatus.HugePmd, mm.PageTable.WalkLockless(moved, out _, out _));
+        using Cpu reader = space.AttachCpu();
+        Assert.Equal(9L, reader.Load<long>(moved + Page));
     }
 
     [Fact]

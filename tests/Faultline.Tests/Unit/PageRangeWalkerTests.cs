@@ -120,26 +120,31 @@ public class PageRangeWalkerTests
     [Fact]
     public void HugePmdIsVisitedWholeCountedZappedAndReprotected()
     {
-        using var space = new AddressSpace();
+        using var space = new AddressSpace(new FaultlineOptions
+        {
+            PhysicalMemoryBytes = 16 << 20,
+            TransparentHugePages = TransparentHugePageMode.Always,
+        });
         MemoryDescriptor mm = space.Descriptor;
         PageTable table = mm.PageTable;
         ulong huge = Base + 4 * PmdSpan;
-        int pfn = mm.Memory.Allocate();
-        ref FrameInfo info = ref mm.Memory.Info(pfn);
-        info.Kind = FrameKind.Anonymous;
-        info.RefCount = 1;
-        info.MapCount = 1;
-        var frames = new FrameCache(mm.Memory);
-        table.InstallHugePmdForTest(huge, pfn, new PageProtection(true, true, false), writable: true, frames);
-        frames.DrainAll();
-        Assert.Equal(WalkStatus.UpperBad, table.WalkLockless(huge + 5 * Page, out _, out _));
+        space.Map(huge, PmdSpan, Protection.ReadWrite, MapFlags.Private | MapFlags.Anonymous | MapFlags.Fixed);
+        using (Cpu cpu = space.AttachCpu())
+        {
+            cpu.Store(huge + 5 * Page, 7L);
+        }
+        Assert.Equal(WalkStatus.HugePmd, table.WalkLockless(huge + 5 * Page, out _, out ulong subpage));
+        long pfn = Pte.Frame(subpage) - 5;
+        Assert.True(mm.Memory.IsHugeHead(pfn));
 
         List<Visit> visits = Walk(table, Base, huge + 2 * PmdSpan);
         Assert.Single(visits);
         Assert.True(visits[0].Huge);
         Assert.Equal(huge, visits[0].Address);
         ResidentCounts counts = table.CountResident(huge, huge + PmdSpan);
-        Assert.Equal((PageGeometry.EntriesPerTable, PageGeometry.EntriesPerTable, 0L, 0L), ((int)counts.Rss, (int)counts.Present, counts.Referenced, counts.Dirty));
+        Assert.Equal((PageGeometry.EntriesPerTable, PageGeometry.EntriesPerTable, PageGeometry.EntriesPerTable, PageGeometry.EntriesPerTable),
+            ((int)counts.Rss, (int)counts.Present, (int)counts.Referenced, (int)counts.Dirty));
+        Assert.Equal(PageGeometry.EntriesPerTable, counts.AnonHugePages);
 
         var protectGather = new MmuGather(mm.Memory, mm.Rcu);
         table.ChangeProtection(huge, huge + PmdSpan, new PageProtection(true, false, false), vmaMayWrite: false, protectGather);
