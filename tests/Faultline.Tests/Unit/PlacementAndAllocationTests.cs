@@ -1,7 +1,10 @@
+using Faultline.Tests.Support;
 using Xunit;
 
 namespace Faultline.Tests.Unit;
 
+// The allocation count runs alone, as ControlPlaneAllocationTests' do: beside other tests it counted bytes now and then.
+[Collection(ProcessWideStateCollection.Name)]
 public class PlacementAndAllocationTests
 {
     private const ulong Page = 4096;
