@@ -698,6 +698,6 @@ public sealed partial class AddressSpace : IDisposable
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.MemoryLockLimit,
             options.CapIpcLock, options.BrkStart, options.BackgroundZeroing, options.StackLimit,
             options.FaultAroundBytes >> PageGeometry.PageShift, options.ThpAlignedPlacement, options.SoftDirty,
-            options.TransparentHugePages);
+            options.TransparentHugePages, SwapOptions.ToSettings(options.Swap, (int)frames));
     }
 }

@@ -104,4 +104,10 @@ internal enum ProbePoint
     /// before the device is called.
     /// </summary>
     DeviceAccessLocked,
+    /// <summary>do_swap_page: the swap entry was read from the PTE, before <c>pte_unmap_same</c>.</summary>
+    SwapInBeforeUnmapSame,
+    /// <summary>do_swap_page: the page is in hand (from the swap cache or read in), before the PTE lock.</summary>
+    SwapInBeforePteLock,
+    /// <summary>Reclaim: every PTE mapping the frame holds the swap entry and the TLBs were flushed, before the page-out.</summary>
+    ReclaimUnmapped,
 }

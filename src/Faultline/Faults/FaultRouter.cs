@@ -11,6 +11,9 @@ namespace Faultline.Faults;
 /// </summary>
 internal static class FaultRouter
 {
+    // Reclaim-and-retry rounds before a fault gives up with VM_FAULT_OOM (the allocator's no_progress_loops).
+    private const int DirectReclaimAttempts = 16;
+
     /// <summary>Raises a fault for an access and returns its outcome.</summary>
     public static AccessOutcome Fault(MemoryDescriptor mm, FaultCpu cpu, ulong address, AccessKind access)
     {
@@ -39,6 +42,12 @@ internal static class FaultRouter
             {
                 fault.Flags |= FaultFlags.Tried;
             }
+            result = ClassicFaultPath.Handle(ref fault);
+        }
+        // __alloc_pages_slowpath: no free frame; with a swap area, direct reclaim (no lock held here) and a new attempt.
+        for (int attempt = 0; (result & FaultResult.Oom) != 0 && attempt < DirectReclaimAttempts && mm.Node?.DirectReclaim() == true; attempt++)
+        {
+            fault = new FaultContext(mm, cpu, address, access);
             result = ClassicFaultPath.Handle(ref fault);
         }
         return Outcome(ref fault, result);

@@ -48,6 +48,19 @@ internal static class EventNames
         (VmEvent.GracePeriodReaderWait, new(VmCounters.GracePeriodReaderWait, "{reader}", VmCounterKind.Counter, "Cpus a grace period found inside an older read section and waited for.")),
         (VmEvent.AnonPages, new(VmCounters.AnonPages, "{page}", VmCounterKind.Level, "Resident anonymous pages now (MM_ANONPAGES; /proc/vmstat nr_anon_pages): a level, not a count of events.")),
         (VmEvent.ShmemPages, new(VmCounters.ShmemPages, "{page}", VmCounterKind.Level, "Resident shared-memory pages mapped now (MM_SHMEMPAGES; /proc/pid/status RssShmem): a level, not a count of events.")),
+        (VmEvent.SwapIn, new(VmCounters.SwapIn, "{page}", VmCounterKind.Counter, "Pages read in from a swap area (/proc/vmstat pswpin).")),
+        (VmEvent.SwapOut, new(VmCounters.SwapOut, "{page}", VmCounterKind.Counter, "Pages written out to a swap area (/proc/vmstat pswpout).")),
+        (VmEvent.MajorFault, new(VmCounters.MajorFault, "{fault}", VmCounterKind.Counter, "Faults that had to read the page from a swap area (/proc/vmstat pgmajfault).")),
+        (VmEvent.ScanKswapd, new(VmCounters.ScanKswapd, "{page}", VmCounterKind.Counter, "Pages the background reclaimer looked at on the inactive list (/proc/vmstat pgscan_kswapd).")),
+        (VmEvent.ScanDirect, new(VmCounters.ScanDirect, "{page}", VmCounterKind.Counter, "Pages direct reclaim looked at on the inactive list, for an allocation that failed (/proc/vmstat pgscan_direct).")),
+        (VmEvent.StealKswapd, new(VmCounters.StealKswapd, "{page}", VmCounterKind.Counter, "Pages the background reclaimer freed (/proc/vmstat pgsteal_kswapd).")),
+        (VmEvent.StealDirect, new(VmCounters.StealDirect, "{page}", VmCounterKind.Counter, "Pages direct reclaim freed (/proc/vmstat pgsteal_direct).")),
+        (VmEvent.Activate, new(VmCounters.Activate, "{page}", VmCounterKind.Counter, "Pages moved to the active list: referenced when reclaim looked at them (/proc/vmstat pgactivate).")),
+        (VmEvent.Deactivate, new(VmCounters.Deactivate, "{page}", VmCounterKind.Counter, "Pages moved from the active to the inactive list (/proc/vmstat pgdeactivate).")),
+        (VmEvent.LazyFreed, new(VmCounters.LazyFreed, "{page}", VmCounterKind.Counter, "MADV_FREE pages reclaim discarded because they stayed clean (/proc/vmstat pglazyfreed).")),
+        (VmEvent.AllocStall, new(VmCounters.AllocStall, "{fault}", VmCounterKind.Counter, "Faults that found no free frame and ran direct reclaim (/proc/vmstat allocstall_*).")),
+        (VmEvent.KswapdRun, new(VmCounters.KswapdRun, "{run}", VmCounterKind.Counter, "Background reclaimer runs (/proc/vmstat pageoutrun).")),
+        (VmEvent.SwapWriteFailed, new(VmCounters.SwapWriteFailed, "{page}", VmCounterKind.Counter, "Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).")),
     ];
 
     private static readonly VmCounterInfo[] s_byEvent = Index();
