@@ -17,4 +17,8 @@ public sealed partial class AddressSpace
     /// by forked address spaces' entries). A snapshot; thread-safe.
     /// </summary>
     public long SwapCachedBytes => (Live.Node?.Swap.CachedPages ?? 0) * PageGeometry.PageSize;
+
+    // A fork that ran out of frames for the child's tables: with a swap area, direct reclaim (no lock held) and another
+    // attempt, a bounded number of times, as the allocator retries after reclaim before it fails.
+    private bool ReclaimForRetry(int attempt) => attempt < 16 && Live.Node?.DirectReclaim() == true;
 }

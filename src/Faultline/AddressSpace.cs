@@ -240,12 +240,18 @@ public sealed partial class AddressSpace : IDisposable
     /// </remarks>
     /// <exception cref="MemoryOperationException"><see cref="Errno.ENOMEM"/> when guest RAM ran out for the child's page tables.</exception>
     /// <exception cref="ObjectDisposedException">This address space is disposed.</exception>
-    public AddressSpace Fork()
+    public AddressSpace Fork() => Fork(attempt: 0);
+
+    private AddressSpace Fork(int attempt)
     {
         AddressSpace child;
         try
         {
             child = new AddressSpace(Options, Live.Memory);
+        }
+        catch (OutOfMemoryException) when (ReclaimForRetry(attempt))
+        {
+            return Fork(attempt + 1);
         }
         catch (OutOfMemoryException)
         {
@@ -254,6 +260,11 @@ public sealed partial class AddressSpace : IDisposable
         try
         {
             Errno error = _fork.Fork(child._mm, child._editor);
+            if (error == Errno.ENOMEM && ReclaimForRetry(attempt))
+            {
+                child.Dispose();
+                return Fork(attempt + 1);
+            }
             if (error != Errno.None)
             {
                 throw new MemoryOperationException("fork", error);

@@ -25,7 +25,7 @@ public sealed record SwapOptions
 
     /// <summary>
     /// <c>low_wmark_pages</c>: when an allocation leaves fewer free frames than this, the background reclaimer wakes.
-    /// 0 (the default) chooses 1/64 of guest RAM, at least 16 frames.
+    /// 0 (the default) chooses 1/32 of guest RAM, at least 128 frames (two Cpus' frame caches) and at most a quarter of it.
     /// </summary>
     public int LowWatermarkPages { get; init; }
 
@@ -56,7 +56,7 @@ public sealed record SwapOptions
         {
             throw new ArgumentOutOfRangeException(nameof(options), "Swap watermarks must lie between 0 and the frame count");
         }
-        int low = options.LowWatermarkPages > 0 ? options.LowWatermarkPages : Math.Max(16, frames / 64);
+        int low = options.LowWatermarkPages > 0 ? options.LowWatermarkPages : Math.Min(frames / 4, Math.Max(128, frames / 32));
         int high = options.HighWatermarkPages > 0 ? Math.Max(low, options.HighWatermarkPages) : Math.Min(frames - 1, 2 * low);
         string? path = options.Kind == SwapAreaKind.File
             ? options.FilePath ?? Path.Combine(Path.GetTempPath(), $"faultline-swap-{Environment.ProcessId}-{Guid.NewGuid():N}")

@@ -88,11 +88,8 @@ internal sealed class SwapSpace : ISwapEntries, IDisposable
         // folio_trylock: the frame bit is taken with an atomic or; whoever set it first owns the frame.
         if (device.LookupCache(entry.Offset) == pfn && TryLock(pfn))
         {
-            if (device.UseCount(entry.Offset) == 0)
-            {
-                RemoveFromCache(device, entry.Offset, pfn);
-            }
-            _memory.ClearFlags(pfn, FrameFlags.Locked);
+            FreeIfUnused(pfn);
+            UnlockAndFreeIfUnused(pfn);
         }
         _memory.Put(pfn);
     }
@@ -110,6 +107,25 @@ internal sealed class SwapSpace : ISwapEntries, IDisposable
         SwapEntry entry = SwapEntry.FromPte(_memory.Info(pfn).SwapEntry);
         SwapDevice? device = DeviceOf(entry);
         return device is not null && device.UseCount(entry.Offset) == 0 && RemoveFromCache(device, entry.Offset, pfn);
+    }
+
+    /// <summary>
+    /// <c>folio_unlock</c> of a swap-cache frame the caller holds referenced, then <see cref="FreeIfUnused"/> again if
+    /// the slot lost its last entry meanwhile: a <see cref="Free"/> that found the frame locked left that to whoever
+    /// unlocks it, so whoever unlocks last sees the count at 0 (the unlock and the count's decrement are both full fences).
+    /// </summary>
+    public void UnlockAndFreeIfUnused(int pfn)
+    {
+        while (true)
+        {
+            _memory.ClearFlags(pfn, FrameFlags.Locked);
+            if (!_memory.HasFlags(pfn, FrameFlags.SwapCache) || UseCount(SwapEntry.FromPte(_memory.Info(pfn).SwapEntry)) != 0
+                || !TryLock(pfn))
+            {
+                return;
+            }
+            FreeIfUnused(pfn);
+        }
     }
 
     /// <summary>

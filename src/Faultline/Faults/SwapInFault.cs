@@ -177,6 +177,8 @@ internal static class SwapInFault
             | (writable ? Pte.DirtyBits : 0)
             | ((pte & Pte.SwapSoftDirty) != 0 ? Pte.SoftDirty : 0)
             | (uffdWp ? Pte.UffdWp : 0);
+        // One reference beyond the mapping's, held until the cache is done with: an unmap racing from here may drop that.
+        memory.Get(pfn);
         // Release store: the frame's contents, counts and flags are visible before the PTE (set_pte_at); the lookup's
         // reference becomes the mapping's.
         table.WritePte(fault.Location, mapped);
@@ -186,6 +188,7 @@ internal static class SwapInFault
         // is freed now (try_to_free_swap) rather than kept for a clean re-reclaim, unless reclaim holds the page locked
         // (it drops it from the cache itself when done).
         DropIfUnused(mm, device, entry, pfn);
+        memory.Put(pfn);
         return FaultResult.Ok;
     }
 
@@ -198,6 +201,6 @@ internal static class SwapInFault
             return;
         }
         swap.FreeIfUnused(pfn);
-        mm.Memory.ClearFlags(pfn, FrameFlags.Locked);
+        swap.UnlockAndFreeIfUnused(pfn);
     }
 }

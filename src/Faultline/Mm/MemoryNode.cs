@@ -89,7 +89,8 @@ internal sealed class MemoryNode
 
     /// <summary>
     /// <c>__alloc_pages_direct_reclaim</c>: a fault found no free frame; reclaims a batch on the calling thread (which
-    /// holds no lock) and wakes the background reclaimer. True when a frame is free now (reclaimed here or elsewhere).
+    /// holds no lock) and wakes the background reclaimer. True when it made progress: it freed frames, or frames are
+    /// free now (freed elsewhere).
     /// </summary>
     public bool DirectReclaim()
     {

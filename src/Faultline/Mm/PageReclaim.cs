@@ -94,7 +94,7 @@ internal static class PageReclaim
         }
         // A page kept in memory whose slot no entry names any more needs the slot no longer (folio_free_swap).
         node.Swap.FreeIfUnused(pfn);
-        memory.ClearFlags(pfn, FrameFlags.Locked);
+        node.Swap.UnlockAndFreeIfUnused(pfn);
         if (verdict == Verdict.Activate)
         {
             node.Counters.AddShared(VmEvent.Activate);
