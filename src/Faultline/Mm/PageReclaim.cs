@@ -1,3 +1,4 @@
+using Faultline.Areas;
 using Faultline.Backing;
 using Faultline.Concurrency;
 using Faultline.Paging;
@@ -111,7 +112,7 @@ internal static class PageReclaim
     public static int ClearReferences(PhysicalMemory memory, long pfn)
     {
         int referenced = 0;
-        ReverseMap.Walk(memory, pfn, (mm, address, at) =>
+        ReverseMap.Walk(memory, pfn, (mm, _, address, at) =>
         {
             PageTable table = mm.PageTable;
             ref int ptl = ref table.PteLock(at.PteTable);
@@ -180,8 +181,13 @@ internal static class PageReclaim
                 swap.DeviceOf(entry)!.InsertCache(memory, entry.Offset, pfn);
             }
         }
-        if (!TryToUnmap(node, pfn, lazy ? 0 : entry.ToPte(), swap.DeviceOf(entry)))
+        if (!TryToUnmap(node, pfn, lazy ? 0 : entry.ToPte(), swap.DeviceOf(entry), out bool mlocked) || mlocked)
         {
+            if (mlocked)
+            {
+                // Some PTEs may hold the swap entry already; the page stays in the swap cache and comes back on a fault.
+                return Verdict.Activate;
+            }
             // A lazily freed page written since MADV_FREE: it is swap-backed again (folio_set_swapbacked).
             memory.ClearFlags(pfn, FrameFlags.LazyFree);
             return Verdict.Activate;
@@ -233,17 +239,25 @@ internal static class PageReclaim
     /// <c>try_to_unmap</c>: under each PTE lock the reverse map finds, replaces the entry mapping the frame with
     /// <paramref name="swapPte"/> (with the entry's soft-dirty, uffd-wp and exclusive bits) and moves the PTE's dirty bit
     /// to the frame; for a lazily freed page (<paramref name="swapPte"/> 0) clears it instead, unless the PTE is dirty
-    /// (false: the page was written). Then flushes each address space's TLBs (a grace period over the pages) before the
+    /// (false: the page was written). A page in a <c>VM_LOCKED</c> VMA stops the walk (<paramref name="mlocked"/>).
+    /// Then flushes each address space's TLBs (a grace period over the pages) before the
     /// mappings' references are dropped, so no Cpu can still write to the frame when the page-out reads it.
     /// </summary>
-    private static bool TryToUnmap(MemoryNode node, int pfn, ulong swapPte, SwapDevice? device)
+    private static bool TryToUnmap(MemoryNode node, int pfn, ulong swapPte, SwapDevice? device, out bool mlocked)
     {
         PhysicalMemory memory = node.Memory;
         bool exclusive = memory.HasFlags(pfn, FrameFlags.AnonExclusive);
         bool clean = true;
+        bool locked = false;
         var unmapped = new List<(MemoryDescriptor Mm, ulong Page)>();
-        ReverseMap.Walk(memory, pfn, (mm, address, at) =>
+        ReverseMap.Walk(memory, pfn, (mm, vma, address, at) =>
         {
+            if ((vma.Flags & VmFlags.Locked) != 0)
+            {
+                // try_to_unmap_one on a VM_LOCKED VMA: the page is mlocked and stays (the unevictable list's job).
+                locked = true;
+                return false;
+            }
             PageTable table = mm.PageTable;
             ref int ptl = ref table.PteLock(at.PteTable);
             SpinWord.Enter(ref ptl);
@@ -295,6 +309,7 @@ internal static class PageReclaim
             memory.ClearFlags(pfn, FrameFlags.AnonExclusive);
         }
         FlushAndRelease(memory, pfn, unmapped);
+        mlocked = locked;
         return clean;
     }
 

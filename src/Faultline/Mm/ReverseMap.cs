@@ -22,7 +22,7 @@ internal static class ReverseMap
     public static List<(MemoryDescriptor Mm, ulong Address)> Find(PhysicalMemory memory, long pfn)
     {
         var found = new List<(MemoryDescriptor, ulong)>();
-        Walk(memory, pfn, (mm, address, _) =>
+        Walk(memory, pfn, (mm, _, address, _) =>
         {
             if (mm.PageTable.MapsFrameLocked(address, pfn))
             {
@@ -35,11 +35,11 @@ internal static class ReverseMap
 
     /// <summary>
     /// The walk behind <see cref="Find"/> (<c>rmap_walk_anon</c> with an <c>rmap_one</c>): calls
-    /// <paramref name="visit"/> with the family's lock held for every linked VMA's address where the frame's index
+    /// <paramref name="visit"/> with the family's lock held for every linked VMA (and its address) where the frame's index
     /// falls and a PTE table exists, with the table's location; the visitor takes the PTE lock itself and checks the
     /// entry. It returns false to stop the walk. Nothing is visited for a frame that is not anonymous.
     /// </summary>
-    public static void Walk(PhysicalMemory memory, long pfn, Func<MemoryDescriptor, ulong, PteLocation, bool> visit)
+    public static void Walk(PhysicalMemory memory, long pfn, Func<MemoryDescriptor, Vma, ulong, PteLocation, bool> visit)
     {
         ref FrameInfo info = ref memory.Info(pfn);
         if (info.Kind != FrameKind.Anonymous || info.Mapping is not AnonVma anonVma)
@@ -59,7 +59,7 @@ internal static class ReverseMap
                 }
                 ulong address = vma.Start + ((index - vma.PageOffset) << PageGeometry.PageShift);
                 var mm = (MemoryDescriptor)owner;
-                if (mm.PageTable.WalkLockless(address, out PteLocation at, out _) == WalkStatus.Ok && !visit(mm, address, at))
+                if (mm.PageTable.WalkLockless(address, out PteLocation at, out _) == WalkStatus.Ok && !visit(mm, vma, address, at))
                 {
                     return;
                 }

@@ -319,6 +319,23 @@ public sealed class SwapTests
     }
 
     [Fact]
+    public void LockedPagesStayResidentUnderPressure()
+    {
+        using AddressSpace space = NewSpace(ramBytes: 4 << 20, swapBytes: 32 << 20);
+        ulong locked = space.Map(Base, 64 * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+        Assert.Equal(Errno.None, space.Lock(locked, 64 * Page));
+        using Cpu cpu = space.AttachCpu();
+        Fill(cpu, locked, 64);
+        ulong other = space.Map(0, 1536 * Page, Protection.ReadWrite, MapFlags.PrivateAnonymous);
+        Fill(cpu, other, 1536);
+        Assert.True(space.GetCounters()[VmCounters.StealDirect] > 0);
+        Assert.Equal(64, space.CountResidentPages(locked, locked + 64 * Page));
+        Assert.Equal(Errno.EINVAL, space.TryAdvise(locked, Page, Advice.PageOut));
+        Verify(cpu, locked, 64);
+        Verify(cpu, other, 1536);
+    }
+
+    [Fact]
     public void ColdPagesAreReclaimedBeforeHotOnes()
     {
         using AddressSpace space = NewSpace();
