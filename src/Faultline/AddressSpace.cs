@@ -249,12 +249,13 @@ public sealed partial class AddressSpace : IDisposable
         {
             child = new AddressSpace(Options, Live.Memory);
         }
-        catch (OutOfMemoryException) when (ReclaimForRetry(attempt))
-        {
-            return Fork(attempt + 1);
-        }
         catch (OutOfMemoryException)
         {
+            // Reclaim runs once the failed child is gone (not in an exception filter, before its cleanup).
+            if (ReclaimForRetry(attempt))
+            {
+                return Fork(attempt + 1);
+            }
             throw new MemoryOperationException("fork", Errno.ENOMEM);
         }
         try
