@@ -240,7 +240,9 @@ public sealed partial class AddressSpace : IDisposable
     /// </remarks>
     /// <exception cref="MemoryOperationException"><see cref="Errno.ENOMEM"/> when guest RAM ran out for the child's page tables.</exception>
     /// <exception cref="ObjectDisposedException">This address space is disposed.</exception>
-    public AddressSpace Fork()
+    public AddressSpace Fork() => Fork(attempt: 0);
+
+    private AddressSpace Fork(int attempt)
     {
         AddressSpace child;
         try
@@ -249,11 +251,21 @@ public sealed partial class AddressSpace : IDisposable
         }
         catch (OutOfMemoryException)
         {
+            // Reclaim runs once the failed child is gone (not in an exception filter, before its cleanup).
+            if (ReclaimForRetry(attempt))
+            {
+                return Fork(attempt + 1);
+            }
             throw new MemoryOperationException("fork", Errno.ENOMEM);
         }
         try
         {
             Errno error = _fork.Fork(child._mm, child._editor);
+            if (error == Errno.ENOMEM && ReclaimForRetry(attempt))
+            {
+                child.Dispose();
+                return Fork(attempt + 1);
+            }
             if (error != Errno.None)
             {
                 throw new MemoryOperationException("fork", error);
@@ -702,6 +714,6 @@ public sealed partial class AddressSpace : IDisposable
             options.MaxMapCount, options.MmapMinAddress, options.MmapBase, options.MapZeroPageOnRead, options.MemoryLockLimit,
             options.CapIpcLock, options.BrkStart, options.BackgroundZeroing, options.StackLimit,
             options.FaultAroundBytes >> PageGeometry.PageShift, options.ThpAlignedPlacement, options.SoftDirty,
-            options.TransparentHugePages);
+            options.TransparentHugePages, SwapOptions.ToSettings(options.Swap, (int)frames));
     }
 }

@@ -13,13 +13,14 @@ public enum Advice
     Random = 1,
     /// <summary><c>MADV_SEQUENTIAL</c>: <c>VM_SEQ_READ</c>.</summary>
     Sequential = 2,
-    /// <summary><c>MADV_WILLNEED</c>: accepted; anonymous memory has nothing to read ahead until swap exists.</summary>
+    /// <summary><c>MADV_WILLNEED</c>: accepted; swapped-out anonymous pages are not read ahead (they come back on their fault).</summary>
     WillNeed = 3,
     /// <summary><c>MADV_DONTNEED</c>: drops the pages; the next touch reads zeros. EINVAL on locked memory.</summary>
     DontNeed = 4,
     /// <summary>
-    /// <c>MADV_FREE</c>: private anonymous pages become lazily freeable (clean, smaps <c>LazyFree</c>); they would be
-    /// dropped under memory pressure, which Faultline does not apply yet, and a write before that keeps them.
+    /// <c>MADV_FREE</c>: private anonymous pages become lazily freeable (clean, smaps <c>LazyFree</c>); with a swap area
+    /// (<see cref="FaultlineOptions.Swap"/>) reclaim discards them instead of writing them (they read back as zeros),
+    /// and a write before that keeps them.
     /// </summary>
     Free = 8,
     /// <summary><c>MADV_REMOVE</c>: punches a hole in shared memory; EINVAL on private anonymous memory.</summary>
@@ -40,9 +41,15 @@ public enum Advice
     WipeOnFork = 18,
     /// <summary><c>MADV_KEEPONFORK</c>: clears <see cref="WipeOnFork"/>.</summary>
     KeepOnFork = 19,
-    /// <summary><c>MADV_COLD</c>: accepted (EINVAL on locked memory); deactivation waits for reclaim.</summary>
+    /// <summary>
+    /// <c>MADV_COLD</c>: EINVAL on locked memory; with a swap area, private pages mapped once lose their Accessed bits and
+    /// move to the inactive list, so reclaim takes them first; without one, no effect.
+    /// </summary>
     Cold = 20,
-    /// <summary><c>MADV_PAGEOUT</c>: accepted (EINVAL on locked memory); page-out waits for swap.</summary>
+    /// <summary>
+    /// <c>MADV_PAGEOUT</c>: EINVAL on locked memory; with a swap area, private pages mapped once are reclaimed now
+    /// (written to the area, or discarded if lazily freed and clean); without one, no effect.
+    /// </summary>
     PageOut = 21,
     /// <summary><c>MADV_POPULATE_READ</c>: read-faults the range in; EINVAL where not readable, ENOMEM over a hole, EFAULT if a fault fails.</summary>
     PopulateRead = 22,

@@ -102,4 +102,11 @@ public sealed record FaultlineOptions
 
     /// <summary>Fill freed frames with a poison pattern (debug runs).</summary>
     public bool PoisonFreedFrames { get; init; }
+
+    /// <summary>
+    /// A swap area (<c>swapon</c>), or null (the default): without one guest RAM is a hard limit and a fault that finds
+    /// no free frame fails with <see cref="GuestOutOfMemoryException"/>; with one, anonymous pages are reclaimed to it
+    /// first. See <see cref="SwapOptions"/>.
+    /// </summary>
+    public SwapOptions? Swap { get; init; }
 }

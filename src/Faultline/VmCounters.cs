@@ -141,6 +141,44 @@ public static class VmCounters
 
     /// <summary><c>thp_zero_page_alloc</c>: Huge zero pages allocated (/proc/vmstat thp_zero_page_alloc).</summary>
     public const string ThpZeroPageAlloc = "thp_zero_page_alloc";
+    /// <summary><c>pswpin</c>: Pages read in from a swap area (/proc/vmstat pswpin).</summary>
+    public const string SwapIn = "pswpin";
+
+    /// <summary><c>pswpout</c>: Pages written out to a swap area (/proc/vmstat pswpout).</summary>
+    public const string SwapOut = "pswpout";
+
+    /// <summary><c>pgmajfault</c>: Faults that had to read the page from a swap area (/proc/vmstat pgmajfault).</summary>
+    public const string MajorFault = "pgmajfault";
+
+    /// <summary><c>pgscan_kswapd</c>: Pages the background reclaimer looked at on the inactive list (/proc/vmstat pgscan_kswapd).</summary>
+    public const string ScanKswapd = "pgscan_kswapd";
+
+    /// <summary><c>pgscan_direct</c>: Pages direct reclaim looked at on the inactive list, for an allocation that failed (/proc/vmstat pgscan_direct).</summary>
+    public const string ScanDirect = "pgscan_direct";
+
+    /// <summary><c>pgsteal_kswapd</c>: Pages the background reclaimer freed (/proc/vmstat pgsteal_kswapd).</summary>
+    public const string StealKswapd = "pgsteal_kswapd";
+
+    /// <summary><c>pgsteal_direct</c>: Pages direct reclaim freed (/proc/vmstat pgsteal_direct).</summary>
+    public const string StealDirect = "pgsteal_direct";
+
+    /// <summary><c>pgactivate</c>: Pages moved to the active list: referenced when reclaim looked at them (/proc/vmstat pgactivate).</summary>
+    public const string Activate = "pgactivate";
+
+    /// <summary><c>pgdeactivate</c>: Pages moved from the active to the inactive list (/proc/vmstat pgdeactivate).</summary>
+    public const string Deactivate = "pgdeactivate";
+
+    /// <summary><c>pglazyfreed</c>: MADV_FREE pages reclaim discarded because they stayed clean (/proc/vmstat pglazyfreed).</summary>
+    public const string LazyFreed = "pglazyfreed";
+
+    /// <summary><c>allocstall</c>: Faults that found no free frame and ran direct reclaim (/proc/vmstat allocstall_*).</summary>
+    public const string AllocStall = "allocstall";
+
+    /// <summary><c>pageoutrun</c>: Background reclaimer runs (/proc/vmstat pageoutrun).</summary>
+    public const string KswapdRun = "pageoutrun";
+
+    /// <summary><c>swap_write_failed</c>: Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).</summary>
+    public const string SwapWriteFailed = "swap_write_failed";
 
     /// <summary>Every counter, in a fixed order: its name, unit, kind and meaning.</summary>
     public static IReadOnlyList<VmCounterInfo> All => EventNames.All;

@@ -118,4 +118,10 @@ internal enum ProbePoint
     HugeFaultBeforePmdLock,
     /// <summary>Write fault on a read-only huge PMD (<c>do_huge_pmd_wp_page</c>), before the PMD is checked and changed under its lock.</summary>
     HugeWriteProtectBeforePmdLock,
+    /// <summary>do_swap_page: the swap entry was read from the PTE, before <c>pte_unmap_same</c>.</summary>
+    SwapInBeforeUnmapSame,
+    /// <summary>do_swap_page: the page is in hand (from the swap cache or read in), before the PTE lock.</summary>
+    SwapInBeforePteLock,
+    /// <summary>Reclaim: every PTE mapping the frame holds the swap entry and the TLBs were flushed, before the page-out.</summary>
+    ReclaimUnmapped,
 }

@@ -79,8 +79,8 @@ internal static class MapsFormatter
             Field(text, "Anonymous:", vma.Backing.IsAnonymous ? rss * 4 : 0);
             Field(text, "LazyFree:", counts.LazyFree * 4);
             Field(text, "AnonHugePages:", counts.AnonHugePages * 4);
-            Field(text, "Swap:", 0);
-            Field(text, "SwapPss:", 0);
+            Field(text, "Swap:", counts.Swap * 4);
+            Field(text, "SwapPss:", (counts.ScaledSwapPss >> ResidentCounts.PssShift) >> 10);
             // __show_smap prints pss_locked: a locked page mapped twice counts half here, as in Pss.
             Field(text, "Locked:", (vma.Flags & VmFlags.Locked) != 0 ? (counts.ScaledPss >> ResidentCounts.PssShift) >> 10 : 0);
             text.Append("THPeligible:    0\n");

@@ -11,6 +11,11 @@ namespace Faultline.Faults;
 /// </summary>
 internal static class FaultRouter
 {
+    // Direct-reclaim rounds in a row that free nothing before a fault gives up with VM_FAULT_OOM (the allocator's
+    // MAX_RECLAIM_RETRIES of no_progress_loops), and the most rounds in all.
+    private const int NoProgressRounds = 16;
+    private const int MaxReclaimRounds = 1024;
+
     /// <summary>
     /// Raises a fault for an access and returns its outcome; <paramref name="extra"/> adds flags the caller asks for
     /// (<see cref="FaultFlags.Unshare"/> from a read pin).
@@ -44,6 +49,16 @@ internal static class FaultRouter
             {
                 fault.Flags |= FaultFlags.Tried;
             }
+            result = ClassicFaultPath.Handle(ref fault);
+        }
+        // __alloc_pages_slowpath: no free frame; with a swap area, direct reclaim (no lock held here) and a new attempt,
+        // until reclaim stops making progress: other Cpus may take the frames one round freed before this one retries.
+        for (int stalls = 0, rounds = 0; (result & FaultResult.Oom) != 0 && mm.Node is { } node && stalls < NoProgressRounds
+            && rounds < MaxReclaimRounds; rounds++)
+        {
+            stalls = node.DirectReclaim() ? 0 : stalls + 1;
+            fault = new FaultContext(mm, cpu, address, access);
+            fault.Flags |= extra;
             result = ClassicFaultPath.Handle(ref fault);
         }
         return Outcome(ref fault, result);

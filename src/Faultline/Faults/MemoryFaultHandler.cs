@@ -70,9 +70,7 @@ internal static class MemoryFaultHandler
         }
         if (Pte.IsSwap(pte))
         {
-            // do_swap_page starts with pte_unmap_same; with no swap device the entry can only be stale.
-            FaultResult same = PteUnmapSame(ref fault);
-            return same == FaultResult.PtNotSame ? FaultResult.Ok : same == FaultResult.Ok ? FaultResult.SigBus : same;
+            return SwapInFault.Handle(ref fault);
         }
         if (!PteMapLock(ref fault))
         {
@@ -663,6 +661,8 @@ internal static class MemoryFaultHandler
         info.Mapping = fault.Vma!.AnonVma;
         info.Index = fault.PageOffset;
         fault.Mm.Memory.SetFlags(pfn, FrameFlags.AnonExclusive);
+        // folio_add_lru_vma: reclaim sees the page (only when a swap area gave the arena LRU lists).
+        fault.Mm.Memory.Lru?.Add(pfn, active: false);
     }
 
     // A frame this fault allocated but did not install: one it zeroed is still zero; a copy is not.

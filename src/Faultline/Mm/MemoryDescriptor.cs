@@ -77,9 +77,14 @@ internal sealed class MemoryDescriptor : IDisposable
             memory.Dispose();
             throw;
         }
+        Node = MemoryNode.Attach(memory, settings.Swap);
+        PageTable.SwapEntries = Node?.Swap;
         Owner = this;
         Zapper = new MappingZapper(this);
     }
+
+    /// <summary>The arena's reclaim state and swap areas; null when no swap area was configured.</summary>
+    public MemoryNode? Node { get; }
 
     /// <summary>This address space's side of page-cache backings' reverse maps (<c>unmap_mapping_range</c>).</summary>
     public Backing.IMappingZapper Zapper { get; }
@@ -324,6 +329,7 @@ internal sealed class MemoryDescriptor : IDisposable
             }
         }
         SharedCounters.AccumulateInto(totals);
+        Node?.Counters.AccumulateInto(totals);
         totals[(int)VmEvent.GracePeriod] = Rcu.GracePeriods;
         totals[(int)VmEvent.GracePeriodReaderWait] = Rcu.ReaderWaits;
         return totals;
@@ -389,6 +395,8 @@ internal sealed class MemoryDescriptor : IDisposable
             {
                 ReleaseMappings();
             }
+            // The last user stops the reclaimer before the arena goes (it may be working on this arena's frames).
+            Node?.Detach();
             Memory.Dispose();
         }
         finally

@@ -23,6 +23,7 @@ namespace Faultline.Mm;
 /// <param name="ThpAlignedPlacement">A hint-less private anonymous mmap of a multiple of 2 MiB is placed 2 MiB-aligned (<c>thp_get_unmapped_area_vmflags</c>).</param>
 /// <param name="FaultAroundPages"><c>fault_around_pages</c>: the aligned window a read fault on a page-cache backing maps cached pages in.</param>
 /// <param name="TransparentHugePages"><c>/sys/kernel/mm/transparent_hugepage/enabled</c>; read through <see cref="ThpPolicy"/>.</param>
+/// <param name="Swap">The swap area of the arena (its first address space's choice; a forked child shares it), or null.</param>
 /// <param name="SoftDirty"><c>CONFIG_MEM_SOFT_DIRTY</c>: new VMAs get <c>VM_SOFTDIRTY</c> and pagemap reports soft-dirty bits.</param>
 internal readonly record struct MmSettings(
     int FrameCount,
@@ -41,4 +42,5 @@ internal readonly record struct MmSettings(
     int FaultAroundPages = 16,
     bool ThpAlignedPlacement = true,
     bool SoftDirty = false,
-    TransparentHugePageMode TransparentHugePages = TransparentHugePageMode.Madvise);
+    TransparentHugePageMode TransparentHugePages = TransparentHugePageMode.Madvise,
+    SwapSettings? Swap = null);

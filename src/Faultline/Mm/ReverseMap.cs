@@ -22,10 +22,29 @@ internal static class ReverseMap
     public static List<(MemoryDescriptor Mm, ulong Address)> Find(PhysicalMemory memory, long pfn)
     {
         var found = new List<(MemoryDescriptor, ulong)>();
+        Walk(memory, pfn, (mm, _, address, _) =>
+        {
+            if (mm.PageTable.MapsFrameLocked(address, pfn))
+            {
+                found.Add((mm, address));
+            }
+            return true;
+        });
+        return found;
+    }
+
+    /// <summary>
+    /// The walk behind <see cref="Find"/> (<c>rmap_walk_anon</c> with an <c>rmap_one</c>): calls
+    /// <paramref name="visit"/> with the family's lock held for every linked VMA (and its address) where the frame's index
+    /// falls and a PTE table exists, with the table's location; the visitor takes the PTE lock itself and checks the
+    /// entry. It returns false to stop the walk. Nothing is visited for a frame that is not anonymous.
+    /// </summary>
+    public static void Walk(PhysicalMemory memory, long pfn, Func<MemoryDescriptor, Vma, ulong, PteLocation, bool> visit)
+    {
         ref FrameInfo info = ref memory.Info(pfn);
         if (info.Kind != FrameKind.Anonymous || info.Mapping is not AnonVma anonVma)
         {
-            return found;
+            return;
         }
         ulong index = info.Index;
         anonVma.EnterFamilyLock();
@@ -40,9 +59,9 @@ internal static class ReverseMap
                 }
                 ulong address = vma.Start + ((index - vma.PageOffset) << PageGeometry.PageShift);
                 var mm = (MemoryDescriptor)owner;
-                if (mm.PageTable.MapsFrameLocked(address, pfn))
+                if (mm.PageTable.WalkLockless(address, out PteLocation at, out _) == WalkStatus.Ok && !visit(mm, vma, address, at))
                 {
-                    found.Add((mm, address));
+                    return;
                 }
             }
         }
@@ -50,6 +69,5 @@ internal static class ReverseMap
         {
             anonVma.ExitFamilyLock();
         }
-        return found;
     }
 }

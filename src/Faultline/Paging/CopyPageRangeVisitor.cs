@@ -76,7 +76,14 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
             {
                 continue;
             }
-            Debug.Assert(Pte.MapsFrame(entry), "no swap entries exist");
+            if (Pte.IsSwap(entry))
+            {
+                // copy_nonpresent_pte: the child references the same slot (swap_duplicate); neither entry is exclusive now.
+                _parent.SwapEntries?.Duplicate(SwapEntry.FromPte(entry));
+                Volatile.Write(ref source[i], entry & ~Pte.SwapExclusive);
+                Volatile.Write(ref destination[i], entry & ~Pte.SwapExclusive);
+                continue;
+            }
             ulong childEntry = Share(ref source[i], entry);
             if (OutOfMemory)
             {

@@ -83,16 +83,24 @@ internal unsafe struct PageMapVisitor : IPageRangeVisitor
     private ulong Entry(ulong entry, ulong index)
     {
         ulong flags = _vmaFlags;
+        if (!Pte.MapsFrame(entry))
+        {
+            // A swap entry: type in the low five bits, offset above them (make_pme of a swp_entry); soft-dirty and
+            // uffd-wp from the entry's own bits (pte_swp_soft_dirty, pte_swp_uffd_wp).
+            SwapEntry swap = SwapEntry.FromPte(entry);
+            if (_softDirty && (entry & Pte.SwapSoftDirty) != 0)
+            {
+                flags |= SoftDirty;
+            }
+            if ((entry & Pte.SwapUffdWp) != 0)
+            {
+                flags |= WriteProtected;
+            }
+            return flags | Swapped | (((uint)swap.Type | ((ulong)swap.Offset << 5)) & FrameMask);
+        }
         if (_softDirty && (entry & Pte.SoftDirty) != 0)
         {
             flags |= SoftDirty;
-        }
-        if (!Pte.MapsFrame(entry))
-        {
-            // A swap entry: type in the low five bits, offset above them (make_pme of a swp_entry).
-            ulong type = (entry >> 1) & 0x1F;
-            ulong offset = (entry & Pte.FrameMask) >> PageGeometry.PageShift;
-            return flags | Swapped | ((type | (offset << 5)) & FrameMask);
         }
         flags |= Present;
         if ((entry & (Pte.WriteTracked | Pte.UffdWp)) != 0)

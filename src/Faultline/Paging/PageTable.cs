@@ -574,6 +574,11 @@ internal sealed unsafe partial class PageTable
             {
                 residual++;
             }
+            else if (Pte.IsSwap(entry))
+            {
+                // Reclaim may have swapped out what a racing speculative fault installed after the zap.
+                SwapEntries?.Free(SwapEntry.FromPte(entry));
+            }
         }
     }
 
@@ -614,4 +619,19 @@ internal sealed unsafe partial class PageTable
         Walker.Walk(start, end, ref count);
         return count.Counts;
     }
+
+    /// <summary>
+    /// Replaces the PTE at <paramref name="at"/> if it still is <paramref name="expected"/> (reclaim's
+    /// <c>ptep_get_and_clear</c> and <c>ptep_test_and_clear_young</c>): a compare-and-swap, because a Cpu's TLB fill
+    /// sets Accessed and Dirty with one without the PTE lock. The caller holds the PTE lock.
+    /// </summary>
+    public bool TryReplacePte(in PteLocation at, ulong expected, ulong value) =>
+        // Full fence; pairs with the TLB fill's compare-and-swap and the lockless walks' acquire reads.
+        Interlocked.CompareExchange(ref Slot(at.PteTable, at.PteIndex), value, expected) == expected;
+
+    /// <summary>
+    /// The swap areas' side of this table's swap entries (a zap frees them, a fork duplicates them); null while the
+    /// address space has no swap, when no swap entry can exist. Set once, before the table is used.
+    /// </summary>
+    public ISwapEntries? SwapEntries { get; set; }
 }

@@ -6,10 +6,13 @@ namespace Faultline.Paging;
 /// not present to the hardware walker, but still mapping its frame), 9 special (the kernel's <c>_PAGE_SPECIAL</c>,
 /// a frame with no refcounting such as the zero frame), 10 uffd-wp (the kernel's <c>_PAGE_UFFD_WP</c>, software bit 2),
 /// 12-51 frame number, 63 no-execute. A non-zero entry that
-/// is neither present nor PROT_NONE is a swap entry (type in bits 1-5, offset in bits 12-50), reserved for swap.
-/// Write tracking uses software bits the hardware walker ignores, none inside a swap entry's type or offset: 11
-/// soft-dirty (x86's <c>_PAGE_SOFT_DIRTY</c>; a swap entry keeps it in the same bit, where x86 uses bit 1 for
-/// <c>_PAGE_SWP_SOFT_DIRTY</c>, since bits 1-5 hold the type here), 57 write-tracked (x86's fourth software bit: the
+/// is neither present nor PROT_NONE is a swap entry (<see cref="SwapEntry"/>: offset in bits 12-51, type in bits 52-56,
+/// so neither overlaps a bit a walker tests on a present entry: Accessed, Dirty, Special, 10, 11, 57, 58 and 63 are
+/// clear in every swap entry). Its own flags sit where x86 keeps them: <see cref="SwapSoftDirty"/> in bit 1
+/// (<c>_PAGE_SWP_SOFT_DIRTY</c> = <c>_PAGE_RW</c>), <see cref="SwapUffdWp"/> in bit 2 (<c>_PAGE_SWP_UFFD_WP</c> =
+/// <c>_PAGE_USER</c>), <see cref="SwapExclusive"/> in bit 3 (<c>_PAGE_SWP_EXCLUSIVE</c> = <c>_PAGE_PWT</c>); every walker
+/// tests <see cref="MapsFrame"/> before it reads Writable or User. Write tracking uses software bits the hardware walker
+/// ignores: 11 soft-dirty (x86's <c>_PAGE_SOFT_DIRTY</c>), 57 write-tracked (x86's fourth software bit: the
 /// dirty log armed the entry read-only, the next write fault clears it; kept apart from bit 10 so a user-fault
 /// channel's write protection and the dirty log never consume each other's state), 58 write-watched (x86's fifth
 /// software bit: a write watch armed the entry read-only, the next write fault notifies and clears it). An entry
@@ -27,7 +30,7 @@ internal static class Pte
     public const ulong Special = 1UL << 9;
     /// <summary>
     /// <c>_PAGE_UFFD_WP</c>: write-protected for a user-fault channel (a write faults to the handler). Bit 10, outside
-    /// the swap-entry fields (type 1-5, offset 12-50), so it could mark a swap entry as the kernel's swap bit does.
+    /// the swap-entry fields; a swap entry carries the protection in <see cref="SwapUffdWp"/>, as x86 does.
     /// </summary>
     public const ulong UffdWp = 1UL << 10;
     public const ulong NoExecute = 1UL << 63;
@@ -116,4 +119,16 @@ internal static class Pte
         AccessKind.Execute => (entry & (Present | NoExecute)) == Present,
         _ => (entry & Present) != 0,
     };
+
+    /// <summary><c>_PAGE_SWP_SOFT_DIRTY</c>: a swap entry's soft-dirty bit (bit 1, x86's <c>_PAGE_RW</c>).</summary>
+    public const ulong SwapSoftDirty = 1UL << 1;
+    /// <summary><c>_PAGE_SWP_UFFD_WP</c>: a swap entry's user-fault write protection (bit 2, x86's <c>_PAGE_USER</c>).</summary>
+    public const ulong SwapUffdWp = 1UL << 2;
+    /// <summary>
+    /// <c>_PAGE_SWP_EXCLUSIVE</c> (bit 3, x86's <c>_PAGE_PWT</c>): the page was exclusive to this entry when it was
+    /// unmapped, so a swap-in that finds no other user of the entry may map it writable.
+    /// </summary>
+    public const ulong SwapExclusive = 1UL << 3;
+    /// <summary>The flag bits a swap entry carries beside its type and offset.</summary>
+    public const ulong SwapFlags = SwapSoftDirty | SwapUffdWp | SwapExclusive;
 }

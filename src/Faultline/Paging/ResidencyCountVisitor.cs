@@ -11,7 +11,7 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
 {
     private readonly PageTable _table;
     private long _rss, _present, _referenced, _dirty;
-    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty, _lazyFree, _anonHuge;
+    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty, _lazyFree, _anonHuge, _swap, _swapPss;
 
     /// <summary>A count over <paramref name="table"/>.</summary>
     public ResidencyCountVisitor(PageTable table) => _table = table;
@@ -27,6 +27,8 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
         ScaledPssDirty = _pssDirty,
         LazyFree = _lazyFree,
         AnonHugePages = _anonHuge,
+        Swap = _swap,
+        ScaledSwapPss = _swapPss,
     };
 
     /// <summary>Counts the entries of one table.</summary>
@@ -60,6 +62,13 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
     {
         if (!Pte.MapsFrame(entry))
         {
+            if (Pte.IsSwap(entry))
+            {
+                // smaps_pte_entry: a swap entry counts towards Swap, and its share (the slot's users) towards SwapPss.
+                _swap += pages;
+                int users = Math.Max(1, _table.SwapEntries?.UseCount(SwapEntry.FromPte(entry)) ?? 1);
+                _swapPss += ((long)pages * PageGeometry.PageSize << ResidentCounts.PssShift) / users;
+            }
             return;
         }
         _present += pages;

@@ -23,6 +23,10 @@ internal readonly record struct ResidentCounts(long Rss, long Present, long Refe
     public long LazyFree { get; init; }
     /// <summary>Anonymous pages mapped by huge PMDs (smaps <c>AnonHugePages</c>, <c>smaps_pmd_entry</c>).</summary>
     public long AnonHugePages { get; init; }
+    /// <summary>Swap entries (smaps <c>Swap</c>): pages of the range that are swapped out.</summary>
+    public long Swap { get; init; }
+    /// <summary>Swapped-out bytes scaled by 2^<see cref="PssShift"/>, each page's size ÷ the slot's users (smaps <c>SwapPss</c>).</summary>
+    public long ScaledSwapPss { get; init; }
 
     /// <summary>The kernel's <c>PSS_SHIFT</c>: fixed-point bits that keep a page's share exact enough to sum.</summary>
     public const int PssShift = 12;

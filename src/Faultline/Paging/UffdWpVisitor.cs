@@ -42,6 +42,17 @@ internal unsafe struct UffdWpVisitor : IPageRangeVisitor
         for (int i = firstIndex; i < endIndex; i++)
         {
             ulong entry = entries[i];
+            if (Pte.IsSwap(entry))
+            {
+                // pte_swp_mkuffd_wp / pte_swp_clear_uffd_wp: the protection travels with the swapped-out page.
+                ulong marked = _protect ? entry | Pte.SwapUffdWp : entry & ~Pte.SwapUffdWp;
+                if (marked != entry)
+                {
+                    Volatile.Write(ref entries[i], marked);
+                    Changed++;
+                }
+                continue;
+            }
             if (!Pte.MapsFrame(entry))
             {
                 continue;

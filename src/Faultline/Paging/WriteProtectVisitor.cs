@@ -66,10 +66,10 @@ internal unsafe struct WriteProtectVisitor : IPageRangeVisitor
         ulong entry = Volatile.Read(ref slot);
         if (!Pte.MapsFrame(entry))
         {
-            if (Pte.IsSwap(entry) && (entry & _clear & Pte.SoftDirty) != 0)
+            if (Pte.IsSwap(entry) && (_clear & Pte.SoftDirty) != 0 && (entry & Pte.SwapSoftDirty) != 0)
             {
-                // pte_swp_clear_soft_dirty: a swap entry keeps its soft-dirty bit where a present one does.
-                Volatile.Write(ref slot, entry & ~Pte.SoftDirty);
+                // pte_swp_clear_soft_dirty: a swap entry keeps its soft-dirty bit in bit 1, as x86 does.
+                Volatile.Write(ref slot, entry & ~Pte.SwapSoftDirty);
             }
             return;
         }

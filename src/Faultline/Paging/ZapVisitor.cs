@@ -23,6 +23,9 @@ internal unsafe struct ZapVisitor : IPageRangeVisitor
     /// <summary>Refcounted (anonymous) pages unmapped so far.</summary>
     public long Unmapped { get; private set; }
 
+    /// <summary>Swap entries cleared so far (<c>MM_SWAPENTS</c>).</summary>
+    public long SwapEntriesFreed { get; private set; }
+
     /// <summary>Clears the entries under the table's PTE lock; a full batch is flushed with the lock held (<c>force_flush</c>).</summary>
     public void VisitPteTable(long pteTable, int firstIndex, int endIndex, ulong tableBase)
     {
@@ -47,6 +50,12 @@ internal unsafe struct ZapVisitor : IPageRangeVisitor
             if (Pte.MapsFrame(entry) && (entry & Pte.Special) == 0 && _gather.RemoveMapping(Pte.Frame(entry)))
             {
                 Unmapped++;
+            }
+            else if (Pte.IsSwap(entry))
+            {
+                // zap_nonpresent_ptes: free_swap_and_cache (munmap, exit, MADV_DONTNEED give their slots back).
+                _table.SwapEntries?.Free(SwapEntry.FromPte(entry));
+                SwapEntriesFreed++;
             }
             if (_gather.IsFull)
             {

@@ -34,4 +34,13 @@ internal enum FrameFlags
     HugeTail = 1 << 6,
     /// <summary><c>PG_writeback</c>: a page-cache frame being written back to its file; it is clean meanwhile.</summary>
     Writeback = 1 << 7,
+    /// <summary><c>PG_lru</c>: the frame is on one of the arena's LRU lists (<see cref="FrameLru"/>), not isolated.</summary>
+    Lru = 1 << 8,
+    /// <summary><c>PG_active</c>: the frame is on (or goes back to) the active list.</summary>
+    Active = 1 << 9,
+    /// <summary>
+    /// <c>PG_swapcache</c>: the frame is in a swap area's cache under <see cref="FrameInfo.SwapEntry"/> (being written
+    /// out, just read in, or shared by the entries of several address spaces).
+    /// </summary>
+    SwapCache = 1 << 10,
 }

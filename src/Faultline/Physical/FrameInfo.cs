@@ -40,4 +40,10 @@ internal struct FrameInfo
     /// <remarks>Plain field: written by the freeing writer before the frame is pushed under the allocator's lock and read
     /// by the Cpu that popped it under the same lock, so the lock's release/acquire orders them.</remarks>
     public bool Zeroed;
+    /// <summary>
+    /// <c>folio->swap</c>: the swap entry (page-table form, flags clear) of a frame in a swap cache
+    /// (<see cref="FrameFlags.SwapCache"/>); 0 otherwise. Written before the frame is published in the cache index
+    /// (whose release store orders it) and cleared after it leaves it.
+    /// </summary>
+    public ulong SwapEntry;
 }

@@ -150,6 +150,10 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
             info.Flags = 0;
         }
         Interlocked.Add(ref _framesInUse, n);
+        if (_lru is not null)
+        {
+            CheckWatermark();
+        }
         return n;
     }
 
@@ -169,6 +173,13 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
             Debug.Assert(pfn != ZeroFrame && info.Kind != FrameKind.Free, "double free or zero frame");
             Debug.Assert(info.PinCount == 0, "a pinned frame freed");
             Debug.Assert((info.Flags & (int)(FrameFlags.HugeHead | FrameFlags.HugeTail)) == 0, "a huge block's frame freed alone (FreeHuge)");
+            if ((Volatile.Read(ref info.Flags) & (int)FrameFlags.Lru) != 0)
+            {
+                // __folio_put: a frame still on an LRU list leaves it before it is free (its last user is gone, so no
+                // reclaim holds it: isolation takes a reference and clears the flag).
+                _lru!.Remove(pfn);
+            }
+            info.SwapEntry = 0;
             info.Kind = FrameKind.Free;
             info.RefCount = 0;
             info.MapCount = 0;

@@ -175,8 +175,16 @@ internal sealed class MadviseSyscall
             case Advice.WillNeed:
                 return Errno.None;
             case Advice.Cold or Advice.PageOut:
-                // can_madv_lru_vma; the deactivation and page-out themselves come with reclaim and swap.
-                return (flags & (VmFlags.Locked | VmFlags.PfnMap)) != 0 ? Errno.EINVAL : Errno.None;
+                // can_madv_lru_vma: locked and pfn-mapped memory is never reclaimed.
+                if ((flags & (VmFlags.Locked | VmFlags.PfnMap)) != 0)
+                {
+                    return Errno.EINVAL;
+                }
+                if (_mm.Node is { } node)
+                {
+                    LruAdvice.Apply(_mm, node, from, to, pageOut: advice == Advice.PageOut);
+                }
+                return Errno.None;
             case Advice.DontNeed or Advice.DontNeedLocked or Advice.Free:
                 // madvise_dontneed_free_valid_vma: host memory has no pages to drop.
                 if ((flags & VmFlags.PfnMap) != 0)

@@ -52,6 +52,19 @@ internal static class EventNames
         (VmEvent.ThpFaultFallback, new(VmCounters.ThpFaultFallback, "{fault}", VmCounterKind.Counter, "Huge faults that found no free huge block and fell back to 4 KiB pages (/proc/vmstat thp_fault_fallback).")),
         (VmEvent.ThpSplitPmd, new(VmCounters.ThpSplitPmd, "{split}", VmCounterKind.Counter, "Huge PMDs split into 512 PTEs (/proc/vmstat thp_split_pmd).")),
         (VmEvent.ThpZeroPageAlloc, new(VmCounters.ThpZeroPageAlloc, "{page}", VmCounterKind.Counter, "Huge zero pages allocated (/proc/vmstat thp_zero_page_alloc).")),
+        (VmEvent.SwapIn, new(VmCounters.SwapIn, "{page}", VmCounterKind.Counter, "Pages read in from a swap area (/proc/vmstat pswpin).")),
+        (VmEvent.SwapOut, new(VmCounters.SwapOut, "{page}", VmCounterKind.Counter, "Pages written out to a swap area (/proc/vmstat pswpout).")),
+        (VmEvent.MajorFault, new(VmCounters.MajorFault, "{fault}", VmCounterKind.Counter, "Faults that had to read the page from a swap area (/proc/vmstat pgmajfault).")),
+        (VmEvent.ScanKswapd, new(VmCounters.ScanKswapd, "{page}", VmCounterKind.Counter, "Pages the background reclaimer looked at on the inactive list (/proc/vmstat pgscan_kswapd).")),
+        (VmEvent.ScanDirect, new(VmCounters.ScanDirect, "{page}", VmCounterKind.Counter, "Pages direct reclaim looked at on the inactive list, for an allocation that failed (/proc/vmstat pgscan_direct).")),
+        (VmEvent.StealKswapd, new(VmCounters.StealKswapd, "{page}", VmCounterKind.Counter, "Pages the background reclaimer freed (/proc/vmstat pgsteal_kswapd).")),
+        (VmEvent.StealDirect, new(VmCounters.StealDirect, "{page}", VmCounterKind.Counter, "Pages direct reclaim freed (/proc/vmstat pgsteal_direct).")),
+        (VmEvent.Activate, new(VmCounters.Activate, "{page}", VmCounterKind.Counter, "Pages moved to the active list: referenced when reclaim looked at them (/proc/vmstat pgactivate).")),
+        (VmEvent.Deactivate, new(VmCounters.Deactivate, "{page}", VmCounterKind.Counter, "Pages moved from the active to the inactive list (/proc/vmstat pgdeactivate).")),
+        (VmEvent.LazyFreed, new(VmCounters.LazyFreed, "{page}", VmCounterKind.Counter, "MADV_FREE pages reclaim discarded because they stayed clean (/proc/vmstat pglazyfreed).")),
+        (VmEvent.AllocStall, new(VmCounters.AllocStall, "{fault}", VmCounterKind.Counter, "Faults that found no free frame and ran direct reclaim (/proc/vmstat allocstall_*).")),
+        (VmEvent.KswapdRun, new(VmCounters.KswapdRun, "{run}", VmCounterKind.Counter, "Background reclaimer runs (/proc/vmstat pageoutrun).")),
+        (VmEvent.SwapWriteFailed, new(VmCounters.SwapWriteFailed, "{page}", VmCounterKind.Counter, "Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).")),
     ];
 
     private static readonly VmCounterInfo[] s_byEvent = Index();

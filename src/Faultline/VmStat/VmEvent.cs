@@ -98,4 +98,30 @@ internal enum VmEvent
     ThpSplitPmd,
     /// <summary><c>thp_zero_page_alloc</c>: huge zero pages allocated.</summary>
     ThpZeroPageAlloc,
+    /// <summary><c>pswpin</c>: Pages read in from a swap area (/proc/vmstat pswpin).</summary>
+    SwapIn,
+    /// <summary><c>pswpout</c>: Pages written out to a swap area (/proc/vmstat pswpout).</summary>
+    SwapOut,
+    /// <summary><c>pgmajfault</c>: Faults that had to read the page from a swap area (/proc/vmstat pgmajfault).</summary>
+    MajorFault,
+    /// <summary><c>pgscan_kswapd</c>: Pages the background reclaimer looked at on the inactive list (/proc/vmstat pgscan_kswapd).</summary>
+    ScanKswapd,
+    /// <summary><c>pgscan_direct</c>: Pages direct reclaim looked at on the inactive list, for an allocation that failed (/proc/vmstat pgscan_direct).</summary>
+    ScanDirect,
+    /// <summary><c>pgsteal_kswapd</c>: Pages the background reclaimer freed (/proc/vmstat pgsteal_kswapd).</summary>
+    StealKswapd,
+    /// <summary><c>pgsteal_direct</c>: Pages direct reclaim freed (/proc/vmstat pgsteal_direct).</summary>
+    StealDirect,
+    /// <summary><c>pgactivate</c>: Pages moved to the active list: referenced when reclaim looked at them (/proc/vmstat pgactivate).</summary>
+    Activate,
+    /// <summary><c>pgdeactivate</c>: Pages moved from the active to the inactive list (/proc/vmstat pgdeactivate).</summary>
+    Deactivate,
+    /// <summary><c>pglazyfreed</c>: MADV_FREE pages reclaim discarded because they stayed clean (/proc/vmstat pglazyfreed).</summary>
+    LazyFreed,
+    /// <summary><c>allocstall</c>: Faults that found no free frame and ran direct reclaim (/proc/vmstat allocstall_*).</summary>
+    AllocStall,
+    /// <summary><c>pageoutrun</c>: Background reclaimer runs (/proc/vmstat pageoutrun).</summary>
+    KswapdRun,
+    /// <summary><c>swap_write_failed</c>: Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).</summary>
+    SwapWriteFailed,
 }

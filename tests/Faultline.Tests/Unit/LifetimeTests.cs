@@ -208,6 +208,9 @@ public sealed class LifetimeTests
             [nameof(AddressSpace.GetAndClearDirtyLog)] = () => space.GetAndClearDirtyLog(a, Page, new ulong[1]),
             [nameof(AddressSpace.TryGetAndClearDirtyLog)] = () => space.TryGetAndClearDirtyLog(a, Page, new ulong[1], out _),
             [nameof(AddressSpace.WatchWrites)] = () => space.WatchWrites(a, Page, (_, _) => { }),
+            [nameof(AddressSpace.SwapTotalBytes)] = () => _ = space.SwapTotalBytes,
+            [nameof(AddressSpace.SwapFreeBytes)] = () => _ = space.SwapFreeBytes,
+            [nameof(AddressSpace.SwapCachedBytes)] = () => _ = space.SwapCachedBytes,
         };
         foreach ((string name, Action call) in calls)
         {

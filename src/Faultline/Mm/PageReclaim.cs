@@ -1,0 +1,351 @@
+using Faultline.Areas;
+using Faultline.Backing;
+using Faultline.Concurrency;
+using Faultline.Paging;
+using Faultline.Physical;
+using Faultline.VmStat;
+
+namespace Faultline.Mm;
+
+/// <summary>
+/// Anonymous page reclaim (<c>mm/vmscan.c</c>): <c>shrink_node</c> over the arena's LRU lists, with
+/// <c>shrink_active_list</c> ageing pages by their Accessed bits and <c>shrink_folio_list</c> reclaiming what stayed
+/// unreferenced: <c>add_to_swap</c>, <c>try_to_unmap</c> through the reverse map (every PTE becomes the swap entry, the
+/// TLBs are flushed), <c>pageout</c> of a dirty page, and <c>__remove_mapping</c>, which frees the frame unless a
+/// lockless lookup took a reference meanwhile. <c>MADV_FREE</c> pages that stayed clean are discarded instead.
+/// </summary>
+/// <remarks>
+/// Runs on the background reclaimer, on a faulting thread (direct reclaim) or in <c>MADV_PAGEOUT</c>, holding no
+/// lock of any address space beyond what the caller holds (at most an mmap read lock). A frame is worked on isolated
+/// (off the lists, one reference held) and locked (<see cref="FrameFlags.Locked"/>, as the kernel's folio lock), so
+/// <c>free_swap_and_cache</c> and a swap-in leave its cache state to the reclaimer. Huge and pinned frames are skipped.
+/// </remarks>
+internal static class PageReclaim
+{
+    /// <summary><c>SWAP_CLUSTER_MAX</c>: frames isolated and reclaimed at a time.</summary>
+    public const int Batch = 32;
+
+    private enum Verdict
+    {
+        Freed,
+        Keep,
+        Activate,
+    }
+
+    /// <summary>
+    /// <c>shrink_node</c>: reclaims until <paramref name="target"/> frames were freed or every listed page was looked at
+    /// twice. Returns the frames freed.
+    /// </summary>
+    public static int Shrink(MemoryNode node, int target, bool direct)
+    {
+        FrameLru lru = node.Memory.Lru!;
+        Span<int> batch = stackalloc int[Batch];
+        int freed = 0;
+        long budget = 2 * (lru.InactiveCount + lru.ActiveCount) + Batch;
+        while (freed < target && budget > 0)
+        {
+            if (lru.InactiveCount <= lru.ActiveCount)
+            {
+                // inactive_is_low: age a batch of the active list first.
+                budget -= ShrinkActive(node, batch);
+            }
+            int isolated = lru.Isolate(active: false, batch, out int scanned);
+            budget -= Math.Max(1, scanned);
+            node.Counters.AddShared(direct ? VmEvent.ScanDirect : VmEvent.ScanKswapd, scanned);
+            if (isolated == 0 && lru.ActiveCount == 0)
+            {
+                break;
+            }
+            int stolen = 0;
+            for (int i = 0; i < isolated; i++)
+            {
+                stolen += Reclaim(node, batch[i], ignoreReferences: false) ? 1 : 0;
+            }
+            node.Counters.AddShared(direct ? VmEvent.StealDirect : VmEvent.StealKswapd, stolen);
+            freed += stolen;
+        }
+        return freed;
+    }
+
+    /// <summary>
+    /// <c>shrink_folio_list</c> for one isolated frame (the caller's isolation reference is consumed): true when the
+    /// frame was freed. <paramref name="ignoreReferences"/> is <c>MADV_PAGEOUT</c>'s <c>reclaim_pages</c>.
+    /// </summary>
+    public static bool Reclaim(MemoryNode node, int pfn, bool ignoreReferences)
+    {
+        PhysicalMemory memory = node.Memory;
+        FrameLru lru = memory.Lru!;
+        ref FrameInfo info = ref memory.Info(pfn);
+        if (info.Kind != FrameKind.Anonymous || memory.HasFlags(pfn, FrameFlags.HugeHead) || memory.HasFlags(pfn, FrameFlags.HugeTail)
+            || memory.IsPinned(pfn))
+        {
+            // folio_maybe_dma_pinned: a device may be using the memory behind every page table; THP is reclaimed elsewhere.
+            lru.Putback(pfn, active: true);
+            return false;
+        }
+        if (!node.Swap.TryLock(pfn))
+        {
+            lru.Putback(pfn, active: false);
+            return false;
+        }
+        Verdict verdict = ReclaimLocked(node, pfn, ignoreReferences);
+        if (verdict == Verdict.Freed)
+        {
+            return true;
+        }
+        // A page kept in memory whose slot no entry names any more needs the slot no longer (folio_free_swap).
+        node.Swap.FreeIfUnused(pfn);
+        node.Swap.UnlockAndFreeIfUnused(pfn);
+        if (verdict == Verdict.Activate)
+        {
+            node.Counters.AddShared(VmEvent.Activate);
+        }
+        lru.Putback(pfn, verdict == Verdict.Activate);
+        return false;
+    }
+
+    /// <summary>
+    /// <c>folio_referenced</c>: clears the Accessed bit of every PTE mapping the frame, each with
+    /// <c>ptep_clear_flush_young</c>'s flush (a TLB-generation bump: the software TLB sets Accessed only when it fills,
+    /// so without dropping its translation a re-reference would never be seen). Returns the PTEs that had it.
+    /// </summary>
+    public static int ClearReferences(PhysicalMemory memory, long pfn)
+    {
+        int referenced = 0;
+        ReverseMap.Walk(memory, pfn, (mm, _, address, at) =>
+        {
+            PageTable table = mm.PageTable;
+            ref int ptl = ref table.PteLock(at.PteTable);
+            SpinWord.Enter(ref ptl);
+            while (true)
+            {
+                ulong pte = table.ReadPte(at);
+                if (!MapsThisFrame(pte, pfn) || (pte & Pte.Accessed) == 0)
+                {
+                    break;
+                }
+                if (table.TryReplacePte(at, pte, pte & ~Pte.Accessed))
+                {
+                    referenced++;
+                    ulong page = address >> PageGeometry.PageShift;
+                    mm.Tlb.Bump(page, page + 1);
+                    break;
+                }
+            }
+            SpinWord.Exit(ref ptl);
+            return true;
+        });
+        return referenced;
+    }
+
+    // shrink_active_list: every page of a batch goes to the inactive list, its Accessed bits cleared on the way, so the
+    // inactive scan sees only references made since.
+    private static int ShrinkActive(MemoryNode node, Span<int> batch)
+    {
+        FrameLru lru = node.Memory.Lru!;
+        int isolated = lru.Isolate(active: true, batch, out int scanned);
+        for (int i = 0; i < isolated; i++)
+        {
+            ClearReferences(node.Memory, batch[i]);
+            lru.Putback(batch[i], active: false);
+        }
+        node.Counters.AddShared(VmEvent.Deactivate, isolated);
+        return Math.Max(1, scanned);
+    }
+
+    private static Verdict ReclaimLocked(MemoryNode node, int pfn, bool ignoreReferences)
+    {
+        PhysicalMemory memory = node.Memory;
+        SwapSpace swap = node.Swap;
+        if (!ignoreReferences && ClearReferences(memory, pfn) > 0)
+        {
+            return Verdict.Activate;
+        }
+        bool lazy = memory.HasFlags(pfn, FrameFlags.LazyFree) && !memory.HasFlags(pfn, FrameFlags.SwapCache);
+        SwapEntry entry = default;
+        if (!lazy)
+        {
+            if (memory.HasFlags(pfn, FrameFlags.SwapCache))
+            {
+                entry = SwapEntry.FromPte(memory.Info(pfn).SwapEntry);
+            }
+            else
+            {
+                // add_to_swap: a slot, the frame in the swap cache under it, dirty so the page-out writes it.
+                if (!swap.TryAllocate(out entry))
+                {
+                    return Verdict.Activate;
+                }
+                memory.Info(pfn).SwapEntry = entry.ToPte();
+                memory.SetFlags(pfn, FrameFlags.SwapCache | FrameFlags.Dirty);
+                swap.DeviceOf(entry)!.InsertCache(memory, entry.Offset, pfn);
+            }
+        }
+        if (!TryToUnmap(node, pfn, lazy ? 0 : entry.ToPte(), swap.DeviceOf(entry), out bool mlocked) || mlocked)
+        {
+            if (mlocked)
+            {
+                // Some PTEs may hold the swap entry already; the page stays in the swap cache and comes back on a fault.
+                return Verdict.Activate;
+            }
+            // A lazily freed page written since MADV_FREE: it is swap-backed again (folio_set_swapbacked).
+            memory.ClearFlags(pfn, FrameFlags.LazyFree);
+            return Verdict.Activate;
+        }
+        // Acquire read; pairs with the Interlocked map-count changes of faults and of TryToUnmap.
+        if (Volatile.Read(ref memory.Info(pfn).MapCount) != 0)
+        {
+            // Mapped again meanwhile (a swap-in found it in the swap cache): it stays.
+            return Verdict.Activate;
+        }
+        if (lazy)
+        {
+            if (!memory.TryFreeze(pfn, 1))
+            {
+                return Verdict.Keep;
+            }
+            memory.FreeBatch([pfn]);
+            node.Counters.AddShared(VmEvent.LazyFreed);
+            return Verdict.Freed;
+        }
+        SwapDevice device = swap.DeviceOf(entry)!;
+        if (memory.HasFlags(pfn, FrameFlags.Dirty) && device.UseCount(entry.Offset) > 0)
+        {
+            // pageout: cleared first, so a failed write can set it again and nothing is lost.
+            memory.ClearFlags(pfn, FrameFlags.Dirty);
+            if (!device.Area.TryWrite(entry.Offset, memory.Contents(pfn)))
+            {
+                memory.SetFlags(pfn, FrameFlags.Dirty);
+                node.Counters.AddShared(VmEvent.SwapWriteFailed);
+                return Verdict.Activate;
+            }
+            node.Counters.AddShared(VmEvent.SwapOut);
+        }
+        // __remove_mapping: only the swap cache's reference and the isolation's may be left.
+        if (!memory.TryFreeze(pfn, 2))
+        {
+            return Verdict.Keep;
+        }
+        bool removed = device.RemoveCache(entry.Offset, pfn);
+        Debug.Assert(removed, "a locked swap-cache frame left the cache");
+        memory.ClearFlags(pfn, FrameFlags.SwapCache);
+        memory.Info(pfn).SwapEntry = 0;
+        device.ReleaseCache(entry.Offset);
+        memory.FreeBatch([pfn]);
+        return Verdict.Freed;
+    }
+
+    /// <summary>
+    /// <c>try_to_unmap</c>: under each PTE lock the reverse map finds, replaces the entry mapping the frame with
+    /// <paramref name="swapPte"/> (with the entry's soft-dirty, uffd-wp and exclusive bits) and moves the PTE's dirty bit
+    /// to the frame; for a lazily freed page (<paramref name="swapPte"/> 0) clears it instead, unless the PTE is dirty
+    /// (false: the page was written). A page in a <c>VM_LOCKED</c> VMA stops the walk (<paramref name="mlocked"/>).
+    /// Then flushes each address space's TLBs (a grace period over the pages) before the
+    /// mappings' references are dropped, so no Cpu can still write to the frame when the page-out reads it.
+    /// </summary>
+    private static bool TryToUnmap(MemoryNode node, int pfn, ulong swapPte, SwapDevice? device, out bool mlocked)
+    {
+        PhysicalMemory memory = node.Memory;
+        bool exclusive = memory.HasFlags(pfn, FrameFlags.AnonExclusive);
+        bool clean = true;
+        bool locked = false;
+        var unmapped = new List<(MemoryDescriptor Mm, ulong Page)>();
+        ReverseMap.Walk(memory, pfn, (mm, vma, address, at) =>
+        {
+            if ((vma.Flags & VmFlags.Locked) != 0)
+            {
+                // try_to_unmap_one on a VM_LOCKED VMA: the page is mlocked and stays (the unevictable list's job).
+                locked = true;
+                return false;
+            }
+            PageTable table = mm.PageTable;
+            ref int ptl = ref table.PteLock(at.PteTable);
+            SpinWord.Enter(ref ptl);
+            try
+            {
+                while (true)
+                {
+                    ulong pte = table.ReadPte(at);
+                    if (!MapsThisFrame(pte, pfn))
+                    {
+                        return true;
+                    }
+                    if (swapPte == 0 && (pte & Pte.Dirty) != 0)
+                    {
+                        clean = false;
+                        return false;
+                    }
+                    ulong replacement = swapPte == 0 ? 0 : swapPte
+                        | ((pte & Pte.SoftDirty) != 0 ? Pte.SwapSoftDirty : 0)
+                        | ((pte & Pte.UffdWp) != 0 ? Pte.SwapUffdWp : 0)
+                        | (exclusive ? Pte.SwapExclusive : 0);
+                    if (!table.TryReplacePte(at, pte, replacement))
+                    {
+                        continue;
+                    }
+                    if (swapPte != 0)
+                    {
+                        // The new entry's count; a zap or swap-in of it takes this PTE lock first, so none sees it before.
+                        device!.Duplicate(SwapEntry.FromPte(swapPte).Offset);
+                        if ((pte & Pte.Dirty) != 0)
+                        {
+                            memory.SetFlags(pfn, FrameFlags.Dirty);
+                        }
+                    }
+                    // Full fence; pairs with the acquire read of the map count in IsExclusiveAnonymous and reclaim's check.
+                    Interlocked.Decrement(ref memory.Info(pfn).MapCount);
+                    mm.SharedCounters.AddShared(VmEvent.AnonPages, -1);
+                    unmapped.Add((mm, address >> PageGeometry.PageShift));
+                    return true;
+                }
+            }
+            finally
+            {
+                SpinWord.Exit(ref ptl);
+            }
+        });
+        if (swapPte != 0)
+        {
+            memory.ClearFlags(pfn, FrameFlags.AnonExclusive);
+        }
+        FlushAndRelease(memory, pfn, unmapped);
+        mlocked = locked;
+        return clean;
+    }
+
+    // try_to_unmap_flush: one grace period per address space over the pages unmapped there, then the mappings'
+    // references go (never the last: the caller's isolation reference remains).
+    private static void FlushAndRelease(PhysicalMemory memory, int pfn, List<(MemoryDescriptor Mm, ulong Page)> unmapped)
+    {
+        for (int i = 0; i < unmapped.Count; i++)
+        {
+            MemoryDescriptor mm = unmapped[i].Mm;
+            bool first = true;
+            for (int j = 0; j < i; j++)
+            {
+                first &= unmapped[j].Mm != mm;
+            }
+            if (!first)
+            {
+                continue;
+            }
+            ulong low = ulong.MaxValue, high = 0;
+            foreach ((MemoryDescriptor other, ulong page) in unmapped)
+            {
+                if (other == mm)
+                {
+                    low = Math.Min(low, page);
+                    high = Math.Max(high, page + 1);
+                }
+            }
+            mm.Rcu.Synchronize(low, high);
+            mm.Probes.Hit(ProbePoint.ReclaimUnmapped);
+        }
+        for (int i = 0; i < unmapped.Count; i++)
+        {
+            memory.Put(pfn);
+        }
+    }
+
+    private static bool MapsThisFrame(ulong pte, long pfn) => Pte.MapsFrame(pte) && (pte & Pte.Special) == 0 && Pte.Frame(pte) == pfn;
+}

@@ -1,0 +1,167 @@
+using Faultline.Concurrency;
+
+namespace Faultline.Physical;
+
+/// <summary>
+/// The arena's anonymous LRU lists (the kernel's <c>lruvec</c> with <c>LRU_INACTIVE_ANON</c> and
+/// <c>LRU_ACTIVE_ANON</c>): intrusive doubly linked lists of frame numbers, newest at the head, scanned from the tail.
+/// A frame on a list carries <see cref="FrameFlags.Lru"/> (and <see cref="FrameFlags.Active"/> on the active list).
+/// </summary>
+/// <remarks>
+/// Thread-safety: every member takes the lists' spin lock (a leaf: nothing is waited for under it). Isolation takes a
+/// reference on each frame under the lock and clears its LRU flag, so a frame isolated by reclaim is never freed under
+/// it, and a frame whose last reference is gone (<c>FreeBatch</c> sees the flag) is unlinked by its freer, not isolated.
+/// </remarks>
+internal sealed class FrameLru
+{
+    private const int Inactive = 0;
+    private const int Active = 1;
+
+    private readonly PhysicalMemory _memory;
+    private readonly int[] _next;
+    private readonly int[] _prev;
+    private readonly int _head;   // _head + Inactive and _head + Active are the lists' sentinels
+    private readonly long[] _count = new long[2];
+    private int _lock;
+
+    /// <summary>Empty lists over <paramref name="memory"/>'s frames.</summary>
+    public FrameLru(PhysicalMemory memory)
+    {
+        _memory = memory;
+        _head = memory.FrameCount;
+        _next = new int[memory.FrameCount + 2];
+        _prev = new int[memory.FrameCount + 2];
+        for (int list = 0; list < 2; list++)
+        {
+            _next[_head + list] = _prev[_head + list] = _head + list;
+        }
+    }
+
+    /// <summary>Frames on the inactive list now.</summary>
+    public long InactiveCount => Volatile.Read(ref _count[Inactive]);
+
+    /// <summary>Frames on the active list now.</summary>
+    public long ActiveCount => Volatile.Read(ref _count[Active]);
+
+    /// <summary>
+    /// <c>folio_add_lru</c>: puts a frame that is on no list at the head of one (a new anonymous page goes to the
+    /// inactive list, as the kernel's do since 5.9). Does nothing for a frame already on a list.
+    /// </summary>
+    public void Add(long pfn, bool active)
+    {
+        SpinWord.Enter(ref _lock);
+        if (!_memory.HasFlags(pfn, FrameFlags.Lru))
+        {
+            Link((int)pfn, active ? Active : Inactive);
+        }
+        SpinWord.Exit(ref _lock);
+    }
+
+    /// <summary>Takes a frame off its list (its last reference is gone). Does nothing if it is on none.</summary>
+    public void Remove(long pfn)
+    {
+        SpinWord.Enter(ref _lock);
+        if (_memory.HasFlags(pfn, FrameFlags.Lru))
+        {
+            Unlink((int)pfn);
+        }
+        SpinWord.Exit(ref _lock);
+    }
+
+    /// <summary>
+    /// <c>isolate_lru_folios</c>: takes up to <paramref name="into"/>.Length frames from the tail of the active or
+    /// inactive list, each with a reference the caller drops (<see cref="Putback"/> does). Frames being freed (no
+    /// reference left) are skipped and stay for their freer. Returns how many were isolated; <paramref name="scanned"/>
+    /// counts the frames looked at.
+    /// </summary>
+    public int Isolate(bool active, Span<int> into, out int scanned)
+    {
+        int list = active ? Active : Inactive;
+        int n = 0;
+        scanned = 0;
+        SpinWord.Enter(ref _lock);
+        int pfn = _prev[_head + list];
+        while (n < into.Length && pfn != _head + list && scanned < into.Length * 4)
+        {
+            int previous = _prev[pfn];
+            scanned++;
+            if (_memory.TryGet(pfn))
+            {
+                Unlink(pfn);
+                into[n++] = pfn;
+            }
+            pfn = previous;
+        }
+        SpinWord.Exit(ref _lock);
+        return n;
+    }
+
+    /// <summary>
+    /// <c>folio_putback_lru</c>: an isolated frame goes back to the head of a list (or to none if it was freed meanwhile:
+    /// only the caller's reference keeps it), and the isolation's reference is dropped.
+    /// </summary>
+    public void Putback(long pfn, bool active)
+    {
+        Add(pfn, active);
+        _memory.Put(pfn);
+    }
+
+    /// <summary>
+    /// <c>folio_isolate_lru</c> of one frame the caller holds a reference to: off its list with a second reference
+    /// (dropped by <see cref="Putback"/> or by whoever frees it). False when it is on no list (isolated elsewhere).
+    /// </summary>
+    public bool TryIsolate(long pfn)
+    {
+        SpinWord.Enter(ref _lock);
+        bool isolated = _memory.HasFlags(pfn, FrameFlags.Lru);
+        if (isolated)
+        {
+            _memory.Get(pfn);
+            Unlink((int)pfn);
+        }
+        SpinWord.Exit(ref _lock);
+        return isolated;
+    }
+
+    /// <summary>
+    /// <c>deactivate_file_folio</c>/<c>lru_deactivate</c> (MADV_COLD): moves a frame on the active list to the inactive
+    /// one's head. Does nothing for a frame on no list.
+    /// </summary>
+    public void Deactivate(long pfn)
+    {
+        SpinWord.Enter(ref _lock);
+        if (_memory.HasFlags(pfn, FrameFlags.Lru | FrameFlags.Active))
+        {
+            Unlink((int)pfn);
+            Link((int)pfn, Inactive);
+        }
+        SpinWord.Exit(ref _lock);
+    }
+
+    // Under the lock: the frame goes to the head of `list` and takes the list's flags.
+    private void Link(int pfn, int list)
+    {
+        int head = _head + list;
+        int first = _next[head];
+        _next[pfn] = first;
+        _prev[pfn] = head;
+        _prev[first] = pfn;
+        _next[head] = pfn;
+        _count[list]++;
+        _memory.SetFlags(pfn, list == Active ? FrameFlags.Lru | FrameFlags.Active : FrameFlags.Lru);
+        if (list == Inactive)
+        {
+            _memory.ClearFlags(pfn, FrameFlags.Active);
+        }
+    }
+
+    // Under the lock: the frame leaves its list and loses the LRU flag (Active stays: it says where it goes back).
+    private void Unlink(int pfn)
+    {
+        int list = _memory.HasFlags(pfn, FrameFlags.Active) ? Active : Inactive;
+        _next[_prev[pfn]] = _next[pfn];
+        _prev[_next[pfn]] = _prev[pfn];
+        _count[list]--;
+        _memory.ClearFlags(pfn, FrameFlags.Lru);
+    }
+}
