@@ -111,4 +111,10 @@ internal enum ProbePoint
     UserFaultLockAfterLookup,
     /// <summary><c>UFFDIO_MOVE</c>: both VMAs are locked and the source page is known, before the two PTE locks.</summary>
     UserFaultMoveBeforePteLocks,
+    /// <summary>
+    /// <c>copy_present_pte</c>: a writable parent entry of a copy-on-write mapping was read and its frame shared, under
+    /// both PTE locks, before the entry is write-protected (a Cpu's lockless TLB fill may still set its accessed and
+    /// dirty bits).
+    /// </summary>
+    ForkBeforeWriteProtect,
 }
