@@ -124,4 +124,10 @@ internal enum ProbePoint
     SwapInBeforePteLock,
     /// <summary>Reclaim: every PTE mapping the frame holds the swap entry and the TLBs were flushed, before the page-out.</summary>
     ReclaimUnmapped,
+    /// <summary>
+    /// <c>copy_present_pte</c>: a writable parent entry of a copy-on-write mapping was read and its frame shared, under
+    /// both PTE locks, before the entry is write-protected (a Cpu's lockless TLB fill may still set its accessed and
+    /// dirty bits).
+    /// </summary>
+    ForkBeforeWriteProtect,
 }

@@ -63,7 +63,7 @@ internal static class MmDuplicator
                 }
                 bool copyOnWrite = (vma.Flags & (VmFlags.Shared | VmFlags.MayWrite)) == VmFlags.MayWrite;
                 CopyPageRangeVisitor copied = child.PageTable.CopyFrom(parent.PageTable, vma.Start, vma.End, copyOnWrite, frames,
-                    copy.AnonVma, (copy.Flags & VmFlags.Write) != 0);
+                    copy.AnonVma, (copy.Flags & VmFlags.Write) != 0, parent.Probes);
                 writeProtected += copied.WriteProtected;
                 child.SharedCounters.AddShared(VmEvent.AnonPages, copied.AnonymousPages);
                 if (copied.OutOfMemory)

@@ -23,16 +23,18 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
     private readonly bool _copyOnWrite;
     private readonly object? _childAnonVma;
     private readonly bool _childWritable;
+    private readonly ProbeSet? _probes;
 
     /// <summary>
     /// A copy from <paramref name="parent"/> into <paramref name="child"/>, allocating the child's tables from
     /// <paramref name="frames"/>. <paramref name="copyOnWrite"/>: the VMA is private and may be written
     /// (<c>is_cow_mapping</c>), so writable entries are write-protected. A pinned anonymous frame of such a VMA is copied
     /// for the child at once instead (<c>copy_present_page</c>), owned by <paramref name="childAnonVma"/> and writable
-    /// when <paramref name="childWritable"/> (the child VMA's <c>VM_WRITE</c>).
+    /// when <paramref name="childWritable"/> (the child VMA's <c>VM_WRITE</c>). <paramref name="probes"/>: the parent's,
+    /// for <see cref="ProbePoint.ForkBeforeWriteProtect"/>.
     /// </summary>
     public CopyPageRangeVisitor(PageTable parent, PageTable child, FrameCache frames, bool copyOnWrite, object? childAnonVma = null,
-        bool childWritable = false)
+        bool childWritable = false, ProbeSet? probes = null)
     {
         _parent = parent;
         _child = child;
@@ -40,6 +42,7 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
         _copyOnWrite = copyOnWrite;
         _childAnonVma = childAnonVma;
         _childWritable = childWritable;
+        _probes = probes;
     }
 
     /// <summary>Anonymous pages now mapped by the child too (its <c>MM_ANONPAGES</c>).</summary>
@@ -217,9 +220,12 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
         }
         if (_copyOnWrite && (entry & Pte.Writable) != 0)
         {
+            _probes?.Hit(ProbePoint.ForkBeforeWriteProtect);
             entry &= ~Pte.Writable;
-            // ptep_set_wrprotect; the parent's Cpus lose the writable translation with the fork's flush.
-            Volatile.Write(ref parentSlot, entry);
+            // ptep_set_wrprotect: an atomic clear of the write bit alone, since a Cpu's TLB fill sets the accessed and
+            // dirty bits without the PTE lock (a plain store of the entry read above would drop them, and a page written
+            // after MADV_FREE would look clean again). The parent's Cpus lose the writable translation with the fork's flush.
+            Interlocked.And(ref parentSlot, ~Pte.Writable);
             WriteProtected++;
         }
         // The child keeps soft-dirty (copy_present_pte copies it) but not the parent's write-tracking arming: the dirty

@@ -231,9 +231,9 @@ internal sealed unsafe partial class PageTable
     /// the child (see <see cref="CopyPageRangeVisitor"/>). Returns the visitor's results.
     /// </summary>
     public CopyPageRangeVisitor CopyFrom(PageTable parent, ulong start, ulong end, bool copyOnWrite, FrameCache frames,
-        object? childAnonVma = null, bool childWritable = false)
+        object? childAnonVma = null, bool childWritable = false, ProbeSet? probes = null)
     {
-        var copy = new CopyPageRangeVisitor(parent, this, frames, copyOnWrite, childAnonVma, childWritable);
+        var copy = new CopyPageRangeVisitor(parent, this, frames, copyOnWrite, childAnonVma, childWritable, probes);
         parent.Walker.Walk(start, end, ref copy);
         return copy;
     }

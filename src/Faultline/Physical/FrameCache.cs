@@ -37,6 +37,8 @@ internal sealed class FrameCache
         {
             Drain(Batch);
         }
+        // Poisoned now, as the arena's free does: the next Allocate hands it out as a freed frame.
+        _memory.PoisonReturned(pfn);
         _frames[_count++] = pfn;
     }
 

@@ -541,4 +541,19 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
             _arena.Dispose();
         }
     }
+
+    /// <summary>
+    /// <c>kernel_poison_pages</c> on the per-cpu free path (<c>free_unref_page</c> → <c>free_pages_prepare</c>): a frame
+    /// its allocator fills and then gives back unpublished (a copy-on-write fault that lost its race) is poisoned like
+    /// any freed frame, unless it is still zero. Its next allocation checks the poison; without this that check would
+    /// read the abandoned copy as a write through a stale translation. Called by the frame's only user.
+    /// </summary>
+    public void PoisonReturned(int pfn)
+    {
+        ref FrameInfo info = ref _frames[pfn];
+        if (PoisonFreedFrames && !info.Zeroed)
+        {
+            new Span<byte>(FrameAddress(pfn), FrameSize).Fill(PoisonByte);
+        }
+    }
 }
