@@ -22,13 +22,13 @@ internal static class BenchCommand
     {
         var workload = new Option<string?>("--workload", "-w")
         {
-            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, fork, fork-churn, malloc, userfault, thp, replay:TRACE (a program recorded by faultline record), or all (default: the suite, without the fork workloads)",
+            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, page_fault2, page_fault3, file_read, fork, fork-churn, malloc, userfault, thp, replay:TRACE (a program recorded by faultline record), or all (default: the suite, without the fork workloads)",
         };
         OptionChecks.Parses(workload, text => WorkloadCatalog.ParseList(text));
         var path = new Option<string?>("--path", "-p")
         {
             Description = "Paths, comma list: mmap-lock, speculative, vma-lock, kernel, or all (default all); also " +
-                "speculative-no-table-alloc (speculative with speculative page-table allocation off, as the SPF patches were posted; not in all)",
+                "speculative-no-table-alloc (speculative with speculative page-table allocation off, as the SPF patches were posted; not in all) and vma-lock-no-fault-around (vma-lock with fault-around off; not in all)",
         };
         OptionChecks.Parses(path, text => BenchPlan.Paths(text));
         var threads = new Option<string?>("--threads", "-t")
@@ -39,8 +39,8 @@ internal static class BenchCommand
         OptionChecks.Parses(threads, text => ListOption.Integers(text, "--threads", 1));
         var churn = new Option<string?>("--churn")
         {
-            Description = "Churn threads of the mixed and fork-churn workloads (map/mprotect/unmap loop) and mutating threads of malloc " +
-                "(brk, mmap, mremap, madvise, munmap), number or comma list (default 1, 2 for malloc); " +
+            Description = "Churn threads of the mixed, fork-churn and file (page_fault2, page_fault3, file_read) workloads (map/mprotect/unmap loop) and mutating threads of malloc " +
+                "(brk, mmap, mremap, madvise, munmap), number or comma list (default 1, 2 for malloc, 0 for the file workloads); " +
                 "only those workloads have churn, so --workload must include one of them",
         };
         var forkMib = new Option<int>("--fork-mib")

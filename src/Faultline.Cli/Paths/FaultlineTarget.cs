@@ -16,6 +16,7 @@ internal sealed class FaultlineTarget : IMemoryTarget
             PhysicalMemoryBytes = physicalBytes,
             SpeculativePageTableAllocation = path != PathKind.SpeculativeNoTableAllocation,
             BackgroundZeroing = path == PathKind.SpeculativeBackgroundZeroing,
+            FaultAroundBytes = path == PathKind.VmaLockNoFaultAround ? (int)PageGeometry.PageSize : new FaultlineOptions().FaultAroundBytes,
         });
     }
 

@@ -21,6 +21,11 @@ internal enum PathKind
     /// (<see cref="FaultlineOptions.BackgroundZeroing"/>). Not in <c>all</c>; name it to compare.
     /// </summary>
     SpeculativeBackgroundZeroing,
+    /// <summary>
+    /// Faultline, per-VMA locks with fault-around off (<see cref="FaultlineOptions.FaultAroundBytes"/> one page): a read
+    /// fault on a cached file page maps that page only. Not in <c>all</c>; name it to compare.
+    /// </summary>
+    VmaLockNoFaultAround,
 }
 
 /// <summary>Names on the command line and in reports.</summary>
@@ -29,7 +34,7 @@ internal static class PathNames
     /// <summary>Every path <c>all</c> selects, in report order.</summary>
     public static readonly PathKind[] All = [PathKind.MmapLock, PathKind.Speculative, PathKind.VmaLock, PathKind.Kernel];
 
-    private static readonly PathKind[] Named = [.. All, PathKind.SpeculativeNoTableAllocation, PathKind.SpeculativeBackgroundZeroing];
+    private static readonly PathKind[] Named = [.. All, PathKind.SpeculativeNoTableAllocation, PathKind.SpeculativeBackgroundZeroing, PathKind.VmaLockNoFaultAround];
 
     /// <summary>The command-line and report name.</summary>
     public static string Name(PathKind path) => path switch
@@ -40,6 +45,7 @@ internal static class PathNames
         PathKind.Kernel => "kernel",
         PathKind.SpeculativeNoTableAllocation => "speculative-no-table-alloc",
         PathKind.SpeculativeBackgroundZeroing => "speculative-bg-zero",
+        PathKind.VmaLockNoFaultAround => "vma-lock-no-fault-around",
         _ => throw new ArgumentOutOfRangeException(nameof(path)),
     };
 
@@ -72,7 +78,7 @@ internal static class PathNames
     {
         PathKind.MmapLock => FaultPath.MmapLock,
         PathKind.Speculative or PathKind.SpeculativeNoTableAllocation or PathKind.SpeculativeBackgroundZeroing => FaultPath.Speculative,
-        PathKind.VmaLock => FaultPath.VmaLock,
+        PathKind.VmaLock or PathKind.VmaLockNoFaultAround => FaultPath.VmaLock,
         _ => throw new ArgumentOutOfRangeException(nameof(path), "the kernel path has no Faultline fault path"),
     };
 }

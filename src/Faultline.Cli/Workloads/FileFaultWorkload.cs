@@ -9,7 +9,8 @@ namespace Faultline.Cli.Workloads;
 /// every page (a shared write fault each page), <c>file_read</c> maps it read-only and reads every page of the cached
 /// file (read faults, fault-around mapping 16 pages a fault). Each iteration maps, touches, verifies and unmaps; the
 /// file and its page cache stay, so after the first iteration every fault finds its page cached. The figure is per
-/// page touched.
+/// page touched. With <c>--churn</c>, churn threads run <see cref="MixedWorkload.ChurnIteration"/> beside them (none by
+/// default), so the scalable paths can be compared with the mmap-lock path on file faults as on anonymous ones.
 /// </summary>
 internal sealed class FileFaultWorkload : IWorkload
 {
@@ -46,18 +47,32 @@ internal sealed class FileFaultWorkload : IWorkload
     public bool CountsFaults => true;
 
     /// <inheritdoc />
+    public bool UsesChurn => true;
+
+    /// <inheritdoc />
+    public int DefaultChurn => 0;
+
+    /// <inheritdoc />
     /// <remarks>The file's pages, and for private writes their copies.</remarks>
     public long TouchedBytes(RunShape shape) => shape.Threads * (long)WorkloadSizes.Region * (_shared ? 1 : 2);
 
     /// <inheritdoc />
-    public IWorkloadRun Start(IMemoryTarget target, RunShape shape) => new WorkloadRun(this, target);
+    public IWorkloadRun Start(IMemoryTarget target, RunShape shape) => new WorkloadRun(this, target, shape);
 
-    private sealed class WorkloadRun(FileFaultWorkload workload, IMemoryTarget target) : IWorkloadRun
+    private sealed class WorkloadRun(FileFaultWorkload workload, IMemoryTarget target, RunShape shape) : IWorkloadRun
     {
         private long _iteration;
 
         public void Run(int worker, ThreadMemory memory, PhaseControl phase, WorkerStats stats)
         {
+            if (worker >= shape.Threads)
+            {
+                while (!phase.StopRequested)
+                {
+                    MixedWorkload.ChurnIteration(target, stats);
+                }
+                return;
+            }
             const ulong length = WorkloadSizes.Region;
             long readSalt = WorkloadSizes.Salt(worker, 0);
             if (!workload._write)
