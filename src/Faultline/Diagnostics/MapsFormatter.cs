@@ -76,7 +76,7 @@ internal static class MapsFormatter
             Field(text, "Private_Dirty:", counts.PrivateDirty * 4);
             long referenced = counts.Referenced;
             Field(text, "Referenced:", referenced * 4);
-            Field(text, "Anonymous:", vma.Backing.IsAnonymous ? rss * 4 : 0);
+            Field(text, "Anonymous:", vma.Backing.IsAnonymous ? rss * 4 : counts.Anonymous * 4);
             Field(text, "LazyFree:", counts.LazyFree * 4);
             Field(text, "AnonHugePages:", counts.AnonHugePages * 4);
             Field(text, "Swap:", counts.Swap * 4);

@@ -11,7 +11,7 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
 {
     private readonly PageTable _table;
     private long _rss, _present, _referenced, _dirty;
-    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty, _lazyFree, _anonHuge, _swap, _swapPss;
+    private long _sharedClean, _sharedDirty, _privateClean, _privateDirty, _pss, _pssDirty, _lazyFree, _anonHuge, _swap, _swapPss, _anonymous;
 
     /// <summary>A count over <paramref name="table"/>.</summary>
     public ResidencyCountVisitor(PageTable table) => _table = table;
@@ -26,6 +26,7 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
         ScaledPss = _pss,
         ScaledPssDirty = _pssDirty,
         LazyFree = _lazyFree,
+        Anonymous = _anonymous,
         AnonHugePages = _anonHuge,
         Swap = _swap,
         ScaledSwapPss = _swapPss,
@@ -85,6 +86,11 @@ internal unsafe struct ResidencyCountVisitor : IPageRangeVisitor
         PhysicalMemory memory = _table.Memory;
         bool dirty = (entry & Pte.Dirty) != 0 || memory.HasFlags(pfn, FrameFlags.Dirty);
         ref FrameInfo info = ref memory.Info(pfn);
+        if (info.Kind == FrameKind.Anonymous)
+        {
+            // smaps_account's anon: an anonymous page, also a private file mapping's copy-on-write copy.
+            _anonymous += pages;
+        }
         // smaps_account: a frame with one reference is mapped once; otherwise its map count says how many share it.
         // Acquire reads, pairing with the Interlocked updates of fork, faults and the gather (a snapshot).
         int mapCount = Volatile.Read(ref info.RefCount) == 1 ? 1 : Math.Max(1, Volatile.Read(ref info.MapCount));

@@ -28,6 +28,9 @@ internal readonly record struct ResidentCounts(long Rss, long Present, long Refe
     /// <summary>Swapped-out bytes scaled by 2^<see cref="PssShift"/>, each page's size ÷ the slot's users (smaps <c>SwapPss</c>).</summary>
     public long ScaledSwapPss { get; init; }
 
+    /// <summary>Anonymous frames mapped (smaps <c>Anonymous</c>), a private file mapping's copies included.</summary>
+    public long Anonymous { get; init; }
+
     /// <summary>The kernel's <c>PSS_SHIFT</c>: fixed-point bits that keep a page's share exact enough to sum.</summary>
     public const int PssShift = 12;
 }

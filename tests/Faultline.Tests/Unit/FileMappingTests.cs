@@ -340,4 +340,20 @@ public sealed class FileMappingTests : IDisposable
         Assert.Equal(Errno.None, file.Sync());
         Assert.Equal(2L, BitConverter.ToInt64(File.ReadAllBytes(_path), Page));
     }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void Smaps_counts_a_private_file_mappings_copies_as_anonymous(FaultPath path)
+    {
+        using AddressSpace space = NewSpace(path);
+        using HostFile file = NewHostFile(space, 4 * Page);
+        ulong a = MapFile(space, file, 4, MapFlags.Private);
+        using Cpu cpu = space.AttachCpu();
+        _ = cpu.Load<long>(a + 2 * Page);        // the file's pages (fault-around maps cached neighbours): not anonymous
+        cpu.Store(a, 1L);                        // a copy-on-write copy: anonymous (smaps_account's PageAnon)
+
+        string smaps = space.GetSmaps();
+        Assert.Contains("Anonymous:             4 kB\n", smaps);
+        Assert.DoesNotContain("Rss:                   4 kB\n", smaps);
+    }
 }
