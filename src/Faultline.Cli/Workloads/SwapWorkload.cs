@@ -17,8 +17,8 @@ namespace Faultline.Cli.Workloads;
 /// <param name="workingSetBytes">Guest memory touched by all threads together; the guest RAM is half of it.</param>
 internal sealed class SwapWorkload(SwapAreaKind area, bool random, long workingSetBytes = SwapWorkload.DefaultWorkingSet) : IWorkload
 {
-    /// <summary>The working set when none is given: 256 MiB over 128 MiB of guest RAM.</summary>
-    public const long DefaultWorkingSet = 256L << 20;
+    /// <summary>The working set when none is given: 128 MiB over 64 MiB of guest RAM.</summary>
+    public const long DefaultWorkingSet = 128L << 20;
 
     /// <summary>Every variant, in report order: the compressed area then the file, sequential then random.</summary>
     public static readonly SwapWorkload[] Variants =
