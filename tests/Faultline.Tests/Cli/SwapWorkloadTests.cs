@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Faultline.Cli.Paths;
 using Faultline.Cli.Reporting;
@@ -40,6 +41,29 @@ public sealed class SwapWorkloadTests
         // The working set is twice the RAM: a pass cannot finish without paging out and reading back.
         Assert.True(row.GetProperty("counters").GetProperty(VmCounters.SwapIn).GetInt64() > 0);
         Assert.Equal(churn > 0, row.GetProperty("churn_ops_per_sec").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void AStampChangedBehindThePassFailsIt()
+    {
+        var workload = new SwapWorkload(SwapAreaKind.Compressed, random: false, WorkingSet);
+        using var target = new FaultlineTarget(PathKind.MmapLock, workload.RamBytes, workload.Options());
+        using ThreadMemory memory = target.AttachThread();
+        IWorkloadRun run = workload.Start(target, new RunShape(1, 0));
+        var phase = new PhaseControl();
+        phase.RequestStop();
+        var first = new WorkerStats();
+        run.Run(0, memory, phase, first);
+        Assert.Null(first.Error);
+
+        // The region is the only mapping; overwrite one page's stamp as a lost or misplaced swap-in would.
+        ulong page = ulong.Parse(target.Space.GetMaps().Split('-')[0], NumberStyles.HexNumber) + 5 * 4096;
+        memory.StoreLong(page, 42);
+        var second = new WorkerStats();
+        run.Run(0, memory, phase, second);
+
+        Assert.Equal(1, second.Mismatches);
+        Assert.Contains($"first at 0x{page:x}", second.Error);
     }
 
     [Fact]
