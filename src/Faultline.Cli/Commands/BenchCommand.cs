@@ -22,7 +22,7 @@ internal static class BenchCommand
     {
         var workload = new Option<string?>("--workload", "-w")
         {
-            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, page_fault2, page_fault3, file_read, fork, fork-churn, malloc, userfault, thp, replay:TRACE (a program recorded by faultline record), or all (default: the suite, without the fork workloads)",
+            Description = "Workloads, comma list: page_fault1, mixed, pft, mmap1, ebizzy, page_fault2, page_fault3, file_read, fork, fork-churn, malloc, userfault, thp, swap (its four variants: swap-compressed-seq, swap-compressed-random, swap-file-seq, swap-file-random), replay:TRACE (a program recorded by faultline record), or all (default: the suite, without the fork workloads)",
         };
         OptionChecks.Parses(workload, text => WorkloadCatalog.ParseList(text));
         var path = new Option<string?>("--path", "-p")
@@ -40,7 +40,7 @@ internal static class BenchCommand
         var churn = new Option<string?>("--churn")
         {
             Description = "Churn threads of the mixed, fork-churn and file (page_fault2, page_fault3, file_read) workloads (map/mprotect/unmap loop) and mutating threads of malloc " +
-                "(brk, mmap, mremap, madvise, munmap), number or comma list (default 1, 2 for malloc, 0 for the file workloads); " +
+                "(brk, mmap, mremap, madvise, munmap) and the swap workloads' map/mprotect/unmap threads, number or comma list (default 1, 2 for malloc, 0 for the file and swap workloads); " +
                 "only those workloads have churn, so --workload must include one of them",
         };
         var forkMib = new Option<int>("--fork-mib")

@@ -49,7 +49,7 @@ internal static class BenchPlan
     public const int MaxForkMib = 16384;
 
     /// <summary>
-    /// The configurations for explicit options: every workload (default all; fork, fork-churn, userfault and thp only when named,
+    /// The configurations for explicit options: every workload (default all; fork, fork-churn, userfault, thp and swap only when named,
     /// or with <c>all</c>) × every thread count (default 1, malloc 2; <c>fork</c> always runs one) ×, for the
     /// workloads with churn threads (mixed, fork-churn, malloc), every churn count (default 1, malloc 2). With none of
     /// the three options, the suite. <paramref name="forkMib"/> sizes the fork workloads' region.
@@ -67,7 +67,7 @@ internal static class BenchPlan
             return Suite();
         }
         IReadOnlyList<IWorkload> chosen = workloads is null
-            ? WorkloadCatalog.All.Where(w => w is not (ForkWorkload or ForkChurnWorkload or UserfaultWorkload or ThpWorkload)).ToList()
+            ? WorkloadCatalog.All.Where(w => w is not (ForkWorkload or ForkChurnWorkload or UserfaultWorkload or ThpWorkload or SwapWorkload)).ToList()
             : WorkloadCatalog.ParseList(workloads);
         IReadOnlyList<int>? threadCounts = threads is null ? null : ListOption.Integers(threads, "--threads", 1);
         IReadOnlyList<int>? churnCounts = churn is null ? null : ListOption.Integers(churn, "--churn", 0);

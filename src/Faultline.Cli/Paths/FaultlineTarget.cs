@@ -6,8 +6,8 @@ internal sealed class FaultlineTarget : IMemoryTarget
     private readonly AddressSpace _space;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, MemoryFile> _files = new();
 
-    /// <summary>Creates an address space with an arena of <paramref name="physicalBytes"/>.</summary>
-    public FaultlineTarget(PathKind path, long physicalBytes)
+    /// <summary>Creates an address space with an arena of <paramref name="physicalBytes"/> and, if given, a swap area.</summary>
+    public FaultlineTarget(PathKind path, long physicalBytes, SwapOptions? swap = null)
     {
         Path = path;
         _space = new AddressSpace(new FaultlineOptions
@@ -17,6 +17,7 @@ internal sealed class FaultlineTarget : IMemoryTarget
             SpeculativePageTableAllocation = path != PathKind.SpeculativeNoTableAllocation,
             BackgroundZeroing = path == PathKind.SpeculativeBackgroundZeroing,
             FaultAroundBytes = path == PathKind.VmaLockNoFaultAround ? (int)PageGeometry.PageSize : new FaultlineOptions().FaultAroundBytes,
+            Swap = swap,
         });
     }
 

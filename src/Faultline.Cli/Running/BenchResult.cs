@@ -60,6 +60,21 @@ internal sealed record BenchResult
     public required long Mismatches { get; init; }
     /// <summary>The first failure, if any.</summary>
     public string? Error { get; init; }
+    /// <summary>Swap workloads: the swap area's kind (<c>compressed</c> or <c>file</c>).</summary>
+    public string? SwapArea { get; init; }
+    /// <summary>Swap workloads: pages read in from the swap area per second (<c>pswpin</c>).</summary>
+    public double? SwapinsPerSec { get; init; }
+    /// <summary>Swap workloads: pages written out to the swap area per second (<c>pswpout</c>).</summary>
+    public double? SwapoutsPerSec { get; init; }
+    /// <summary>Swap workloads: pages per second a fresh area of the same kind writes sequentially, nothing else running.</summary>
+    public double? FloorWritesPerSec { get; init; }
+    /// <summary>Swap workloads: pages per second that area reads back sequentially.</summary>
+    public double? FloorReadsPerSec { get; init; }
+    /// <summary>
+    /// Swap workloads: the floor's pages per second for one write plus one read each, over <see cref="SwapinsPerSec"/>
+    /// (1 would be the area's own speed; the aim for sequential access is at most 2).
+    /// </summary>
+    public double? FloorRatio { get; init; }
     /// <summary>True when every value read back was the one written.</summary>
     public bool Verified => Mismatches == 0 && Error is null;
 }

@@ -25,7 +25,9 @@ internal static class BenchRunner
         TimeSpan warmup = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(300).Ticks, duration.Ticks / 4));
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        using IMemoryTarget target = CreateTarget(path, workload.TouchedBytes(shape) + shape.Churn * (1L << 20));
+        using IMemoryTarget target = workload is SwapWorkload swap && path != PathKind.Kernel
+            ? new FaultlineTarget(path, swap.RamBytes, swap.Options())
+            : CreateTarget(path, workload.TouchedBytes(shape) + shape.Churn * (1L << 20));
         IWorkloadRun run = workload.Start(target, shape);
         // A run holding host resources of its own (a kernel replay's reserved regions) gives them back with the target.
         using IDisposable? held = run as IDisposable;
@@ -55,7 +57,8 @@ internal static class BenchRunner
             t.Join();
         }
         progress?.Invoke(1);
-        return Summarize(workload, path, shape, elapsed, phases, before, after, processAfter.MinorFaults - processBefore.MinorFaults);
+        BenchResult result = Summarize(workload, path, shape, elapsed, phases, before, after, processAfter.MinorFaults - processBefore.MinorFaults);
+        return workload.SwapArea is { } area ? SwapFigures.Add(result, area, workload.TouchedBytes(shape)) : result;
     }
 
     /// <summary>A Faultline address space sized for <paramref name="touchedBytes"/>, or the host kernel.</summary>
@@ -137,7 +140,9 @@ internal static class BenchRunner
         WorkerStats[] churn = measured[shape.Threads..];
         double seconds = elapsed.TotalSeconds;
         long ops = faulting.Sum(s => s.Ops);
-        long faults = faulting.Sum(s => s.Faults);
+        long faults = workload.FaultCounter is { } faultCounter
+            ? after.GetValueOrDefault(faultCounter) - before.GetValueOrDefault(faultCounter)
+            : faulting.Sum(s => s.Faults);
         // A workload that times its fault loops leaves its set-up (populating, forking) out of both figures; its rate
         // is per second of the threads' mean time in those loops.
         bool timed = workload.TimesItsFaults;

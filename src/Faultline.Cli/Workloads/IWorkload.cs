@@ -44,6 +44,15 @@ internal interface IWorkload
 
     /// <summary>Prepares a run on <paramref name="target"/>; workers then call <see cref="IWorkloadRun.Run"/>.</summary>
     IWorkloadRun Start(IMemoryTarget target, RunShape shape);
+
+    /// <summary>
+    /// Non-null when Faultline's address space gets this swap area and only half of <see cref="TouchedBytes"/> as RAM
+    /// (the row then gives pages swapped in and out per second, and the area's floor).
+    /// </summary>
+    SwapAreaKind? SwapArea => null;
+
+    /// <summary>Non-null when the row's faults are this counter's delta rather than what the workers counted.</summary>
+    string? FaultCounter => null;
 }
 
 /// <summary>One run of a workload: shared state of its workers.</summary>

@@ -19,9 +19,10 @@ internal static class WorkloadCatalog
         FileFaultWorkload.SharedWrite,
         FileFaultWorkload.CachedRead,
         new ThpWorkload(),
+        .. SwapWorkload.Variants,
     ];
 
-    /// <summary>Parses a comma list of names, <c>replay:TRACE</c> (a recorded program) or <c>all</c>.</summary>
+    /// <summary>Parses a comma list of names, <c>swap</c> (its four variants), <c>replay:TRACE</c> (a recorded program) or <c>all</c>.</summary>
     public static IReadOnlyList<IWorkload> ParseList(string text)
     {
         var result = new List<IWorkload>();
@@ -32,13 +33,18 @@ internal static class WorkloadCatalog
                 result.AddRange(All);
                 continue;
             }
+            if (item.Equals(SwapWorkload.GroupName, StringComparison.OrdinalIgnoreCase))
+            {
+                result.AddRange(SwapWorkload.Variants);
+                continue;
+            }
             if (item.StartsWith(ReplayWorkload.Prefix, StringComparison.Ordinal))
             {
                 result.Add(new ReplayWorkload(item[ReplayWorkload.Prefix.Length..]));
                 continue;
             }
             result.Add(All.FirstOrDefault(w => w.Name.Equals(item, StringComparison.OrdinalIgnoreCase))
-                ?? throw new ArgumentException($"unknown workload '{item}' (expected {string.Join(", ", All.Select(w => w.Name))}, {ReplayWorkload.Prefix}TRACE or all)"));
+                ?? throw new ArgumentException($"unknown workload '{item}' (expected {string.Join(", ", All.Select(w => w.Name))}, {SwapWorkload.GroupName} (every swap variant), {ReplayWorkload.Prefix}TRACE or all)"));
         }
         return result.Distinct().ToList();
     }
