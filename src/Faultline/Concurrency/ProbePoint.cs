@@ -124,4 +124,9 @@ internal enum ProbePoint
     SwapInBeforePteLock,
     /// <summary>Reclaim: every PTE mapping the frame holds the swap entry and the TLBs were flushed, before the page-out.</summary>
     ReclaimUnmapped,
+    /// <summary>
+    /// Huge-page collapse (<c>collapse_huge_page</c>): the PMD over the PTE table is cleared and the TLBs flushed
+    /// (<c>pmdp_collapse_flush</c>), before the PTE lock is taken and the entries are copied.
+    /// </summary>
+    CollapseAfterPmdFlush,
 }
