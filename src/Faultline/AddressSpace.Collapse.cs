@@ -11,7 +11,15 @@ public sealed partial class AddressSpace
     /// <c>khugepaged/full_scans</c>: passes the background collapse has made over this address space (0 without
     /// <see cref="FaultlineOptions.HugePageCollapsePeriod"/>). Thread-safe.
     /// </summary>
-    public long HugePageCollapseScans => _khugepaged?.FullScans ?? 0;
+    /// <exception cref="ObjectDisposedException">The address space was disposed (the worker has stopped).</exception>
+    public long HugePageCollapseScans
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_mm.IsExiting, this);
+            return _khugepaged?.FullScans ?? 0;
+        }
+    }
 
     // Starts khugepaged when the options ask for it; called last in the constructor.
     private void StartHugePageCollapse()
