@@ -95,6 +95,7 @@ public sealed partial class AddressSpace : IDisposable
         _fork = new ForkSyscall(_mm, _editor, this);
         Id = Interlocked.Increment(ref s_nextId);
         _metrics = new FaultlineMetrics(_mm, Id);
+        StartHugePageCollapse();
     }
 
     /// <summary>Settings.</summary>
@@ -681,6 +682,7 @@ public sealed partial class AddressSpace : IDisposable
     /// </summary>
     public void Dispose()
     {
+        StopHugePageCollapse();
         _metrics.Dispose();
         _mm.Dispose();
     }

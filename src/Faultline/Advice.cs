@@ -57,4 +57,10 @@ public enum Advice
     PopulateWrite = 23,
     /// <summary><c>MADV_DONTNEED_LOCKED</c>: <see cref="DontNeed"/> that locked memory allows too.</summary>
     DontNeedLocked = 24,
+    /// <summary>
+    /// <c>MADV_COLLAPSE</c> (Linux 6.1): collapses every 2 MiB block inside the range into a huge page now, whatever the
+    /// transparent-huge-page mode; EINVAL on memory that may not hold huge pages, ENOMEM over a hole or without a free
+    /// huge block, EAGAIN when a page is pinned, EINVAL when a block has nothing writable to collapse.
+    /// </summary>
+    Collapse = 25,
 }

@@ -109,4 +109,12 @@ public sealed record FaultlineOptions
     /// first. See <see cref="SwapOptions"/>.
     /// </summary>
     public SwapOptions? Swap { get; init; }
+
+    /// <summary>
+    /// Start a background huge-page collapse (<c>khugepaged</c>) that wakes once per this period and collapses every
+    /// 2 MiB block of a huge-eligible mapping (under <see cref="TransparentHugePages"/>) still mapped by 4 KiB pages into
+    /// one huge page, with Linux's defaults (<c>max_ptes_none</c> 511, <c>max_ptes_shared</c> 256); it stops when the
+    /// address space is disposed. Null (the default) starts nothing; <see cref="Advice.Collapse"/> works either way.
+    /// </summary>
+    public TimeSpan? HugePageCollapsePeriod { get; init; }
 }

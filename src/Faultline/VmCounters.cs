@@ -180,6 +180,12 @@ public static class VmCounters
     /// <summary><c>swap_write_failed</c>: Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).</summary>
     public const string SwapWriteFailed = "swap_write_failed";
 
+    /// <summary><c>thp_collapse_alloc</c>: Huge pages a collapse allocated and mapped in place of 512 PTEs (/proc/vmstat thp_collapse_alloc).</summary>
+    public const string ThpCollapseAlloc = "thp_collapse_alloc";
+
+    /// <summary><c>thp_collapse_alloc_failed</c>: Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).</summary>
+    public const string ThpCollapseAllocFailed = "thp_collapse_alloc_failed";
+
     /// <summary>Every counter, in a fixed order: its name, unit, kind and meaning.</summary>
     public static IReadOnlyList<VmCounterInfo> All => EventNames.All;
 }

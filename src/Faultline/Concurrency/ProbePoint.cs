@@ -130,4 +130,9 @@ internal enum ProbePoint
     /// dirty bits).
     /// </summary>
     ForkBeforeWriteProtect,
+    /// <summary>
+    /// Huge-page collapse (<c>collapse_huge_page</c>): the PMD over the PTE table is cleared and the TLBs flushed
+    /// (<c>pmdp_collapse_flush</c>), before the PTE lock is taken and the entries are copied.
+    /// </summary>
+    CollapseAfterPmdFlush,
 }

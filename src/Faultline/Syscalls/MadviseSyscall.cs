@@ -54,6 +54,10 @@ internal sealed class MadviseSyscall
         {
             return _populator.FaultIn(address, end, advice == Advice.PopulateWrite);
         }
+        if (advice == Advice.Collapse)
+        {
+            return HugePageCollapse.CollapseRange(_mm, _owner, address, end);
+        }
         bool write = ChangesFlags(advice);
         if (write)
         {

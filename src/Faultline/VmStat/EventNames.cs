@@ -65,6 +65,8 @@ internal static class EventNames
         (VmEvent.AllocStall, new(VmCounters.AllocStall, "{fault}", VmCounterKind.Counter, "Faults that found no free frame and ran direct reclaim (/proc/vmstat allocstall_*).")),
         (VmEvent.KswapdRun, new(VmCounters.KswapdRun, "{run}", VmCounterKind.Counter, "Background reclaimer runs (/proc/vmstat pageoutrun).")),
         (VmEvent.SwapWriteFailed, new(VmCounters.SwapWriteFailed, "{page}", VmCounterKind.Counter, "Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).")),
+        (VmEvent.ThpCollapseAlloc, new(VmCounters.ThpCollapseAlloc, "{page}", VmCounterKind.Counter, "Huge pages a collapse allocated and mapped in place of 512 PTEs (/proc/vmstat thp_collapse_alloc).")),
+        (VmEvent.ThpCollapseAllocFailed, new(VmCounters.ThpCollapseAllocFailed, "{page}", VmCounterKind.Counter, "Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).")),
     ];
 
     private static readonly VmCounterInfo[] s_byEvent = Index();

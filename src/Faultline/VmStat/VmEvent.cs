@@ -124,4 +124,8 @@ internal enum VmEvent
     KswapdRun,
     /// <summary><c>swap_write_failed</c>: Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).</summary>
     SwapWriteFailed,
+    /// <summary><c>thp_collapse_alloc</c>: Huge pages a collapse allocated and mapped in place of 512 PTEs (/proc/vmstat thp_collapse_alloc).</summary>
+    ThpCollapseAlloc,
+    /// <summary><c>thp_collapse_alloc_failed</c>: Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).</summary>
+    ThpCollapseAllocFailed,
 }

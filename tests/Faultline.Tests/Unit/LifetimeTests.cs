@@ -188,6 +188,7 @@ public sealed class LifetimeTests
             [nameof(AddressSpace.GetMappings)] = () => space.GetMappings(),
             [nameof(AddressSpace.GetMaps)] = () => space.GetMaps(),
             [nameof(AddressSpace.GetSmaps)] = () => space.GetSmaps(),
+            [nameof(AddressSpace.HugePageCollapseScans)] = () => _ = space.HugePageCollapseScans,
             [nameof(AddressSpace.IsResident)] = () => space.IsResident(a),
             [nameof(AddressSpace.CountResidentPages)] = () => space.CountResidentPages(a, a + Page),
             [nameof(AddressSpace.GetCounters)] = () => space.GetCounters(),
