@@ -4,8 +4,8 @@ namespace Faultline.Mm;
 
 /// <summary>
 /// Whether a fault may map a 2 MiB page (the kernel's <c>thp_vma_allowable_order</c> with <c>TVA_IN_PF</c> and
-/// <c>TVA_ENFORCE_SYSFS</c> for the PMD order, plus <c>thp_vma_suitable_order</c>). The one place the huge-fault,
-/// collapse and smaps code ask; nothing maps huge pages yet.
+/// <c>TVA_ENFORCE_SYSFS</c> for the PMD order, plus <c>thp_vma_suitable_order</c>). The one place the huge fault
+/// and khugepaged ask (MADV_COLLAPSE ignores the mode, as madvise_collapse does).
 /// </summary>
 /// <remarks>
 /// The rules: the mapping is private anonymous (shared anonymous memory is shmem, governed by <c>shmem_enabled</c>, and
