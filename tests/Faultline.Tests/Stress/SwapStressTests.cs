@@ -7,8 +7,9 @@ namespace Faultline.Tests.Stress;
 /// <summary>
 /// Bounded stress of swap under memory pressure: a working set twice the guest RAM, Cpu threads writing stamped pages
 /// and checking every stamp they read, while another thread maps, writes and unmaps beside them. Direct reclaim and the
-/// background reclaimer both run. At the end every page of every worker holds its last stamp and no freed frame was
-/// written through a stale translation (poisoning).
+/// background reclaimer both run; in the fork variant a thread also forks the address space and disposes the child
+/// over and over (swap entries and copy-on-write pages shared, then released). At the end every page of every worker
+/// holds its last stamp and no freed frame was written through a stale translation (poisoning).
 /// </summary>
 public sealed class SwapStressTests
 {
@@ -19,13 +20,17 @@ public sealed class SwapStressTests
     private const int PagesPerWorker = RamPages;       // the two workers together touch twice the RAM
     private static readonly TimeSpan Duration = TimeSpan.FromSeconds(1.5);
 
-    public static TheoryData<FaultPath> Paths => new() { FaultPath.MmapLock, FaultPath.Speculative, FaultPath.VmaLock };
+    public static TheoryData<FaultPath, bool> Paths => new()
+    {
+        { FaultPath.MmapLock, false }, { FaultPath.Speculative, false }, { FaultPath.VmaLock, false },
+        { FaultPath.MmapLock, true }, { FaultPath.Speculative, true }, { FaultPath.VmaLock, true },
+    };
 
     private static long Stamp(ulong address, int generation) => (long)(address * 0x9E3779B97F4A7C15UL) ^ generation;
 
     [Theory]
     [MemberData(nameof(Paths))]
-    public void StampedPagesSurviveAWorkingSetTwiceTheRamBesideMapAndUnmap(FaultPath path)
+    public void StampedPagesSurviveAWorkingSetTwiceTheRamBesideMapAndUnmap(FaultPath path, bool fork)
     {
         using var space = new AddressSpace(new FaultlineOptions
         {
@@ -47,6 +52,11 @@ public sealed class SwapStressTests
         }
         long rounds = 0;
         threads.Add(new Thread(() => MapWriteUnmap(space, stop, failures, ref rounds)));
+        long forks = 0;
+        if (fork)
+        {
+            threads.Add(new Thread(() => ForkAndDispose(space, stop, failures, ref forks)));
+        }
         foreach (Thread thread in threads)
         {
             thread.Start();
@@ -78,6 +88,7 @@ public sealed class SwapStressTests
         Assert.True(counters[VmCounters.SwapIn] > 0, "nothing was swapped in");
 
         Assert.True(rounds > 0, "no map-write-unmap round ran");
+        Assert.True(!fork || forks > 0, "no fork ran");
         Assert.Equal(0, counters[VmCounters.OutOfMemory]);
         space.Unmap(region, Workers * PagesPerWorker * Page);
     }
@@ -144,6 +155,25 @@ public sealed class SwapStressTests
                 }
                 space.Unmap(scratch, pages * Page);
                 Interlocked.Increment(ref rounds);
+            }
+        }
+        catch (Exception e)
+        {
+            failures.Enqueue(e.ToString());
+        }
+    }
+
+    // The fork variant's thread: a child of the whole address space, disposed at once, over and over; the child shares
+    // every swap entry and anonymous page, so its teardown drops swap counts and references while reclaim runs.
+    private static void ForkAndDispose(AddressSpace space, ManualResetEventSlim stop, ConcurrentQueue<string> failures, ref long forks)
+    {
+        try
+        {
+            while (!stop.IsSet)
+            {
+                space.Fork().Dispose();
+                Interlocked.Increment(ref forks);
+                Thread.Sleep(10);
             }
         }
         catch (Exception e)
