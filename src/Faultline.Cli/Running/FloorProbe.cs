@@ -6,7 +6,7 @@ namespace Faultline.Cli.Running;
 
 /// <summary>
 /// Measures the floors the fault figures are read against, on this machine and in the same run: zeroing a 4 KiB page
-/// that is not in any cache and one that is, copying a 4 KiB page to another when neither is in any cache (what a
+/// that is not in any cache and one that is, zeroing a cold 2 MiB block (what a huge-page fault clears), copying a 4 KiB page to another when neither is in any cache (what a
 /// copy-on-write fault over a large region copies) and when both are, a cached 8-byte load, and a load whose page
 /// misses the hardware TLB (random 4 KiB pages of a 1 GiB host region, read-populated: where the host maps the zero
 /// page every page shares one cached frame and only the translation misses; where it does not, the load also misses
@@ -16,6 +16,7 @@ internal sealed unsafe class FloorProbe : IDisposable
 {
 
     private const int PageSize = 4096;
+    private const int HugePageSize = 2 << 20;
     private const int MadvisePopulateRead = 22;
     /// <summary>
     /// The cold-zeroing region: far larger than any last-level cache, so a page zeroed once is evicted before the
@@ -34,6 +35,7 @@ internal sealed unsafe class FloorProbe : IDisposable
     private readonly nint _warmPages;
     private readonly int[] _coldOrder;
     private readonly int[] _tlbOrder;
+    private readonly int[] _hugeOrder;
     // Every load is summed into this field, so the JIT cannot drop the loads being timed.
     private long _sink;
 
@@ -48,7 +50,8 @@ internal sealed unsafe class FloorProbe : IDisposable
         _coldRegionBytes = coldRegionBytes;
         _tlbRegionBytes = tlbRegionBytes;
         Names = ["zero 4 KiB, cold", "zero 4 KiB, cached", "copy 4 KiB, cold", "copy 4 KiB, cached", "load, cached",
-            readFaultMapsZeroPage ? "load, TLB miss (zero page)" : "load, TLB and cache miss (private pages)"];
+            readFaultMapsZeroPage ? "load, TLB miss (zero page)" : "load, TLB and cache miss (private pages)",
+            "zero 2 MiB, cold"];
         _coldRegion = LibC.MapAnonymousSmallPages((ulong)_coldRegionBytes);
         new Span<byte>((void*)_coldRegion, (int)_coldRegionBytes).Fill(1);
         _tlbRegion = LibC.MapAnonymousSmallPages((ulong)_tlbRegionBytes, writable: false);
@@ -63,6 +66,8 @@ internal sealed unsafe class FloorProbe : IDisposable
         _warmPages = LibC.MapAnonymousSmallPages(2 * PageSize);
         _coldOrder = RandomPages(_coldRegionBytes, random);
         _tlbOrder = RandomPages(_tlbRegionBytes, random);
+        _hugeOrder = Enumerable.Range(0, (int)(_coldRegionBytes / HugePageSize)).ToArray();
+        random.Shuffle(_hugeOrder);
     }
 
     /// <summary>Floor names, in report order.</summary>
@@ -78,6 +83,7 @@ internal sealed unsafe class FloorProbe : IDisposable
         new(Names[3], repeat, NsPerOp(CopyCached)),
         new(Names[4], repeat, NsPerOp(LoadCached)),
         new(Names[5], repeat, NsPerOp(LoadTlbMiss)),
+        new(Names[6], repeat, NsPerOp(ZeroHugeCold)),
     ];
 
     /// <inheritdoc/>
@@ -117,6 +123,17 @@ internal sealed unsafe class FloorProbe : IDisposable
             new Span<byte>((void*)(_coldRegion + ((nint)page * PageSize)), PageSize).Clear();
         }
         return _coldOrder.Length;
+    }
+
+    // 2 MiB blocks of the cold region in a random order; a region smaller than one block measures nothing.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private long ZeroHugeCold()
+    {
+        foreach (int block in _hugeOrder)
+        {
+            new Span<byte>((void*)(_coldRegion + ((nint)block * HugePageSize)), HugePageSize).Clear();
+        }
+        return Math.Max(_hugeOrder.Length, 1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

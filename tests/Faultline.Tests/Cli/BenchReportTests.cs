@@ -62,8 +62,8 @@ public class BenchReportTests(TwoRepeatReport measured) : IClassFixture<TwoRepea
         Assert.Equal("versus_kernel", versusKernel.GetProperty("kind").GetString());
         Assert.True(versusKernel.GetProperty("value").GetProperty("median").GetDouble() > 0);
         Assert.Equal(2, root.GetProperty("ratios").EnumerateArray().Count(r => r.GetProperty("kind").GetString() == "versus_kernel"));
-        Assert.Equal(12, root.GetProperty("floors").GetArrayLength());
-        Assert.Equal(6, root.GetProperty("floor_summary").GetArrayLength());
+        Assert.Equal(14, root.GetProperty("floors").GetArrayLength());
+        Assert.Equal(7, root.GetProperty("floor_summary").GetArrayLength());
     }
 
     [Fact]
