@@ -35,6 +35,16 @@ public sealed record SwapOptions
     /// <summary>Run the background reclaimer (<c>kswapd</c>). Default true; when false only direct reclaim and MADV_PAGEOUT reclaim.</summary>
     public bool BackgroundReclaim { get; init; } = true;
 
+    /// <summary>
+    /// <c>/proc/sys/vm/page-cluster</c>: a swap-in reads up to <c>2^PageCluster</c> pages around the faulting one into the
+    /// swap cache (VMA-based readahead, the window adapting to how many of them faults then use); 0 reads only the
+    /// faulting page. In [0, <see cref="MaxPageCluster"/>]; default 3 (8 pages), Linux's.
+    /// </summary>
+    public int PageCluster { get; init; } = 3;
+
+    /// <summary>The largest <see cref="PageCluster"/> (<c>SWAP_RA_ORDER_CEILING</c> on 64-bit kernels).</summary>
+    public const int MaxPageCluster = 5;
+
     // The inner layers' copy of these options, checked; null when there is no swap.
     internal static SwapSettings? ToSettings(SwapOptions? options, int frames)
     {
@@ -56,11 +66,16 @@ public sealed record SwapOptions
         {
             throw new ArgumentOutOfRangeException(nameof(options), "Swap watermarks must lie between 0 and the frame count");
         }
+        if (options.PageCluster is < 0 or > MaxPageCluster)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), $"Swap.PageCluster must lie in [0, {MaxPageCluster}]");
+        }
         int low = options.LowWatermarkPages > 0 ? options.LowWatermarkPages : Math.Min(frames / 4, Math.Max(128, frames / 32));
         int high = options.HighWatermarkPages > 0 ? Math.Max(low, options.HighWatermarkPages) : Math.Min(frames - 1, 2 * low);
         string? path = options.Kind == SwapAreaKind.File
             ? options.FilePath ?? Path.Combine(Path.GetTempPath(), $"faultline-swap-{Environment.ProcessId}-{Guid.NewGuid():N}")
             : null;
-        return new SwapSettings(path, options.SizeBytes / PageGeometry.PageSize, low, high, options.BackgroundReclaim);
+        return new SwapSettings(path, options.SizeBytes / PageGeometry.PageSize, low, high, options.BackgroundReclaim,
+            1 << options.PageCluster);
     }
 }

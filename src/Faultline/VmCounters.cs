@@ -147,6 +147,12 @@ public static class VmCounters
     /// <summary><c>pswpout</c>: Pages written out to a swap area (/proc/vmstat pswpout).</summary>
     public const string SwapOut = "pswpout";
 
+    /// <summary><c>swap_ra</c>: Pages swap readahead read into the swap cache beside a faulting page (/proc/vmstat swap_ra).</summary>
+    public const string SwapReadahead = "swap_ra";
+
+    /// <summary><c>swap_ra_hit</c>: Pages read ahead that a fault then found in the swap cache (/proc/vmstat swap_ra_hit).</summary>
+    public const string SwapReadaheadHit = "swap_ra_hit";
+
     /// <summary><c>pgmajfault</c>: Faults that had to read the page from a swap area (/proc/vmstat pgmajfault).</summary>
     public const string MajorFault = "pgmajfault";
 

@@ -28,7 +28,7 @@ internal static class BenchCommand
         var path = new Option<string?>("--path", "-p")
         {
             Description = "Paths, comma list: mmap-lock, speculative, vma-lock, kernel, or all (default all); also " +
-                "speculative-no-table-alloc (speculative with speculative page-table allocation off, as the SPF patches were posted; not in all) and vma-lock-no-fault-around (vma-lock with fault-around off; not in all)",
+                "speculative-no-table-alloc (speculative with speculative page-table allocation off, as the SPF patches were posted; not in all) vma-lock-no-fault-around (vma-lock with fault-around off; not in all) and vma-lock-no-swap-readahead (vma-lock with swap readahead off; not in all)",
         };
         OptionChecks.Parses(path, text => BenchPlan.Paths(text));
         var threads = new Option<string?>("--threads", "-t")

@@ -17,7 +17,7 @@ internal sealed class FaultlineTarget : IMemoryTarget
             SpeculativePageTableAllocation = path != PathKind.SpeculativeNoTableAllocation,
             BackgroundZeroing = path == PathKind.SpeculativeBackgroundZeroing,
             FaultAroundBytes = path == PathKind.VmaLockNoFaultAround ? (int)PageGeometry.PageSize : new FaultlineOptions().FaultAroundBytes,
-            Swap = swap,
+            Swap = path == PathKind.VmaLockNoSwapReadahead && swap is not null ? swap with { PageCluster = 0 } : swap,
         });
     }
 

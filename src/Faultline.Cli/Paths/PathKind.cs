@@ -26,6 +26,11 @@ internal enum PathKind
     /// fault on a cached file page maps that page only. Not in <c>all</c>; name it to compare.
     /// </summary>
     VmaLockNoFaultAround,
+    /// <summary>
+    /// Faultline, per-VMA locks with swap readahead off (<see cref="SwapOptions.PageCluster"/> 0): a swap-in reads the
+    /// faulting page only. Not in <c>all</c>; name it to compare.
+    /// </summary>
+    VmaLockNoSwapReadahead,
 }
 
 /// <summary>Names on the command line and in reports.</summary>
@@ -34,7 +39,8 @@ internal static class PathNames
     /// <summary>Every path <c>all</c> selects, in report order.</summary>
     public static readonly PathKind[] All = [PathKind.MmapLock, PathKind.Speculative, PathKind.VmaLock, PathKind.Kernel];
 
-    private static readonly PathKind[] Named = [.. All, PathKind.SpeculativeNoTableAllocation, PathKind.SpeculativeBackgroundZeroing, PathKind.VmaLockNoFaultAround];
+    private static readonly PathKind[] Named = [.. All, PathKind.SpeculativeNoTableAllocation, PathKind.SpeculativeBackgroundZeroing, PathKind.VmaLockNoFaultAround,
+        PathKind.VmaLockNoSwapReadahead];
 
     /// <summary>The command-line and report name.</summary>
     public static string Name(PathKind path) => path switch
@@ -46,6 +52,7 @@ internal static class PathNames
         PathKind.SpeculativeNoTableAllocation => "speculative-no-table-alloc",
         PathKind.SpeculativeBackgroundZeroing => "speculative-bg-zero",
         PathKind.VmaLockNoFaultAround => "vma-lock-no-fault-around",
+        PathKind.VmaLockNoSwapReadahead => "vma-lock-no-swap-readahead",
         _ => throw new ArgumentOutOfRangeException(nameof(path)),
     };
 
@@ -78,7 +85,7 @@ internal static class PathNames
     {
         PathKind.MmapLock => FaultPath.MmapLock,
         PathKind.Speculative or PathKind.SpeculativeNoTableAllocation or PathKind.SpeculativeBackgroundZeroing => FaultPath.Speculative,
-        PathKind.VmaLock or PathKind.VmaLockNoFaultAround => FaultPath.VmaLock,
+        PathKind.VmaLock or PathKind.VmaLockNoFaultAround or PathKind.VmaLockNoSwapReadahead => FaultPath.VmaLock,
         _ => throw new ArgumentOutOfRangeException(nameof(path), "the kernel path has no Faultline fault path"),
     };
 }

@@ -63,6 +63,12 @@ internal sealed class Vma
     /// <summary>NUMA policy.</summary>
     public MemoryPolicy Policy { get; private set; }
 
+    /// <summary>
+    /// <c>swap_readahead_info</c>: the swap readahead window's state (the last swap fault's page, the window, the hits;
+    /// packed by <c>Faults.SwapReadahead</c>). A hint written by faults under any lock or none; read and written whole.
+    /// </summary>
+    public ulong SwapReadaheadInfo;
+
     /// <summary>Creates a detached VMA.</summary>
     public Vma(MmapLock mmapLock, VmaWriterWait writerWait, ProbeSet probes, ulong start, ulong end, ulong pageOffset, VmFlags flags,
         Backing.IBacking backing, MemoryPolicy policy = MemoryPolicy.Default)
@@ -99,6 +105,7 @@ internal sealed class Vma
         PageProtection = ProtectionOf(flags);
         Backing = backing;
         Policy = policy;
+        SwapReadaheadInfo = 0;
         Id = Interlocked.Increment(ref s_nextId);
     }
 

@@ -124,6 +124,8 @@ internal enum ProbePoint
     SwapInBeforePteLock,
     /// <summary>Reclaim: every PTE mapping the frame holds the swap entry and the TLBs were flushed, before the page-out.</summary>
     ReclaimUnmapped,
+    /// <summary>Swap readahead: a neighbour's slot is claimed and read into a new frame, before the frame joins the swap cache.</summary>
+    SwapReadaheadBeforeInsert,
     /// <summary>
     /// <c>copy_present_pte</c>: a writable parent entry of a copy-on-write mapping was read and its frame shared, under
     /// both PTE locks, before the entry is write-protected (a Cpu's lockless TLB fill may still set its accessed and

@@ -11,7 +11,7 @@ namespace Faultline.Faults;
 /// <c>do_swap_page</c> for the three fault paths: <c>pte_unmap_same</c> first, with the three answers of the SPF
 /// series (OK goes on, PTNOTSAME means another thread already handled the entry and the fault returns 0, RETRY means
 /// the speculative path's VMA changed), then the page from the swap cache or read from the area into a new frame that
-/// joins the cache, then the PTE under its lock if it is still <c>orig_pte</c>. The entry's reference is dropped
+/// joins the cache (with its neighbours: <see cref="SwapReadahead"/>), then the PTE under its lock if it is still <c>orig_pte</c>. The entry's reference is dropped
 /// (<c>swap_free</c>); when that was the last, the page is exclusive: a write fault maps it writable at once, and the
 /// page leaves the swap cache, freeing its slot.
 /// </summary>
@@ -70,6 +70,7 @@ internal static class SwapInFault
             pfn = LookupCache(fault.Mm.Memory, device, entry);
             if (pfn != 0)
             {
+                SwapReadahead.NoteCacheHit(ref fault, fault.Mm.Memory, pfn);
                 return FaultResult.Ok;
             }
             if (fault.IsSpeculative)
@@ -132,6 +133,7 @@ internal static class SwapInFault
         memory.Lru?.Add(pfn, active: false);
         mm.Node!.Counters.AddShared(VmEvent.SwapIn);
         mm.Node.Counters.AddShared(VmEvent.MajorFault);
+        SwapReadahead.ReadAround(ref fault, device);
         return FaultResult.Ok;
     }
 

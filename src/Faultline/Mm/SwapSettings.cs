@@ -6,4 +6,6 @@ namespace Faultline.Mm;
 /// <param name="LowWatermark"><c>low_wmark_pages</c>.</param>
 /// <param name="HighWatermark"><c>high_wmark_pages</c>.</param>
 /// <param name="BackgroundReclaim">Run <c>kswapd</c>.</param>
-internal sealed record SwapSettings(string? FilePath, long Slots, int LowWatermark, int HighWatermark, bool BackgroundReclaim);
+/// <param name="ReadaheadPages">The largest swap readahead window, <c>1 &lt;&lt; page_cluster</c> pages (1: none).</param>
+internal sealed record SwapSettings(string? FilePath, long Slots, int LowWatermark, int HighWatermark, bool BackgroundReclaim,
+    int ReadaheadPages);

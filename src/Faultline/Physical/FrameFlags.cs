@@ -43,4 +43,9 @@ internal enum FrameFlags
     /// out, just read in, or shared by the entries of several address spaces).
     /// </summary>
     SwapCache = 1 << 10,
+    /// <summary>
+    /// <c>PG_readahead</c> on a swap-cache frame: read ahead of demand and not yet found by a fault; the first fault that
+    /// finds it clears the bit and counts a readahead hit.
+    /// </summary>
+    Readahead = 1 << 11,
 }

@@ -67,6 +67,8 @@ internal static class EventNames
         (VmEvent.SwapWriteFailed, new(VmCounters.SwapWriteFailed, "{page}", VmCounterKind.Counter, "Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).")),
         (VmEvent.ThpCollapseAlloc, new(VmCounters.ThpCollapseAlloc, "{page}", VmCounterKind.Counter, "Huge pages a collapse allocated and mapped in place of 512 PTEs (/proc/vmstat thp_collapse_alloc).")),
         (VmEvent.ThpCollapseAllocFailed, new(VmCounters.ThpCollapseAllocFailed, "{page}", VmCounterKind.Counter, "Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).")),
+        (VmEvent.SwapReadahead, new(VmCounters.SwapReadahead, "{page}", VmCounterKind.Counter, "Pages swap readahead read into the swap cache beside a faulting page (/proc/vmstat swap_ra).")),
+        (VmEvent.SwapReadaheadHit, new(VmCounters.SwapReadaheadHit, "{page}", VmCounterKind.Counter, "Pages read ahead that a fault then found in the swap cache (/proc/vmstat swap_ra_hit).")),
     ];
 
     private static readonly VmCounterInfo[] s_byEvent = Index();

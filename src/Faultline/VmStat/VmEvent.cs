@@ -128,4 +128,8 @@ internal enum VmEvent
     ThpCollapseAlloc,
     /// <summary><c>thp_collapse_alloc_failed</c>: Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).</summary>
     ThpCollapseAllocFailed,
+    /// <summary><c>swap_ra</c>: Pages swap readahead read into the swap cache beside a faulting page (/proc/vmstat swap_ra).</summary>
+    SwapReadahead,
+    /// <summary><c>swap_ra_hit</c>: Pages read ahead that a fault then found in the swap cache (/proc/vmstat swap_ra_hit).</summary>
+    SwapReadaheadHit,
 }
