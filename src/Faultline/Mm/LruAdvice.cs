@@ -17,6 +17,8 @@ internal static class LruAdvice
     {
         PhysicalMemory memory = mm.Memory;
         FrameLru lru = memory.Lru!;
+        Span<int> batch = stackalloc int[PageReclaim.Batch];
+        int isolated = 0;
         for (ulong address = start; address < end; address += PageGeometry.PageSize)
         {
             long pfn = mm.PageTable.GetMappedFrame(address);
@@ -38,12 +40,27 @@ internal static class LruAdvice
                 memory.Put(pfn);
                 continue;
             }
-            bool isolated = lru.TryIsolate(pfn);
+            bool taken = lru.TryIsolate(pfn);
             memory.Put(pfn);
-            if (isolated && PageReclaim.Reclaim(node, (int)pfn, ignoreReferences: true))
+            if (taken)
             {
-                node.Counters.AddShared(VmEvent.StealDirect);
+                batch[isolated++] = (int)pfn;
             }
+            if (isolated == batch.Length)
+            {
+                Reclaim(node, batch);
+                isolated = 0;
+            }
+        }
+        Reclaim(node, batch[..isolated]);
+    }
+
+    // reclaim_pages: a batch at a time, so one TLB flush covers up to SWAP_CLUSTER_MAX pages.
+    private static void Reclaim(MemoryNode node, ReadOnlySpan<int> isolated)
+    {
+        if (isolated.Length > 0)
+        {
+            node.Counters.AddShared(VmEvent.StealDirect, PageReclaim.ReclaimBatch(node, isolated, ignoreReferences: true));
         }
     }
 }

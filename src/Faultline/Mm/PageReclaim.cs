@@ -56,11 +56,7 @@ internal static class PageReclaim
             {
                 break;
             }
-            int stolen = 0;
-            for (int i = 0; i < isolated; i++)
-            {
-                stolen += Reclaim(node, batch[i], ignoreReferences: false) ? 1 : 0;
-            }
+            int stolen = ReclaimBatch(node, batch[..isolated], ignoreReferences: false);
             node.Counters.AddShared(direct ? VmEvent.StealDirect : VmEvent.StealKswapd, stolen);
             freed += stolen;
         }
@@ -68,39 +64,178 @@ internal static class PageReclaim
     }
 
     /// <summary>
-    /// <c>shrink_folio_list</c> for one isolated frame (the caller's isolation reference is consumed): true when the
-    /// frame was freed. <paramref name="ignoreReferences"/> is <c>MADV_PAGEOUT</c>'s <c>reclaim_pages</c>.
+    /// <c>shrink_folio_list</c> over isolated frames (the caller's isolation references are consumed): returns the frames
+    /// freed. <paramref name="ignoreReferences"/> is <c>MADV_PAGEOUT</c>'s <c>reclaim_pages</c>. The TLB flush after
+    /// unmapping is batched as the kernel's <c>TTU_BATCH_FLUSH</c> does: every frame of the batch is unmapped first, then
+    /// one grace period per address space covers them all (<c>try_to_unmap_flush</c>), then the frames are paged out.
     /// </summary>
-    public static bool Reclaim(MemoryNode node, int pfn, bool ignoreReferences)
+    public static int ReclaimBatch(MemoryNode node, ReadOnlySpan<int> frames, bool ignoreReferences)
+    {
+        Debug.Assert(frames.Length <= Batch, "a batch is at most SWAP_CLUSTER_MAX frames");
+        Span<Candidate> candidates = stackalloc Candidate[frames.Length];
+        var unmapped = new List<Unmapped>();
+        for (int i = 0; i < frames.Length; i++)
+        {
+            candidates[i] = Prepare(node, frames[i], ignoreReferences, unmapped);
+        }
+        FlushAndRelease(node.Memory, unmapped);
+        int freed = 0;
+        foreach (ref Candidate candidate in candidates)
+        {
+            if (candidate.Verdict is null)
+            {
+                candidate.Verdict = Finish(node, ref candidate);
+            }
+            freed += Conclude(node, candidate) ? 1 : 0;
+        }
+        return freed;
+    }
+
+    // A frame on its way through shrink_folio_list: what the first half (up to try_to_unmap) decided or left to decide.
+    private struct Candidate
+    {
+        public int Pfn;
+        // Null while the page-out half is still to run; else the verdict, and whether the frame is locked.
+        public Verdict? Verdict;
+        public bool Locked;
+        public bool Lazy;
+        public SwapEntry Entry;
+        public bool Clean;
+        public bool MemoryLocked;
+    }
+
+    // One PTE try_to_unmap cleared: its address space, its page, and the frame whose mapping reference it held.
+    private readonly record struct Unmapped(MemoryDescriptor Mm, ulong Page, int Pfn);
+
+    // The first half of shrink_folio_list for one frame: the checks, the lock, folio_referenced, add_to_swap and
+    // try_to_unmap, whose TLB flush is left to the batch.
+    private static Candidate Prepare(MemoryNode node, int pfn, bool ignoreReferences, List<Unmapped> unmapped)
     {
         PhysicalMemory memory = node.Memory;
-        FrameLru lru = memory.Lru!;
         ref FrameInfo info = ref memory.Info(pfn);
         if (info.Kind != FrameKind.Anonymous || memory.HasFlags(pfn, FrameFlags.HugeHead) || memory.HasFlags(pfn, FrameFlags.HugeTail)
             || memory.IsPinned(pfn))
         {
             // folio_maybe_dma_pinned: a device may be using the memory behind every page table; THP is reclaimed elsewhere.
-            lru.Putback(pfn, active: true);
-            return false;
+            return new Candidate { Pfn = pfn, Verdict = Verdict.Activate };
         }
         if (!node.Swap.TryLock(pfn))
         {
-            lru.Putback(pfn, active: false);
-            return false;
+            return new Candidate { Pfn = pfn, Verdict = Verdict.Keep };
         }
-        Verdict verdict = ReclaimLocked(node, pfn, ignoreReferences);
-        if (verdict == Verdict.Freed)
+        var candidate = new Candidate { Pfn = pfn, Locked = true };
+        SwapSpace swap = node.Swap;
+        if (!ignoreReferences && ClearReferences(memory, pfn) > 0)
+        {
+            candidate.Verdict = Verdict.Activate;
+            return candidate;
+        }
+        candidate.Lazy = memory.HasFlags(pfn, FrameFlags.LazyFree) && !memory.HasFlags(pfn, FrameFlags.SwapCache);
+        if (!candidate.Lazy)
+        {
+            if (memory.HasFlags(pfn, FrameFlags.SwapCache))
+            {
+                candidate.Entry = SwapEntry.FromPte(memory.Info(pfn).SwapEntry);
+            }
+            else
+            {
+                // add_to_swap: a slot, the frame in the swap cache under it, dirty so the page-out writes it.
+                if (!swap.TryAllocate(out candidate.Entry))
+                {
+                    candidate.Verdict = Verdict.Activate;
+                    return candidate;
+                }
+                memory.Info(pfn).SwapEntry = candidate.Entry.ToPte();
+                memory.SetFlags(pfn, FrameFlags.SwapCache | FrameFlags.Dirty);
+                swap.DeviceOf(candidate.Entry)!.InsertCache(memory, candidate.Entry.Offset, pfn);
+            }
+        }
+        candidate.Clean = TryToUnmap(node, pfn, candidate.Lazy ? 0 : candidate.Entry.ToPte(), swap.DeviceOf(candidate.Entry),
+            unmapped, out candidate.MemoryLocked);
+        return candidate;
+    }
+
+    // The second half, after the batch's flush: no Cpu can reach the frame through a PTE this reclaim cleared.
+    private static Verdict Finish(MemoryNode node, ref Candidate candidate)
+    {
+        PhysicalMemory memory = node.Memory;
+        int pfn = candidate.Pfn;
+        if (!candidate.Clean || candidate.MemoryLocked)
+        {
+            if (candidate.MemoryLocked)
+            {
+                // Some PTEs may hold the swap entry already; the page stays in the swap cache and comes back on a fault.
+                return Verdict.Activate;
+            }
+            // A lazily freed page written since MADV_FREE: it is swap-backed again (folio_set_swapbacked).
+            memory.ClearFlags(pfn, FrameFlags.LazyFree);
+            return Verdict.Activate;
+        }
+        // Acquire read; pairs with the Interlocked map-count changes of faults and of TryToUnmap.
+        if (Volatile.Read(ref memory.Info(pfn).MapCount) != 0)
+        {
+            // Mapped again meanwhile (a swap-in found it in the swap cache): it stays.
+            return Verdict.Activate;
+        }
+        if (candidate.Lazy)
+        {
+            if (!memory.TryFreeze(pfn, 1))
+            {
+                return Verdict.Keep;
+            }
+            memory.FreeBatch([pfn]);
+            node.Counters.AddShared(VmEvent.LazyFreed);
+            return Verdict.Freed;
+        }
+        SwapEntry entry = candidate.Entry;
+        SwapDevice device = node.Swap.DeviceOf(entry)!;
+        if (memory.HasFlags(pfn, FrameFlags.Dirty) && device.UseCount(entry.Offset) > 0)
+        {
+            // pageout: cleared first, so a failed write can set it again and nothing is lost.
+            memory.ClearFlags(pfn, FrameFlags.Dirty);
+            if (!device.Area.TryWrite(entry.Offset, memory.Contents(pfn)))
+            {
+                memory.SetFlags(pfn, FrameFlags.Dirty);
+                node.Counters.AddShared(VmEvent.SwapWriteFailed);
+                return Verdict.Activate;
+            }
+            node.Counters.AddShared(VmEvent.SwapOut);
+        }
+        // __remove_mapping: only the swap cache's reference and the isolation's may be left.
+        if (!memory.TryFreeze(pfn, 2))
+        {
+            return Verdict.Keep;
+        }
+        bool removed = device.RemoveCache(entry.Offset, pfn);
+        Debug.Assert(removed, "a locked swap-cache frame left the cache");
+        memory.ClearFlags(pfn, FrameFlags.SwapCache);
+        memory.Info(pfn).SwapEntry = 0;
+        device.ReleaseCache(entry.Offset);
+        memory.FreeBatch([pfn]);
+        return Verdict.Freed;
+    }
+
+    // The end of shrink_folio_list for one frame: a freed frame is gone; a kept one is unlocked and put back.
+    private static bool Conclude(MemoryNode node, in Candidate candidate)
+    {
+        if (candidate.Verdict == Verdict.Freed)
         {
             return true;
         }
-        // A page kept in memory whose slot no entry names any more needs the slot no longer (folio_free_swap).
-        node.Swap.FreeIfUnused(pfn);
-        node.Swap.UnlockAndFreeIfUnused(pfn);
-        if (verdict == Verdict.Activate)
+        int pfn = candidate.Pfn;
+        FrameLru lru = node.Memory.Lru!;
+        if (candidate.Locked)
+        {
+            // A page kept in memory whose slot no entry names any more needs the slot no longer (folio_free_swap).
+            node.Swap.FreeIfUnused(pfn);
+            node.Swap.UnlockAndFreeIfUnused(pfn);
+        }
+        bool activate = candidate.Verdict == Verdict.Activate;
+        if (activate && candidate.Locked)
         {
             node.Counters.AddShared(VmEvent.Activate);
         }
-        lru.Putback(pfn, verdict == Verdict.Activate);
+        lru.Putback(pfn, activate);
         return false;
     }
 
@@ -153,103 +288,21 @@ internal static class PageReclaim
         return Math.Max(1, scanned);
     }
 
-    private static Verdict ReclaimLocked(MemoryNode node, int pfn, bool ignoreReferences)
-    {
-        PhysicalMemory memory = node.Memory;
-        SwapSpace swap = node.Swap;
-        if (!ignoreReferences && ClearReferences(memory, pfn) > 0)
-        {
-            return Verdict.Activate;
-        }
-        bool lazy = memory.HasFlags(pfn, FrameFlags.LazyFree) && !memory.HasFlags(pfn, FrameFlags.SwapCache);
-        SwapEntry entry = default;
-        if (!lazy)
-        {
-            if (memory.HasFlags(pfn, FrameFlags.SwapCache))
-            {
-                entry = SwapEntry.FromPte(memory.Info(pfn).SwapEntry);
-            }
-            else
-            {
-                // add_to_swap: a slot, the frame in the swap cache under it, dirty so the page-out writes it.
-                if (!swap.TryAllocate(out entry))
-                {
-                    return Verdict.Activate;
-                }
-                memory.Info(pfn).SwapEntry = entry.ToPte();
-                memory.SetFlags(pfn, FrameFlags.SwapCache | FrameFlags.Dirty);
-                swap.DeviceOf(entry)!.InsertCache(memory, entry.Offset, pfn);
-            }
-        }
-        if (!TryToUnmap(node, pfn, lazy ? 0 : entry.ToPte(), swap.DeviceOf(entry), out bool mlocked) || mlocked)
-        {
-            if (mlocked)
-            {
-                // Some PTEs may hold the swap entry already; the page stays in the swap cache and comes back on a fault.
-                return Verdict.Activate;
-            }
-            // A lazily freed page written since MADV_FREE: it is swap-backed again (folio_set_swapbacked).
-            memory.ClearFlags(pfn, FrameFlags.LazyFree);
-            return Verdict.Activate;
-        }
-        // Acquire read; pairs with the Interlocked map-count changes of faults and of TryToUnmap.
-        if (Volatile.Read(ref memory.Info(pfn).MapCount) != 0)
-        {
-            // Mapped again meanwhile (a swap-in found it in the swap cache): it stays.
-            return Verdict.Activate;
-        }
-        if (lazy)
-        {
-            if (!memory.TryFreeze(pfn, 1))
-            {
-                return Verdict.Keep;
-            }
-            memory.FreeBatch([pfn]);
-            node.Counters.AddShared(VmEvent.LazyFreed);
-            return Verdict.Freed;
-        }
-        SwapDevice device = swap.DeviceOf(entry)!;
-        if (memory.HasFlags(pfn, FrameFlags.Dirty) && device.UseCount(entry.Offset) > 0)
-        {
-            // pageout: cleared first, so a failed write can set it again and nothing is lost.
-            memory.ClearFlags(pfn, FrameFlags.Dirty);
-            if (!device.Area.TryWrite(entry.Offset, memory.Contents(pfn)))
-            {
-                memory.SetFlags(pfn, FrameFlags.Dirty);
-                node.Counters.AddShared(VmEvent.SwapWriteFailed);
-                return Verdict.Activate;
-            }
-            node.Counters.AddShared(VmEvent.SwapOut);
-        }
-        // __remove_mapping: only the swap cache's reference and the isolation's may be left.
-        if (!memory.TryFreeze(pfn, 2))
-        {
-            return Verdict.Keep;
-        }
-        bool removed = device.RemoveCache(entry.Offset, pfn);
-        Debug.Assert(removed, "a locked swap-cache frame left the cache");
-        memory.ClearFlags(pfn, FrameFlags.SwapCache);
-        memory.Info(pfn).SwapEntry = 0;
-        device.ReleaseCache(entry.Offset);
-        memory.FreeBatch([pfn]);
-        return Verdict.Freed;
-    }
-
     /// <summary>
     /// <c>try_to_unmap</c>: under each PTE lock the reverse map finds, replaces the entry mapping the frame with
     /// <paramref name="swapPte"/> (with the entry's soft-dirty, uffd-wp and exclusive bits) and moves the PTE's dirty bit
     /// to the frame; for a lazily freed page (<paramref name="swapPte"/> 0) clears it instead, unless the PTE is dirty
     /// (false: the page was written). A page in a <c>VM_LOCKED</c> VMA stops the walk (<paramref name="mlocked"/>).
-    /// Then flushes each address space's TLBs (a grace period over the pages) before the
-    /// mappings' references are dropped, so no Cpu can still write to the frame when the page-out reads it.
+    /// Each PTE cleared joins <paramref name="unmapped"/>: the batch flushes those address spaces' TLBs (a grace period)
+    /// before the mappings' references are dropped, so no Cpu can still write to the frame when the page-out reads it.
     /// </summary>
-    private static bool TryToUnmap(MemoryNode node, int pfn, ulong swapPte, SwapDevice? device, out bool mlocked)
+    private static bool TryToUnmap(MemoryNode node, int pfn, ulong swapPte, SwapDevice? device, List<Unmapped> unmapped,
+        out bool mlocked)
     {
         PhysicalMemory memory = node.Memory;
         bool exclusive = memory.HasFlags(pfn, FrameFlags.AnonExclusive);
         bool clean = true;
         bool locked = false;
-        var unmapped = new List<(MemoryDescriptor Mm, ulong Page)>();
         ReverseMap.Walk(memory, pfn, (mm, vma, address, at) =>
         {
             if ((vma.Flags & VmFlags.Locked) != 0)
@@ -295,7 +348,7 @@ internal static class PageReclaim
                     // Full fence; pairs with the acquire read of the map count in IsExclusiveAnonymous and reclaim's check.
                     Interlocked.Decrement(ref memory.Info(pfn).MapCount);
                     mm.SharedCounters.AddShared(VmEvent.AnonPages, -1);
-                    unmapped.Add((mm, address >> PageGeometry.PageShift));
+                    unmapped.Add(new Unmapped(mm, address >> PageGeometry.PageShift, pfn));
                     return true;
                 }
             }
@@ -308,42 +361,41 @@ internal static class PageReclaim
         {
             memory.ClearFlags(pfn, FrameFlags.AnonExclusive);
         }
-        FlushAndRelease(memory, pfn, unmapped);
         mlocked = locked;
         return clean;
     }
 
-    // try_to_unmap_flush: one grace period per address space over the pages unmapped there, then the mappings'
-    // references go (never the last: the caller's isolation reference remains).
-    private static void FlushAndRelease(PhysicalMemory memory, int pfn, List<(MemoryDescriptor Mm, ulong Page)> unmapped)
+    // try_to_unmap_flush: one grace period per address space over the pages the batch unmapped there, then the
+    // mappings' references go (never the last: each frame's isolation reference remains).
+    private static void FlushAndRelease(PhysicalMemory memory, List<Unmapped> unmapped)
     {
         for (int i = 0; i < unmapped.Count; i++)
         {
             MemoryDescriptor mm = unmapped[i].Mm;
             bool first = true;
-            for (int j = 0; j < i; j++)
+            for (int j = 0; j < i && first; j++)
             {
-                first &= unmapped[j].Mm != mm;
+                first = unmapped[j].Mm != mm;
             }
             if (!first)
             {
                 continue;
             }
             ulong low = ulong.MaxValue, high = 0;
-            foreach ((MemoryDescriptor other, ulong page) in unmapped)
+            foreach (Unmapped other in unmapped)
             {
-                if (other == mm)
+                if (other.Mm == mm)
                 {
-                    low = Math.Min(low, page);
-                    high = Math.Max(high, page + 1);
+                    low = Math.Min(low, other.Page);
+                    high = Math.Max(high, other.Page + 1);
                 }
             }
             mm.Rcu.Synchronize(low, high);
             mm.Probes.Hit(ProbePoint.ReclaimUnmapped);
         }
-        for (int i = 0; i < unmapped.Count; i++)
+        foreach (Unmapped done in unmapped)
         {
-            memory.Put(pfn);
+            memory.Put(done.Pfn);
         }
     }
 

@@ -186,7 +186,7 @@ public sealed class SwapRaceTests
         using var threads = new ThreadScope();
         // Stopped once the parent's entry holds the swap entry and its TLBs were flushed; the child's is unmapped too.
         using var gate = new ProbeGate(parent, ProbePoint.ReclaimUnmapped, ThreadRole.Is(Reclaimer));
-        var reclaim = threads.Run(Reclaimer, () => PageReclaim.Reclaim(node, (int)pfn, ignoreReferences: true));
+        var reclaim = threads.Run(Reclaimer, () => PageReclaim.ReclaimBatch(node, [(int)pfn], ignoreReferences: true) > 0);
         gate.WaitArrived();
         Assert.False(parent.IsResident(a));
         Assert.False(child.IsResident(a));
