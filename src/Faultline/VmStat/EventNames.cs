@@ -67,6 +67,8 @@ internal static class EventNames
         (VmEvent.SwapWriteFailed, new(VmCounters.SwapWriteFailed, "{page}", VmCounterKind.Counter, "Page-outs whose write failed: the page stayed in memory, dirty (end_swap_bio_write's redirty).")),
         (VmEvent.ThpCollapseAlloc, new(VmCounters.ThpCollapseAlloc, "{page}", VmCounterKind.Counter, "Huge pages a collapse allocated and mapped in place of 512 PTEs (/proc/vmstat thp_collapse_alloc).")),
         (VmEvent.ThpCollapseAllocFailed, new(VmCounters.ThpCollapseAllocFailed, "{page}", VmCounterKind.Counter, "Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).")),
+        (VmEvent.OomKill, new(VmCounters.OomKill, "{fault}", VmCounterKind.Counter, "Accesses failed as a memory group's OOM victim, its reclaim and OOM handler having made no room (/proc/vmstat oom_kill).")),
+        (VmEvent.SpeculativeMemcgCharge, new(VmCounters.SpeculativeMemcgCharge, "{fault}", VmCounterKind.Counter, "Speculative faults whose memory-group charge failed; the classic path charged again and decided (VM_FAULT_RETRY).")),
     ];
 
     private static readonly VmCounterInfo[] s_byEvent = Index();

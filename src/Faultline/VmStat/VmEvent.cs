@@ -128,4 +128,8 @@ internal enum VmEvent
     ThpCollapseAlloc,
     /// <summary><c>thp_collapse_alloc_failed</c>: Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).</summary>
     ThpCollapseAllocFailed,
+    /// <summary><c>oom_kill</c>: Accesses failed as a memory group's OOM victim (/proc/vmstat oom_kill).</summary>
+    OomKill,
+    /// <summary>Speculative faults whose memory-group charge failed and that were handed to the classic path.</summary>
+    SpeculativeMemcgCharge,
 }
