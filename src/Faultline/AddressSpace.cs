@@ -113,7 +113,8 @@ public sealed partial class AddressSpace : IDisposable
     /// <summary>
     /// The memory group this address space is charged to: made from <see cref="FaultlineOptions.MemoryLimitBytes"/>
     /// for a new address space, the parent's (or the one given to <see cref="Fork(Faultline.MemoryGroup)"/>) for a
-    /// forked child; null when it has none (no limit, no accounting).
+    /// forked child; null when it has none (no limit, no accounting). Readable after <see cref="Dispose"/>: the group
+    /// outlives its members, as a cgroup outlives its tasks.
     /// </summary>
     public MemoryGroup? MemoryGroup { get; }
 
