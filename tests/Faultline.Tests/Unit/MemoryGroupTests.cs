@@ -323,6 +323,72 @@ public sealed class MemoryGroupTests
     }
 
     [Fact]
+    public void AFilesPagesAreChargedToTheFirstMapperAndUnchargedWhenTheFileDropsThem()
+    {
+        using AddressSpace space = NewSpace(limitPages: 64);
+        MemoryGroup group = space.MemoryGroup!;
+        using var file = new MemoryFile(space, "charged");
+        file.Truncate(8 * Page);
+        ulong a = space.Map(0, 8 * (ulong)Page, Protection.ReadWrite, MapFlags.Shared, file, 0);
+        using Cpu cpu = space.AttachCpu();
+        Fill(cpu, a, 8);
+        Assert.Equal(8 * Page, group.UsageBytes);
+        // The page cache outlives the mapping, and so does its charge (as on Linux).
+        space.Unmap(a, 8 * (ulong)Page);
+        Assert.Equal(8 * Page, group.UsageBytes);
+        file.Truncate(0);
+        Assert.Equal(0, group.UsageBytes);
+    }
+
+    [Fact]
+    public void AHugePageIsChargedWholeAndFallsBackToSmallPagesWhenItDoesNotFit()
+    {
+        const ulong Pmd = 2 << 20;
+        using var space = new AddressSpace(new FaultlineOptions
+        {
+            FaultPath = FaultPath.VmaLock,
+            PhysicalMemoryBytes = 32 << 20,
+            MemoryLimitBytes = 1024 * Page,
+            TransparentHugePages = TransparentHugePageMode.Always,
+        });
+        MemoryGroup group = space.MemoryGroup!;
+        ulong a = space.Map(0x4000_0000, 2 * Pmd, Protection.ReadWrite, MapFlags.PrivateAnonymous | MapFlags.Fixed);
+        using Cpu cpu = space.AttachCpu();
+        cpu.Store(a, 1L);
+        Assert.Equal(512 * Page, group.UsageBytes);
+        Assert.Equal(1, space.GetCounters()[VmCounters.ThpFaultAlloc]);
+        group.LimitBytes = 600 * Page;
+        cpu.Store(a + Pmd, 2L);
+        // 512 more would pass the limit: the fault took one 4 KiB page instead (thp_fault_fallback_charge).
+        Assert.Equal(513 * Page, group.UsageBytes);
+        Assert.Equal(1, space.GetCounters()[VmCounters.ThpFaultFallback]);
+        Assert.Equal(0, group.OomEvents);
+        space.Unmap(a, 2 * Pmd);
+        Assert.Equal(0, group.UsageBytes);
+    }
+
+    [Fact]
+    public void TheOutOfMemoryHandlerMayUnmapAMembersMemoryToMakeRoom()
+    {
+        using AddressSpace space = NewSpace(limitPages: 8);
+        MemoryGroup group = space.MemoryGroup!;
+        ulong cache = space.Map(0, 8 * (ulong)Page, Protection.ReadWrite, MapFlags.PrivateAnonymous);
+        ulong a = space.Map(0, 8 * (ulong)Page, Protection.ReadWrite, MapFlags.PrivateAnonymous);
+        using Cpu cpu = space.AttachCpu();
+        Fill(cpu, cache, 8);
+        group.OutOfMemoryHandler = _ =>
+        {
+            // A guest's own OOM policy: drop its cache.
+            return space.TryAdvise(cache, 8 * (ulong)Page, Advice.DontNeed) == Errno.None;
+        };
+        Fill(cpu, a, 8);
+        Verify(cpu, a, 8);
+        Assert.Equal(1, group.OomEvents);
+        Assert.Equal(0, group.OomKillEvents);
+        Assert.Equal(8 * Page, group.UsageBytes);
+    }
+
+    [Fact]
     public void BadInputGetsLinuxErrnosAndChangesNothing()
     {
         using AddressSpace space = NewSpace(limitPages: 16);
