@@ -71,11 +71,20 @@ public sealed partial class AddressSpace : IDisposable
     /// Creates an empty address space, over guest RAM that another address space uses too when
     /// <paramref name="sharedMemory"/> is given (a forked child; <paramref name="options"/>' memory size is then ignored).
     /// </summary>
-    internal AddressSpace(FaultlineOptions options, PhysicalMemory? sharedMemory)
+    internal AddressSpace(FaultlineOptions options, PhysicalMemory? sharedMemory, MemoryGroup? group = null)
     {
         Options = options;
+        if (options.MemoryLimitBytes < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "MemoryLimitBytes must not be negative");
+        }
         _mm = sharedMemory is null ? new MemoryDescriptor(SettingsFrom(Options)) : new MemoryDescriptor(SettingsFrom(Options), sharedMemory);
         _mm.Owner = this;
+        // The group is known before anything can fault: a new RAM's from the options, a child's from its parent.
+        MemoryGroup = sharedMemory is null && options.MemoryLimitBytes is { } limit
+            ? MemoryGroup.CreateOver(_mm.Memory, limit, "mkdir")
+            : group;
+        _mm.Group = MemoryGroup?.Charge;
         // One editor per address space: the system calls use it only under the mmap write lock.
         _editor = new VmaEditor(_mm);
         var unmapper = new RegionUnmapper(_mm, _editor);
@@ -100,6 +109,17 @@ public sealed partial class AddressSpace : IDisposable
 
     /// <summary>Settings.</summary>
     public FaultlineOptions Options { get; }
+
+    /// <summary>
+    /// The memory group this address space is charged to: made from <see cref="FaultlineOptions.MemoryLimitBytes"/>
+    /// for a new address space, the parent's (or the one given to <see cref="Fork(Faultline.MemoryGroup)"/>) for a
+    /// forked child; null when it has none (no limit, no accounting). Readable after <see cref="Dispose"/>: the group
+    /// outlives its members, as a cgroup outlives its tasks.
+    /// </summary>
+    public MemoryGroup? MemoryGroup { get; }
+
+    /// <summary>The guest RAM, for a group made over it.</summary>
+    internal PhysicalMemory GuestMemory => Live.Memory;
 
     /// <summary>A process-unique number (the Metrics tag <see cref="FaultlineMeter.AddressSpaceTag"/>).</summary>
     public long Id { get; }
@@ -241,21 +261,40 @@ public sealed partial class AddressSpace : IDisposable
     /// </remarks>
     /// <exception cref="MemoryOperationException"><see cref="Errno.ENOMEM"/> when guest RAM ran out for the child's page tables.</exception>
     /// <exception cref="ObjectDisposedException">This address space is disposed.</exception>
-    public AddressSpace Fork() => Fork(attempt: 0);
+    public AddressSpace Fork() => Fork(MemoryGroup, attempt: 0);
 
-    private AddressSpace Fork(int attempt)
+    /// <summary>
+    /// <see cref="Fork()"/> with the child charged to <paramref name="group"/> instead of this address space's group
+    /// (a task forked and moved into another cgroup before it touches memory). Pages the child shares with this address
+    /// space stay charged to whoever paid for them; what the child allocates from then on is charged to
+    /// <paramref name="group"/>, which must account for the same guest RAM (<see cref="MemoryGroup.Create"/>).
+    /// </summary>
+    /// <exception cref="MemoryOperationException"><see cref="Errno.EINVAL"/> when <paramref name="group"/> accounts
+    /// for other guest RAM; <see cref="Errno.ENOMEM"/> as <see cref="Fork()"/>.</exception>
+    /// <exception cref="ObjectDisposedException">This address space is disposed.</exception>
+    public AddressSpace Fork(MemoryGroup group)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        if (!group.Accounts(Live.Memory))
+        {
+            throw new MemoryOperationException("fork", Errno.EINVAL);
+        }
+        return Fork(group, attempt: 0);
+    }
+
+    private AddressSpace Fork(MemoryGroup? group, int attempt)
     {
         AddressSpace child;
         try
         {
-            child = new AddressSpace(Options, Live.Memory);
+            child = new AddressSpace(Options, Live.Memory, group);
         }
         catch (OutOfMemoryException)
         {
             // Reclaim runs once the failed child is gone (not in an exception filter, before its cleanup).
             if (ReclaimForRetry(attempt))
             {
-                return Fork(attempt + 1);
+                return Fork(group, attempt + 1);
             }
             throw new MemoryOperationException("fork", Errno.ENOMEM);
         }
@@ -265,7 +304,7 @@ public sealed partial class AddressSpace : IDisposable
             if (error == Errno.ENOMEM && ReclaimForRetry(attempt))
             {
                 child.Dispose();
-                return Fork(attempt + 1);
+                return Fork(group, attempt + 1);
             }
             if (error != Errno.None)
             {

@@ -61,6 +61,9 @@ public sealed unsafe class Cpu : IDisposable
     private AccessKind _deviceKind;      // tree's version is _deviceVersion: the miss path then skips the fault that would
     private long _deviceVersion;         // only find the device (and that would check the access first: hence the kind)
 
+    /// <summary>The per-thread fault state this Cpu runs its faults with (its memcg OOM state, counters, frames).</summary>
+    internal FaultCpu FaultState => _faultCpu;
+
     internal Cpu(AddressSpace addressSpace, MemoryDescriptor mm)
     {
         AddressSpace = addressSpace;

@@ -21,16 +21,18 @@ public enum Errno
     EACCES = 13,
     /// <summary><c>EFAULT</c>: a populate that faulted (SIGSEGV or SIGBUS), a result buffer too small (mincore), or an mremap range not inside one mapping.</summary>
     EFAULT = 14,
-    /// <summary><c>EBUSY</c>: <c>msync(MS_INVALIDATE)</c> of locked memory.</summary>
+    /// <summary><c>EBUSY</c>: <c>msync(MS_INVALIDATE)</c> of locked memory; a collapse whose huge page the memory group has no room for.</summary>
     EBUSY = 16,
     /// <summary><c>EEXIST</c>: <c>MAP_FIXED_NOREPLACE</c> over an existing mapping.</summary>
     EEXIST = 17,
     /// <summary><c>ENODEV</c>: a guest file mapped into an address space whose guest RAM does not hold its pages.</summary>
     ENODEV = 19,
-    /// <summary><c>EINVAL</c>: misaligned, zero length, bad flags.</summary>
+    /// <summary><c>EINVAL</c>: misaligned, zero length, bad flags; a negative memory limit; a memory group of other guest RAM.</summary>
     EINVAL = 22,
     /// <summary><c>EFBIG</c>: a guest file over a host file grown past the host file system's largest file.</summary>
     EFBIG = 27,
+    /// <summary><c>ENOSPC</c>: no more memory groups can be made over one guest RAM (<c>mkdir</c> past the cgroup limit).</summary>
+    ENOSPC = 28,
     /// <summary><c>EOVERFLOW</c>: a mapping's last page offset would wrap.</summary>
     EOVERFLOW = 75,
     /// <summary><c>EOPNOTSUPP</c>: unknown flag with <c>MAP_SHARED_VALIDATE</c>.</summary>

@@ -12,7 +12,10 @@ namespace Faultline;
 /// <see cref="VmCounterKind.Counter"/>, an observable up-down counter for <see cref="VmCounterKind.Level"/>;</description></item>
 /// <item><description><c>faultline.mm.vmas</c> (<c>{vma}</c>, up-down counter): <see cref="AddressSpace.MapCount"/>;</description></item>
 /// <item><description><c>faultline.mm.cpus</c> (<c>{cpu}</c>, up-down counter): <see cref="AddressSpace.CpuCount"/>;</description></item>
-/// <item><description><c>faultline.mm.page_tables</c> (<c>{page}</c>, up-down counter): <see cref="AddressSpace.PageTablePages"/>.</description></item>
+/// <item><description><c>faultline.mm.page_tables</c> (<c>{page}</c>, up-down counter): <see cref="AddressSpace.PageTablePages"/>;</description></item>
+/// <item><description><c>faultline.memcg.current</c> (<c>{page}</c>, up-down counter): the pages charged to
+/// <see cref="AddressSpace.MemoryGroup"/> (<c>memory.current</c>), 0 without one; address spaces of one group report the
+/// same value.</description></item>
 /// </list>
 /// <para>
 /// With OpenTelemetry: <c>AddMeter(FaultlineMeter.Name)</c>; with <c>dotnet-counters</c>:

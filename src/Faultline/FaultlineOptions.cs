@@ -111,6 +111,15 @@ public sealed record FaultlineOptions
     public SwapOptions? Swap { get; init; }
 
     /// <summary>
+    /// A memory limit for the address space and the children it forks (<c>memory.max</c> of its cgroup), in bytes,
+    /// rounded down to whole pages; null (the default) for none, and no accounting. Over the limit a fault reclaims
+    /// from the group, then fails with <see cref="GuestOutOfMemoryException"/>; see <see cref="MemoryGroup"/>, reached
+    /// through <see cref="AddressSpace.MemoryGroup"/>, which can change the limit at run time. Negative values are
+    /// rejected by the constructor.
+    /// </summary>
+    public long? MemoryLimitBytes { get; init; }
+
+    /// <summary>
     /// Start a background huge-page collapse (<c>khugepaged</c>) that wakes once per this period and collapses every
     /// 2 MiB block of a huge-eligible mapping (under <see cref="TransparentHugePages"/>) still mapped by 4 KiB pages into
     /// one huge page, with Linux's defaults (<c>max_ptes_none</c> 511, <c>max_ptes_shared</c> 256); it stops when the

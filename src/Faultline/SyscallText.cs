@@ -94,6 +94,7 @@ internal static class SyscallText
             Errno.EFAULT => "Bad address",
             Errno.EEXIST => "File exists",
             Errno.EINVAL => "Invalid argument",
+            Errno.ENOSPC => "No space left on device",
             Errno.EOVERFLOW => "Value too large for defined data type",
             Errno.EOPNOTSUPP => "Operation not supported",
             _ => null,

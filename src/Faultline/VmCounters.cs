@@ -192,6 +192,12 @@ public static class VmCounters
     /// <summary><c>thp_collapse_alloc_failed</c>: Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).</summary>
     public const string ThpCollapseAllocFailed = "thp_collapse_alloc_failed";
 
+    /// <summary><c>oom_kill</c>: Accesses failed as a memory group's OOM victim, its reclaim and OOM handler having made no room (/proc/vmstat oom_kill).</summary>
+    public const string OomKill = "oom_kill";
+
+    /// <summary><c>spf_memcg_charge</c>: Speculative faults whose memory-group charge failed; the classic path charged again and decided.</summary>
+    public const string SpeculativeMemcgCharge = "spf_memcg_charge";
+
     /// <summary>Every counter, in a fixed order: its name, unit, kind and meaning.</summary>
     public static IReadOnlyList<VmCounterInfo> All => EventNames.All;
 }

@@ -18,6 +18,7 @@ internal sealed class FaultlineTarget : IMemoryTarget
             BackgroundZeroing = path == PathKind.SpeculativeBackgroundZeroing,
             FaultAroundBytes = path == PathKind.VmaLockNoFaultAround ? (int)PageGeometry.PageSize : new FaultlineOptions().FaultAroundBytes,
             Swap = path == PathKind.VmaLockNoSwapReadahead && swap is not null ? swap with { PageCluster = 0 } : swap,
+            MemoryLimitBytes = path == PathKind.SpeculativeMemoryLimit ? physicalBytes : null,
         });
     }
 

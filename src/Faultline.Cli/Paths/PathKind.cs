@@ -31,6 +31,12 @@ internal enum PathKind
     /// faulting page only. Not in <c>all</c>; name it to compare.
     /// </summary>
     VmaLockNoSwapReadahead,
+    /// <summary>
+    /// Faultline, speculative page faults in a memory group whose limit is the whole guest RAM
+    /// (<see cref="FaultlineOptions.MemoryLimitBytes"/>): every frame is charged and uncharged, the limit never hit, so
+    /// beside <see cref="Speculative"/> it gives the charge's cost. Not in <c>all</c>; name it to compare.
+    /// </summary>
+    SpeculativeMemoryLimit,
 }
 
 /// <summary>Names on the command line and in reports.</summary>
@@ -40,7 +46,7 @@ internal static class PathNames
     public static readonly PathKind[] All = [PathKind.MmapLock, PathKind.Speculative, PathKind.VmaLock, PathKind.Kernel];
 
     private static readonly PathKind[] Named = [.. All, PathKind.SpeculativeNoTableAllocation, PathKind.SpeculativeBackgroundZeroing, PathKind.VmaLockNoFaultAround,
-        PathKind.VmaLockNoSwapReadahead];
+        PathKind.VmaLockNoSwapReadahead, PathKind.SpeculativeMemoryLimit];
 
     /// <summary>The command-line and report name.</summary>
     public static string Name(PathKind path) => path switch
@@ -53,6 +59,7 @@ internal static class PathNames
         PathKind.SpeculativeBackgroundZeroing => "speculative-bg-zero",
         PathKind.VmaLockNoFaultAround => "vma-lock-no-fault-around",
         PathKind.VmaLockNoSwapReadahead => "vma-lock-no-swap-readahead",
+        PathKind.SpeculativeMemoryLimit => "speculative-memcg",
         _ => throw new ArgumentOutOfRangeException(nameof(path)),
     };
 
@@ -84,7 +91,8 @@ internal static class PathNames
     public static FaultPath ToFaultPath(PathKind path) => path switch
     {
         PathKind.MmapLock => FaultPath.MmapLock,
-        PathKind.Speculative or PathKind.SpeculativeNoTableAllocation or PathKind.SpeculativeBackgroundZeroing => FaultPath.Speculative,
+        PathKind.Speculative or PathKind.SpeculativeNoTableAllocation or PathKind.SpeculativeBackgroundZeroing
+            or PathKind.SpeculativeMemoryLimit => FaultPath.Speculative,
         PathKind.VmaLock or PathKind.VmaLockNoFaultAround or PathKind.VmaLockNoSwapReadahead => FaultPath.VmaLock,
         _ => throw new ArgumentOutOfRangeException(nameof(path), "the kernel path has no Faultline fault path"),
     };

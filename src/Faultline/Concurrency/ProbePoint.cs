@@ -137,4 +137,9 @@ internal enum ProbePoint
     /// (<c>pmdp_collapse_flush</c>), before the PTE lock is taken and the entries are copied.
     /// </summary>
     CollapseAfterPmdFlush,
+    /// <summary>
+    /// A fault's charge to its memory group failed (<c>try_charge</c> over <c>memory.max</c>): the group is recorded in
+    /// the Cpu's memcg OOM state, before the handler unwinds with VM_FAULT_OOM.
+    /// </summary>
+    MemcgChargeFailed,
 }

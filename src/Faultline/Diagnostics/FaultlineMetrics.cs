@@ -6,8 +6,8 @@ namespace Faultline.Diagnostics;
 
 /// <summary>
 /// Publishes address spaces' counters as <see cref="System.Diagnostics.Metrics"/> instruments on the one meter
-/// <see cref="FaultlineMeter.Name"/>: one observable instrument per counter of <see cref="VmCounters.All"/> and three
-/// for the address space's shape (VMAs, Cpus, page-table pages), all of <see cref="long"/>, one measurement per
+/// <see cref="FaultlineMeter.Name"/>: one observable instrument per counter of <see cref="VmCounters.All"/>, three
+/// for the address space's shape (VMAs, Cpus, page-table pages) and one for its memory group's usage, all of <see cref="long"/>, one measurement per
 /// registered address space tagged <see cref="FaultlineMeter.AddressSpaceTag"/>. Instruments are observed on demand;
 /// nothing is counted twice.
 /// </summary>
@@ -64,6 +64,8 @@ internal sealed class FaultlineMetrics : IDisposable
             "Cpus attached (mm_users)");
         meter.CreateObservableUpDownCounter("faultline.mm.page_tables", () => Observe(mm => (long)mm.PageTable.TablePages), "{page}",
             "Page-table pages in use");
+        meter.CreateObservableUpDownCounter("faultline.memcg.current", () => Observe(mm => mm.Group?.Usage ?? 0), "{page}",
+            "Pages charged to the address space's memory group (memory.current; 0 without a group)");
         return meter;
     }
 

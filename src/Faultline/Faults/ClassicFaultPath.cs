@@ -112,6 +112,6 @@ internal static class ClassicFaultPath
         }
         fault.SnapshotStable(vma);
         fault.Cpu.Counters.Add(VmEvent.ClassicFault);
-        return MemoryFaultHandler.HandleMmFault(ref fault);
+        return MemcgOomSection.Run(ref fault, static (ref FaultContext f) => MemoryFaultHandler.HandleMmFault(ref f));
     }
 }

@@ -29,6 +29,8 @@ internal sealed class FaultCpu
     public FrameCache Frames { get; }
     /// <summary>This Cpu's counters.</summary>
     public EventCounters Counters { get; } = new();
+    /// <summary>The memory-cgroup OOM state of the task this Cpu runs (<c>memcg_may_oom</c>, <c>memcg_in_oom</c>).</summary>
+    public MemcgOomState Memcg { get; } = new();
     /// <summary>The thread inside this Cpu's slow path, if any.</summary>
     public UseClaim Claim { get; } = new();
 

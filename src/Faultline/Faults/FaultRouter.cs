@@ -51,16 +51,34 @@ internal static class FaultRouter
             }
             result = ClassicFaultPath.Handle(ref fault);
         }
-        // __alloc_pages_slowpath: no free frame; with a swap area, direct reclaim (no lock held here) and a new attempt,
-        // until reclaim stops making progress: other Cpus may take the frames one round freed before this one retries.
-        for (int stalls = 0, rounds = 0; (result & FaultResult.Oom) != 0 && mm.Node is { } node && stalls < NoProgressRounds
-            && rounds < MaxReclaimRounds; rounds++)
+        // VM_FAULT_OOM, handled with no lock held. A charge over a group's limit (the Cpu's memcg OOM record):
+        // pagefault_out_of_memory's mem_cgroup_oom_synchronize(true), reclaim from that group or its OOM, then the
+        // access again. No free frame (__alloc_pages_slowpath): with a swap area, direct reclaim and a new attempt
+        // until reclaim stops making progress; other Cpus may take the frames one round freed before this one retries.
+        for (int stalls = 0, rounds = 0; (result & FaultResult.Oom) != 0 && rounds < MaxReclaimRounds; rounds++)
         {
-            stalls = node.DirectReclaim() ? 0 : stalls + 1;
+            if (cpu.Memcg.Take() is { } group)
+            {
+                if (!GroupReclaim.HandleFaultOom(mm.Node, group))
+                {
+                    cpu.Counters.Add(VmEvent.OomKill);
+                    break;
+                }
+            }
+            else if (mm.Node is { } node && stalls < NoProgressRounds)
+            {
+                stalls = node.DirectReclaim() ? 0 : stalls + 1;
+            }
+            else
+            {
+                break;
+            }
             fault = new FaultContext(mm, cpu, address, access);
             fault.Flags |= extra;
             result = ClassicFaultPath.Handle(ref fault);
         }
+        // A record the bounded loop did not get to is dropped: the next fault starts clean.
+        cpu.Memcg.Clear();
         return Outcome(ref fault, result);
     }
 

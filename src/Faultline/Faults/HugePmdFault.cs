@@ -75,6 +75,13 @@ internal static class HugePmdFault
             fault.Cpu.Counters.Add(VmEvent.ThpFaultFallback);
             return false;
         }
+        if (!FaultCharge.TryCharge(ref fault, head, PhysicalMemory.HugeFrames, FrameKind.Anonymous))
+        {
+            // thp_fault_fallback_charge: the group has no room for the block; 4 KiB pages may still fit.
+            mm.Memory.FreeHuge(head);
+            fault.Cpu.Counters.Add(VmEvent.ThpFaultFallback);
+            return false;
+        }
         int deposit = table.AllocateDeposit(fault.Cpu.Frames);
         if (deposit == PhysicalMemory.NoFrame)
         {
@@ -165,6 +172,13 @@ internal static class HugePmdFault
         }
         if (!mm.Memory.TryAllocateHuge(out long head))
         {
+            fault.Cpu.Counters.Add(VmEvent.ThpFaultFallback);
+            table.SplitHugePmd(fault.Address);
+            return false;
+        }
+        if (!FaultCharge.TryCharge(ref fault, head, PhysicalMemory.HugeFrames, FrameKind.Anonymous))
+        {
+            mm.Memory.FreeHuge(head);
             fault.Cpu.Counters.Add(VmEvent.ThpFaultFallback);
             table.SplitHugePmd(fault.Address);
             return false;

@@ -226,6 +226,11 @@ internal static class MemoryFaultHandler
         {
             return FaultResult.Oom;
         }
+        if (!FaultCharge.TryCharge(ref fault, pfn, 1, FrameKind.Anonymous))
+        {
+            fault.Cpu.Frames.Release(pfn);
+            return FaultResult.Oom;
+        }
         mm.Memory.PrepareZeroed(pfn);
         mm.Probes.Hit(ProbePoint.AnonymousBeforePteLock);
         // "if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry))": a write fault always has VM_WRITE;
@@ -343,6 +348,11 @@ internal static class MemoryFaultHandler
         int pfn = fault.Cpu.Frames.Allocate();
         if (pfn == PhysicalMemory.NoFrame)
         {
+            return FaultResult.Oom;
+        }
+        if (!FaultCharge.TryCharge(ref fault, pfn, 1, FrameKind.Anonymous))
+        {
+            fault.Cpu.Frames.Release(pfn);
             return FaultResult.Oom;
         }
         long oldPfn = Pte.Frame(pte);
@@ -485,6 +495,12 @@ internal static class MemoryFaultHandler
                 {
                     continue;
                 }
+                if (!FaultCharge.TryChargeShared(ref fault, pfn, recordOom: false))
+                {
+                    // Over the group's limit: only the faulting page's own fault may end in the group's OOM.
+                    mm.Memory.Put(pfn);
+                    continue;
+                }
                 // Full fence, as in FinishFault; the reference taken by the lookup becomes the mapping's.
                 Interlocked.Increment(ref mm.Memory.Info(pfn).MapCount);
                 // Release store: the map count is visible before the PTE (set_pte_range).
@@ -549,6 +565,11 @@ internal static class MemoryFaultHandler
         {
             return FaultResult.Oom;
         }
+        if (!FaultCharge.TryCharge(ref fault, pfn, 1, FrameKind.Anonymous))
+        {
+            fault.Cpu.Frames.Release(pfn);
+            return FaultResult.Oom;
+        }
         FaultResult got = BackingFault(ref fault, out long source);
         if (got != FaultResult.Ok)
         {
@@ -588,6 +609,11 @@ internal static class MemoryFaultHandler
     {
         MemoryDescriptor mm = fault.Mm;
         PageTable table = mm.PageTable;
+        if (mm.Memory.Info(pfn).Kind is FrameKind.PageCache or FrameKind.Shmem && !FaultCharge.TryChargeShared(ref fault, pfn))
+        {
+            mm.Memory.Put(pfn);
+            return FaultResult.Oom;
+        }
         mm.Probes.Hit(ProbePoint.BackingFaultBeforePteLock);
         if (!PteMapLock(ref fault))
         {

@@ -139,8 +139,20 @@ internal static class SpeculativeFaultPath
         }
         mm.Probes.Hit(ProbePoint.SpeculativeBeforeHandle);
 
-        // 9.-12. handle_pte_fault with the Speculative flag; OOM is reported as on the classic path.
-        FaultResult result = MemoryFaultHandler.HandlePteFault(ref fault);
+        // 9.-12. handle_pte_fault with the Speculative flag, inside the memcg OOM section of the SPF series
+        // ("mm: provide speculative fault infrastructure", v11, 2018-05-17).
+        FaultResult result = MemcgOomSection.Run(ref fault, static (ref FaultContext f) => MemoryFaultHandler.HandlePteFault(ref f));
+        if ((result & FaultResult.Oom) != 0 && fault.Cpu.Memcg.Group is not null)
+        {
+            // A charge over the group's limit: v11 hands VM_FAULT_OOM to pagefault_out_of_memory, whose memcg OOM
+            // handling ends by refaulting the access. Here the record is dropped and the classic path refaults at once:
+            // it charges again under the mmap lock (an uncharge meanwhile may have made room) and, if that fails too,
+            // records the group itself for the fault's end to reclaim from. So no speculative attempt ever leaves
+            // memcg OOM state behind, and only the classic path's own failure reaches the group's OOM handling.
+            fault.Cpu.Memcg.Clear();
+            counters.Add(VmEvent.SpeculativeMemcgCharge);
+            return FaultResult.Retry;
+        }
         if ((result & FaultResult.Retry) == 0)
         {
             counters.Add(VmEvent.SpeculativeSuccess);

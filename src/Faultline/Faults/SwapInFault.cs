@@ -119,6 +119,14 @@ internal static class SwapInFault
             pfn = 0;
             return FaultResult.Oom;
         }
+        // The page is charged to the faulting address space's group, whoever swapped it out (mem_cgroup_swapin_charge_folio).
+        if (!FaultCharge.TryCharge(ref fault, pfn, 1, FrameKind.Anonymous))
+        {
+            fault.Cpu.Frames.Release(pfn);
+            device.ReleaseCache(entry.Offset);
+            pfn = 0;
+            return FaultResult.Oom;
+        }
         device.Area.Read(entry.Offset, memory.PrepareFill(pfn));
         ref FrameInfo info = ref memory.Info(pfn);
         info.Kind = FrameKind.Anonymous;
@@ -133,6 +141,7 @@ internal static class SwapInFault
         memory.Lru?.Add(pfn, active: false);
         mm.Node!.Counters.AddShared(VmEvent.SwapIn);
         mm.Node.Counters.AddShared(VmEvent.MajorFault);
+        mm.Group?.Count(ChargeEvent.RefaultAnon);
         SwapReadahead.ReadAround(ref fault, device);
         return FaultResult.Ok;
     }

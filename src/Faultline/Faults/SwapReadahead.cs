@@ -130,6 +130,14 @@ internal static class SwapReadahead
             device.ReleaseCache(entry.Offset);
             return false;
         }
+        // Charged to the faulting group like the fault's own page; over the limit, readahead stops (no OOM for pages
+        // nobody asked for yet), before the frame joins a list.
+        if (mm.Group is { } group && !group.TryCharge(pfn, 1, FrameKind.Anonymous))
+        {
+            fault.Cpu.Frames.Release(pfn);
+            device.ReleaseCache(entry.Offset);
+            return false;
+        }
         device.Area.Read(entry.Offset, memory.PrepareFill(pfn));
         ref FrameInfo info = ref memory.Info(pfn);
         info.Kind = FrameKind.Anonymous;

@@ -40,7 +40,7 @@ internal static class VmaLockFaultPath
             }
             fault.Flags |= FaultFlags.VmaLock;
             fault.SnapshotStable(vma);
-            result = MemoryFaultHandler.HandleMmFault(ref fault);
+            result = MemcgOomSection.Run(ref fault, static (ref FaultContext f) => MemoryFaultHandler.HandleMmFault(ref f));
         }
         finally
         {

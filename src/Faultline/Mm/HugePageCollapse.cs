@@ -78,6 +78,12 @@ internal static class HugePageCollapse
             mm.SharedCounters.AddShared(VmEvent.ThpCollapseAllocFailed);
             return Errno.ENOMEM; // SCAN_ALLOC_HUGE_PAGE_FAIL
         }
+        if (mm.Group is { } group && !group.TryCharge(head, PhysicalMemory.HugeFrames, FrameKind.Anonymous))
+        {
+            // SCAN_CGROUP_CHARGE_FAIL: the block is charged before the 512 pages it replaces are uncharged.
+            memory.FreeHuge(head);
+            return Errno.EBUSY;
+        }
         int deposit = table.AllocateDeposit(frames);
         if (deposit == PhysicalMemory.NoFrame)
         {

@@ -83,6 +83,17 @@ internal sealed class MemoryDescriptor : IDisposable
         Zapper = new MappingZapper(this);
     }
 
+    /// <summary>
+    /// The memory group this address space's pages are charged to (its cgroup); null when it has none (unlimited, no
+    /// accounting). Set once by the owner before anything can fault, fork or map (a plain field read by faults: the
+    /// address space is published to other threads after it is set).
+    /// </summary>
+    public ChargeGroup? Group
+    {
+        get => PageTable.Charge;
+        set => PageTable.Charge = value;
+    }
+
     /// <summary>The arena's reclaim state and swap areas; null when no swap area was configured.</summary>
     public MemoryNode? Node { get; }
 

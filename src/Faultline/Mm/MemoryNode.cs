@@ -22,6 +22,7 @@ internal sealed class MemoryNode
 
     private readonly Kswapd? _kswapd;
     private int _users;
+    private int _nextLruvec;
 
     private MemoryNode(PhysicalMemory memory, SwapSettings settings)
     {
@@ -72,6 +73,23 @@ internal sealed class MemoryNode
         }
     }
 
+    /// <summary>
+    /// The node of <paramref name="memory"/> as one more user, if it has one now (a memory group's limit write reclaims
+    /// through it); null otherwise. The caller holds a user of the arena.
+    /// </summary>
+    public static MemoryNode? AttachExisting(PhysicalMemory memory)
+    {
+        lock (s_nodes)
+        {
+            if (!s_nodes.TryGetValue(memory, out MemoryNode? node))
+            {
+                return null;
+            }
+            node._users++;
+            return node;
+        }
+    }
+
     /// <summary>One user less; the last stops the reclaimer and closes the swap areas (before the arena goes).</summary>
     public void Detach()
     {
@@ -86,6 +104,12 @@ internal sealed class MemoryNode
         _kswapd?.Stop();
         Swap.Dispose();
     }
+
+    /// <summary>
+    /// Where global reclaim starts its walk over the groups' lists (the kernel's <c>mem_cgroup_iter</c> with a shared
+    /// cursor), so a small direct-reclaim batch does not always take from the same group.
+    /// </summary>
+    public int NextLruvec(int lruvecs) => (int)((uint)Interlocked.Increment(ref _nextLruvec) % (uint)lruvecs);
 
     /// <summary>
     /// <c>__alloc_pages_direct_reclaim</c>: a fault found no free frame; reclaims a batch on the calling thread (which

@@ -33,26 +33,45 @@ internal static class PageReclaim
     }
 
     /// <summary>
-    /// <c>shrink_node</c>: reclaims until <paramref name="target"/> frames were freed or every listed page was looked at
-    /// twice. Returns the frames freed.
+    /// <c>shrink_node</c>: reclaims from every group's lists in turn (<c>shrink_node_memcgs</c>, starting where the last
+    /// call left off) until <paramref name="target"/> frames were freed or each list was looked at twice. Returns the
+    /// frames freed.
     /// </summary>
     public static int Shrink(MemoryNode node, int target, bool direct)
+    {
+        int lruvecs = node.Memory.LruvecCount;
+        int start = node.NextLruvec(lruvecs);
+        int freed = 0;
+        for (int i = 0; i < lruvecs && freed < target; i++)
+        {
+            freed += ShrinkLruvec(node, (start + i) % lruvecs, target - freed, direct);
+        }
+        return freed;
+    }
+
+    /// <summary>
+    /// <c>shrink_lruvec</c>: reclaims from one group's lists (<paramref name="lruvec"/>) until <paramref name="target"/>
+    /// frames were freed or every page on them was looked at twice. Under a group's limit
+    /// (<c>try_to_free_mem_cgroup_pages</c>) only that group's list is scanned, so no other group loses a page to it.
+    /// Returns the frames freed.
+    /// </summary>
+    public static int ShrinkLruvec(MemoryNode node, int lruvec, int target, bool direct)
     {
         FrameLru lru = node.Memory.Lru!;
         Span<int> batch = stackalloc int[Batch];
         int freed = 0;
-        long budget = 2 * (lru.InactiveCount + lru.ActiveCount) + Batch;
+        long budget = 2 * (lru.InactiveCount(lruvec) + lru.ActiveCount(lruvec)) + Batch;
         while (freed < target && budget > 0)
         {
-            if (lru.InactiveCount <= lru.ActiveCount)
+            if (lru.InactiveCount(lruvec) <= lru.ActiveCount(lruvec))
             {
                 // inactive_is_low: age a batch of the active list first.
-                budget -= ShrinkActive(node, batch);
+                budget -= ShrinkActive(node, lruvec, batch);
             }
-            int isolated = lru.Isolate(active: false, batch, out int scanned);
+            int isolated = lru.Isolate(lruvec, active: false, batch, out int scanned);
             budget -= Math.Max(1, scanned);
             node.Counters.AddShared(direct ? VmEvent.ScanDirect : VmEvent.ScanKswapd, scanned);
-            if (isolated == 0 && lru.ActiveCount == 0)
+            if (isolated == 0 && lru.ActiveCount(lruvec) == 0)
             {
                 break;
             }
@@ -72,21 +91,29 @@ internal static class PageReclaim
     public static int ReclaimBatch(MemoryNode node, ReadOnlySpan<int> frames, bool ignoreReferences)
     {
         Debug.Assert(frames.Length <= Batch, "a batch is at most SWAP_CLUSTER_MAX frames");
-        Span<Candidate> candidates = stackalloc Candidate[frames.Length];
+        var candidates = new Candidate[frames.Length];
         var unmapped = new List<Unmapped>();
         for (int i = 0; i < frames.Length; i++)
         {
+            // The isolation's reference keeps the frame, and so its charge, until the batch is done with it.
+            ChargeGroup? group = node.Memory.Info(frames[i]).Charge;
+            group?.Count(ChargeEvent.Scan);
             candidates[i] = Prepare(node, frames[i], ignoreReferences, unmapped);
+            candidates[i].Group = group;
         }
         FlushAndRelease(node.Memory, unmapped);
         int freed = 0;
-        foreach (ref Candidate candidate in candidates)
+        foreach (ref Candidate candidate in candidates.AsSpan())
         {
             if (candidate.Verdict is null)
             {
                 candidate.Verdict = Finish(node, ref candidate);
             }
-            freed += Conclude(node, candidate) ? 1 : 0;
+            if (Conclude(node, candidate))
+            {
+                freed++;
+                candidate.Group?.Count(ChargeEvent.Steal);
+            }
         }
         return freed;
     }
@@ -102,6 +129,8 @@ internal static class PageReclaim
         public SwapEntry Entry;
         public bool Clean;
         public bool MemoryLocked;
+        // The memory group charged for the frame when the batch took it (memory.stat's pgscan, pgsteal).
+        public ChargeGroup? Group;
     }
 
     // One PTE try_to_unmap cleared: its address space, its page, and the frame whose mapping reference it held.
@@ -200,6 +229,7 @@ internal static class PageReclaim
                 return Verdict.Activate;
             }
             node.Counters.AddShared(VmEvent.SwapOut);
+            memory.Info(pfn).Charge?.Count(ChargeEvent.SwapOut);
         }
         // __remove_mapping: only the swap cache's reference and the isolation's may be left.
         if (!memory.TryFreeze(pfn, 2))
@@ -275,10 +305,10 @@ internal static class PageReclaim
 
     // shrink_active_list: every page of a batch goes to the inactive list, its Accessed bits cleared on the way, so the
     // inactive scan sees only references made since.
-    private static int ShrinkActive(MemoryNode node, Span<int> batch)
+    private static int ShrinkActive(MemoryNode node, int lruvec, Span<int> batch)
     {
         FrameLru lru = node.Memory.Lru!;
-        int isolated = lru.Isolate(active: true, batch, out int scanned);
+        int isolated = lru.Isolate(lruvec, active: true, batch, out int scanned);
         for (int i = 0; i < isolated; i++)
         {
             ClearReferences(node.Memory, batch[i]);

@@ -246,6 +246,13 @@ internal unsafe struct CopyPageRangeVisitor : IPageRangeVisitor
             OutOfMemory = true;
             return 0;
         }
+        if (_child.Charge is { } group && !group.TryCharge(copy, 1, FrameKind.Anonymous))
+        {
+            // The child's group has no room for its copy: fork fails with ENOMEM, as a failed charge fails it on Linux.
+            _frames.Release(copy);
+            OutOfMemory = true;
+            return 0;
+        }
         memory.Copy(source, copy);
         ref FrameInfo info = ref memory.Info(copy);
         info.Kind = FrameKind.Anonymous;

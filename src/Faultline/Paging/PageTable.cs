@@ -25,6 +25,12 @@ internal sealed unsafe partial class PageTable
     private int _pageTableLock;
     private int _tablePages;
 
+    /// <summary>
+    /// The memory group the owning address space charges its pages to; a
+    /// fork's copy of a pinned page is charged to the child's. Null: no accounting.
+    /// </summary>
+    public ChargeGroup? Charge { get; set; }
+
     /// <summary>Creates an empty table; the root (pgd) page is allocated now.</summary>
     public PageTable(PhysicalMemory memory)
     {

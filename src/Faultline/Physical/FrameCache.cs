@@ -37,6 +37,8 @@ internal sealed class FrameCache
         {
             Drain(Batch);
         }
+        // mem_cgroup_cancel_charge: a frame that never became anyone's is no group's either.
+        ChargeGroup.Uncharge(ref _memory.Info(pfn));
         // Poisoned now, as the arena's free does: the next Allocate hands it out as a freed frame.
         _memory.PoisonReturned(pfn);
         _frames[_count++] = pfn;

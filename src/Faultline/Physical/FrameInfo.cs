@@ -46,4 +46,13 @@ internal struct FrameInfo
     /// (whose release store orders it) and cleared after it leaves it.
     /// </summary>
     public ulong SwapEntry;
+    /// <summary>
+    /// <c>folio->memcg_data</c>: the group charged for the frame (a huge block: its head, for the whole block), or null.
+    /// Set before the frame is published; dropped by the free that ends it (<see cref="ChargeGroup.Uncharge"/>).
+    /// </summary>
+    public ChargeGroup? Charge;
+    /// <summary>Pages charged with <see cref="Charge"/> (1, or a huge block's frames).</summary>
+    public int ChargePages;
+    /// <summary>The <c>memory.stat</c> line the charge counts in (anonymous, file or shmem).</summary>
+    public FrameKind ChargeKind;
 }

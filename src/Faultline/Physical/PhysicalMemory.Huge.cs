@@ -110,6 +110,7 @@ internal sealed unsafe partial class PhysicalMemory
         {
             throw new ArgumentException("not the head of an allocated huge block", nameof(firstPfn));
         }
+        ChargeGroup.Uncharge(ref _frames[firstPfn]);
         for (long pfn = firstPfn; pfn < firstPfn + HugeFrames; pfn++)
         {
             ref FrameInfo info = ref _frames[pfn];

@@ -3,12 +3,21 @@ namespace Faultline.Physical;
 /// <summary>The arena's side of page reclaim: its LRU lists and the low/high watermarks that wake the reclaimer.</summary>
 internal sealed unsafe partial class PhysicalMemory
 {
+    /// <summary>
+    /// Groups that can be made over one arena, the arena's own list (uncharged frames, index 0) included; the kernel's
+    /// limit is <c>MEM_CGROUP_ID_MAX</c>, reached here much sooner because each group's lists have sentinels in
+    /// <see cref="FrameLru"/>'s arrays.
+    /// </summary>
+    public const int MaxLruvecs = 64;
+
     private FrameLru? _lru;
+    private int _lruvecs = 1;
+    private readonly ChargeGroup?[] _groups = new ChargeGroup?[MaxLruvecs];
     private int _lowWatermark;
     private int _highWatermark;
     private readonly SemaphoreSlim _reclaimWanted = new(0, 1);
 
-    /// <summary>The LRU lists (the node's <c>lruvec</c>); null until <see cref="EnableReclaim"/>.</summary>
+    /// <summary>The LRU lists (the node's <c>lruvec</c>s); null until <see cref="EnableReclaim"/>.</summary>
     public FrameLru? Lru => Volatile.Read(ref _lru);
 
     /// <summary><c>low_wmark_pages</c>: below this many free frames the allocator wakes the reclaimer.</summary>
@@ -16,6 +25,41 @@ internal sealed unsafe partial class PhysicalMemory
 
     /// <summary><c>high_wmark_pages</c>: the reclaimer works until this many frames are free.</summary>
     public int HighWatermark => Volatile.Read(ref _highWatermark);
+
+    /// <summary>LRU list pairs handed out so far (the arena's own and one per group).</summary>
+    public int LruvecCount => Volatile.Read(ref _lruvecs);
+
+    /// <summary>
+    /// A new group over this arena with its own LRU list pair (<c>mem_cgroup_alloc</c>'s id) and a limit of
+    /// <paramref name="maxPages"/>, or null when <see cref="MaxLruvecs"/> pairs are in use. Pairs are not reused: a
+    /// group's frames may outlive it on its lists.
+    /// </summary>
+    public ChargeGroup? TryAddGroup(long maxPages)
+    {
+        int count = Volatile.Read(ref _lruvecs);
+        while (count < MaxLruvecs)
+        {
+            // Full fence; pairs with the acquire read of LruvecCount by reclaim's walk over the groups.
+            int seen = Interlocked.CompareExchange(ref _lruvecs, count + 1, count);
+            if (seen == count)
+            {
+                var group = new ChargeGroup(this, count, maxPages);
+                Volatile.Write(ref _groups[count], group);
+                return group;
+            }
+            count = seen;
+        }
+        return null;
+    }
+
+    // The last user is gone: every frame goes back to the host at once, so every group's charges go with them.
+    private void UnchargeAll()
+    {
+        foreach (ChargeGroup? group in _groups)
+        {
+            group?.UnchargeAll();
+        }
+    }
 
     /// <summary>
     /// Starts keeping LRU lists and watermarks (a swap area was configured). Called once, before any frame is put on a

@@ -179,6 +179,8 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
                 // reclaim holds it: isolation takes a reference and clears the flag).
                 _lru!.Remove(pfn);
             }
+            // mem_cgroup_uncharge: the last reference is gone, so nothing can charge or read the frame meanwhile.
+            ChargeGroup.Uncharge(ref info);
             info.SwapEntry = 0;
             info.Kind = FrameKind.Free;
             info.RefCount = 0;
@@ -464,6 +466,26 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
     }
 
     /// <summary>
+    /// <see cref="AddUser"/> unless the last user is gone already (the arena went back to the host): false then, and
+    /// nothing changed. For a holder of a reference to the arena that is not one of its users (a memory group).
+    /// </summary>
+    public bool TryAddUser()
+    {
+        int users = Volatile.Read(ref _users);
+        while (users > 0)
+        {
+            // Full fence; pairs with Dispose's decrement: once it reached zero no increment can revive the arena.
+            int seen = Interlocked.CompareExchange(ref _users, users + 1, users);
+            if (seen == users)
+            {
+                return true;
+            }
+            users = seen;
+        }
+        return false;
+    }
+
+    /// <summary>
     /// <c>copy_user_highpage</c>: fills a freshly allocated frame with another frame's contents. The caller holds a
     /// reference on <paramref name="source"/>, so it cannot be freed meanwhile.
     /// </summary>
@@ -539,6 +561,7 @@ internal sealed unsafe partial class PhysicalMemory : IDisposable
                 spinner.SpinOnce();
             }
             _arena.Dispose();
+            UnchargeAll();
         }
     }
 

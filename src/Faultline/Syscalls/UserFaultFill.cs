@@ -186,6 +186,15 @@ internal sealed class UserFaultFill
         {
             return Errno.ENOMEM;
         }
+        if (!zeroPage && _mm.Group is { } group && !group.TryCharge(pfn, 1, FrameKind.Anonymous))
+        {
+            // mfill_atomic_pte_copy's mem_cgroup_charge failure: -ENOMEM, nothing installed.
+            lock (_frames)
+            {
+                _frames.Release(pfn);
+            }
+            return Errno.ENOMEM;
+        }
         if (!zeroPage)
         {
             _mm.Memory.PrepareZeroed(pfn);
@@ -265,6 +274,11 @@ internal sealed class UserFaultFill
                 _mm.Memory.Put(pfn);
                 return Errno.ENOMEM;
             }
+        }
+        if (_mm.Group is { } group && !group.TryChargeShared(pfn))
+        {
+            _mm.Memory.Put(pfn);
+            return Errno.ENOMEM;
         }
         _mm.Probes.Hit(ProbePoint.UserFaultFillBeforePteLock);
         ref int ptl = ref table.PteLock(at.PteTable);

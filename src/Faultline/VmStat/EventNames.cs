@@ -69,6 +69,8 @@ internal static class EventNames
         (VmEvent.ThpCollapseAllocFailed, new(VmCounters.ThpCollapseAllocFailed, "{page}", VmCounterKind.Counter, "Collapses that found no free huge block (/proc/vmstat thp_collapse_alloc_failed).")),
         (VmEvent.SwapReadahead, new(VmCounters.SwapReadahead, "{page}", VmCounterKind.Counter, "Pages swap readahead read into the swap cache beside a faulting page (/proc/vmstat swap_ra).")),
         (VmEvent.SwapReadaheadHit, new(VmCounters.SwapReadaheadHit, "{page}", VmCounterKind.Counter, "Pages read ahead that a fault then found in the swap cache (/proc/vmstat swap_ra_hit).")),
+        (VmEvent.OomKill, new(VmCounters.OomKill, "{fault}", VmCounterKind.Counter, "Accesses failed as a memory group's OOM victim, its reclaim and OOM handler having made no room (/proc/vmstat oom_kill).")),
+        (VmEvent.SpeculativeMemcgCharge, new(VmCounters.SpeculativeMemcgCharge, "{fault}", VmCounterKind.Counter, "Speculative faults whose memory-group charge failed; the classic path charged again and decided (VM_FAULT_RETRY).")),
     ];
 
     private static readonly VmCounterInfo[] s_byEvent = Index();

@@ -132,4 +132,8 @@ internal enum VmEvent
     SwapReadahead,
     /// <summary><c>swap_ra_hit</c>: Pages read ahead that a fault then found in the swap cache (/proc/vmstat swap_ra_hit).</summary>
     SwapReadaheadHit,
+    /// <summary><c>oom_kill</c>: Accesses failed as a memory group's OOM victim (/proc/vmstat oom_kill).</summary>
+    OomKill,
+    /// <summary>Speculative faults whose memory-group charge failed and that were handed to the classic path.</summary>
+    SpeculativeMemcgCharge,
 }

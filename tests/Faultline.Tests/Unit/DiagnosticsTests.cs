@@ -29,6 +29,7 @@ public class DiagnosticsTests
         Assert.Equal(1, seen["faultline.mm.vmas"].Value);
         Assert.Equal(0, seen["faultline.mm.cpus"].Value);
         Assert.Equal(space.PageTablePages, seen["faultline.mm.page_tables"].Value);
+        Assert.Equal(0, seen["faultline.memcg.current"].Value);
         Assert.IsType<ObservableCounter<long>>(seen["faultline.vmstat.pgfault"].Instrument);
         Assert.IsType<ObservableUpDownCounter<long>>(seen["faultline.vmstat.nr_anon_pages"].Instrument);
         Assert.Equal("{fault}", seen["faultline.vmstat.pgfault"].Instrument.Unit);
@@ -68,7 +69,7 @@ public class DiagnosticsTests
         listener.RecordObservableInstruments();
 
         Assert.Single(instruments.Select(i => i.Meter).Distinct());
-        Assert.Equal(VmCounters.All.Count + 3, instruments.Count);
+        Assert.Equal(VmCounters.All.Count + 4, instruments.Count);
         Assert.Equal(1, perSpace[first.Id]);
         Assert.Equal(0, perSpace[second.Id]);
     }
