@@ -135,4 +135,9 @@ internal enum ProbePoint
     /// (<c>pmdp_collapse_flush</c>), before the PTE lock is taken and the entries are copied.
     /// </summary>
     CollapseAfterPmdFlush,
+    /// <summary>
+    /// <c>change_huge_pmd</c> (mprotect of a whole huge PMD): the PMD was read under <c>page_table_lock</c> and its new
+    /// protection computed, before it is written (a Cpu's lockless TLB fill may still set its accessed and dirty bits).
+    /// </summary>
+    ChangeHugePmdBeforeUpdate,
 }
