@@ -607,7 +607,8 @@ public sealed partial class AddressSpace : IDisposable
         try
         {
             // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
-            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), _mm.StartBrk, _mm.Brk, vma => _mm.PageTable.CountResident(vma.Start, vma.End));
+            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), _mm.StartBrk, _mm.Brk, vma => _mm.PageTable.CountResident(vma.Start, vma.End),
+                _mm.Settings.TransparentHugePages);
         }
         finally
         {
