@@ -700,6 +700,10 @@ public sealed partial class AddressSpace : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
         }
+        if (options.HugeTlbEntries < 0 || (options.HugeTlbEntries & (options.HugeTlbEntries - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "HugeTlbEntries must be 0 or a power of two");
+        }
         if ((options.BrkStart & PageGeometry.PageOffsetMask) != 0 || options.BrkStart >= PageGeometry.TaskSize)
         {
             throw new ArgumentOutOfRangeException(nameof(options), "BrkStart must be page-aligned and below TASK_SIZE");
