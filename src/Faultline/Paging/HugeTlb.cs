@@ -15,8 +15,9 @@ namespace Faultline.Paging;
 /// A split alone changes no translation (the PTEs copy the PMD), so an entry may outlive one and still be exact.
 /// </para>
 /// <para>
-/// A hit fills the 4 KiB entry without setting the accessed bit again (as hardware holding a 2 MiB entry does not),
-/// and never grants a write the cached PMD was not dirty for: that write walks and sets the dirty bit on the PMD.
+/// A hit fills the 4 KiB entry without setting the accessed bit again (as hardware holding a 2 MiB entry does not;
+/// every clear of the bit here flushes, as <c>folio_referenced</c> does, which drops the block), and never grants a
+/// write the cached PMD was not dirty for: that write walks and sets the dirty bit on the PMD.
 /// </para>
 /// <para>
 /// Thread safety: only the owning Cpu's thread reads or writes it, like <see cref="SoftwareTlb"/>. The slots are
