@@ -646,7 +646,8 @@ public sealed partial class AddressSpace : IDisposable
         try
         {
             // Each walk stays inside its VMA: tables there cannot be freed while the read lock is held.
-            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), _mm.StartBrk, _mm.Brk, vma => _mm.PageTable.CountResident(vma.Start, vma.End));
+            return MapsFormatter.Smaps(VmaTree.InOrder(_mm.Tree.Published), _mm.StartBrk, _mm.Brk, vma => _mm.PageTable.CountResident(vma.Start, vma.End),
+                _mm.Settings.TransparentHugePages);
         }
         finally
         {
@@ -737,6 +738,10 @@ public sealed partial class AddressSpace : IDisposable
         if (options.TlbEntries <= 0 || (options.TlbEntries & (options.TlbEntries - 1)) != 0)
         {
             throw new ArgumentOutOfRangeException(nameof(options), "TlbEntries must be a power of two");
+        }
+        if (options.HugeTlbEntries < 0 || (options.HugeTlbEntries & (options.HugeTlbEntries - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "HugeTlbEntries must be 0 or a power of two");
         }
         if ((options.BrkStart & PageGeometry.PageOffsetMask) != 0 || options.BrkStart >= PageGeometry.TaskSize)
         {

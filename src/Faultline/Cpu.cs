@@ -47,6 +47,7 @@ public sealed unsafe class Cpu : IDisposable
     private readonly FaultCpu _faultCpu;
     private readonly RcuReader _reader;
     private readonly SoftwareTlb _tlb;
+    private readonly HugeTlb? _hugeTlb;  // _tlb.Huge: the 2 MiB translations a miss looks in before it walks
     private readonly long* _section;     // this Cpu's published read-section word (RcuReader), for the inlined hit path
     private readonly long* _generation;  // the address space's TLB generation
     private readonly TlbEntry* _tlbEntries;
@@ -70,7 +71,8 @@ public sealed unsafe class Cpu : IDisposable
         _mm = mm;
         _faultCpu = new FaultCpu(mm.Memory, mm.Rcu);
         _reader = _faultCpu.Reader;
-        _tlb = new SoftwareTlb(addressSpace.Options.TlbEntries);
+        _tlb = new SoftwareTlb(addressSpace.Options.TlbEntries, addressSpace.Options.HugeTlbEntries);
+        _hugeTlb = _tlb.Huge;
         _tlbGeneration = mm.Tlb.Current;
         _exitWord = _tlbGeneration << 1;
         _tlbEntries = _tlb.Entries;
@@ -1000,6 +1002,14 @@ public sealed unsafe class Cpu : IDisposable
                 _lastOutcome = AccessOutcome.SegvMapErr;
                 return null;
             }
+            if (_hugeTlb is not null && _hugeTlb.TryGet(page, kind, out ulong cached))
+            {
+                // The block's 2 MiB translation, caught up with every bump above: as current as a 4 KiB hit (HugeTlb).
+                nint subpage = (nint)_mm.Memory.PageAddress(Pte.Frame(cached));
+                _tlb.Fill(page, cached, subpage);
+                _faultCpu.Counters.Add(VmEvent.TlbHugeFill);
+                return (byte*)subpage + (address & PageOffsetMask);
+            }
             WalkStatus walked = table.WalkLockless(address, out PteLocation at, out ulong pte);
             if ((walked == WalkStatus.Ok || walked == WalkStatus.HugePmd) && Pte.Permits(pte, kind))
             {
@@ -1014,6 +1024,11 @@ public sealed unsafe class Cpu : IDisposable
                 }
                 pte |= Pte.Accessed | (dirty ? Pte.Dirty : 0);
                 _mm.Probes.Hit(ProbePoint.TlbFillBeforeInsert);
+                if (walked == WalkStatus.HugePmd)
+                {
+                    // The PMD as the CAS above left it; cached only now, inside the same section as the 4 KiB fill.
+                    _hugeTlb?.Fill(page, at.PmdEntry | Pte.Accessed | (dirty ? Pte.Dirty : 0));
+                }
                 // An arena frame, or host memory mapped with MapHostMemory (the hit path then reads either alike).
                 nint host = (nint)_mm.Memory.PageAddress(Pte.Frame(pte));
                 _tlb.Fill(page, pte, host);
@@ -1063,7 +1078,8 @@ public sealed unsafe class Cpu : IDisposable
     private AccessOutcome RaiseFault(ulong address, AccessKind kind) => FaultRouter.Fault(_mm, _faultCpu, address, kind);
 
     // The shootdown: invalidate only the pages of the bumps missed since the TLB's generation when there are few and
-    // small ones, else flush everything.
+    // small ones, else flush everything. Either drops the cached 2 MiB blocks of those pages too (SoftwareTlb), and
+    // runs before any miss looks in them: that is what makes a HugeTlb hit as safe as a 4 KiB hit.
     private void CatchUp(long generation)
     {
         const long MaxBumps = 8;

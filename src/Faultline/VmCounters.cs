@@ -109,6 +109,9 @@ public static class VmCounters
     /// <summary><c>tlb_range_flush</c>: Shootdowns handled by invalidating only the pages of the missed generations.</summary>
     public const string TlbRangeFlush = "tlb_range_flush";
 
+    /// <summary><c>tlb_huge_fill</c>: Software TLB fills from the Cpu's cached 2 MiB translations (FaultlineOptions.HugeTlbEntries), without a page-table walk.</summary>
+    public const string TlbHugeFill = "tlb_huge_fill";
+
     /// <summary><c>mmap</c>: mmap calls (AddressSpace.Map and TryMap), successful or not.</summary>
     public const string MmapCalls = "mmap";
 

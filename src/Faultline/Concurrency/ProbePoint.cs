@@ -142,4 +142,9 @@ internal enum ProbePoint
     /// the Cpu's memcg OOM state, before the handler unwinds with VM_FAULT_OOM.
     /// </summary>
     MemcgChargeFailed,
+    /// <summary>
+    /// <c>change_huge_pmd</c> (mprotect of a whole huge PMD): the PMD was read under <c>page_table_lock</c> and its new
+    /// protection computed, before it is written (a Cpu's lockless TLB fill may still set its accessed and dirty bits).
+    /// </summary>
+    ChangeHugePmdBeforeUpdate,
 }

@@ -1,6 +1,7 @@
 using System.Text;
 using Faultline.Areas;
 using Faultline.Backing;
+using Faultline.Mm;
 using Faultline.Paging;
 
 namespace Faultline.Diagnostics;
@@ -55,8 +56,9 @@ internal static class MapsFormatter
         return text.ToString();
     }
 
-    /// <summary>The smaps text: each maps line followed by its memory counts.</summary>
-    public static string Smaps(IEnumerable<Vma> vmas, ulong startBrk, ulong brk, Func<Vma, ResidentCounts> count)
+    /// <summary>The smaps text: each maps line followed by its memory counts; <paramref name="thpMode"/> decides <c>THPeligible</c>.</summary>
+    public static string Smaps(IEnumerable<Vma> vmas, ulong startBrk, ulong brk, Func<Vma, ResidentCounts> count,
+        TransparentHugePageMode thpMode)
     {
         var text = new StringBuilder();
         foreach (Vma vma in vmas)
@@ -83,15 +85,16 @@ internal static class MapsFormatter
             Field(text, "SwapPss:", (counts.ScaledSwapPss >> ResidentCounts.PssShift) >> 10);
             // __show_smap prints pss_locked: a locked page mapped twice counts half here, as in Pss.
             Field(text, "Locked:", (vma.Flags & VmFlags.Locked) != 0 ? (counts.ScaledPss >> ResidentCounts.PssShift) >> 10 : 0);
-            text.Append("THPeligible:    0\n");
+            // Printed "%8u" after the label, as __show_smap does since 6.1 (the 6.18 host's smaps).
+            Field(text, "THPeligible:", ThpPolicy.IsSmapsEligible(vma, thpMode) ? 1 : 0, "\n");
             text.Append("VmFlags: ").Append(VmFlagsText(vma.Flags)).Append('\n');
         }
         return text.ToString();
     }
 
     // SEQ_PUT_DEC: the label in 16 columns, the value right-aligned in 8.
-    private static void Field(StringBuilder text, string label, long kb) =>
-        text.Append(label.PadRight(16)).Append(kb.ToString().PadLeft(8)).Append(" kB\n");
+    private static void Field(StringBuilder text, string label, long kb, string unit = " kB\n") =>
+        text.Append(label.PadRight(16)).Append(kb.ToString().PadLeft(8)).Append(unit);
 
     private static string VmFlagsText(VmFlags flags)
     {

@@ -23,6 +23,17 @@ internal static class ThpPolicy
         MayUseHugePage(vma.Flags, vma.Backing.IsAnonymous, vma.Start, vma.End, settings.TransparentHugePages, address);
 
     /// <summary>
+    /// smaps' <c>THPeligible</c>: <c>thp_vma_allowable_orders</c> with <c>TVA_SMAPS | TVA_ENFORCE_SYSFS</c> for the PMD
+    /// order. The fault's rules for the mapping as a whole: eligible under <paramref name="mode"/> and its advice, and
+    /// large enough that its last aligned 2 MiB block (<c>vm_end - HPAGE_PMD_SIZE</c>, rounded down) lies inside it.
+    /// Unlike the fault and khugepaged, smaps does not exclude <c>VM_NO_KHUGEPAGED</c> mappings, and an anonymous
+    /// mapping not yet faulted (no <c>anon_vma</c>) counts.
+    /// </summary>
+    public static bool IsSmapsEligible(Vma vma, TransparentHugePageMode mode) =>
+        MayUseHugePage(vma.Flags & ~VmFlags.SpecialMask, vma.Backing.IsAnonymous, vma.Start, vma.End, mode,
+            vma.End - PageGeometry.PmdSize);
+
+    /// <summary>
     /// The same rules on plain values: a mapping of <paramref name="flags"/> over [<paramref name="start"/>,
     /// <paramref name="end"/>), anonymous or not, under <paramref name="mode"/>.
     /// </summary>

@@ -15,15 +15,19 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
     private readonly bool _vmaMayWrite;
     private readonly MmuGather _gather;
     private readonly bool _softDirtyEnabled;
+    private readonly ProbeSet? _probes;
 
     /// <summary>
     /// A change to <paramref name="protection"/>; <paramref name="vmaMayWrite"/> says whether the VMA's new flags let a
     /// PTE be writable at all (private and writable); <paramref name="softDirtyEnabled"/> that the VMA's soft-dirty bits
     /// are tracked (<c>vma_soft_dirty_enabled</c>), so an entry not yet soft-dirty must fault on its first write.
+    /// <paramref name="probes"/>: the address space's, for <see cref="ProbePoint.ChangeHugePmdBeforeUpdate"/>.
     /// </summary>
-    public ChangeProtectionVisitor(PageTable table, PageProtection protection, bool vmaMayWrite, MmuGather gather, bool softDirtyEnabled = false)
+    public ChangeProtectionVisitor(PageTable table, PageProtection protection, bool vmaMayWrite, MmuGather gather, bool softDirtyEnabled = false,
+        ProbeSet? probes = null)
     {
         _softDirtyEnabled = softDirtyEnabled;
+        _probes = probes;
         _table = table;
         _memory = table.Memory;
         _protection = protection;
@@ -44,12 +48,11 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
             {
                 continue;
             }
-            ulong updated = Pte.Modify(entry, _protection, CanChangePteWritable(entry));
+            ulong updated = Update(ref entries[i], ref entry, 0);
             if (updated == entry)
             {
                 continue;
             }
-            Volatile.Write(ref entries[i], updated);
             if (Narrows(entry, updated))
             {
                 _gather.NoteTranslationChange(tableBase + ((ulong)i << PageGeometry.PageShift));
@@ -63,14 +66,40 @@ internal unsafe struct ChangeProtectionVisitor : IPageRangeVisitor
     {
         _table.EnterPageTableLock();
         ref ulong slot = ref _table.Entries(pmdTable)[pmdIndex];
-        ulong entry = slot;
-        ulong updated = Pte.MapsFrame(entry) ? Pte.Modify(entry, _protection, CanChangePteWritable(entry)) | Pte.Huge : entry;
-        Volatile.Write(ref slot, updated);
+        ulong entry = Volatile.Read(ref slot);
+        ulong updated = Pte.MapsFrame(entry) ? Update(ref slot, ref entry, Pte.Huge) : entry;
         _table.ExitPageTableLock();
         if (Narrows(entry, updated))
         {
             _gather.NoteTranslationChange(address);
             _gather.NoteTranslationChange(address + PageGeometry.PmdSize - PageGeometry.PageSize);
+        }
+    }
+
+    // pmdp_invalidate_ad / ptep_modify_prot_start then the commit, as one atomic read-modify-write: a Cpu's TLB fill sets
+    // accessed and dirty with a CAS and no lock, so a plain store of the new entry could drop a dirty bit set after the
+    // read (and a page written after MADV_FREE would look clean). The CAS (full fence) pairs with the fill's CAS: either
+    // the fill's bits are in `entry` when this one succeeds, or the fill's CAS fails and it walks again. Returns the
+    // entry written; `entry` is the one it replaced.
+    private ulong Update(ref ulong slot, ref ulong entry, ulong keep)
+    {
+        while (true)
+        {
+            ulong updated = Pte.Modify(entry, _protection, CanChangePteWritable(entry)) | keep;
+            if (updated == entry)
+            {
+                return updated;
+            }
+            if (keep != 0)
+            {
+                _probes?.Hit(ProbePoint.ChangeHugePmdBeforeUpdate);
+            }
+            ulong seen = Interlocked.CompareExchange(ref slot, updated, entry);
+            if (seen == entry)
+            {
+                return updated;
+            }
+            entry = seen;
         }
     }
 

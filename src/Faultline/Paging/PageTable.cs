@@ -596,10 +596,10 @@ internal sealed unsafe partial class PageTable
     /// <paramref name="softDirtyEnabled"/>: <c>vma_soft_dirty_enabled</c>, entries not soft-dirty stay read-only.
     /// </summary>
     public void ChangeProtection(ulong start, ulong end, PageProtection protection, bool vmaMayWrite, MmuGather gather,
-        bool softDirtyEnabled = false)
+        bool softDirtyEnabled = false, ProbeSet? probes = null)
     {
         SplitHugePmdEdges(start, end);
-        var change = new ChangeProtectionVisitor(this, protection, vmaMayWrite, gather, softDirtyEnabled);
+        var change = new ChangeProtectionVisitor(this, protection, vmaMayWrite, gather, softDirtyEnabled, probes);
         Walker.Walk(start, end, ref change);
     }
 

@@ -21,9 +21,13 @@ internal sealed unsafe class SoftwareTlb
     /// </summary>
     public static readonly TlbEntry* NeverHits = (TlbEntry*)Unsafe.AsPointer(ref s_neverHitsStorage[0]);
 
-    /// <summary>Creates a TLB with <paramref name="entries"/> slots (a power of two; at least two are made).</summary>
-    public SoftwareTlb(int entries)
+    /// <summary>
+    /// Creates a TLB with <paramref name="entries"/> slots (a power of two; at least two are made) and, when
+    /// <paramref name="hugeEntries"/> is not 0, a <see cref="HugeTlb"/> of that many 2 MiB blocks behind it.
+    /// </summary>
+    public SoftwareTlb(int entries, int hugeEntries = 0)
     {
+        Huge = hugeEntries > 0 ? new HugeTlb(hugeEntries) : null;
         // Two at least: TlbEntry.KeyFor's one wrapped key must not find page 0 in the slot it looks in.
         entries = Math.Max(entries, 2);
         // Pinned so the hit path indexes a raw pointer with no bounds check.
@@ -35,6 +39,12 @@ internal sealed unsafe class SoftwareTlb
         _mask = (ulong)entries - 1;
         Debug.Assert(sizeof(TlbEntry) == 1 << EntryShift);
     }
+
+    /// <summary>
+    /// The 2 MiB translations consulted on a miss, or null when disabled. Invalidated and flushed with the 4 KiB slots
+    /// (<see cref="Invalidate"/>, <see cref="Flush"/>), so every shootdown that drops a page drops its block too.
+    /// </summary>
+    public HugeTlb? Huge { get; }
 
     /// <summary>The slots, for the owner's inlined hit path.</summary>
     public TlbEntry* Entries => _entries;
@@ -60,9 +70,10 @@ internal sealed unsafe class SoftwareTlb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public TlbEntry* Slot(ulong pageNumber) => _entries + (pageNumber & _mask);
 
-    /// <summary>Drops the translation of one page if cached.</summary>
+    /// <summary>Drops the translation of one page if cached, and the 2 MiB translation of its block.</summary>
     public void Invalidate(ulong pageNumber)
     {
+        Huge?.Invalidate(pageNumber);
         TlbEntry* slot = Slot(pageNumber);
         if (slot->ReadTag == pageNumber + 1)
         {
@@ -70,8 +81,12 @@ internal sealed unsafe class SoftwareTlb
         }
     }
 
-    /// <summary>Drops every translation (a full flush).</summary>
-    public void Flush() => Array.Clear(_storage);
+    /// <summary>Drops every translation, 4 KiB and 2 MiB (a full flush).</summary>
+    public void Flush()
+    {
+        Array.Clear(_storage);
+        Huge?.Flush();
+    }
 
     /// <summary>Fills the slot of a page from a PTE that permits at least a read.</summary>
     public void Fill(ulong pageNumber, ulong pte, nint hostPage)

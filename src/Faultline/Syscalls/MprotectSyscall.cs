@@ -190,7 +190,7 @@ internal sealed class MprotectSyscall
             bool vmaMayWrite = (newFlags & VmFlags.Write) != 0
                 && ((newFlags & VmFlags.Shared) == 0 || vma.Backing is Backing.IPageCacheBacking or Backing.HostMemoryBacking);
             _mm.PageTable.ChangeProtection(pieceStart, pieceEnd, Vma.ProtectionOf(newFlags), vmaMayWrite, gather,
-                MemoryFaultHandler.SoftDirtyEnabled(_mm.Settings, newFlags));
+                MemoryFaultHandler.SoftDirtyEnabled(_mm.Settings, newFlags), _mm.Probes);
         }
         if (error == Errno.None && reached < end)
         {

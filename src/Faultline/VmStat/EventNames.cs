@@ -41,6 +41,7 @@ internal static class EventNames
         (VmEvent.TlbFill, new(VmCounters.TlbFill, "{fill}", VmCounterKind.Counter, "Software TLB fills after a successful page-table walk.")),
         (VmEvent.TlbFlush, new(VmCounters.TlbFlush, "{flush}", VmCounterKind.Counter, "Full software TLB flushes after a shootdown (the TLB generation moved).")),
         (VmEvent.TlbRangeFlush, new(VmCounters.TlbRangeFlush, "{flush}", VmCounterKind.Counter, "Shootdowns handled by invalidating only the pages of the missed generations.")),
+        (VmEvent.TlbHugeFill, new(VmCounters.TlbHugeFill, "{fill}", VmCounterKind.Counter, "Software TLB fills from the Cpu's cached 2 MiB translations (FaultlineOptions.HugeTlbEntries), without a page-table walk.")),
         (VmEvent.MapCall, new(VmCounters.MmapCalls, "{call}", VmCounterKind.Counter, "mmap calls (AddressSpace.Map and TryMap), successful or not.")),
         (VmEvent.UnmapCall, new(VmCounters.MunmapCalls, "{call}", VmCounterKind.Counter, "munmap calls (AddressSpace.Unmap and TryUnmap), successful or not.")),
         (VmEvent.ProtectCall, new(VmCounters.MprotectCalls, "{call}", VmCounterKind.Counter, "mprotect calls (AddressSpace.Protect and TryProtect), successful or not.")),

@@ -70,6 +70,8 @@ internal enum VmEvent
     TlbFlush,
     /// <summary>Shootdowns handled by invalidating only the pages of the missed bumps.</summary>
     TlbRangeFlush,
+    /// <summary>Software TLB fills from the Cpu's cached 2 MiB translations, without a walk.</summary>
+    TlbHugeFill,
     /// <summary>Map operations.</summary>
     MapCall,
     /// <summary>Unmap operations.</summary>
