@@ -50,11 +50,12 @@ internal sealed unsafe class SoftwareTlb
 
     /// <summary>
     /// The slot of the page <paramref name="address"/> lies in, for the inlined hit paths: the page number's low bits
-    /// taken straight as a byte offset (one shift and one mask, no scaling).
+    /// taken straight as a byte offset (one shift and one mask, no scaling). The slots' address comes last, in the
+    /// arguments and in the sum, so the JIT folds a field load of it into the add (no register copy of its own).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TlbEntry* SlotOf(TlbEntry* entries, ulong offsetMask, ulong address) =>
-        (TlbEntry*)((byte*)entries + ((address >> (PageGeometry.PageShift - EntryShift)) & offsetMask));
+    public static TlbEntry* SlotOf(ulong address, ulong offsetMask, TlbEntry* entries) =>
+        (TlbEntry*)(((address >> (PageGeometry.PageShift - EntryShift)) & offsetMask) + (ulong)entries);
 
     /// <summary>The slot a virtual page maps to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -64,7 +65,7 @@ internal sealed unsafe class SoftwareTlb
     public void Invalidate(ulong pageNumber)
     {
         TlbEntry* slot = Slot(pageNumber);
-        if (slot->ReadTag == pageNumber + 1)
+        if (slot->ReadTag == TlbEntry.TagFor(pageNumber))
         {
             *slot = default;
         }
@@ -77,7 +78,7 @@ internal sealed unsafe class SoftwareTlb
     public void Fill(ulong pageNumber, ulong pte, nint hostPage)
     {
         TlbEntry* slot = Slot(pageNumber);
-        ulong tag = pageNumber + 1;
+        ulong tag = TlbEntry.TagFor(pageNumber);
         slot->Addend = hostPage - (nint)(pageNumber << PageGeometry.PageShift);
         slot->ReadTag = tag;
         // A write hit needs the dirty bit already set, so the first write after a read fill walks and sets it.
