@@ -16,7 +16,7 @@ internal static unsafe partial class DataPathCpuTime
 {
     private const int ClockThreadCpuTime = 3;
     private const long HitOperations = 32_000_000;
-    private const long MissOperations = 16 * DataPathLoops.MissPages;
+    private const long MissOperations = 64 * DataPathLoops.MissPages;
     private const int WarmupRounds = 2;
 
     private sealed record Row(string Name, int OperationsPerCall, long Operations, string? Floor, Func<long> Call);

@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Faultline.Paging;
 
 /// <summary>
@@ -50,12 +52,14 @@ internal sealed unsafe class SoftwareTlb
 
     /// <summary>
     /// The slot of the page <paramref name="address"/> lies in, for the inlined hit paths: the page number's low bits
-    /// taken straight as a byte offset (one shift and one mask, no scaling). The slots' address comes last, in the
-    /// arguments and in the sum, so the JIT folds a field load of it into the add (no register copy of its own).
+    /// taken straight as a byte offset (one rotate, one mask, no scaling). A rotate, not a shift: the bits it brings
+    /// round to the top are masked off all the same (the mask is far below them), and with BMI2 it is one three-operand
+    /// <c>rorx</c> that leaves the address in its register (a shift needs a copy first). The slots' address comes
+    /// last, in the arguments and in the sum, so the JIT folds a field load of it into the add.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TlbEntry* SlotOf(ulong address, ulong offsetMask, TlbEntry* entries) =>
-        (TlbEntry*)(((address >> (PageGeometry.PageShift - EntryShift)) & offsetMask) + (ulong)entries);
+        (TlbEntry*)((BitOperations.RotateRight(address, PageGeometry.PageShift - EntryShift) & offsetMask) + (ulong)entries);
 
     /// <summary>The slot a virtual page maps to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
