@@ -8,15 +8,14 @@ namespace Faultline.Benchmarks;
 /// page across 64 MiB, more pages than the 1024-entry software TLB holds, so every load walks the page table and
 /// refills (no fault). The kernel rows are raw pointer loads of the same pattern (the hit row is the raw-load floor;
 /// the miss row pays the hardware TLB misses). The scoped hit rows open one read scope per 64 loads, or one per 4,096
-/// loads with a quiescent point per 64, as an emulator's vCPU loop would per block of guest instructions.
+/// loads with a quiescent point per 64, as an emulator's vCPU loop would per block of guest instructions: that row is
+/// the one set against Unicorn 2's TLB hit. The loops are <see cref="DataPathLoops"/>'s, which
+/// <c>--cpu-time</c> (<see cref="DataPathCpuTime"/>) also times.
 /// </summary>
 [MemoryDiagnoser]
 public unsafe class TlbBenchmarks
 {
-    private const int HitLoads = 64;
-    private const int QuiescentBlocks = 64;
-    private const int MissPages = 16384;
-    private const ulong Length = MissPages * 4096UL;
+    private const ulong Length = DataPathLoops.MissLength;
 
     private AddressSpace? _space;
     private Cpu? _cpu;
@@ -49,111 +48,38 @@ public unsafe class TlbBenchmarks
     }
 
     /// <summary>A load that hits the TLB.</summary>
-    [Benchmark(OperationsPerInvoke = HitLoads)]
-    public long LoadTlbHit()
-    {
-        long sum = 0;
-        ulong a = _region;
-        if (_cpu is { } cpu)
-        {
-            for (int i = 0; i < HitLoads; i++)
-            {
-                sum += cpu.Load<long>(a + (ulong)(i * 8));
-            }
-        }
-        else
-        {
-            for (int i = 0; i < HitLoads; i++)
-            {
-                sum += *(long*)(a + (ulong)(i * 8));
-            }
-        }
-        return sum;
-    }
+    [Benchmark(OperationsPerInvoke = DataPathLoops.HitLoads)]
+    public long LoadTlbHit() =>
+        _cpu is { } cpu ? DataPathLoops.PlainHit(cpu, _region) : DataPathLoops.RawHit(_region);
 
     /// <summary>
-    /// A load that hits the TLB inside a read scope (<see cref="Cpu.EnterScope"/>): the section is held across the
-    /// batch, so the hit stores nothing. The kernel row is the raw load again.
+    /// A load that hits the TLB inside a read scope (<see cref="Cpu.EnterScope"/>), one scope per 64 loads: the section
+    /// is held across the batch, so the hit stores nothing. The kernel row is the raw load again.
     /// </summary>
-    [Benchmark(OperationsPerInvoke = HitLoads)]
-    public long LoadTlbHitInScope()
-    {
-        long sum = 0;
-        ulong a = _region;
-        if (_cpu is { } cpu)
-        {
-            using CpuScope scope = cpu.EnterScope();
-            for (int i = 0; i < HitLoads; i++)
-            {
-                sum += scope.Load<long>(a + (ulong)(i * 8));
-            }
-        }
-        else
-        {
-            for (int i = 0; i < HitLoads; i++)
-            {
-                sum += *(long*)(a + (ulong)(i * 8));
-            }
-        }
-        return sum;
-    }
+    [Benchmark(OperationsPerInvoke = DataPathLoops.HitLoads)]
+    public long LoadTlbHitInScope() =>
+        _cpu is { } cpu ? DataPathLoops.ScopePerLoop(cpu, _region) : DataPathLoops.RawHit(_region);
 
     /// <summary>
-    /// A load that hits the TLB inside one long read scope with a quiescent point per 64 loads, as a vCPU loop would
-    /// pass one per block of guest instructions (<see cref="CpuScope.QuiescentPoint"/>). The kernel row is the raw load.
+    /// The Unicorn-like row: ns per guest load that hits the TLB inside one long read scope with a quiescent point per
+    /// 64 loads, as a vCPU loop passes one per block of guest instructions (<see cref="CpuScope.QuiescentPoint"/>).
+    /// The kernel row is the raw load.
     /// </summary>
-    [Benchmark(OperationsPerInvoke = HitLoads * QuiescentBlocks)]
+    [Benchmark(OperationsPerInvoke = DataPathLoops.HitLoads * DataPathLoops.QuiescentBlocks)]
     public long LoadTlbHitInScopeQuiescent()
     {
-        long sum = 0;
-        ulong a = _region;
         if (_cpu is { } cpu)
         {
             using CpuScope scope = cpu.EnterScope();
-            for (int block = 0; block < QuiescentBlocks; block++)
-            {
-                for (int i = 0; i < HitLoads; i++)
-                {
-                    sum += scope.Load<long>(a + (ulong)(i * 8));
-                }
-                scope.QuiescentPoint();
-            }
+            return DataPathLoops.ScopedHitQuiescent(scope, _region);
         }
-        else
-        {
-            for (int block = 0; block < QuiescentBlocks; block++)
-            {
-                for (int i = 0; i < HitLoads; i++)
-                {
-                    sum += *(long*)(a + (ulong)(i * 8));
-                }
-            }
-        }
-        return sum;
+        return DataPathLoops.RawHitBlocks(_region);
     }
 
-    /// <summary>A load that misses the TLB (walk and refill).</summary>
-    [Benchmark(OperationsPerInvoke = MissPages)]
-    public long LoadTlbMiss()
-    {
-        long sum = 0;
-        ulong a = _region;
-        if (_cpu is { } cpu)
-        {
-            for (ulong p = 0; p < Length; p += 4096)
-            {
-                sum += cpu.Load<long>(a + p);
-            }
-        }
-        else
-        {
-            for (ulong p = 0; p < Length; p += 4096)
-            {
-                sum += *(long*)(a + p);
-            }
-        }
-        return sum;
-    }
+    /// <summary>A load that misses the TLB (walk and refill): <c>Load&lt;ulong&gt;</c>, see <see cref="DataPathLoops.PlainMiss"/>.</summary>
+    [Benchmark(OperationsPerInvoke = DataPathLoops.MissPages)]
+    public long LoadTlbMiss() =>
+        _cpu is { } cpu ? DataPathLoops.PlainMiss(cpu, _region) : DataPathLoops.RawMiss(_region);
 
     /// <summary>Releases the memory.</summary>
     [GlobalCleanup]

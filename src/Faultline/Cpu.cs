@@ -25,7 +25,8 @@ namespace Faultline;
 /// <para>
 /// Thread safety: a Cpu is used by one thread at a time (it models one processor); different Cpus of one address
 /// space run in parallel. A second thread using a Cpu while another is inside its slow path (a TLB miss or a fault)
-/// gets <see cref="InvalidOperationException"/>; Debug builds also check on the TLB hit path.
+/// gets <see cref="InvalidOperationException"/>, and so does every slow path of another thread while a read scope
+/// (<see cref="EnterScope"/>) is open; Debug builds also check on the TLB hit path.
 /// </para>
 /// <para>
 /// Disposal: <see cref="Dispose"/> detaches the Cpu (<c>mm_users</c> drops) and gives its cached frames back; any later
@@ -96,10 +97,10 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public T Load<T>(ulong address) where T : unmanaged
     {
-        if (EnterHit(address, AccessKind.Read, sizeof(T), out byte* p))
+        if (EnterHit(address, AccessKind.Read, sizeof(T), out byte* p, out SectionExit exit))
         {
             T value = Unsafe.ReadUnaligned<T>(p);
-            ExitSection();
+            exit.Leave();
             return value;
         }
         return LoadSlow<T>(address);
@@ -109,10 +110,10 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryLoad<T>(ulong address, out T value) where T : unmanaged
     {
-        if (EnterHit(address, AccessKind.Read, sizeof(T), out byte* p))
+        if (EnterHit(address, AccessKind.Read, sizeof(T), out byte* p, out SectionExit exit))
         {
             value = Unsafe.ReadUnaligned<T>(p);
-            ExitSection();
+            exit.Leave();
             return AccessOutcome.Ok;
         }
         return TryLoadSlow(address, out value);
@@ -143,10 +144,10 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store<T>(ulong address, T value) where T : unmanaged
     {
-        if (EnterHit(address, AccessKind.Write, sizeof(T), out byte* p))
+        if (EnterHit(address, AccessKind.Write, sizeof(T), out byte* p, out SectionExit exit))
         {
             Unsafe.WriteUnaligned(p, value);
-            ExitSection();
+            exit.Leave();
             return;
         }
         StoreSlow(address, value);
@@ -156,10 +157,10 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public AccessOutcome TryStore<T>(ulong address, T value) where T : unmanaged
     {
-        if (EnterHit(address, AccessKind.Write, sizeof(T), out byte* p))
+        if (EnterHit(address, AccessKind.Write, sizeof(T), out byte* p, out SectionExit exit))
         {
             Unsafe.WriteUnaligned(p, value);
-            ExitSection();
+            exit.Leave();
             return AccessOutcome.Ok;
         }
         return TryStoreSlow(address, value);
@@ -583,7 +584,7 @@ public sealed unsafe class Cpu : IDisposable
             throw new InvalidOperationException("a scope of this Cpu is already open");
         }
         UseClaim claim = _faultCpu.Claim;
-        int thread = Environment.CurrentManagedThreadId;
+        int thread = CurrentThread.Id;
         if (!claim.TryEnter(thread))
         {
             ThrowUsedByAnotherThread();
@@ -680,10 +681,7 @@ public sealed unsafe class Cpu : IDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal byte* TranslateInScopeSlow(ulong address, AccessKind kind, CpuScope scope)
     {
-        if (scope != _openScope)
-        {
-            ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
-        }
+        CheckScope(scope);
         // Entered with the section held (by the scope), as the plain slow path is; it returns with it held.
         return EnterTranslatedSlow(address, kind);
     }
@@ -694,10 +692,7 @@ public sealed unsafe class Cpu : IDisposable
     /// </summary>
     internal void QuiescentPoint(CpuScope scope)
     {
-        if (scope != _openScope)
-        {
-            ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
-        }
+        CheckScope(scope);
         LeaveSection();
         ReenterScope();
     }
@@ -745,7 +740,31 @@ public sealed unsafe class Cpu : IDisposable
     {
         if (scope == _openScope)
         {
+            CheckScopeThread();
             CloseScope();
+        }
+    }
+
+    // Every slow path of a scope (a miss, a quiescent point, its end): an ended scope is refused, and so is a scope used
+    // from a thread other than the one that opened it, before that thread changes the section word or the TLB the
+    // owner's hits read. The hits themselves do not check (CpuScope.Hit).
+    private void CheckScope(CpuScope scope)
+    {
+        if (scope != _openScope)
+        {
+            ThrowScopeEnded();
+        }
+        CheckScopeThread();
+    }
+
+    // A scope ties its Cpu to the thread that opened it until it ends: another thread's slow path (a miss, a quiescent
+    // point, closing the scope, disposing the Cpu) would flush the TLB or leave the section under the owner's hits.
+    // ScopeThread is written by the owner only; another thread never reads its own id there.
+    private void CheckScopeThread()
+    {
+        if (_scopeOpen && _reader.ScopeThread != CurrentThread.Id)
+        {
+            ThrowScopeOpenElsewhere();
         }
     }
 
@@ -776,7 +795,7 @@ public sealed unsafe class Cpu : IDisposable
     /// Detaches from the address space (<c>mm_users</c> drops); cached frames go back. Later accesses throw
     /// <see cref="ObjectDisposedException"/>. Harmless after the address space was disposed, and when called twice.
     /// </summary>
-    /// <exception cref="InvalidOperationException">Another thread is inside this Cpu's slow path.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is inside this Cpu's slow path, or holds its open scope.</exception>
     public void Dispose()
     {
         if (_disposed)
@@ -790,6 +809,7 @@ public sealed unsafe class Cpu : IDisposable
         }
         try
         {
+            CheckScopeThread();
             _disposed = true;
             CloseScope();
             _tlbGeneration = DisposedGeneration;
@@ -824,15 +844,14 @@ public sealed unsafe class Cpu : IDisposable
     private byte* EnterTranslated(ulong address, AccessKind kind)
     {
         CheckNotInUseElsewhere();
-        ulong page = address >> PageGeometry.PageShift;
         // rcu_read_lock inlined (RcuReader's encoding): "inside, having seen the TLB's generation"; then the check
         // that the generation has not moved since. A mismatch goes to the slow path, which flushes and re-publishes.
         long seen = _tlbGeneration;
         Volatile.Write(ref *_section, (seen << 1) | 1);
         if (Volatile.Read(ref *_generation) == seen)
         {
-            TlbEntry* slot = SoftwareTlb.SlotOf(_tlbEntries, _tlbOffsetMask, address);
-            if (TlbEntry.TagOf(slot, kind) == page + 1)
+            TlbEntry* slot = SoftwareTlb.SlotOf(address, _tlbOffsetMask, _tlbEntries);
+            if (TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, 1))
             {
                 return (byte*)(address + (ulong)slot->Addend);
             }
@@ -842,18 +861,24 @@ public sealed unsafe class Cpu : IDisposable
 
     // The plain hit path of an access of `size` bytes: enters the read section and, if the TLB's generation is current
     // and its slot translates the whole access for `kind`, gives the host address (the caller then accesses it and
-    // leaves with ExitSection). Otherwise false, with the section still entered: the caller's slow path takes it from
+    // leaves through `exit`). Otherwise false, with the section still entered: the caller's slow path takes it from
     // there. Two stores (enter, exit), the generation compare and one tag compare that also rejects a page crossing.
+    // Every field is read before the first store: the JIT assumes a store through a raw pointer may change them and
+    // would read them again after it. None changes meanwhile (only this thread's slow paths write them).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool EnterHit(ulong address, AccessKind kind, int size, out byte* host)
+    private bool EnterHit(ulong address, AccessKind kind, int size, out byte* host, out SectionExit exit)
     {
         CheckNotInUseElsewhere();
         long seen = _tlbGeneration;
+        long* section = _section;
+        long* generation = _generation;
+        exit = new SectionExit(section, _exitWord);
+        TlbEntry* slot = SoftwareTlb.SlotOf(address, _tlbOffsetMask, _tlbEntries);
         // rcu_read_lock inlined (RcuReader's encoding), then the acquire read of the generation, paired with the
-        // writer's Interlocked bump: a writer's scan either sees this section or this read sees its bump.
-        Volatile.Write(ref *_section, (seen << 1) | 1);
-        TlbEntry* slot = SoftwareTlb.SlotOf(_tlbEntries, _tlbOffsetMask, address);
-        if (Volatile.Read(ref *_generation) == seen && TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
+        // writer's Interlocked bump: a writer's scan either sees this section or this read sees its bump. The slot is
+        // read after it.
+        Volatile.Write(ref *section, seen * 2 + 1);
+        if (Volatile.Read(ref *generation) == seen && TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
         {
             host = (byte*)(address + (ulong)slot->Addend);
             return true;
@@ -949,8 +974,14 @@ public sealed unsafe class Cpu : IDisposable
             LeaveSection();
             ObjectDisposedException.ThrowIf(true, this);
         }
+        if (_scopeOpen && _reader.ScopeThread != CurrentThread.Id)
+        {
+            // A plain access from another thread while a scope is open: refused before it can flush the owner's TLB.
+            ExitSection();
+            ThrowScopeOpenElsewhere();
+        }
         UseClaim claim = _faultCpu.Claim;
-        if (!claim.TryEnter(Environment.CurrentManagedThreadId))
+        if (!claim.TryEnter(CurrentThread.Id))
         {
             // Marks the section left although the owner may be inside one: it is almost always in a fault, outside
             // its section, and a word left odd would stall every grace period until this Cpu's next access.
@@ -1268,6 +1299,15 @@ public sealed unsafe class Cpu : IDisposable
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     private static void ThrowUsedByAnotherThread() =>
         throw new InvalidOperationException("a Cpu is used by one thread at a time");
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private static void ThrowScopeEnded() => ObjectDisposedException.ThrowIf(true, typeof(CpuScope));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private static void ThrowScopeOpenElsewhere() =>
+        throw new InvalidOperationException("a scope of this Cpu is open on another thread");
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]

@@ -22,11 +22,14 @@ namespace Faultline;
 /// thread does not wait: it flushes the scope's TLB itself.
 /// </para>
 /// <para>
-/// Thread safety: used only by the thread that opened it, like its Cpu; the Cpu's plain accesses stay allowed inside
-/// it. Disposal: <see cref="Dispose"/> ends the scope (a second call does nothing); any later access through it throws
-/// <see cref="ObjectDisposedException"/>, even while a newer scope of its Cpu is open (an ended scope looks pages up in
-/// a TLB that never hits, which keeps the hit path check-free). Disposing the Cpu ends its scope. Each
-/// <see cref="Cpu.EnterScope"/> allocates one small object.
+/// Thread safety: used only by the thread that opened it, and its Cpu too while it is open; the Cpu's plain accesses
+/// stay allowed inside it on that thread. From another thread, an access through it that misses,
+/// <see cref="QuiescentPoint"/>, <see cref="Dispose"/>, a plain access of the Cpu that misses and
+/// <see cref="Cpu.Dispose"/> throw <see cref="InvalidOperationException"/> before they touch the TLB or the section;
+/// hits are not checked (as a plain hit is not). Disposal: <see cref="Dispose"/> ends the scope (a second call does
+/// nothing); any later access through it throws <see cref="ObjectDisposedException"/>, even while a newer scope of its
+/// Cpu is open (an ended scope looks pages up in a TLB that never hits, which keeps the hit path check-free). Disposing
+/// the Cpu ends its scope. Each <see cref="Cpu.EnterScope"/> allocates one small object.
 /// </para>
 /// </remarks>
 public sealed unsafe class CpuScope : IDisposable
@@ -109,7 +112,7 @@ public sealed unsafe class CpuScope : IDisposable
     private bool Hit(ulong address, AccessKind kind, int size, out byte* host)
     {
         _cpu.CheckNotInUseElsewhere();
-        TlbEntry* slot = SoftwareTlb.SlotOf(_entries, _offsetMask, address);
+        TlbEntry* slot = SoftwareTlb.SlotOf(address, _offsetMask, _entries);
         if (TlbEntry.TagOf(slot, kind) == TlbEntry.KeyFor(address, size))
         {
             host = (byte*)(address + (ulong)slot->Addend);
@@ -233,8 +236,11 @@ public sealed unsafe class CpuScope : IDisposable
     /// instructions), in any loop that may spin, and before the thread blocks: writers on other threads wait for it.
     /// Costs two stores and a load when no writer is waiting.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The scope has ended.</exception>
+    /// <exception cref="InvalidOperationException">Called on another thread than the one that opened the scope.</exception>
     public void QuiescentPoint() => _cpu.QuiescentPoint(this);
 
     /// <summary>Ends the scope: the Cpu's read section is left. A second call, or one on a copy, does nothing.</summary>
+    /// <exception cref="InvalidOperationException">Called on another thread than the one that opened the scope.</exception>
     public void Dispose() => _cpu.ExitScope(this);
 }

@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Faultline.Paging;
 
 /// <summary>
@@ -60,11 +62,14 @@ internal sealed unsafe class SoftwareTlb
 
     /// <summary>
     /// The slot of the page <paramref name="address"/> lies in, for the inlined hit paths: the page number's low bits
-    /// taken straight as a byte offset (one shift and one mask, no scaling).
+    /// taken straight as a byte offset (one rotate, one mask, no scaling). A rotate, not a shift: the bits it brings
+    /// round to the top are masked off all the same (the mask is far below them), and with BMI2 it is one three-operand
+    /// <c>rorx</c> that leaves the address in its register (a shift needs a copy first). The slots' address comes
+    /// last, in the arguments and in the sum, so the JIT folds a field load of it into the add.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TlbEntry* SlotOf(TlbEntry* entries, ulong offsetMask, ulong address) =>
-        (TlbEntry*)((byte*)entries + ((address >> (PageGeometry.PageShift - EntryShift)) & offsetMask));
+    public static TlbEntry* SlotOf(ulong address, ulong offsetMask, TlbEntry* entries) =>
+        (TlbEntry*)((BitOperations.RotateRight(address, PageGeometry.PageShift - EntryShift) & offsetMask) + (ulong)entries);
 
     /// <summary>The slot a virtual page maps to.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -75,7 +80,7 @@ internal sealed unsafe class SoftwareTlb
     {
         Huge?.Invalidate(pageNumber);
         TlbEntry* slot = Slot(pageNumber);
-        if (slot->ReadTag == pageNumber + 1)
+        if (slot->ReadTag == TlbEntry.TagFor(pageNumber))
         {
             *slot = default;
         }
@@ -92,7 +97,7 @@ internal sealed unsafe class SoftwareTlb
     public void Fill(ulong pageNumber, ulong pte, nint hostPage)
     {
         TlbEntry* slot = Slot(pageNumber);
-        ulong tag = pageNumber + 1;
+        ulong tag = TlbEntry.TagFor(pageNumber);
         slot->Addend = hostPage - (nint)(pageNumber << PageGeometry.PageShift);
         slot->ReadTag = tag;
         // A write hit needs the dirty bit already set, so the first write after a read fill walks and sets it.

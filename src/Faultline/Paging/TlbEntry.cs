@@ -2,7 +2,9 @@ namespace Faultline.Paging;
 
 /// <summary>
 /// One software-TLB slot: the virtual page it translates, tagged separately for each permission (so a hit is one
-/// compare), and where the page lies on the host. A tag is the page number plus one; 0 means no translation.
+/// compare), and where the page lies on the host. A tag is the page's address with the offset bits set
+/// (<see cref="TagFor"/>), so the key of an access is two instructions (QEMU compares page addresses the same way);
+/// 0 means no translation.
 /// </summary>
 internal unsafe struct TlbEntry
 {
@@ -18,15 +20,19 @@ internal unsafe struct TlbEntry
     /// </summary>
     public nint Addend;
 
+    /// <summary>The tag of virtual page <paramref name="pageNumber"/>: its address with the page-offset bits set, never 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong TagFor(ulong pageNumber) => (pageNumber << PageGeometry.PageShift) | PageGeometry.PageOffsetMask;
+
     /// <summary>
     /// The tag a slot must hold for an access of <paramref name="size"/> bytes at <paramref name="address"/>: that of the
-    /// page of its last byte. Looked up in the slot of its first byte's page, so one compare also rejects an access
-    /// that crosses into the next page (no slot of page p holds the tag of page p + 1); it misses and is split. Never
-    /// 0 (an empty slot). Only an access within <paramref name="size"/> bytes of 2^64 wraps, to 1, page 0's tag, which
-    /// lives in slot 0 while that access looks in the last slot (a TLB has at least two).
+    /// page of its last byte (an add and an or). Looked up in the slot of its first byte's page, so one compare also
+    /// rejects an access that crosses into the next page (no slot of page p holds the tag of page p + 1); it misses and
+    /// is split. Never 0 (an empty slot). Only an access within <paramref name="size"/> bytes of 2^64 wraps, to page 0's
+    /// tag, which lives in slot 0 while that access looks in the last slot (a TLB has at least two).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ulong KeyFor(ulong address, int size) => ((address + (ulong)(size - 1)) >> PageGeometry.PageShift) + 1;
+    public static ulong KeyFor(ulong address, int size) => (address + (ulong)(size - 1)) | PageGeometry.PageOffsetMask;
 
     /// <summary>The tag of <paramref name="slot"/> for <paramref name="kind"/> (a constant kind folds to one load).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

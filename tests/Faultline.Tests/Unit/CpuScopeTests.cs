@@ -163,4 +163,37 @@ public sealed class CpuScopeTests
         space.Unmap(a, Page);
         scope.Dispose();
     }
+
+    // A scope ties its Cpu to its thread: another thread's miss through it, quiescent point, end, plain miss and
+    // Dispose of the Cpu are refused before they touch the section or the TLB, and the owner goes on undisturbed.
+    [Fact]
+    public void AScopeUsedFromAnotherThreadIsRefusedOnEverySlowPathAndStaysTheOwners()
+    {
+        using var space = NewSpace();
+        ulong a = MapFixed(space, Base, 4 * Page);
+        using Cpu cpu = space.AttachCpu();
+        CpuScope scope = cpu.EnterScope();
+        scope.Store(a, 1L);
+
+        Exception?[] refused = ThreadRole.Run("intruder", () => new[]
+        {
+            Record.Exception(() => scope.Load<long>(a + Page)),
+            Record.Exception(() => scope.TryStore(a + 2 * Page, 2L)),
+            Record.Exception(scope.QuiescentPoint),
+            Record.Exception(scope.Dispose),
+            Record.Exception(() => cpu.Load<long>(a + 3 * Page)),
+            Record.Exception(cpu.Dispose),
+        }).Join();
+
+        Assert.All(refused, e => Assert.Equal("a scope of this Cpu is open on another thread", Assert.IsType<InvalidOperationException>(e).Message));
+        Assert.True(cpu.IsInReadSection);
+        Assert.Equal(1, space.ResidentPages);
+        Assert.Equal(1L, scope.Load<long>(a));
+        scope.Store(a + Page, 3L);
+        scope.QuiescentPoint();
+        scope.Dispose();
+        Assert.False(cpu.IsInReadSection);
+        // Once the scope has ended, the Cpu may change threads again.
+        Assert.True(ThreadRole.Run("next", () => cpu.Load<long>(a + Page) == 3L).Join());
+    }
 }
