@@ -108,13 +108,19 @@ internal static class SwapReadahead
         }
     }
 
-    // __read_swap_cache_async for one neighbour: false when no frame was free (readahead stops rather than reclaim for
-    // pages nobody asked for yet).
+    // __read_swap_cache_async for one neighbour: false when readahead should stop. It never takes the arena below its
+    // low watermark: a neighbour nobody asked for yet must not make the next fault (this Cpu's or another's) pay direct
+    // reclaim for its frame.
     private static bool ReadOne(ref FaultContext fault, SwapDevice device, ulong pte, ulong page)
     {
         if (!Pte.IsSwap(pte))
         {
             return true;
+        }
+        PhysicalMemory memory = fault.Mm.Memory;
+        if (memory.FreeFrames <= memory.LowWatermark)
+        {
+            return false;
         }
         SwapEntry entry = SwapEntry.FromPte(pte);
         if (entry.IsNonSwap || entry.Type != device.Type || !device.TryClaimCache(entry.Offset))
@@ -123,7 +129,6 @@ internal static class SwapReadahead
             return true;
         }
         MemoryDescriptor mm = fault.Mm;
-        PhysicalMemory memory = mm.Memory;
         int pfn = fault.Cpu.Frames.Allocate();
         if (pfn == PhysicalMemory.NoFrame)
         {
@@ -138,6 +143,8 @@ internal static class SwapReadahead
             device.ReleaseCache(entry.Offset);
             return false;
         }
+        // workingset_refault: a page read back from swap is a refault wherever the read came from.
+        mm.Group?.Count(ChargeEvent.RefaultAnon);
         device.Area.Read(entry.Offset, memory.PrepareFill(pfn));
         ref FrameInfo info = ref memory.Info(pfn);
         info.Kind = FrameKind.Anonymous;
