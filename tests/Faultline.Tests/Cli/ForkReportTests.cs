@@ -35,8 +35,17 @@ public class ForkReportTests(ForkReport measured) : IClassFixture<ForkReport>
             if (row.TryGetProperty("parent_copies", out JsonElement copies))
             {
                 // The child copied every page before it went, so each page is the parent's alone and is reused, as on
-                // Linux (wp_can_reuse_anon_folio).
-                Assert.Equal(0, copies.GetInt64());
+                // Linux (wp_can_reuse_anon_folio). The host kernel copies a page whose folio still holds an extra
+                // reference, e.g. in the per-CPU LRU batch of the CPU the child ran on (lru_add_drain drains only the
+                // faulting CPU's), so on a busy host its row may show a few copies; Faultline's rows never.
+                if (row.GetProperty("path").GetString() == "kernel")
+                {
+                    Assert.InRange(copies.GetInt64(), 0, row.GetProperty("parent_faults").GetInt64());
+                }
+                else
+                {
+                    Assert.Equal(0, copies.GetInt64());
+                }
             }
         }
         JsonElement[] churn = rows.Where(r => r.GetProperty("workload").GetString() == "fork-churn").ToArray();
