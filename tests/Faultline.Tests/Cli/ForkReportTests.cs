@@ -11,6 +11,9 @@ namespace Faultline.Tests.Cli;
 /// </summary>
 public class ForkReportTests(ForkReport measured) : IClassFixture<ForkReport>
 {
+    // FOLIO_BATCH_SIZE (PAGEVEC_SIZE before it): the folios one CPU's LRU cache holds, each with an extra reference.
+    private const long HostLruBatch = 31;
+
     [Fact]
     public void EveryRunVerifiesAndReportsForkLatencyAndCpuPerCopyOnWriteFault()
     {
@@ -37,10 +40,11 @@ public class ForkReportTests(ForkReport measured) : IClassFixture<ForkReport>
                 // The child copied every page before it went, so each page is the parent's alone and is reused, as on
                 // Linux (wp_can_reuse_anon_folio). The host kernel copies a page whose folio still holds an extra
                 // reference, e.g. in the per-CPU LRU batch of the CPU the child ran on (lru_add_drain drains only the
-                // faulting CPU's), so on a busy host its row may show a few copies; Faultline's rows never.
+                // faulting CPU's), so on a busy host its row may show a few copies, at most a folio batch (31) per
+                // CPU; Faultline's rows never.
                 if (row.GetProperty("path").GetString() == "kernel")
                 {
-                    Assert.InRange(copies.GetInt64(), 0, row.GetProperty("parent_faults").GetInt64());
+                    Assert.InRange(copies.GetInt64(), 0, HostLruBatch * Environment.ProcessorCount);
                 }
                 else
                 {
